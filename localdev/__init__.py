@@ -1,0 +1,1 @@
+"""The local stack: Azurite launcher, ACS emulator and function host. Never deployed."""

@@ -1,0 +1,118 @@
+"""Start and stop Azurite (Tables and Queues) from the project's own node_modules.
+
+Used by `make run` (fixed default ports) and by the test session (free ports, in-memory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite"
+
+# The well-known development account every Azurite ships with (public, not a secret).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def connection_string(queue_port: int, table_port: int, host: str = "127.0.0.1") -> str:
+    """The storage connection string for an Azurite listening on these ports."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"QueueEndpoint=http://{host}:{queue_port}/{DEV_ACCOUNT};"
+        f"TableEndpoint=http://{host}:{table_port}/{DEV_ACCOUNT};"
+    )
+
+
+def wait_for_port(port: int, deadline_s: float, host: str = "127.0.0.1") -> bool:
+    """Poll until something accepts TCP connections on the port, or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+@dataclass
+class Azurite:
+    """A running Azurite process serving Queues and Tables."""
+
+    queue_port: int
+    table_port: int
+    process: subprocess.Popen[bytes]
+    workdir: str
+    _own_workdir: bool = field(default=False)
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.queue_port, self.table_port)
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove a temporary workspace."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_azurite(
+    queue_port: int | None = None,
+    table_port: int | None = None,
+    workdir: str | None = None,
+    in_memory: bool = True,
+    log_path: str | None = None,
+) -> Azurite:
+    """Start Azurite's queue and table services and wait until both accept connections."""
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}: run `npm ci` (make does).")
+    queue_port = queue_port or free_port()
+    table_port = table_port or free_port()
+    own = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="azurite-")
+    os.makedirs(workdir, exist_ok=True)
+    # The blob service is not used; Azurite still insists on a port for it.
+    args = [
+        str(AZURITE_BIN),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        "--location", workdir,
+        "--blobPort", str(free_port()),
+        "--queuePort", str(queue_port),
+        "--tablePort", str(table_port),
+    ]
+    if in_memory:
+        args.append("--inMemoryPersistence")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    az = Azurite(queue_port, table_port, proc, workdir, own)
+    if not (wait_for_port(queue_port, 60) and wait_for_port(table_port, 60)):
+        az.stop()
+        raise RuntimeError("Azurite did not start within 60 s")
+    return az

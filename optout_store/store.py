@@ -1,0 +1,199 @@
+"""Opt-out state per (sender, recipient), or global, with an append-only audit history.
+
+Tables (docs/architecture.md):
+
+- `OptOuts`: PartitionKey = sender (E.164 or short code) or `global`; RowKey = recipient E.164.
+  One row per pair ever changed; `OptedOut` says the current state. Checking one recipient is
+  two point reads at most; checking many is one range query per partition (sender and global),
+  never a query per recipient.
+- `OptOutHistory`: PartitionKey = `<sender>|<recipient>`; RowKey = `<UTC timestamp>-<random>`.
+  Insert-only; every set and clear leaves a row with keyword, raw text, source and reason.
+
+A global opt-out always wins over a sender-level opt-in: when in doubt, do not send.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.errors import StorageUnavailable
+
+GLOBAL_SENDER = "global"
+Source = Literal["keyword", "api", "carrier", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutRecord:
+    """The current opt-out state of one (sender, recipient) pair."""
+
+    sender: str
+    recipient: str
+    opted_out: bool
+    updated_at: datetime
+    source: str | None = None
+    keyword: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutEntry:
+    """One row of the append-only history."""
+
+    sender: str
+    recipient: str
+    action: Literal["opt-out", "opt-in"]
+    at: datetime
+    source: str
+    keyword: str | None = None
+    text: str | None = None
+    inbound_message_id: str | None = None
+    reason: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of a history entry."""
+        d: dict[str, Any] = {"from": self.sender, "to": self.recipient, "action": self.action,
+                             "at": self.at.isoformat(), "source": self.source}
+        for key, value in (("keyword", self.keyword), ("text", self.text),
+                           ("inboundMessageId", self.inbound_message_id),
+                           ("reason", self.reason)):
+            if value is not None:
+                d[key] = value
+        return d
+
+
+def _unavailable(exc: AzureError) -> StorageUnavailable:
+    return StorageUnavailable(f"Opt-out storage failed: {type(exc).__name__}: {exc}")
+
+
+class OptOutStore:
+    """Reads and changes opt-out state. `scope` is `sender` (ACS's model) or `global`."""
+
+    def __init__(self, state: TableClient, history: TableClient,
+                 scope: Literal["sender", "global"] = "sender") -> None:
+        self._state = state
+        self._history = history
+        self._scope = scope
+
+    def _partition_for(self, sender: str) -> str:
+        return GLOBAL_SENDER if self._scope == "global" else sender
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def is_opted_out(self, sender: str, recipient: str) -> bool:
+        """True when `recipient` opted out of `sender` or globally."""
+        return recipient in self.opted_out_among(sender, [recipient])
+
+    def opted_out_among(self, sender: str, recipients: Iterable[str]) -> set[str]:
+        """The subset of `recipients` that opted out of `sender` (or globally).
+
+        One range query per partition (the sender's and the global one), whatever the number
+        of recipients; a single recipient costs point reads.
+        """
+        wanted = set(recipients)
+        if not wanted:
+            return set()
+        found: set[str] = set()
+        for partition in dict.fromkeys((sender, GLOBAL_SENDER)):
+            found |= self._opted_out_in(partition, wanted)
+        return found
+
+    def _opted_out_in(self, partition: str, wanted: set[str]) -> set[str]:
+        try:
+            if len(wanted) == 1:
+                (only,) = wanted
+                try:
+                    e = self._state.get_entity(partition, only, select=["OptedOut"])
+                except ResourceNotFoundError:
+                    return set()
+                return {only} if e.get("OptedOut") else set()
+            rows = self._state.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true",
+                parameters={"pk": partition, "lo": min(wanted), "hi": max(wanted)},
+                select=["RowKey"])
+            return {str(r["RowKey"]) for r in rows} & wanted
+        except AzureError as exc:
+            raise _unavailable(exc) from exc
+
+    def get(self, sender: str, recipient: str) -> OptOutRecord | None:
+        """The stored state of the pair in the configured scope, or None if never changed."""
+        try:
+            e = self._state.get_entity(self._partition_for(sender), recipient)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise _unavailable(exc) from exc
+        return OptOutRecord(sender=sender, recipient=recipient, opted_out=bool(e["OptedOut"]),
+                            updated_at=e["UpdatedAt"], source=e.get("Source"),
+                            keyword=e.get("Keyword"))
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def opt_out(self, sender: str, recipient: str, *, source: Source, keyword: str | None = None,
+                text: str | None = None, inbound_message_id: str | None = None,
+                reason: str | None = None) -> bool:
+        """Record an opt-out. Returns True if the state changed (False if already opted out)."""
+        return self._set(sender, recipient, True, source=source, keyword=keyword, text=text,
+                         inbound_message_id=inbound_message_id, reason=reason)
+
+    def opt_in(self, sender: str, recipient: str, *, source: Source, keyword: str | None = None,
+               text: str | None = None, inbound_message_id: str | None = None,
+               reason: str | None = None) -> bool:
+        """Clear an opt-out. Returns True if the state changed (False if not opted out)."""
+        return self._set(sender, recipient, False, source=source, keyword=keyword, text=text,
+                         inbound_message_id=inbound_message_id, reason=reason)
+
+    def _set(self, sender: str, recipient: str, opted_out: bool, **info: Any) -> bool:
+        partition = self._partition_for(sender)
+        now = datetime.now(UTC)
+        before = self.get(sender, recipient)
+        changed = before is None or before.opted_out != opted_out
+        # History first: an audit row without a state change is harmless on a retry, a state
+        # change without its audit row would not be.
+        entry = OptOutEntry(sender=partition, recipient=recipient,
+                            action="opt-out" if opted_out else "opt-in", at=now,
+                            source=str(info["source"]), keyword=info.get("keyword"),
+                            text=info.get("text"),
+                            inbound_message_id=info.get("inbound_message_id"),
+                            reason=info.get("reason"))
+        hist: dict[str, Any] = {
+            "PartitionKey": f"{partition}|{recipient}",
+            "RowKey": f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}",
+            "Action": entry.action, "At": now, "Source": entry.source, "Changed": changed}
+        for key, value in (("Keyword", entry.keyword), ("Text", entry.text),
+                           ("InboundMessageId", entry.inbound_message_id),
+                           ("Reason", entry.reason)):
+            if value is not None:
+                hist[key] = value
+        state: dict[str, Any] = {"PartitionKey": partition, "RowKey": recipient,
+                                 "OptedOut": opted_out, "UpdatedAt": now,
+                                 "Source": entry.source}
+        if entry.keyword:
+            state["Keyword"] = entry.keyword
+        try:
+            self._history.create_entity(hist)
+            self._state.upsert_entity(state, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _unavailable(exc) from exc
+        return changed
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
+        """Every change of the pair (in the configured scope), oldest first."""
+        partition = self._partition_for(sender)
+        try:
+            rows = list(self._history.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": f"{partition}|{recipient}"}))
+        except AzureError as exc:
+            raise _unavailable(exc) from exc
+        rows.sort(key=lambda r: str(r["RowKey"]))
+        return [OptOutEntry(sender=partition, recipient=recipient, action=r["Action"],
+                            at=r["At"], source=r["Source"], keyword=r.get("Keyword"),
+                            text=r.get("Text"), inbound_message_id=r.get("InboundMessageId"),
+                            reason=r.get("Reason")) for r in rows]

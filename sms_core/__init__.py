@@ -1,0 +1,1 @@
+"""Shared domain and adapters of the SMS bundle. Never imports azure.functions."""

@@ -1,0 +1,179 @@
+"""The sender: turns a job from `sms-outbound` into one ACS call and records what happened.
+
+Order of work for a job (one batch, one sender, at most 100 recipients):
+
+1. load the messages; skip those no longer pending (a redelivered job is a no-op for them);
+2. take a pacing slot for the sender; a slot more than a moment away puts the job back on the
+   queue with that delay (and the slot) instead of holding a worker;
+3. claim: persist each message's repeatability id and first-sent time *before* calling ACS, so a
+   resend after a crash carries the same ids and ACS de-duplicates it;
+4. re-check opt-outs right before the call (invariant 1) and block those who opted out;
+5. call ACS; record `sent` with the provider id (index first, so a fast delivery report finds
+   the message), `failed` with ACS's reason, or put retryable recipients back with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from sms_core.app import Services
+from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
+from sms_core.gateway import OutboundSms, SendOutcome
+from sms_core.message_store import Change, MessageRecord
+from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
+
+log = logging.getLogger(__name__)
+
+INLINE_WAIT_S = 1.0  # a pacing slot closer than this is waited for in-process
+MAX_ATTEMPTS = 8  # ACS outages: about 2 hours of backoff before a message is marked failed
+_REPEATABILITY_NS = uuid.UUID("6f0b3d0e-5c1a-4c36-9a59-7a1b0c2d3e4f")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What a dispatch did, for logs and tests."""
+
+    sent: int = 0
+    failed: int = 0
+    blocked: int = 0
+    deferred: int = 0
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before retry `attempt` (1-based): 15 s doubling, capped at 30 minutes."""
+    return float(min(15 * 2 ** max(0, attempt - 1), 1800))
+
+
+def repeatability_id(record: MessageRecord) -> str:
+    """A stable repeatability id for a message: the same on every attempt, unique per message."""
+    return str(uuid.uuid5(_REPEATABILITY_NS, record.id))
+
+
+def _pending(record: MessageRecord) -> bool:
+    return record.status in PENDING_STATUSES
+
+
+def _to_status(status: MessageStatus, detail: str, error: str | None = None,
+               **fields: object) -> Change:
+    return Change(fields={"error": error, **fields}, status=status, detail=detail)
+
+
+def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> DispatchResult:
+    """Process one dispatch job. Safe to run more than once for the same job.
+
+    `attempt` is the queue's dequeue count: a storage failure raises, and the host retries the
+    job; provider failures are retried by re-enqueueing with backoff and then recorded.
+    """
+    store = services.messages
+    now = time.time()
+    if job.not_before is not None and job.not_before.timestamp() > now + INLINE_WAIT_S:
+        services.jobs.enqueue(job, job.not_before.timestamp() - now)
+        return DispatchResult(deferred=len(job.indices))
+    records = [r for r in store.load(job.batch, job.indices) if _pending(r)]
+    if not records:
+        return DispatchResult()
+    sender = records[0].sender
+
+    slot = job.slot_at if job.slot_at is not None else services.pacer.reserve(sender, len(records))
+    wait = slot - time.time()
+    if wait > INLINE_WAIT_S:
+        services.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
+                                                     "slot_at": slot}), wait)
+        return DispatchResult(deferred=len(records))
+    if wait > 0:
+        time.sleep(wait)
+
+    first_sent = format_datetime(datetime.now(UTC), usegmt=True)
+    claimed = [r for r in store.apply(
+        job.batch, [r.index for r in records],
+        lambda r: None if not _pending(r) else Change(fields={
+            "repeatability_id": r.repeatability_id or repeatability_id(r),
+            "first_sent": r.first_sent or first_sent, "attempts": r.attempts + 1}),
+        preloaded=records) if _pending(r)]
+
+    opted_out = services.optouts.opted_out_among(sender, [r.to for r in claimed])
+    blocked = [r for r in claimed if r.to in opted_out]
+    if blocked:
+        store.apply(job.batch, [r.index for r in blocked], lambda r: _to_status(
+            MessageStatus.BLOCKED, "recipient opted out before the send",
+            f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None)
+    to_send = [r for r in claimed if r.to not in opted_out]
+    if not to_send:
+        return DispatchResult(blocked=len(blocked))
+    return _send(services, job, to_send, attempt=job_attempt(job, attempt),
+                 blocked=len(blocked))
+
+
+def job_attempt(job: DispatchJob, dequeue_count: int) -> int:
+    """The provider-attempt number: retries we scheduled plus redeliveries by the queue."""
+    return max(job.attempt, 1) + max(dequeue_count - 1, 0)
+
+
+def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
+          attempt: int, blocked: int) -> DispatchResult:
+    store = services.messages
+    first = records[0]
+    calls = [OutboundSms(r.to, r.repeatability_id or repeatability_id(r),
+                         r.first_sent or format_datetime(datetime.now(UTC), usegmt=True))
+             for r in records]
+    indices = [r.index for r in records]
+    try:
+        outcomes = services.gateway.send(first.sender, calls, first.body, tag=first.tag,
+                                         delivery_report=first.delivery_report)
+    except ProviderThrottled as exc:
+        services.jobs.enqueue(job.model_copy(update={"indices": indices, "slot_at": None}),
+                              exc.retry_after)
+        return DispatchResult(deferred=len(records), blocked=blocked)
+    except ProviderUnavailable as exc:
+        if attempt < MAX_ATTEMPTS:
+            log.warning("ACS unavailable (attempt %d), retrying batch %s: %s", attempt,
+                        job.batch, exc.detail)
+            services.jobs.enqueue(job.model_copy(update={
+                "indices": indices, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
+            return DispatchResult(deferred=len(records), blocked=blocked)
+        return _fail_all(services, job.batch, indices, exc.detail, blocked)
+    except ProviderRejected as exc:
+        return _fail_all(services, job.batch, indices, exc.detail, blocked)
+
+    by_index = dict(zip(indices, outcomes, strict=True))
+    services.provider_ids.record((o.provider_message_id, records[k].id)
+                                 for k, o in enumerate(outcomes)
+                                 if o.accepted and o.provider_message_id)
+    now = datetime.now(UTC)
+    retry = [i for i, o in by_index.items() if o.retryable]
+    if retry and attempt >= MAX_ATTEMPTS:
+        retry = []
+
+    def decide(r: MessageRecord) -> Change | None:
+        o: SendOutcome = by_index[r.index]
+        if not _pending(r) or r.index in retry:
+            return None
+        if o.accepted:
+            detail = "accepted by ACS" + (" (duplicate of an earlier attempt)"
+                                          if o.duplicate else "")
+            return _to_status(MessageStatus.SENT, detail, None,
+                              provider_message_id=o.provider_message_id, sent_at=now)
+        reason = o.error or f"ACS answered {o.http_status}"
+        return _to_status(MessageStatus.FAILED, f"ACS refused the message ({o.http_status})",
+                          reason)
+
+    done = store.apply(job.batch, indices, decide)
+    if retry:
+        services.jobs.enqueue(job.model_copy(update={
+            "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
+    sent = sum(1 for r in done if r.status == MessageStatus.SENT)
+    failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
+    return DispatchResult(sent=sent, failed=failed, blocked=blocked, deferred=len(retry))
+
+
+def _fail_all(services: Services, batch: str, indices: list[int], reason: str,
+              blocked: int) -> DispatchResult:
+    done = services.messages.apply(batch, indices, lambda r: _to_status(
+        MessageStatus.FAILED, "send failed", reason) if _pending(r) else None)
+    return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED),
+                          blocked=blocked)

@@ -1,0 +1,158 @@
+"""The ACS gateway: sends through the `azure-communication-sms` SDK, one call per <=100 recipients.
+
+`SmsClient.send()` draws a fresh `repeatabilityRequestId` for every call, which would defeat
+ACS's de-duplication when we resend after a crash. So the gateway builds the SDK's own request
+model with *our* stable ids and first-sent time, and sends it through the SDK's generated
+operation (same pipeline: HMAC or Entra ID auth, retries, logging).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from sms_core.errors import (
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUnavailable,
+    SettingsError,
+)
+from sms_core.settings import Settings
+
+MAX_RECIPIENTS_PER_CALL = 100  # ACS accepts at most 100 recipients in one send request.
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One recipient of a send call, with the ids that make a resend safe."""
+
+    to: str
+    repeatability_id: str
+    first_sent: str  # RFC 1123, the time of the first attempt
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What ACS said about one recipient of a call."""
+
+    to: str
+    accepted: bool
+    provider_message_id: str | None
+    http_status: int
+    error: str | None = None
+    duplicate: bool = False  # ACS had already accepted this repeatability id
+
+    @property
+    def retryable(self) -> bool:
+        """True when a later attempt may succeed (throttled or a server-side failure)."""
+        return not self.accepted and (self.http_status == 429 or self.http_status >= 500)
+
+
+class SmsGateway(Protocol):
+    """Anything that can send one SMS to up to 100 recipients."""
+
+    def send(self, sender: str, recipients: Sequence[OutboundSms], message: str, *,
+             tag: str | None, delivery_report: bool) -> list[SendOutcome]:
+        """Send; one outcome per recipient in order, or raise a ProviderError for the call."""
+        ...
+
+
+def parse_acs_connection_string(value: str) -> tuple[str, str]:
+    """(endpoint, access key) from `endpoint=...;accesskey=...`, keeping the endpoint's scheme.
+
+    The SDK's own parser drops the scheme and forces https, which rules out the local emulator.
+    """
+    parts: dict[str, str] = {}
+    for element in value.split(";"):
+        key, sep, val = element.partition("=")
+        if sep:
+            parts[key.strip().lower()] = val.strip()
+    endpoint, key = parts.get("endpoint", ""), parts.get("accesskey", "")
+    if not endpoint or not key:
+        raise SettingsError("ACS_CONNECTION_STRING must look like "
+                            "'endpoint=https://<resource>.communication.azure.com/;accesskey=<key>'")
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    return endpoint.rstrip("/"), key
+
+
+def _retry_after(exc: HttpResponseError) -> float:
+    headers: Any = getattr(exc.response, "headers", None) or {}
+    raw = headers.get("Retry-After") or headers.get("retry-after") or "1"
+    try:
+        return max(1.0, float(raw))
+    except ValueError:
+        return 5.0
+
+
+class AcsSmsGateway:
+    """The real gateway on the azure-communication-sms SDK."""
+
+    def __init__(self, settings: Settings) -> None:
+        from azure.communication.sms import SmsClient
+
+        # Our queue is the retry mechanism for throttling and outages (it never sleeps a worker),
+        # so the SDK only retries connection-level blips.
+        options: dict[str, Any] = {"retry_total": 2, "retry_status": 0,
+                                   "retry_backoff_factor": 0.2, "connection_timeout": 10,
+                                   "read_timeout": 30}
+        if settings.acs_connection_string:
+            endpoint, key = parse_acs_connection_string(settings.acs_connection_string)
+            self._client = SmsClient(endpoint, AzureKeyCredential(key), **options)
+        elif settings.acs_endpoint:
+            from azure.identity import DefaultAzureCredential
+
+            self._client = SmsClient(settings.acs_endpoint, DefaultAzureCredential(), **options)
+        else:
+            raise SettingsError("Neither ACS_CONNECTION_STRING nor ACS_ENDPOINT is set")
+
+    def send(self, sender: str, recipients: Sequence[OutboundSms], message: str, *,
+             tag: str | None, delivery_report: bool) -> list[SendOutcome]:
+        """Send one call to ACS and map its per-recipient answer."""
+        from azure.communication.sms._generated.models import (
+            SendMessageRequest,
+            SmsRecipient,
+            SmsSendOptions,
+        )
+
+        if not 1 <= len(recipients) <= MAX_RECIPIENTS_PER_CALL:
+            raise ValueError(f"1..{MAX_RECIPIENTS_PER_CALL} recipients per call")
+        request = SendMessageRequest(
+            from_property=sender,
+            sms_recipients=[SmsRecipient(to=r.to, repeatability_request_id=r.repeatability_id,
+                                         repeatability_first_sent=r.first_sent)
+                            for r in recipients],
+            message=message,
+            sms_send_options=SmsSendOptions(enable_delivery_report=delivery_report, tag=tag),
+        )
+        try:
+            response = self._client._sms_service_client.sms.send(request)
+        except ClientAuthenticationError as exc:
+            raise ProviderRejected(f"ACS refused the credentials: {exc.message}", 401) from exc
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 429:
+                raise ProviderThrottled(f"ACS throttled the sender: {exc.message}",
+                                        _retry_after(exc)) from exc
+            if status >= 500 or status == 0:
+                raise ProviderUnavailable(f"ACS failed: {exc.message}", status) from exc
+            raise ProviderRejected(f"ACS rejected the request: {exc.message}", status) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise ProviderUnavailable(f"ACS could not be reached: {exc}") from exc
+        outcomes = []
+        for item in response.value:
+            duplicate = (item.repeatability_result or "").lower() == "rejected"
+            outcomes.append(SendOutcome(
+                to=item.to, accepted=bool(item.successful) or duplicate,
+                provider_message_id=item.message_id, http_status=int(item.http_status_code),
+                error=None if item.successful else item.error_message, duplicate=duplicate))
+        return outcomes

@@ -1,0 +1,79 @@
+"""Idempotency keys for `POST /api/messages`.
+
+Table `IdempotencyKeys`: PartitionKey = SHA-256 of the key (keys may hold characters that Table
+keys forbid), RowKey = "". The row binds the key to the request's fingerprint and to the batch
+id, which is itself derived from the key: a retry after a crash re-runs the same deterministic
+acceptance and finishes what the first attempt started, and a completed one is answered from the
+stored messages without sending anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.errors import Conflict, FieldError, RequestInvalid, StorageUnavailable
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """The batch a key is bound to, and whether its acceptance already completed."""
+
+    batch: str
+    completed: bool
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    """Check an Idempotency-Key header value (1..255 visible ASCII characters)."""
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
+        raise RequestInvalid(
+            "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+            [FieldError("Idempotency-Key", "1 to 255 visible ASCII characters")])
+    return key
+
+
+class IdempotencyStore:
+    """Binds Idempotency-Key values to requests."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def claim(self, key: str, fingerprint: str) -> IdempotencyClaim:
+        """Bind `key` to this request, or return the existing binding; 409 on another body."""
+        pk = _digest(key)
+        fp = _digest(fingerprint)
+        batch = "k" + pk[:31]
+        try:
+            try:
+                self._table.create_entity({"PartitionKey": pk, "RowKey": "", "Fingerprint": fp,
+                                           "Batch": batch, "Completed": False,
+                                           "CreatedAt": datetime.now(UTC)})
+                return IdempotencyClaim(batch, False)
+            except ResourceExistsError:
+                existing = self._table.get_entity(pk, "")
+        except AzureError as exc:
+            raise StorageUnavailable(f"Idempotency storage failed: {exc}") from exc
+        if existing["Fingerprint"] != fp:
+            raise Conflict("This Idempotency-Key was already used with a different request "
+                           "body; use a new key for a new request.")
+        return IdempotencyClaim(str(existing["Batch"]), bool(existing["Completed"]))
+
+    def complete(self, key: str) -> None:
+        """Mark the key's acceptance as complete (everything written and enqueued)."""
+        try:
+            self._table.update_entity({"PartitionKey": _digest(key), "RowKey": "",
+                                       "Completed": True}, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:  # pragma: no cover - the claim wrote it
+            pass
+        except AzureError as exc:
+            raise StorageUnavailable(f"Idempotency storage failed: {exc}") from exc

@@ -1,0 +1,319 @@
+"""The Messages table: one partition per send request (a "batch"), history in the same partition.
+
+Keys (docs/architecture.md): PartitionKey = batch id; RowKey = the 5-digit recipient index for a
+message (`00007`) and `00007.00003` for its 3rd history event. So a message and its whole history
+are one single-partition range query, a whole batch is written with entity-group transactions of
+up to 100 entities, and a status change (message update + history event) is one atomic
+transaction guarded by the message's ETag.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from sms_core.errors import NotFound, StorageUnavailable
+from sms_core.models import MessageEvent, MessagePublic, MessageStatus
+
+ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
+_MAX_CONFLICT_RETRIES = 8
+_WRITE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="table-write")
+
+
+def new_batch_id() -> str:
+    """A fresh, roughly time-ordered batch id."""
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6)
+
+
+def message_id(batch: str, index: int) -> str:
+    """The public message id of recipient `index` of `batch`."""
+    return f"{batch}-{index:05d}"
+
+
+def split_message_id(value: str) -> tuple[str, int]:
+    """Inverse of `message_id`; raises NotFound for anything that is not one of ours."""
+    batch, sep, idx = value.rpartition("-")
+    if not sep or not batch or len(idx) != 5 or not idx.isdigit() or len(batch) > 64 \
+            or not batch.isalnum():
+        raise NotFound(f"No message with id '{value}'.")
+    return batch, int(idx)
+
+
+def _row(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class MessageRecord:
+    """A stored message as the domain sees it."""
+
+    batch: str
+    index: int
+    sender: str
+    to: str
+    body: str
+    status: MessageStatus
+    initial_status: MessageStatus
+    segments: int
+    encoding: str
+    created_at: datetime
+    updated_at: datetime
+    tag: str | None = None
+    delivery_report: bool = True
+    error: str | None = None
+    send_at: datetime | None = None
+    sent_at: datetime | None = None
+    provider_message_id: str | None = None
+    repeatability_id: str | None = None
+    first_sent: str | None = None
+    attempts: int = 0
+    seq: int = 0
+    etag: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The public message id."""
+        return message_id(self.batch, self.index)
+
+    def to_entity(self) -> dict[str, Any]:
+        """The Table entity for this record."""
+        e: dict[str, Any] = {
+            "PartitionKey": self.batch, "RowKey": _row(self.index), "Kind": "message",
+            "From": self.sender, "To": self.to, "Body": self.body, "Status": str(self.status),
+            "InitialStatus": str(self.initial_status), "Segments": self.segments,
+            "Encoding": self.encoding, "CreatedAt": self.created_at,
+            "UpdatedAt": self.updated_at, "DeliveryReport": self.delivery_report,
+            "Attempts": self.attempts, "Seq": self.seq,
+        }
+        optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
+                    "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
+                    "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent}
+        e.update({k: v for k, v in optional.items() if v is not None})
+        return e
+
+    @classmethod
+    def from_entity(cls, e: Any) -> MessageRecord:
+        """Build a record from a Table entity (keeps its ETag for conditional updates)."""
+        return cls(
+            batch=e["PartitionKey"], index=int(e["RowKey"]), sender=e["From"], to=e["To"],
+            body=e["Body"], status=MessageStatus(e["Status"]),
+            initial_status=MessageStatus(e["InitialStatus"]), segments=int(e["Segments"]),
+            encoding=e["Encoding"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
+            tag=e.get("Tag"), delivery_report=bool(e.get("DeliveryReport", True)),
+            error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
+            provider_message_id=e.get("ProviderMessageId"),
+            repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
+            attempts=int(e.get("Attempts", 0)), seq=int(e.get("Seq", 0)),
+            etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
+        )
+
+
+@dataclass
+class Change:
+    """What to do to one message: fields to set and, for a status change, the history event."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    status: MessageStatus | None = None
+    detail: str | None = None
+    data: dict[str, Any] | None = None
+
+
+# Given the current record, return the change to make, or None to leave it alone.
+Decide = Callable[[MessageRecord], Change | None]
+
+
+def _error_code(exc: HttpResponseError) -> str | None:
+    code = getattr(exc, "error_code", None)
+    return str(code) if code is not None else None
+
+
+def _storage_error(exc: AzureError) -> StorageUnavailable:
+    return StorageUnavailable(f"Table storage failed: {type(exc).__name__}: {exc}")
+
+
+class MessageStore:
+    """Reads and writes messages and their history."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
+        """Insert the records of one batch with entity-group transactions (run in parallel).
+
+        Idempotent: a chunk that already exists (a retry of the same request) is read back and
+        returned as stored, so a replay answers with what was first written.
+        """
+        if not records:
+            return []
+        chunks = [records[i:i + ENTITY_GROUP_LIMIT]
+                  for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
+        results = list(_WRITE_POOL.map(self._create_chunk, chunks)) if len(chunks) > 1 \
+            else [self._create_chunk(chunks[0])]
+        return [r for chunk in results for r in chunk]
+
+    def _create_chunk(self, chunk: Sequence[MessageRecord]) -> list[MessageRecord]:
+        ops: list[Any] = [("create", r.to_entity()) for r in chunk]
+        try:
+            self._table.submit_transaction(ops)
+            return list(chunk)
+        except TableTransactionError as exc:
+            if _error_code(exc) != "EntityAlreadyExists":
+                raise _storage_error(exc) from exc
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        stored = {r.index: r for r in self.load(chunk[0].batch,
+                                                [r.index for r in chunk])}
+        missing = [r for r in chunk if r.index not in stored]
+        if missing:  # part of the chunk exists: insert the rest one by one
+            for r in missing:
+                try:
+                    self._table.create_entity(r.to_entity())
+                    stored[r.index] = r
+                except HttpResponseError as exc:
+                    if exc.status_code != 409:
+                        raise _storage_error(exc) from exc
+                    stored.update({x.index: x for x in self.load(r.batch, [r.index])})
+        return [stored[r.index] for r in chunk]
+
+    def apply(self, batch: str, indices: Iterable[int], decide: Decide,
+              preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
+        """Apply `decide` to each message of the batch, atomically per message and ETag-guarded.
+
+        On a concurrent change (412) the affected messages are reloaded and decided again, so a
+        delivery report racing the dispatcher can never be overwritten by a stale write.
+        Returns the records as they are after the change (changed or not).
+        """
+        wanted = sorted(set(indices))
+        current = {r.index: r for r in (preloaded if preloaded is not None
+                                        else self.load(batch, wanted))}
+        result: dict[int, MessageRecord] = {}
+        pending = [i for i in wanted if i in current]
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            conflicted: list[int] = []
+            plan: list[tuple[MessageRecord, Change]] = []
+            for i in pending:
+                rec = current[i]
+                change = decide(rec)
+                if change is None:
+                    result[i] = rec
+                else:
+                    plan.append((rec, change))
+            per_tx = ENTITY_GROUP_LIMIT // 2  # message update + history event
+            for start in range(0, len(plan), per_tx):
+                part = plan[start:start + per_tx]
+                ok = self._commit(batch, part)
+                for rec, _change in part:
+                    if ok:
+                        result[rec.index] = ok[rec.index]
+                    else:
+                        conflicted.append(rec.index)
+            if not conflicted:
+                return [result[i] for i in wanted if i in result]
+            current = {r.index: r for r in self.load(batch, conflicted)}
+            pending = [i for i in conflicted if i in current]
+        raise StorageUnavailable(f"Messages of batch {batch} kept changing; giving up for now")
+
+    def _commit(self, batch: str, part: Sequence[tuple[MessageRecord, Change]]
+                ) -> dict[int, MessageRecord] | None:
+        now = _now()
+        ops: list[Any] = []
+        updated: dict[int, MessageRecord] = {}
+        for rec, change in part:
+            new = MessageRecord(**{**rec.__dict__})
+            for k, v in change.fields.items():
+                setattr(new, k, v)
+            new.updated_at = now
+            if change.status is not None:
+                new.status = change.status
+                new.seq = rec.seq + 1
+                event: dict[str, Any] = {
+                    "PartitionKey": batch, "RowKey": f"{_row(rec.index)}.{new.seq:05d}",
+                    "Kind": "event", "Status": str(change.status), "At": now}
+                if change.detail:
+                    event["Detail"] = change.detail
+                if change.data:
+                    event["Data"] = json.dumps(change.data, separators=(",", ":"))
+                ops.append(("create", event))
+            ops.append(("update", new.to_entity(),
+                        {"mode": UpdateMode.REPLACE, "etag": rec.etag,
+                         "match_condition": MatchConditions.IfNotModified}))
+            updated[rec.index] = new
+        try:
+            results = self._table.submit_transaction(ops)
+        except TableTransactionError as exc:
+            if _error_code(exc) in ("UpdateConditionNotSatisfied", "EntityAlreadyExists",
+                                  "ResourceNotFound"):
+                return None
+            raise _storage_error(exc) from exc
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        # Keep the new ETags so the caller can chain another conditional change.
+        by_row = {}
+        for (_, entity, *_rest), res in zip(ops, results, strict=True):
+            by_row[entity["RowKey"]] = res.get("etag") if isinstance(res, dict) else None
+        for rec in updated.values():
+            rec.etag = by_row.get(_row(rec.index)) or rec.etag
+        return updated
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def load(self, batch: str, indices: Sequence[int] | None = None) -> list[MessageRecord]:
+        """The messages of a batch (only those in `indices` if given), one partition query."""
+        filt = "PartitionKey eq @pk and Kind eq 'message'"
+        params: dict[str, Any] = {"pk": batch}
+        if indices:
+            filt += " and RowKey ge @lo and RowKey le @hi"
+            params.update(lo=_row(min(indices)), hi=_row(max(indices)))
+        try:
+            rows = [MessageRecord.from_entity(e) for e in
+                    self._table.query_entities(filt, parameters=params)]
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        if indices:
+            keep = set(indices)
+            rows = [r for r in rows if r.index in keep]
+        return rows
+
+    def get(self, public_id: str) -> MessagePublic:
+        """One message with its full history; NotFound when there is no such message."""
+        batch, index = split_message_id(public_id)
+        try:
+            entities = list(self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": batch, "lo": _row(index), "hi": _row(index) + "/"}))
+        except ResourceNotFoundError:
+            entities = []
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        msg = next((e for e in entities if e.get("Kind") == "message"), None)
+        if msg is None:
+            raise NotFound(f"No message with id '{public_id}'.")
+        rec = MessageRecord.from_entity(msg)
+        history = [MessageEvent(status=rec.initial_status, at=rec.created_at)]
+        events = sorted((e for e in entities if e.get("Kind") == "event"),
+                        key=lambda e: str(e["RowKey"]))
+        for e in events:
+            data = json.loads(e["Data"]) if e.get("Data") else None
+            history.append(MessageEvent(status=MessageStatus(e["Status"]), at=e["At"],
+                                        detail=e.get("Detail"), data=data))
+        return MessagePublic(
+            id=rec.id, from_=rec.sender, to=rec.to, message=rec.body, status=rec.status,
+            error=rec.error, tag=rec.tag, segments=rec.segments, encoding=rec.encoding,
+            delivery_report=rec.delivery_report, provider_message_id=rec.provider_message_id,
+            created_at=rec.created_at, updated_at=rec.updated_at, send_at=rec.send_at,
+            sent_at=rec.sent_at, history=history)

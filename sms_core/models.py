@@ -1,0 +1,255 @@
+"""Models named by role: requests in, public views out, jobs on queues."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+from sms_core.errors import FieldError, RequestInvalid
+
+MAX_MESSAGE_CHARS = 2048  # ACS rejects longer bodies.
+MAX_RECIPIENTS_PER_REQUEST = 10_000
+MAX_TAG_CHARS = 256
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+
+
+class MessageStatus(StrEnum):
+    """Public message statuses (design.md section 5)."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    BLOCKED = "blocked"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED,
+                               MessageStatus.EXPIRED, MessageStatus.BLOCKED,
+                               MessageStatus.REJECTED, MessageStatus.CANCELED})
+PENDING_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.SCHEDULED})
+
+# Rank in the lifecycle: a transition is allowed only forward (terminal states never regress).
+STATUS_RANK: dict[MessageStatus, int] = {
+    MessageStatus.SCHEDULED: 0, MessageStatus.QUEUED: 1, MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3, MessageStatus.FAILED: 3, MessageStatus.EXPIRED: 3,
+    MessageStatus.BLOCKED: 3, MessageStatus.REJECTED: 3, MessageStatus.CANCELED: 3,
+}
+
+
+def can_transition(current: MessageStatus, new: MessageStatus) -> bool:
+    """True when moving from `current` to `new` goes forward in the lifecycle."""
+    if current in TERMINAL_STATUSES:
+        return False
+    return STATUS_RANK[new] > STATUS_RANK[current]
+
+
+class SendRequest(BaseModel):
+    """Body of `POST /api/messages`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: StrictStr | None = Field(None, alias="from")
+    to: StrictStr | list[StrictStr]
+    message: StrictStr
+    tag: StrictStr | None = Field(None, max_length=MAX_TAG_CHARS)
+    delivery_report: StrictBool = Field(True, alias="deliveryReport")
+    send_at: datetime | None = Field(None, alias="sendAt")
+
+    @field_validator("to")
+    @classmethod
+    def _recipient_count(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("at least one recipient is required")
+            if len(value) > MAX_RECIPIENTS_PER_REQUEST:
+                raise ValueError(f"at most {MAX_RECIPIENTS_PER_REQUEST} recipients per request "
+                                 f"(got {len(value)}); use a campaign for larger audiences")
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _message_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be empty")
+        if len(value) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"message is {len(value)} characters; the maximum is "
+                             f"{MAX_MESSAGE_CHARS}")
+        return value
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _send_at_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("sendAt must be an ISO-8601 string with a UTC offset")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at_offset(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("sendAt must include a UTC offset, for example "
+                             "2030-01-31T09:00:00+01:00 or ...Z")
+        value = value.astimezone(UTC)
+        if value - datetime.now(UTC) > MAX_SCHEDULE_AHEAD:
+            raise ValueError(f"sendAt may be at most {MAX_SCHEDULE_AHEAD.days} days ahead")
+        return value
+
+    @property
+    def recipients(self) -> list[str]:
+        """The recipients as a list, in request order."""
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+    def fingerprint(self) -> str:
+        """A canonical form of the request, for Idempotency-Key comparison."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True,
+                          separators=(",", ":"))
+
+
+def _field_path(loc: tuple[int | str, ...], aliases: dict[str, str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "list[str]", "function-after[_recipient_count(), "
+                      "union[str,list[str]]]"):
+            continue
+        else:
+            name = aliases.get(part, part)
+            path += f".{name}" if path else name
+    return path or "body"
+
+
+def _clean_message(err: Any) -> str:
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "field required"
+    return msg
+
+
+def parse_model(model: type[BaseModel], body: bytes | str | None) -> Any:
+    """Parse a JSON body into a model, or raise `RequestInvalid` naming every bad field."""
+    if body is None or (isinstance(body, bytes | str) and not body.strip()):
+        raise RequestInvalid("The request body is empty; a JSON object is required.",
+                             [FieldError("body", "a JSON object is required")])
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(f"The request body is not valid JSON: {exc}",
+                             [FieldError("body", "malformed JSON")]) from None
+    if not isinstance(data, dict):
+        raise RequestInvalid("The request body must be a JSON object.",
+                             [FieldError("body", "a JSON object is required")])
+    aliases = {name: (f.alias or name) for name, f in model.model_fields.items()}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: list[FieldError] = []
+        seen: set[str] = set()
+        for err in exc.errors():
+            path = _field_path(tuple(err["loc"]), aliases)
+            # A union (`to`: string or list) reports one error per branch: keep the first.
+            if path in seen:
+                continue
+            seen.add(path)
+            errors.append(FieldError(path, _clean_message(err)))
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        raise RequestInvalid(f"The request is invalid: {detail}", errors) from None
+
+
+class RecipientResult(BaseModel):
+    """One entry of the send response, in request order."""
+
+    id: str
+    to: str
+    status: MessageStatus
+    segments: int
+    encoding: str
+    error: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of the response entry (no `error` key when there is none)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class SendResponse(BaseModel):
+    """Body of the 202 answer to `POST /api/messages`."""
+
+    messages: list[RecipientResult]
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of the response."""
+        return {"messages": [m.public() for m in self.messages]}
+
+
+class MessageEvent(BaseModel):
+    """One entry of a message's history."""
+
+    status: MessageStatus
+    at: datetime
+    detail: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class MessagePublic(BaseModel):
+    """Body of `GET /api/messages/{id}`."""
+
+    id: str
+    from_: str = Field(serialization_alias="from")
+    to: str
+    message: str
+    status: MessageStatus
+    error: str | None = None
+    tag: str | None = None
+    segments: int
+    encoding: str
+    delivery_report: bool = Field(serialization_alias="deliveryReport")
+    provider_message_id: str | None = Field(None, serialization_alias="providerMessageId")
+    created_at: datetime = Field(serialization_alias="createdAt")
+    updated_at: datetime = Field(serialization_alias="updatedAt")
+    send_at: datetime | None = Field(None, serialization_alias="sendAt")
+    sent_at: datetime | None = Field(None, serialization_alias="sentAt")
+    history: list[MessageEvent]
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of the message view."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class DispatchJob(BaseModel):
+    """A message on `sms-outbound`: send the listed messages of one batch (one sender)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    v: Literal[1] = 1
+    batch: str
+    indices: list[int]
+    not_before: datetime | None = Field(None, alias="notBefore")
+    slot_at: float | None = Field(None, alias="slotAt")
+    attempt: int = 1
+
+    def encode(self) -> str:
+        """The queue message text (JSON; the queue client base64-encodes it)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)

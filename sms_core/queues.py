@@ -1,0 +1,40 @@
+"""Putting dispatch jobs on `sms-outbound`: delayed, and many at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient
+
+from sms_core.errors import StorageUnavailable
+from sms_core.models import DispatchJob
+
+# Azure Storage queues hide a message for at most 7 days; longer waits are chained (the job
+# carries `notBefore` and is put back until it is due).
+MAX_VISIBILITY_S = 6 * 24 * 3600
+_SEND_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send")
+
+
+class JobQueue:
+    """The outbound job queue."""
+
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    def enqueue(self, job: DispatchJob, delay_s: float = 0) -> None:
+        """Put one job on the queue, visible after `delay_s` seconds (capped at ~6 days)."""
+        visibility = min(int(max(0.0, delay_s) + 0.999), MAX_VISIBILITY_S) or None
+        try:
+            self._queue.send_message(job.encode(), visibility_timeout=visibility)
+        except AzureError as exc:
+            raise StorageUnavailable(f"Queue storage failed: {exc}") from exc
+
+    def enqueue_many(self, jobs: Sequence[DispatchJob], delay_s: float = 0) -> None:
+        """Put many jobs on the queue concurrently (the Queue API has no batch send)."""
+        if len(jobs) <= 1:
+            for job in jobs:
+                self.enqueue(job, delay_s)
+            return
+        list(_SEND_POOL.map(lambda j: self.enqueue(j, delay_s), jobs))

@@ -1,0 +1,130 @@
+"""One factory for Table and Queue clients, from `AzureWebJobsStorage` in any of its forms.
+
+Connection string (Azurite, or a key-based account), or identity-based as the Functions host
+accepts it: `AzureWebJobsStorage__accountName`, or `__tableServiceUri` + `__queueServiceUri`,
+with `__credential=managedidentity` and `__clientId` for a user-assigned identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from sms_core.errors import SettingsError
+from sms_core.settings import Settings
+
+# Table names (alphanumeric by Azure's rules). Documented in docs/architecture.md.
+MESSAGES_TABLE = "Messages"
+PROVIDER_IDS_TABLE = "ProviderMessageIds"
+UNMATCHED_REPORTS_TABLE = "UnmatchedReports"
+IDEMPOTENCY_TABLE = "IdempotencyKeys"
+PACING_TABLE = "SenderPacing"
+OPTOUTS_TABLE = "OptOuts"
+OPTOUT_HISTORY_TABLE = "OptOutHistory"
+ALL_TABLES = (MESSAGES_TABLE, PROVIDER_IDS_TABLE, UNMATCHED_REPORTS_TABLE, IDEMPOTENCY_TABLE,
+              PACING_TABLE, OPTOUTS_TABLE, OPTOUT_HISTORY_TABLE)
+
+# Queue names are part of the contract (design.md section 6).
+OUTBOUND_QUEUE = "sms-outbound"
+DELIVERY_REPORTS_QUEUE = "sms-delivery-reports"
+EVENTS_QUEUE = "sms-events"
+ALL_QUEUES = (OUTBOUND_QUEUE, DELIVERY_REPORTS_QUEUE, EVENTS_QUEUE)
+
+
+class StorageClients:
+    """Builds and caches Table and Queue clients; one instance per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
+        self._table_service: TableServiceClient | None = None
+        self._queue_service: QueueServiceClient | None = None
+
+    def _credential(self) -> Any:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        s = self._settings
+        if (s.storage_credential or "").lower() == "managedidentity":
+            return ManagedIdentityCredential(client_id=s.storage_client_id)
+        return DefaultAzureCredential(managed_identity_client_id=s.storage_client_id)
+
+    def table_service(self) -> TableServiceClient:
+        """The Table service client for the configured account."""
+        with self._lock:
+            if self._table_service is None:
+                s = self._settings
+                if s.storage_connection_string:
+                    self._table_service = TableServiceClient.from_connection_string(
+                        s.storage_connection_string)
+                else:
+                    uri = s.storage_table_service_uri or (
+                        f"https://{s.storage_account_name}.table.core.windows.net"
+                        if s.storage_account_name else None)
+                    if not uri:
+                        raise SettingsError("AzureWebJobsStorage is not set (nor "
+                                            "AzureWebJobsStorage__accountName)")
+                    self._table_service = TableServiceClient(uri, credential=self._credential())
+            return self._table_service
+
+    def queue_service(self) -> QueueServiceClient:
+        """The Queue service client for the configured account."""
+        with self._lock:
+            if self._queue_service is None:
+                s = self._settings
+                if s.storage_connection_string:
+                    self._queue_service = QueueServiceClient.from_connection_string(
+                        s.storage_connection_string)
+                else:
+                    uri = s.storage_queue_service_uri or (
+                        f"https://{s.storage_account_name}.queue.core.windows.net"
+                        if s.storage_account_name else None)
+                    if not uri:
+                        raise SettingsError("AzureWebJobsStorage is not set (nor "
+                                            "AzureWebJobsStorage__accountName)")
+                    self._queue_service = QueueServiceClient(uri, credential=self._credential())
+            return self._queue_service
+
+    def table(self, name: str) -> TableClient:
+        """A cached client for one table."""
+        client = self._tables.get(name)
+        if client is None:
+            client = self.table_service().get_table_client(name)
+            self._tables[name] = client
+        return client
+
+    def queue(self, name: str) -> QueueClient:
+        """A cached client for one queue; messages are base64 text, the Functions default."""
+        client = self._queues.get(name)
+        if client is None:
+            client = self.queue_service().get_queue_client(
+                name,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+            )
+            self._queues[name] = client
+        return client
+
+    def ensure_resources(self) -> None:
+        """Create every table and queue (with its poison twin) that does not exist yet.
+
+        In Azure the Bicep template creates them; locally and in tests this does.
+        """
+        for name in ALL_TABLES:
+            with contextlib.suppress(ResourceExistsError):
+                self.table_service().create_table(name)
+        for name in ALL_QUEUES:
+            for q in (name, f"{name}-poison"):
+                with contextlib.suppress(ResourceExistsError):
+                    self.queue_service().create_queue(q)

@@ -1,0 +1,46 @@
+"""HTTP glue shared by the function folders: JSON answers and the error-to-problem mapping.
+
+The only package besides the function folders that imports `azure.functions`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from sms_core.errors import SmsError
+from sms_core.problems import PROBLEM_CONTENT_TYPE, Problem, problem, problem_for
+
+log = logging.getLogger("sms_http")
+
+
+def json_response(body: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """A JSON answer."""
+    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
+                             headers=headers, mimetype="application/json", charset="utf-8")
+
+
+def problem_response(p: Problem) -> func.HttpResponse:
+    """An RFC 9457 problem answer."""
+    return func.HttpResponse(json.dumps(p.body), status_code=p.status, headers=p.headers,
+                             mimetype=PROBLEM_CONTENT_TYPE, charset="utf-8")
+
+
+def handle(action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Run a handler; errors of the tree become their problem, anything else a logged 500."""
+    try:
+        return action()
+    except SmsError as exc:
+        if not 400 <= problem_for(exc).status < 500:
+            log.error("request failed: %s", exc.detail)
+        return problem_response(problem_for(exc))
+    except Exception:
+        log.exception("unhandled error")
+        return problem_response(problem(500, "Internal error",
+                                        "The request failed unexpectedly; it is safe to retry "
+                                        "with the same Idempotency-Key.", "internal"))
