@@ -102,14 +102,13 @@ def start_azurite(
         "--skipApiVersionCheck",
         "--loose",
         "--disableTelemetry",
-        "--location", workdir,
         "--blobPort", str(free_port()),
         "--queuePort", str(queue_port),
         "--tablePort", str(table_port),
     ]
-    if in_memory:
-        args.append("--inMemoryPersistence")
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    # Azurite refuses --location together with --inMemoryPersistence.
+    args += ["--inMemoryPersistence"] if in_memory else ["--location", workdir]
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     az = Azurite(queue_port, table_port, proc, workdir, own)
     if not (wait_for_port(queue_port, 60) and wait_for_port(table_port, 60)):

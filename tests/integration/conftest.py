@@ -1,0 +1,80 @@
+"""Fixtures for integration tests: real Azurite, the real ACS SDK against the emulator.
+
+Each test gets its own outbound and delivery-report queues, so no other consumer (such as the
+end-to-end function host) can take its jobs.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
+from sms_core.app import Services
+from sms_core.models import DispatchJob
+from sms_core.queues import JobQueue
+from sms_core.settings import load_settings
+
+SENDER = "+18005550100"
+
+
+def new_number() -> str:
+    """A fresh valid US number (fictional 555 exchange), not ending in 0000."""
+    return f"+1425555{random.randint(1, 9998):04d}"
+
+
+@pytest.fixture
+def dlr_queue_name() -> str:
+    return f"dlr-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def emulator(azurite_connection_string: str, dlr_queue_name: str) -> Iterator[AcsEmulator]:
+    emu = AcsEmulator(port=0, access_key_b64=DEFAULT_ACCESS_KEY,
+                      storage_connection_string=azurite_connection_string, dlr_delay_s=0.01,
+                      rate_per_minute=100_000, dlr_queue_name=dlr_queue_name)
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def make_services(storage: str, emulator: AcsEmulator, **settings: object) -> Services:
+    """Services wired to Azurite and the emulator, with a private outbound queue."""
+    values: dict[str, object] = {"AzureWebJobsStorage": storage,
+                                 "ACS_CONNECTION_STRING": emulator.connection_string,
+                                 "SMS_DEFAULT_FROM": SENDER,
+                                 "SMS_SENDER_RATE_PER_MINUTE": 100_000}
+    values.update(settings)
+    services = Services(load_settings(**values))
+    services.ensure_resources()
+    name = f"out-{uuid.uuid4().hex[:12]}"
+    services.storage.queue_service().create_queue(name)
+    services.jobs = JobQueue(services.storage.queue(name))  # type: ignore[misc]
+    return services
+
+
+@pytest.fixture
+def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
+    return make_services(azurite_connection_string, emulator)
+
+
+def take_jobs(services: Services) -> list[DispatchJob]:
+    """Remove and return the jobs visible now on the test's outbound queue."""
+    queue = services.jobs._queue
+    jobs = []
+    for msg in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
+        jobs.append(DispatchJob.model_validate_json(msg.content))
+        queue.delete_message(msg)
+    return jobs
+
+
+def dlr_client(storage: str, name: str) -> QueueClient:
+    """A reader for the emulator's delivery-report queue (base64 text)."""
+    return QueueClient.from_connection_string(storage, name,
+                                              message_decode_policy=TextBase64DecodePolicy())
