@@ -22,8 +22,9 @@ def _alias(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Every app setting the bundle reads. Names are the environment variable names."""
 
+    # App settings cannot be deleted in some portals, only emptied: an empty value is unset.
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True,
-                                      populate_by_name=False)
+                                      populate_by_name=False, env_ignore_empty=True)
 
     storage_connection_string: str | None = Field(
         None, validation_alias=_alias("AzureWebJobsStorage"))
@@ -55,14 +56,6 @@ class Settings(BaseSettings):
     app_webhook_secret: str | None = Field(
         None, validation_alias=_alias("SMS_APP_WEBHOOK_SECRET"))
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        # App settings cannot be deleted from some portals, only emptied: treat "" as unset.
-        if isinstance(value, str) and value.strip() == "":
-            return None
-        return value
-
     @field_validator("default_from")
     @classmethod
     def _sender_format(cls, value: str | None) -> str | None:
@@ -92,7 +85,9 @@ def load_settings(**overrides: object) -> Settings:
     """Read and validate the settings from the environment (and explicit overrides)."""
     try:
         factory = cast(Any, Settings)
-        return cast(Settings, factory(**{_ENV_NAMES.get(k, k): v for k, v in overrides.items()}))
+        given = {_ENV_NAMES.get(k, k): v for k, v in overrides.items()
+                 if not (isinstance(v, str) and not v.strip())}
+        return cast(Settings, factory(**given))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

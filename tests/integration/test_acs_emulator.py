@@ -1,0 +1,641 @@
+"""The ACS emulator against the real azure-communication-sms SDK, raw signed HTTP and Azurite."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.communication.sms import SmsClient
+from azure.communication.sms._generated.models import (
+    SendMessageRequest,
+    SmsRecipient,
+    SmsSendOptions,
+)
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
+from azure.storage.queue import QueueClient
+
+from localdev.acs_emulator import (
+    DEFAULT_ACCESS_KEY,
+    DLR_QUEUE,
+    AcsEmulator,
+    EmulatorState,
+    Outcome,
+    SendResult,
+    segment_count,
+    sign_request,
+    verify_hmac,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "acs"
+KEY = base64.b64encode(b"test-key-for-the-acs-emulator").decode()
+API = "/sms?api-version=2021-03-07"
+MESSAGE_ID = re.compile(r"Outgoing_\d{14}[0-9a-f-]{36}_noam")
+
+# Numbers unique to this session (Azurite and its DLR queue are shared by the whole session).
+_run = random.randrange(1000, 9999)
+_seq = itertools.count(1)
+
+
+def number(suffix: str | None = None) -> str:
+    """A fresh E.164 number; `suffix` forces its ending (e.g. "0000", unreachable)."""
+    n = f"+1{_run:04d}{next(_seq):06d}"
+    if suffix is not None:
+        return n[: -len(suffix)] + suffix
+    return n if not n.endswith("0000") else number()
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def rfc1123(ts: datetime) -> str:
+    return ts.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator(azurite_connection_string: str) -> Iterator[AcsEmulator]:
+    emu = AcsEmulator(
+        port=0,
+        access_key_b64=KEY,
+        storage_connection_string=azurite_connection_string,
+        dlr_delay_s=0.05,
+    )
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def sms(emulator: AcsEmulator) -> SmsClient:
+    return SmsClient(emulator.endpoint, AzureKeyCredential(KEY))
+
+
+@pytest.fixture
+def http(emulator: AcsEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emulator.endpoint, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def dlr_queue(azurite_connection_string: str) -> Iterator[QueueClient]:
+    with QueueClient.from_connection_string(azurite_connection_string, DLR_QUEUE) as q:
+        yield q
+
+
+def signed_post(
+    http: httpx.Client,
+    emulator: AcsEmulator,
+    body: dict[str, Any] | bytes,
+    *,
+    key: str = KEY,
+    path: str = API,
+) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = sign_request("POST", path, f"{emulator.host}:{emulator.port}", raw, key)
+    headers["Content-Type"] = "application/json"
+    return http.post(path, content=raw, headers=headers)
+
+
+def send_body(sender: str, to: list[str], message: str = "Hello") -> dict[str, Any]:
+    return {
+        "from": sender,
+        "smsRecipients": [{"to": t} for t in to],
+        "message": message,
+        "smsSendOptions": {"enableDeliveryReport": False},
+    }
+
+
+def inbox(http: httpx.Client, to: str) -> list[dict[str, Any]]:
+    resp = http.get(f"/emulator/handsets/{to}/inbox")
+    assert resp.status_code == 200
+    messages: list[dict[str, Any]] = resp.json()["messages"]
+    return messages
+
+
+def requests_from(http: httpx.Client, sender: str) -> list[dict[str, Any]]:
+    return [r for r in http.get("/emulator/requests").json() if r["from"] == sender]
+
+
+def wait_for_reports(
+    queue: QueueClient, message_ids: set[str], deadline_s: float = 20.0
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Collect (raw text, event) per messageId from the DLR queue, deleting only ours."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and set(found) != message_ids:
+        try:
+            # Other tests' reports become visible again after a second; ours are deleted.
+            messages = list(queue.receive_messages(messages_per_page=32, visibility_timeout=1))
+        except ResourceNotFoundError:
+            messages = []  # the emulator creates the queue with its first report
+        for msg in messages:
+            text = str(msg.content)
+            event = json.loads(base64.b64decode(text, validate=True))
+            message_id = event.get("data", {}).get("messageId")
+            if message_id in message_ids:
+                found[message_id] = (text, event)
+                queue.delete_message(msg)
+        if set(found) != message_ids:
+            time.sleep(0.05)
+    assert set(found) == message_ids, f"delivery reports missing: {message_ids - set(found)}"
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# HMAC: the verifier against the SDK's own signature
+# --------------------------------------------------------------------------------------------
+
+
+def test_sign_request_reproduces_the_sdk_vector() -> None:
+    v = load("hmac-sha256.sms-send.sdk-1.1.0.vector.json")
+    headers = sign_request(
+        v["method"],
+        v["pathAndQuery"],
+        v["host"],
+        v["body"].encode(),
+        v["accessKeyBase64"],
+        date=v["xMsDate"],
+    )
+    expected = v["expectedHeaders"]
+    assert headers["x-ms-content-sha256"] == expected["x-ms-content-sha256"]
+    assert headers["Authorization"] == expected["Authorization"]
+
+
+def test_verifier_accepts_the_sdk_vector() -> None:
+    v = load("hmac-sha256.sms-send.sdk-1.1.0.vector.json")
+    headers = {**v["expectedHeaders"], "Host": v["host"]}
+    at = datetime(2019, 3, 26, 16, 10, tzinfo=UTC)
+    assert (
+        verify_hmac(
+            "POST", v["pathAndQuery"], headers, v["body"].encode(), v["accessKeyBase64"], now=at
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ("body", "Denied"),
+        ("key", "Denied"),
+        ("host", "Denied"),
+        ("path", "Denied"),
+        ("date_skew", "Denied"),
+        ("no_auth", "Unauthorized"),
+        ("bearer", "Unauthorized"),
+    ],
+)
+def test_verifier_rejects(change: str, code: str) -> None:
+    v = load("hmac-sha256.sms-send.sdk-1.1.0.vector.json")
+    headers: dict[str, str] = {**v["expectedHeaders"], "Host": v["host"]}
+    body = v["body"].encode()
+    key = v["accessKeyBase64"]
+    path = v["pathAndQuery"]
+    at = datetime(2019, 3, 26, 16, 6, 51, tzinfo=UTC)
+    if change == "body":
+        body = body.replace(b"Hello", b"Jello")
+    elif change == "key":
+        key = DEFAULT_ACCESS_KEY
+    elif change == "host":
+        headers["Host"] = v["host"] + ":443"
+    elif change == "path":
+        path = "/sms?api-version=2026-01-23"
+    elif change == "date_skew":
+        at += timedelta(minutes=16)
+    elif change == "no_auth":
+        del headers["Authorization"]
+    elif change == "bearer":
+        headers["Authorization"] = "Bearer eyJ0eXAi"
+    failure = verify_hmac("POST", path, headers, body, key, now=at)
+    assert failure is not None
+    assert failure.code == code
+    if change == "body":
+        # ACS's own wording (azure-rest-api-specs SmsSend 401 example).
+        assert failure.message == (
+            "Request 'x-ms-content-sha256' differs from generated content hash."
+        )
+
+
+def test_verifier_accepts_date_instead_of_x_ms_date() -> None:
+    body = b'{"a": 1}'
+    date = rfc1123(datetime.now(UTC))
+    signed = sign_request("POST", API, "h:1", body, KEY, date=date)
+    headers = {
+        "Date": date,
+        "Host": "h:1",
+        "x-ms-content-sha256": signed["x-ms-content-sha256"],
+        "Authorization": signed["Authorization"].replace("x-ms-date;", "date;"),
+    }
+    assert verify_hmac("POST", API, headers, body, KEY) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Pure state: segments, rate bucket with a pinned clock, outcomes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "segments"),
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("{" * 80, 1),
+        ("{" * 81, 2),
+        ("\u00e9" * 160, 1),
+        ("\u0107" * 70, 1),
+        ("\u0107" * 71, 2),
+        ("\U0001f600" * 35, 1),
+        ("\U0001f600" * 36, 2),
+    ],
+)
+def test_segment_count(message: str, segments: int) -> None:
+    assert segment_count(message) == segments
+
+
+def test_rate_bucket_refills_with_time() -> None:
+    now = [100.0]
+    state = EmulatorState(rate_per_minute=60, clock=lambda: now[0])
+
+    def send(sender: str, recipients: int) -> SendResult:
+        return state.send(json.dumps(send_body(sender, ["+14255550123"] * recipients)).encode())
+
+    assert send("+18005550100", 60).status == 202
+    limited = send("+18005550100", 2)
+    assert (limited.status, limited.headers["Retry-After"]) == (429, "2")
+    now[0] += 2.0  # 60 a minute is one a second
+    assert send("+18005550100", 2).status == 202
+    assert send("+18005550100", 1).status == 429
+    assert send("+18005550101", 1).status == 202  # every sender has its own bucket
+    assert [r["status"] for r in state.requests()] == [202, 429, 202, 429, 202]
+
+
+def test_state_reports_only_when_asked_and_reset_forgets() -> None:
+    state = EmulatorState()
+    body = send_body("+18005550100", ["+14255550123", "+14255550000"])
+    assert state.send(json.dumps(body).encode()).reports == []
+    body["smsSendOptions"] = {"enableDeliveryReport": True, "tag": "t"}
+    reports = state.send(json.dumps(body).encode()).reports
+    assert [(r.to, r.delivery_status) for r in reports] == [
+        ("+14255550123", "Delivered"),
+        ("+14255550000", "Failed"),
+    ]
+    state.set_outcome(
+        "14255550123", Outcome("Failed", "4005: Message is blocked by Destination carrier.")
+    )
+    assert state.send(json.dumps(body).encode()).reports[0].delivery_status == "Failed"
+    assert len(state.inbox("+14255550123")) == 3
+    state.reset()
+    assert state.inbox("+14255550123") == []
+    assert state.requests() == []
+    assert state.send(json.dumps(body).encode()).reports[0].delivery_status == "Delivered"
+
+
+# --------------------------------------------------------------------------------------------
+# Over HTTP with the real SDK
+# --------------------------------------------------------------------------------------------
+
+
+def test_send_reaches_the_handset_inbox(sms: SmsClient, http: httpx.Client) -> None:
+    sender, to = number(), number()
+    [result] = sms.send(sender, to, "Hello from the emulator", tag="greeting")
+    assert result.successful
+    assert result.http_status_code == 202
+    assert MESSAGE_ID.fullmatch(result.message_id)
+    for spelling in (to, to.lstrip("+"), to.replace("+", "%2B")):
+        [received] = inbox(http, spelling)
+        assert received["messageId"] == result.message_id
+        assert received["from"] == sender
+        assert received["to"] == to
+        assert received["message"] == "Hello from the emulator"
+        assert received["tag"] == "greeting"
+    body = http.get(f"/emulator/handsets/{to}/inbox").json()
+    assert body["number"] == to
+    [logged] = requests_from(http, sender)
+    assert logged["recipients"] == [to]
+    assert logged["status"] == 202
+
+
+def test_any_api_version_is_accepted_and_a_missing_one_is_400(
+    emulator: AcsEmulator, http: httpx.Client
+) -> None:
+    sender, to = number(), number()
+    ok = signed_post(http, emulator, send_body(sender, [to]), path="/sms?api-version=2026-01-23")
+    assert ok.status_code == 202
+    assert ok.json()["value"][0]["successful"] is True
+    missing = signed_post(http, emulator, send_body(sender, [to]), path="/sms")
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "ApiVersionUnspecified"
+    assert len(inbox(http, to)) == 1
+
+
+def test_wrong_key_is_401_and_nothing_is_sent(emulator: AcsEmulator, http: httpx.Client) -> None:
+    sender, to = number(), number()
+    client = SmsClient(emulator.endpoint, AzureKeyCredential(DEFAULT_ACCESS_KEY))
+    with pytest.raises(ClientAuthenticationError) as info:
+        client.send(sender, to, "Hello")
+    assert info.value.status_code == 401
+    raw = signed_post(http, emulator, send_body(sender, [to]), key=DEFAULT_ACCESS_KEY)
+    assert raw.status_code == 401
+    error = raw.json()["error"]
+    assert error["code"] == "Denied"
+    assert error["message"]
+    assert inbox(http, to) == []
+    assert requests_from(http, sender) == []
+
+
+@pytest.mark.parametrize("count", [0, 101])
+def test_recipient_count_outside_1_to_100_is_400(
+    emulator: AcsEmulator, http: httpx.Client, count: int
+) -> None:
+    sender = number()
+    recipients = [number() for _ in range(count)]
+    resp = signed_post(http, emulator, send_body(sender, recipients))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "BadRequest"
+    assert all(inbox(http, to) == [] for to in recipients[:3])
+    [logged] = requests_from(http, sender)
+    assert logged["status"] == 400
+    assert len(logged["recipients"]) == count
+
+
+def test_one_hundred_recipients_are_accepted(emulator: AcsEmulator, http: httpx.Client) -> None:
+    sender = number()
+    recipients = [number() for _ in range(100)]
+    resp = signed_post(http, emulator, send_body(sender, recipients))
+    assert resp.status_code == 202
+    assert [item["to"] for item in resp.json()["value"]] == recipients
+    assert len(inbox(http, recipients[-1])) == 1
+
+
+@pytest.mark.parametrize(("length", "status"), [(2048, 202), (2049, 400)])
+def test_message_length_limit(
+    emulator: AcsEmulator, http: httpx.Client, length: int, status: int
+) -> None:
+    sender, to = number(), number()
+    resp = signed_post(http, emulator, send_body(sender, [to], "x" * length))
+    assert resp.status_code == status
+    if status == 400:
+        assert resp.json()["error"]["code"] == "BadRequest"
+        assert inbox(http, to) == []
+
+
+def test_empty_message_and_missing_from_are_400(emulator: AcsEmulator, http: httpx.Client) -> None:
+    to = number()
+    assert signed_post(http, emulator, send_body(number(), [to], "")).status_code == 400
+    no_from = send_body(number(), [to])
+    del no_from["from"]
+    assert signed_post(http, emulator, no_from).status_code == 400
+    assert signed_post(http, emulator, b"not json").status_code == 400
+    assert inbox(http, to) == []
+
+
+def test_sender_rate_limit_is_429_with_retry_after_and_nothing_sent(
+    emulator: AcsEmulator, http: httpx.Client
+) -> None:
+    sender = number()
+    assert (
+        http.put(f"/emulator/senders/{sender}/rate", json={"ratePerMinute": 3}).status_code == 200
+    )
+    first = [number() for _ in range(3)]
+    assert signed_post(http, emulator, send_body(sender, first)).status_code == 202
+    late = number()
+    resp = signed_post(http, emulator, send_body(sender, [late]))
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["error"]["code"] == "TooManyRequests"
+    assert inbox(http, late) == []
+    assert [r["status"] for r in requests_from(http, sender)] == [202, 429]
+    # Setting the rate again refills the bucket.
+    http.put(f"/emulator/senders/{sender}/rate", json={"ratePerMinute": 3})
+    assert signed_post(http, emulator, send_body(sender, [late])).status_code == 202
+    assert (
+        http.put(f"/emulator/senders/{sender}/rate", json={"ratePerMinute": 0}).status_code == 400
+    )
+
+
+def test_repeatability_id_is_accepted_once(sms: SmsClient, http: httpx.Client) -> None:
+    sender, to = number(), number()
+    request_id = "0f6c1a3e-1d6a-4b8e-9c57-1f8d0f3a9a11"
+    first_sent = rfc1123(datetime.now(UTC))
+
+    def send() -> Any:
+        request = SendMessageRequest(
+            from_property=sender,
+            sms_recipients=[
+                SmsRecipient(
+                    to=to,
+                    repeatability_request_id=request_id,
+                    repeatability_first_sent=first_sent,
+                )
+            ],
+            message="Exactly once",
+            sms_send_options=SmsSendOptions(enable_delivery_report=False),
+        )
+        [item] = sms._sms_service_client.sms.send(request).value
+        return item
+
+    first, second = send(), send()
+    assert first.successful
+    assert first.http_status_code == 202
+    assert first.repeatability_result == "accepted"
+    assert second.successful is False
+    assert second.http_status_code == 400
+    assert second.repeatability_result == "rejected"
+    assert second.message_id == first.message_id
+    assert [m["messageId"] for m in inbox(http, to)] == [first.message_id]
+
+
+def test_repeatability_id_without_first_sent_is_rejected(
+    emulator: AcsEmulator, http: httpx.Client
+) -> None:
+    sender, to = number(), number()
+    body = send_body(sender, [to])
+    body["smsRecipients"][0]["repeatabilityRequestId"] = "b0c5f1d2-6d7e-4e39-8d0e-4c7a5b0f2e31"
+    [item] = signed_post(http, emulator, body).json()["value"]
+    assert item["httpStatusCode"] == 400
+    assert item["repeatabilityResult"] == "rejected"
+    assert "repeatability-first-sent" in item["errorMessage"]
+    assert inbox(http, to) == []
+
+
+def test_invalid_number_among_valid_is_a_per_item_400(sms: SmsClient, http: httpx.Client) -> None:
+    sender, a, b = number(), number(), number()
+    results = sms.send(sender, [a, "+1234", b, "14255550123"], "Mixed")
+    assert [r.to for r in results] == [a, "+1234", b, "14255550123"]
+    assert [r.http_status_code for r in results] == [202, 400, 202, 400]
+    assert [r.successful for r in results] == [True, False, True, False]
+    assert results[1].error_message == "Invalid To phone number format."
+    assert results[1].message_id is None
+    assert len(inbox(http, a)) == 1
+    assert len(inbox(http, b)) == 1
+
+
+def test_steered_send_error_then_cleared(sms: SmsClient, http: httpx.Client) -> None:
+    sender, to = number(), number()
+    put = http.put(
+        f"/emulator/outcomes/{to}",
+        json={"sendError": {"httpStatusCode": 503, "errorMessage": "ServiceUnavailable"}},
+    )
+    assert put.status_code == 200
+    [failed] = sms.send(sender, to, "Try me")
+    assert (failed.http_status_code, failed.successful) == (503, False)
+    assert failed.error_message == "ServiceUnavailable"
+    assert inbox(http, to) == []
+    assert http.delete(f"/emulator/outcomes/{to}").json()["removed"] is True
+    [ok] = sms.send(sender, to, "Try me")
+    assert ok.successful
+    assert len(inbox(http, to)) == 1
+
+
+def test_control_api_errors_and_reset(emulator: AcsEmulator, http: httpx.Client) -> None:
+    assert http.get("/emulator/health").json() == {"status": "ok"}
+    assert http.get("/emulator/nothing").status_code == 404
+    assert http.post("/emulator/health").status_code == 405
+    bad = http.put(f"/emulator/outcomes/{number()}", json={"sendError": {"httpStatusCode": 202}})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "BadRequest"
+    # Reset last: it wipes what earlier tests in this module left behind, which they no longer need.
+    sender, to = number(), number()
+    assert signed_post(http, emulator, send_body(sender, [to])).status_code == 202
+    assert http.post("/emulator/reset").status_code == 200
+    assert inbox(http, to) == []
+    assert http.get("/emulator/requests").json() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Delivery reports through Azurite
+# --------------------------------------------------------------------------------------------
+
+
+def test_delivery_reports_land_base64_in_the_queue(sms: SmsClient, dlr_queue: QueueClient) -> None:
+    sender = number()
+    delivered, unreachable = number(), number("0000")
+    results = sms.send(
+        sender,
+        [delivered, unreachable],
+        "Report back",
+        enable_delivery_report=True,
+        tag="campaign-7",
+    )
+    ids = {r.to: r.message_id for r in results}
+    assert all(r.successful for r in results)
+    found = wait_for_reports(dlr_queue, set(ids.values()))
+
+    sample = load("sms-delivery-report-received.eventgrid-schema.docs-2025.json")["events"][0]
+    text, event = found[ids[delivered]]
+    assert json.loads(base64.b64decode(text).decode("utf-8")) == event
+    assert isinstance(event, dict)  # one event per queue message, not an array
+    assert set(event) == set(sample)
+    assert set(event["data"]) == set(sample["data"])
+    assert set(event["data"]["deliveryAttempts"][0]) == set(sample["data"]["deliveryAttempts"][0])
+    assert event["id"] == ids[delivered]
+    assert event["eventType"] == "Microsoft.Communication.SMSDeliveryReportReceived"
+    assert (event["dataVersion"], event["metadataVersion"]) == ("1.0", "1")
+    assert event["subject"] == f"/phonenumber/{sender.lstrip('+')}"
+    data = event["data"]
+    assert data["messageId"] == ids[delivered]
+    assert data["from"] == sender.lstrip("+")
+    assert data["to"] == delivered
+    assert (data["deliveryStatus"], data["deliveryStatusDetails"]) == ("Delivered", "No error.")
+    assert data["Tag"] == "campaign-7"
+    attempt = data["deliveryAttempts"][0]
+    assert (attempt["segmentsSucceeded"], attempt["segmentsFailed"]) == (1, 0)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", data["receivedTimestamp"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["eventTime"])
+
+    failed = found[ids[unreachable]][1]["data"]
+    assert failed["deliveryStatus"] == "Failed"
+    assert failed["deliveryStatusDetails"] == "4006: The Destination/To number isn't reachable."
+    attempt = failed["deliveryAttempts"][0]
+    assert (attempt["segmentsSucceeded"], attempt["segmentsFailed"]) == (0, 1)
+
+
+def test_steered_delivery_outcome(
+    sms: SmsClient, http: httpx.Client, dlr_queue: QueueClient
+) -> None:
+    sender, to = number(), number()
+    details = "4005: Message is blocked by Destination carrier."
+    http.put(
+        f"/emulator/outcomes/{to}",
+        json={"deliveryStatus": "Failed", "deliveryStatusDetails": details},
+    )
+    [result] = sms.send(sender, to, "\u00a1Hola! " + "\u20ac" * 200, enable_delivery_report=True)
+    assert result.successful  # accepted by ACS; the failure arrives with the report
+    event = wait_for_reports(dlr_queue, {result.message_id})[result.message_id][1]
+    assert (event["data"]["deliveryStatus"], event["data"]["deliveryStatusDetails"]) == (
+        "Failed",
+        details,
+    )
+    assert "Tag" not in event["data"]
+    assert event["data"]["deliveryAttempts"][0]["segmentsFailed"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Without storage, and as a process
+# --------------------------------------------------------------------------------------------
+
+
+def test_without_storage_sends_still_work() -> None:
+    with AcsEmulator(port=0, access_key_b64=KEY, storage_connection_string=None) as emu:
+        to = number()
+        [result] = SmsClient(emu.endpoint, AzureKeyCredential(KEY)).send(
+            number(), to, "No reports here", enable_delivery_report=True
+        )
+        assert result.successful
+        assert emu.state.inbox(to)[0]["messageId"] == result.message_id
+        assert emu.connection_string == f"endpoint={emu.endpoint}/;accesskey={KEY}"
+
+
+def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localdev.acs_emulator", "--port", "0", "--dlr-delay", "0.1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        assert match, line
+        endpoint = match.group(1)
+        assert httpx.get(f"{endpoint}/emulator/health", timeout=10).json() == {"status": "ok"}
+        [result] = SmsClient(endpoint, AzureKeyCredential(DEFAULT_ACCESS_KEY)).send(
+            number(), number(), "Default key works"
+        )
+        assert result.successful
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,90 @@
+"""Pure domain rules: payload decoding as ACS really sends it, the status lifecycle, settings."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from sms_core.delivery import delivery_code
+from sms_core.errors import RequestInvalid, SettingsError
+from sms_core.events import ci_get, decode_payload
+from sms_core.gateway import parse_acs_connection_string
+from sms_core.models import MessageStatus as S
+from sms_core.models import can_transition
+from sms_core.settings import load_settings
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eventgrid"
+SAMPLES = sorted(FIXTURES.glob("*delivery-report*.json"))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("encoding", ["raw", "base64"])
+def test_delivery_report_samples_decode_in_any_casing_and_encoding(path: Path,
+                                                                  encoding: str) -> None:
+    text = path.read_text()
+    body = text if encoding == "raw" else base64.b64encode(text.encode()).decode()
+    (event,) = decode_payload(body)
+    assert event.type == "Microsoft.Communication.SMSDeliveryReportReceived"
+    assert ci_get(event.data, "messageId").startswith("Outgoing_")
+    assert ci_get(event.data, "deliveryStatus") == "Delivered"
+    assert ci_get(event.data, "deliveryAttempts")[0]
+
+
+def test_array_of_events_and_single_object() -> None:
+    one = json.loads((FIXTURES / SAMPLES[0].name).read_text())
+    many = one * 3 if isinstance(one, list) else [one] * 3
+    assert len(decode_payload(json.dumps(many))) == 3
+    assert len(decode_payload(json.dumps(many[0]))) == 1
+
+
+@pytest.mark.parametrize("body", ["{not json", "bm90IGpzb24=", "[1]", '{"data": {}}'])
+def test_malformed_payloads_are_invalid_not_crashes(body: str) -> None:
+    with pytest.raises(RequestInvalid):
+        decode_payload(body)
+
+
+@pytest.mark.parametrize(("details", "code"), [
+    ("4006: The Destination/To number isn't reachable.", 4006), ("2000: No Error", 2000),
+    ("No error.", None), (None, None), ("Sender blocked for given recipient.", None)])
+def test_delivery_code(details: str | None, code: int | None) -> None:
+    assert delivery_code(details) == code
+
+
+@pytest.mark.parametrize(("current", "new", "allowed"), [
+    (S.QUEUED, S.SENT, True), (S.SCHEDULED, S.SENT, True), (S.SENT, S.DELIVERED, True),
+    (S.QUEUED, S.DELIVERED, True),  # a report may overtake the send result
+    (S.SENT, S.FAILED, True), (S.QUEUED, S.BLOCKED, True),
+    (S.DELIVERED, S.FAILED, False), (S.FAILED, S.DELIVERED, False),
+    (S.DELIVERED, S.SENT, False), (S.SENT, S.QUEUED, False), (S.SENT, S.SENT, False),
+    (S.BLOCKED, S.SENT, False), (S.EXPIRED, S.DELIVERED, False),
+])
+def test_status_never_regresses(current: S, new: S, allowed: bool) -> None:
+    assert can_transition(current, new) is allowed
+
+
+def test_settings_defaults_and_validation() -> None:
+    s = load_settings(SMS_DEFAULT_FROM="+1 (800) 555-0100", SMS_SENDER_RATE_PER_MINUTE="")
+    assert s.default_from == "+18005550100"
+    assert s.sender_rate_per_minute == 200 and s.optout_scope == "sender" and s.auto_reply
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SMS_SENDER_RATE_PER_MINUTE", "fast"), ("SMS_SENDER_RATE_PER_MINUTE", "0"),
+    ("SMS_OPTOUT_SCOPE", "everyone"), ("SMS_AUTO_REPLY", "perhaps"),
+    ("SMS_DEFAULT_FROM", "not-a-number!"),
+])
+def test_invalid_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings(**{name: value})
+
+
+def test_acs_connection_string_keeps_its_scheme() -> None:
+    assert parse_acs_connection_string("endpoint=http://127.0.0.1:7072/;accesskey=a2V5") == (
+        "http://127.0.0.1:7072", "a2V5")
+    assert parse_acs_connection_string("Endpoint=contoso.communication.azure.com;AccessKey=k") \
+        == ("https://contoso.communication.azure.com", "k")
+    with pytest.raises(SettingsError, match="ACS_CONNECTION_STRING"):
+        parse_acs_connection_string("endpoint=https://x/")
