@@ -1,0 +1,98 @@
+"""The whole local stack for end-to-end tests: the function host (a child process running the
+real function folders), the ACS emulator, and the session's Azurite.
+
+Package-scoped, so the host stops before other test packages run: it consumes the contract
+queues (`sms-outbound`, `sms-delivery-reports`) and must not take other tests' messages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
+from localdev.azurite import free_port
+from sms_core.app import Services
+from sms_core.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_KEY = "e2e-test-key"
+SENDER = "+18005550100"
+
+
+@dataclass
+class Stack:
+    """Handles on the running stack."""
+
+    api: httpx.Client  # base URL .../api, function key preset
+    anonymous: httpx.Client  # base URL .../api, no key
+    emulator: AcsEmulator
+    services: Services  # direct access to the same storage, for arranging state
+
+    def wait_for(self, check: Callable[[], Any], deadline_s: float = 30.0,
+                 what: str = "condition") -> Any:
+        """Poll `check` until it returns something truthy, or fail after the deadline."""
+        end = time.monotonic() + deadline_s
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > end:
+                pytest.fail(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def status_of(self, message_id: str) -> str:
+        return str(self.api.get(f"/messages/{message_id}").json()["status"])
+
+
+@pytest.fixture(scope="package")
+def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Stack]:
+    emulator = AcsEmulator(port=0, access_key_b64=DEFAULT_ACCESS_KEY,
+                           storage_connection_string=azurite_connection_string,
+                           dlr_delay_s=0.2, rate_per_minute=100_000)
+    emulator.start()
+    port = free_port()
+    env = {**os.environ, "AzureWebJobsStorage": azurite_connection_string,
+           "ACS_CONNECTION_STRING": emulator.connection_string, "SMS_DEFAULT_FROM": SENDER,
+           "SMS_SENDER_RATE_PER_MINUTE": "100000", "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
+    log = tmp_path_factory.mktemp("host") / "host.log"
+    with open(log, "wb") as out:
+        host = subprocess.Popen(
+            [sys.executable, "-m", "localdev.func_host", "--root", str(ROOT), "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api"
+    api = httpx.Client(base_url=base, headers={"x-functions-key": FUNCTION_KEY}, timeout=30)
+    anonymous = httpx.Client(base_url=base, timeout=30)
+    services = Services(load_settings(AzureWebJobsStorage=azurite_connection_string,
+                                      ACS_CONNECTION_STRING=emulator.connection_string))
+    stack = Stack(api, anonymous, emulator, services)
+    try:
+        def healthy() -> bool:
+            if host.poll() is not None:
+                pytest.fail(f"function host exited: {log.read_text()[-3000:]}")
+            try:
+                return anonymous.get("/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+        stack.wait_for(healthy, 90, "the function host to answer /api/health")
+        services.ensure_resources()
+        yield stack
+    finally:
+        host.terminate()
+        try:
+            host.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        api.close()
+        anonymous.close()
+        emulator.stop()
