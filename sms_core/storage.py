@@ -60,40 +60,37 @@ class StorageClients:
             return ManagedIdentityCredential(client_id=s.storage_client_id)
         return DefaultAzureCredential(managed_identity_client_id=s.storage_client_id)
 
+    def _service_uri(self, kind: str, explicit: str | None) -> str:
+        s = self._settings
+        uri = explicit or (f"https://{s.storage_account_name}.{kind}.core.windows.net"
+                           if s.storage_account_name else None)
+        if not uri:
+            raise SettingsError("AzureWebJobsStorage is not set (nor "
+                                "AzureWebJobsStorage__accountName)")
+        return uri
+
     def table_service(self) -> TableServiceClient:
         """The Table service client for the configured account."""
         with self._lock:
             if self._table_service is None:
-                s = self._settings
-                if s.storage_connection_string:
-                    self._table_service = TableServiceClient.from_connection_string(
-                        s.storage_connection_string)
-                else:
-                    uri = s.storage_table_service_uri or (
-                        f"https://{s.storage_account_name}.table.core.windows.net"
-                        if s.storage_account_name else None)
-                    if not uri:
-                        raise SettingsError("AzureWebJobsStorage is not set (nor "
-                                            "AzureWebJobsStorage__accountName)")
-                    self._table_service = TableServiceClient(uri, credential=self._credential())
+                conn = self._settings.storage_connection_string
+                self._table_service = (
+                    TableServiceClient.from_connection_string(conn) if conn else
+                    TableServiceClient(self._service_uri(
+                        "table", self._settings.storage_table_service_uri),
+                        credential=self._credential()))
             return self._table_service
 
     def queue_service(self) -> QueueServiceClient:
         """The Queue service client for the configured account."""
         with self._lock:
             if self._queue_service is None:
-                s = self._settings
-                if s.storage_connection_string:
-                    self._queue_service = QueueServiceClient.from_connection_string(
-                        s.storage_connection_string)
-                else:
-                    uri = s.storage_queue_service_uri or (
-                        f"https://{s.storage_account_name}.queue.core.windows.net"
-                        if s.storage_account_name else None)
-                    if not uri:
-                        raise SettingsError("AzureWebJobsStorage is not set (nor "
-                                            "AzureWebJobsStorage__accountName)")
-                    self._queue_service = QueueServiceClient(uri, credential=self._credential())
+                conn = self._settings.storage_connection_string
+                self._queue_service = (
+                    QueueServiceClient.from_connection_string(conn) if conn else
+                    QueueServiceClient(self._service_uri(
+                        "queue", self._settings.storage_queue_service_uri),
+                        credential=self._credential()))
             return self._queue_service
 
     def table(self, name: str) -> TableClient:

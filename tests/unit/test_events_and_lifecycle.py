@@ -88,3 +88,21 @@ def test_acs_connection_string_keeps_its_scheme() -> None:
         == ("https://contoso.communication.azure.com", "k")
     with pytest.raises(SettingsError, match="ACS_CONNECTION_STRING"):
         parse_acs_connection_string("endpoint=https://x/")
+
+
+def test_identity_based_storage_settings_build_service_uris() -> None:
+    from sms_core.storage import StorageClients
+
+    s = load_settings(AzureWebJobsStorage__accountName="smsstore",
+                      AzureWebJobsStorage__credential="managedidentity",
+                      AzureWebJobsStorage__clientId="00000000-0000-0000-0000-000000000001")
+    clients = StorageClients(s)
+    assert clients.table_service().url.startswith("https://smsstore.table.core.windows.net")
+    assert clients.queue_service().url.startswith("https://smsstore.queue.core.windows.net")
+
+
+def test_missing_storage_setting_is_named() -> None:
+    from sms_core.storage import StorageClients
+
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        StorageClients(load_settings()).table_service()
