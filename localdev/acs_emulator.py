@@ -31,6 +31,8 @@ Control API (JSON, no auth)
   URL-encoded or not)
 - ``GET    /emulator/requests`` -> every authenticated send call, in order:
   ``[{"from", "recipients": [...], "message", "status": 202|400|429, "at"}]``
+- ``GET    /emulator/stats`` -> ``{"accepted": <recipients accepted>, "requests": <send calls>}``
+  (two counters, cheap to poll; the same calls and recipients as the request log)
 - ``PUT    /emulator/outcomes/{number}`` body ``{"deliveryStatus": "Failed",
   "deliveryStatusDetails": "4005: ...", "sendError": {"httpStatusCode": 503,
   "errorMessage": "ServiceUnavailable"} | null}``; ``DELETE /emulator/outcomes/{number}``
@@ -506,6 +508,7 @@ class EmulatorState:
         self._outcomes: dict[str, Outcome] = {}
         self._rates: dict[str, int] = {}
         self._buckets: dict[str, _Bucket] = {}
+        self._accepted = 0  # recipients accepted since the last reset
 
     # -- the ACS send ---------------------------------------------------------------------------
 
@@ -622,6 +625,7 @@ class EmulatorState:
         if rid is not None:
             item["repeatabilityResult"] = "accepted"
         item["successful"] = True
+        self._accepted += 1
         return item
 
     def _take_tokens(self, sender: str, n: int) -> float:
@@ -669,6 +673,11 @@ class EmulatorState:
         with self._lock:
             return list(self._requests)
 
+    def stats(self) -> dict[str, int]:
+        """Recipients accepted and send calls logged since the last reset (counters only)."""
+        with self._lock:
+            return {"accepted": self._accepted, "requests": len(self._requests)}
+
     def set_outcome(self, number: str, outcome: Outcome) -> None:
         """Steer what happens to messages sent to a number."""
         with self._lock:
@@ -696,6 +705,7 @@ class EmulatorState:
             self._outcomes.clear()
             self._rates.clear()
             self._buckets.clear()
+            self._accepted = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -879,6 +889,10 @@ def _h_requests(emu: AcsEmulator, req: _Request) -> _Response:
     return _Response(200, emu.state.requests())
 
 
+def _h_stats(emu: AcsEmulator, req: _Request) -> _Response:
+    return _Response(200, emu.state.stats())
+
+
 def _h_put_outcome(emu: AcsEmulator, req: _Request) -> _Response:
     try:
         outcome = Outcome.from_json(req.json())
@@ -920,6 +934,7 @@ ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("GET", re.compile(r"/emulator/health"), _h_health),
     ("GET", re.compile(rf"/emulator/handsets/{_NUMBER}/inbox"), _h_inbox),
     ("GET", re.compile(r"/emulator/requests"), _h_requests),
+    ("GET", re.compile(r"/emulator/stats"), _h_stats),
     ("PUT", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_put_outcome),
     ("DELETE", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_delete_outcome),
     ("PUT", re.compile(rf"/emulator/senders/{_NUMBER}/rate"), _h_sender_rate),
@@ -1156,6 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The Azure SDK logs every HTTP call at INFO; the delivery-report writes would flood the console.
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
     emulator = AcsEmulator(
         host=args.host,
