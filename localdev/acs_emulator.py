@@ -1171,7 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The Azure SDK logs every HTTP call at INFO; the delivery-report writes would flood the console.
+    # The Azure SDK logs every HTTP call at INFO: delivery-report writes would flood the console.
     logging.getLogger("azure").setLevel(logging.WARNING)
 
     emulator = AcsEmulator(

@@ -512,6 +512,29 @@ def test_steered_send_error_then_cleared(sms: SmsClient, http: httpx.Client) -> 
     assert len(inbox(http, to)) == 1
 
 
+def test_stats_count_send_calls_and_accepted_recipients() -> None:
+    state = EmulatorState()
+    assert state.stats() == {"accepted": 0, "requests": 0}
+    # One call, two recipients, one of them an invalid number (a per-item 400): one accepted.
+    state.send(json.dumps(send_body("+18005550100", ["+14255550123", "12345"])).encode())
+    assert state.stats() == {"accepted": 1, "requests": 1}
+    assert state.send(b"not json").status == 400  # logged, nothing accepted
+    assert state.stats() == {"accepted": 1, "requests": 2}
+    state.reset()
+    assert state.stats() == {"accepted": 0, "requests": 0}
+
+
+def test_stats_route_counts_sdk_sends(sms: SmsClient, http: httpx.Client) -> None:
+    before = http.get("/emulator/stats").json()
+    assert set(before) == {"accepted", "requests"}
+    results = sms.send(number(), [number(), number()], "Count me")
+    assert all(r.successful for r in results)
+    after = http.get("/emulator/stats").json()
+    assert after["accepted"] - before["accepted"] == 2
+    assert after["requests"] - before["requests"] == 1
+    assert http.post("/emulator/stats").status_code == 405
+
+
 def test_control_api_errors_and_reset(emulator: AcsEmulator, http: httpx.Client) -> None:
     assert http.get("/emulator/health").json() == {"status": "ok"}
     assert http.get("/emulator/nothing").status_code == 404
