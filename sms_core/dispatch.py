@@ -89,12 +89,13 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
         time.sleep(wait)
 
     first_sent = format_datetime(datetime.now(UTC), usegmt=True)
-    claimed = [r for r in store.apply(
-        job.batch, [r.index for r in records],
-        lambda r: None if not _pending(r) else Change(fields={
-            "repeatability_id": r.repeatability_id or repeatability_id(r),
-            "first_sent": r.first_sent or first_sent, "attempts": r.attempts + 1}),
-        preloaded=records) if _pending(r)]
+    # Only a first attempt writes: a redelivered job finds its ids already stored.
+    unclaimed = [r for r in records if not r.first_sent]
+    claimed = [r for r in records if r.first_sent] + ([r for r in store.apply(
+        job.batch, [r.index for r in unclaimed],
+        lambda r: None if not _pending(r) or r.first_sent else Change(fields={
+            "repeatability_id": repeatability_id(r), "first_sent": first_sent}),
+        preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
     opted_out = services.optouts.opted_out_among(sender, [r.to for r in claimed])
     blocked = [r for r in claimed if r.to in opted_out]

@@ -79,7 +79,6 @@ class MessageRecord:
     provider_message_id: str | None = None
     repeatability_id: str | None = None
     first_sent: str | None = None
-    attempts: int = 0
     seq: int = 0
     etag: str | None = None
 
@@ -96,7 +95,7 @@ class MessageRecord:
             "InitialStatus": str(self.initial_status), "Segments": self.segments,
             "Encoding": self.encoding, "CreatedAt": self.created_at,
             "UpdatedAt": self.updated_at, "DeliveryReport": self.delivery_report,
-            "Attempts": self.attempts, "Seq": self.seq,
+            "Seq": self.seq,
         }
         optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
                     "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
@@ -116,7 +115,7 @@ class MessageRecord:
             error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
             provider_message_id=e.get("ProviderMessageId"),
             repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
-            attempts=int(e.get("Attempts", 0)), seq=int(e.get("Seq", 0)),
+            seq=int(e.get("Seq", 0)),
             etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
         )
 
