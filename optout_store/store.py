@@ -14,6 +14,7 @@ A global opt-out always wins over a sender-level opt-in: when in doubt, do not s
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,6 +66,13 @@ class OptOutEntry:
             if value is not None:
                 d[key] = value
         return d
+
+
+def _row_suffix(info: dict[str, Any]) -> str:
+    inbound = info.get("inbound_message_id")
+    if inbound:
+        return hashlib.sha256(str(inbound).encode()).hexdigest()[:12]
+    return secrets.token_hex(6)
 
 
 def _unavailable(exc: AzureError) -> StorageUnavailable:
@@ -136,21 +144,25 @@ class OptOutStore:
 
     def opt_out(self, sender: str, recipient: str, *, source: Source, keyword: str | None = None,
                 text: str | None = None, inbound_message_id: str | None = None,
-                reason: str | None = None) -> bool:
-        """Record an opt-out. Returns True if the state changed (False if already opted out)."""
+                reason: str | None = None, at: datetime | None = None) -> bool:
+        """Record an opt-out. Returns True if the state changed (False if already opted out).
+
+        With `inbound_message_id` the history row is keyed by it, so recording the same inbound
+        STOP again (a redelivery) leaves one row, not two.
+        """
         return self._set(sender, recipient, True, source=source, keyword=keyword, text=text,
-                         inbound_message_id=inbound_message_id, reason=reason)
+                         inbound_message_id=inbound_message_id, reason=reason, at=at)
 
     def opt_in(self, sender: str, recipient: str, *, source: Source, keyword: str | None = None,
                text: str | None = None, inbound_message_id: str | None = None,
-               reason: str | None = None) -> bool:
+               reason: str | None = None, at: datetime | None = None) -> bool:
         """Clear an opt-out. Returns True if the state changed (False if not opted out)."""
         return self._set(sender, recipient, False, source=source, keyword=keyword, text=text,
-                         inbound_message_id=inbound_message_id, reason=reason)
+                         inbound_message_id=inbound_message_id, reason=reason, at=at)
 
     def _set(self, sender: str, recipient: str, opted_out: bool, **info: Any) -> bool:
         partition = self._partition_for(sender)
-        now = datetime.now(UTC)
+        now = info.get("at") or datetime.now(UTC)
         before = self.get(sender, recipient)
         changed = before is None or before.opted_out != opted_out
         # History first: an audit row without a state change is harmless on a retry, a state
@@ -163,7 +175,7 @@ class OptOutStore:
                             reason=info.get("reason"))
         hist: dict[str, Any] = {
             "PartitionKey": f"{partition}|{recipient}",
-            "RowKey": f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(4)}",
+            "RowKey": f"{now.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-{_row_suffix(info)}",
             "Action": entry.action, "At": now, "Source": entry.source, "Changed": changed}
         for key, value in (("Keyword", entry.keyword), ("Text", entry.text),
                            ("InboundMessageId", entry.inbound_message_id),
@@ -176,11 +188,25 @@ class OptOutStore:
         if entry.keyword:
             state["Keyword"] = entry.keyword
         try:
-            self._history.create_entity(hist)
+            if info.get("inbound_message_id"):
+                self._history.upsert_entity(hist, mode=UpdateMode.REPLACE)
+            else:
+                self._history.create_entity(hist)
             self._state.upsert_entity(state, mode=UpdateMode.REPLACE)
         except AzureError as exc:
             raise _unavailable(exc) from exc
         return changed
+
+    def list_opted_out(self, partition: str) -> list[OptOutRecord]:
+        """Every recipient currently opted out in one partition (a sender, or `global`)."""
+        try:
+            rows = list(self._state.query_entities(
+                "PartitionKey eq @pk and OptedOut eq true", parameters={"pk": partition}))
+        except AzureError as exc:
+            raise _unavailable(exc) from exc
+        return [OptOutRecord(sender=partition, recipient=str(r["RowKey"]), opted_out=True,
+                             updated_at=r["UpdatedAt"], source=r.get("Source"),
+                             keyword=r.get("Keyword")) for r in rows]
 
     # -- audit --------------------------------------------------------------------------------
 

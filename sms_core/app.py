@@ -9,15 +9,23 @@ import threading
 from functools import cached_property
 
 from optout_store import OptOutStore
+from sms_core.app_events import AppEvents
+from sms_core.conversations import ConversationStore
+from sms_core.errors import SettingsError
 from sms_core.gateway import AcsSmsGateway, SmsGateway
 from sms_core.idempotency import IdempotencyStore
+from sms_core.inbound_store import InboundStore
+from sms_core.keywords import KeywordEngine
 from sms_core.message_store import MessageStore
 from sms_core.pacing import SenderPacer
 from sms_core.provider_index import ProviderIndex
 from sms_core.queues import JobQueue
 from sms_core.settings import Settings, get_settings
 from sms_core.storage import (
+    CONVERSATIONS_TABLE,
+    EVENTS_QUEUE,
     IDEMPOTENCY_TABLE,
+    INBOUND_TABLE,
     MESSAGES_TABLE,
     OPTOUT_HISTORY_TABLE,
     OPTOUTS_TABLE,
@@ -25,8 +33,10 @@ from sms_core.storage import (
     PACING_TABLE,
     PROVIDER_IDS_TABLE,
     UNMATCHED_REPORTS_TABLE,
+    WEBHOOK_OUTBOX_QUEUE,
     StorageClients,
 )
+from sms_core.webhook_delivery import HttpxPoster, WebhookPoster
 
 
 class Services:
@@ -77,6 +87,44 @@ class Services:
     def jobs(self) -> JobQueue:
         """The `sms-outbound` queue."""
         return JobQueue(self.storage.queue(OUTBOUND_QUEUE))
+
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        """Both directions of every conversation."""
+        return ConversationStore(self.storage.table(CONVERSATIONS_TABLE))
+
+    @cached_property
+    def inbound(self) -> InboundStore:
+        """Inbound messages seen (de-duplication of Event Grid redeliveries)."""
+        return InboundStore(self.storage.table(INBOUND_TABLE))
+
+    @cached_property
+    def app_events(self) -> AppEvents:
+        """Events for the app: the `sms-events` queue and the webhook outbox."""
+        outbox = (self.storage.queue(WEBHOOK_OUTBOX_QUEUE) if self.settings.app_webhook_url
+                  else None)
+        return AppEvents(self.storage.queue(EVENTS_QUEUE), outbox)
+
+    @cached_property
+    def webhook_poster(self) -> WebhookPoster:
+        """How app webhooks are posted (tests swap it)."""
+        return HttpxPoster()
+
+    @cached_property
+    def keywords(self) -> KeywordEngine:
+        """The keyword engine, with the configured extra keywords and replies."""
+        s = self.settings
+        try:
+            return KeywordEngine(help_text=s.help_text,
+                                 extra_opt_out=s.word_list(s.optout_keywords),
+                                 extra_opt_in=s.word_list(s.optin_keywords),
+                                 extra_help=s.word_list(s.help_keywords),
+                                 opt_out_reply=s.optout_reply, opt_in_reply=s.optin_reply)
+        except ValueError as exc:
+            raise SettingsError(
+                "Invalid keyword settings (SMS_OPTOUT_KEYWORDS, SMS_OPTIN_KEYWORDS, "
+                f"SMS_HELP_KEYWORDS, SMS_OPTOUT_REPLY, SMS_OPTIN_REPLY, SMS_HELP_TEXT): {exc}"
+            ) from exc
 
     @cached_property
     def provider_ids(self) -> ProviderIndex:

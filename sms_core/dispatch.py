@@ -19,9 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
 from sms_core.app import Services
+from sms_core.conversations import ConversationEntry
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
 from sms_core.gateway import OutboundSms, SendOutcome
 from sms_core.message_store import Change, MessageRecord
@@ -97,7 +98,8 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
             "repeatability_id": repeatability_id(r), "first_sent": first_sent}),
         preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
-    opted_out = services.optouts.opted_out_among(sender, [r.to for r in claimed])
+    opted_out = services.optouts.opted_out_among(
+        sender, [r.to for r in claimed if not r.optout_exempt])
     blocked = [r for r in claimed if r.to in opted_out]
     if blocked:
         store.apply(job.batch, [r.index for r in blocked], lambda r: _to_status(
@@ -142,10 +144,13 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
         return _fail_all(services, job.batch, indices, exc.detail, blocked)
 
     by_index = dict(zip(indices, outcomes, strict=True))
-    services.provider_ids.record((o.provider_message_id, records[k].id)
-                                 for k, o in enumerate(outcomes)
-                                 if o.accepted and o.provider_message_id)
     now = datetime.now(UTC)
+    accepted = [(r, o) for r, o in zip(records, outcomes, strict=True) if o.accepted]
+    services.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
+                                 if o.provider_message_id)
+    services.conversations.record(ConversationEntry(
+        our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
+        text=r.body, at=_first_sent_time(r, now)) for r, _ in accepted)
     retry = [i for i, o in by_index.items() if o.retryable]
     if retry and attempt >= MAX_ATTEMPTS:
         retry = []
@@ -170,6 +175,11 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
     return DispatchResult(sent=sent, failed=failed, blocked=blocked, deferred=len(retry))
+
+
+def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
+    # The stored first-sent time keeps the conversation row key stable across resends.
+    return parsedate_to_datetime(record.first_sent) if record.first_sent else default
 
 
 def _fail_all(services: Services, batch: str, indices: list[int], reason: str,

@@ -73,6 +73,7 @@ class MessageRecord:
     updated_at: datetime
     tag: str | None = None
     delivery_report: bool = True
+    optout_exempt: bool = False  # the one reply allowed after a STOP: its confirmation
     error: str | None = None
     send_at: datetime | None = None
     sent_at: datetime | None = None
@@ -97,6 +98,8 @@ class MessageRecord:
             "UpdatedAt": self.updated_at, "DeliveryReport": self.delivery_report,
             "Seq": self.seq,
         }
+        if self.optout_exempt:
+            e["OptOutExempt"] = True
         optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
                     "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
                     "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent}
@@ -112,6 +115,7 @@ class MessageRecord:
             initial_status=MessageStatus(e["InitialStatus"]), segments=int(e["Segments"]),
             encoding=e["Encoding"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
             tag=e.get("Tag"), delivery_report=bool(e.get("DeliveryReport", True)),
+            optout_exempt=bool(e.get("OptOutExempt", False)),
             error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
             provider_message_id=e.get("ProviderMessageId"),
             repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 
 MAX_MESSAGE_CHARS = 2048  # ACS rejects longer bodies.
 MAX_RECIPIENTS_PER_REQUEST = 10_000
@@ -253,3 +254,23 @@ class DispatchJob(BaseModel):
     def encode(self) -> str:
         """The queue message text (JSON; the queue client base64-encodes it)."""
         return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def parse_sender(raw: str | None, field: str = "from") -> str:
+    """Our number from a request, or a 400 naming the field."""
+    if not raw:
+        raise RequestInvalid(f"`{field}` is required.", [FieldError(field, "required")])
+    try:
+        return sender_to_e164_or_shortcode(raw)
+    except InvalidPhoneNumber as exc:
+        raise RequestInvalid(f"`{field}`: {exc.reason}", [FieldError(field, exc.reason)]) from None
+
+
+def parse_recipient(raw: str | None, field: str = "to") -> str:
+    """A person's number from a request, or a 400 naming the field."""
+    if not raw:
+        raise RequestInvalid(f"`{field}` is required.", [FieldError(field, "required")])
+    try:
+        return to_e164(raw)
+    except InvalidPhoneNumber as exc:
+        raise RequestInvalid(f"`{field}`: {exc.reason}", [FieldError(field, exc.reason)]) from None

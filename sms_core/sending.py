@@ -42,7 +42,7 @@ def _result(record: MessageRecord) -> RecipientResult:
 
 
 def _plan(services: Services, request: SendRequest, sender: str, batch: str,
-          now: datetime) -> list[MessageRecord]:
+          now: datetime, optout_exempt: bool) -> list[MessageRecord]:
     """One record per recipient, in request order, with its initial status decided."""
     seg = count_segments(request.message)
     pending = (MessageStatus.SCHEDULED if request.send_at is not None and request.send_at > now
@@ -53,7 +53,7 @@ def _plan(services: Services, request: SendRequest, sender: str, batch: str,
             normalised.append(to_e164(raw))
         except InvalidPhoneNumber as exc:
             normalised.append(exc)
-    opted_out = services.optouts.opted_out_among(
+    opted_out = set() if optout_exempt else services.optouts.opted_out_among(
         sender, {n for n in normalised if isinstance(n, str)})
     first_index: dict[str, int] = {}
     records = []
@@ -75,16 +75,19 @@ def _plan(services: Services, request: SendRequest, sender: str, batch: str,
             batch=batch, index=i, sender=sender, to=to, body=request.message, status=status,
             initial_status=status, segments=seg.segments, encoding=seg.encoding,
             created_at=now, updated_at=now, tag=request.tag,
-            delivery_report=request.delivery_report, error=error, send_at=request.send_at))
+            delivery_report=request.delivery_report, error=error, send_at=request.send_at,
+            optout_exempt=optout_exempt and status in PENDING_STATUSES))
     return records
 
 
 def accept_send(services: Services, request: SendRequest,
-                idempotency_key: str | None = None) -> SendResponse:
+                idempotency_key: str | None = None, *,
+                optout_exempt: bool = False) -> SendResponse:
     """Accept a send request: every recipient gets a stored message and pending ones a job.
 
     With an Idempotency-Key, a retry (same body) returns the first answer and sends nothing
     new; a retry after a crash finishes the first attempt's work; another body is a 409.
+    `optout_exempt` is only for the confirmation of a STOP (see `accept_reply`).
     """
     sender = resolve_sender(request.from_, services.settings.default_from)
     batch = new_batch_id()
@@ -97,7 +100,8 @@ def accept_send(services: Services, request: SendRequest,
             if len(stored) == len(request.recipients):
                 return SendResponse(messages=[_result(r) for r in stored])
     now = datetime.now(UTC)
-    stored = services.messages.create_batch(_plan(services, request, sender, batch, now))
+    stored = services.messages.create_batch(
+        _plan(services, request, sender, batch, now, optout_exempt))
     pending = [r for r in stored if r.initial_status in PENDING_STATUSES]
     if pending:
         send_at = pending[0].send_at
@@ -110,3 +114,17 @@ def accept_send(services: Services, request: SendRequest,
     if idempotency_key is not None:
         services.idempotency.complete(idempotency_key)
     return SendResponse(messages=[_result(r) for r in stored])
+
+
+def accept_reply(services: Services, our_number: str, their_number: str, text: str,
+                 inbound_id: str, *, confirms_opt_out: bool = False) -> SendResponse:
+    """Send an automatic reply to an inbound message, exactly once per inbound message.
+
+    The Idempotency-Key is derived from the inbound message id, so Event Grid delivering the
+    same STOP twice yields one reply. Only the confirmation of an opt-out may reach a person who
+    opted out (`confirms_opt_out`); any other reply to them is `blocked` like every message.
+    """
+    request = SendRequest.model_validate({"from": our_number, "to": their_number,
+                                          "message": text, "tag": "auto-reply"})
+    return accept_send(services, request, f"reply-{inbound_id}"[:255],
+                       optout_exempt=confirms_opt_out)

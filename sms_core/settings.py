@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     help_text: str = Field(
         "Reply STOP to unsubscribe or START to resubscribe. Msg & data rates may apply.",
         min_length=1, validation_alias=_alias("SMS_HELP_TEXT"))
+    optout_keywords: str | None = Field(
+        None, validation_alias=_alias("SMS_OPTOUT_KEYWORDS"))
+    optin_keywords: str | None = Field(None, validation_alias=_alias("SMS_OPTIN_KEYWORDS"))
+    help_keywords: str | None = Field(None, validation_alias=_alias("SMS_HELP_KEYWORDS"))
+    optout_reply: str | None = Field(None, validation_alias=_alias("SMS_OPTOUT_REPLY"))
+    optin_reply: str | None = Field(None, validation_alias=_alias("SMS_OPTIN_REPLY"))
     app_webhook_url: str | None = Field(None, validation_alias=_alias("SMS_APP_WEBHOOK_URL"))
     app_webhook_secret: str | None = Field(
         None, validation_alias=_alias("SMS_APP_WEBHOOK_SECRET"))
@@ -67,6 +73,18 @@ class Settings(BaseSettings):
             return sender_to_e164_or_shortcode(value)
         except InvalidPhoneNumber as exc:
             raise ValueError(exc.reason) from exc
+
+    @field_validator("app_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @staticmethod
+    def word_list(value: str | None) -> tuple[str, ...]:
+        """A comma-separated setting as a tuple of trimmed, non-empty words."""
+        return tuple(w.strip() for w in (value or "").split(",") if w.strip())
 
     @property
     def has_storage(self) -> bool:

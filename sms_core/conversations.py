@@ -1,0 +1,141 @@
+"""Two-way conversations: both directions between one of our numbers and one person.
+
+Table `Conversations`: PartitionKey = `<our number>|<their number>`, RowKey =
+`<UTC time, sortable>|<in|out>|<message id>`. A conversation is one partition read in time order,
+paged with the Table service's continuation token (passed to clients as an opaque string).
+Writes are idempotent upserts (a redelivered event rewrites the same row).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+from sms_core.models import parse_recipient, parse_sender
+
+if TYPE_CHECKING:
+    from sms_core.app import Services
+
+Direction = Literal["inbound", "outbound"]
+MAX_PAGE = 200
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conversations")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEntry:
+    """One message of a conversation."""
+
+    our_number: str
+    their_number: str
+    direction: Direction
+    message_id: str
+    text: str
+    at: datetime
+    keyword: str | None = None
+
+    def row_key(self) -> str:
+        """Sortable by time; unique per message."""
+        return f"{self.at.strftime('%Y%m%dT%H%M%S.%fZ')}|{self.direction[:3]}|{self.message_id}"
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of an entry in `GET /api/conversations/{number}`."""
+        d: dict[str, Any] = {"id": self.message_id, "direction": self.direction,
+                             "from": self.their_number if self.direction == "inbound"
+                             else self.our_number,
+                             "to": self.our_number if self.direction == "inbound"
+                             else self.their_number,
+                             "message": self.text, "at": self.at.isoformat()}
+        if self.keyword:
+            d["keyword"] = self.keyword
+        return d
+
+
+def _encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_token(value: str) -> Any:
+    try:
+        token = json.loads(base64.urlsafe_b64decode(value.encode()))
+        if not isinstance(token, dict):
+            raise ValueError
+        return token
+    except (ValueError, binascii.Error):
+        raise RequestInvalid("The continuation token is not valid.",
+                             [FieldError("continuationToken", "not a token from this API")]
+                             ) from None
+
+
+class ConversationStore:
+    """Reads and writes conversation entries."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def record(self, entries: Iterable[ConversationEntry]) -> None:
+        """Upsert entries (concurrently: each conversation is its own partition)."""
+        def put(e: ConversationEntry) -> None:
+            row: dict[str, Any] = {"PartitionKey": f"{e.our_number}|{e.their_number}",
+                                   "RowKey": e.row_key(), "Direction": e.direction,
+                                   "MessageId": e.message_id, "Text": e.text, "At": e.at}
+            if e.keyword:
+                row["Keyword"] = e.keyword
+            self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        items = list(entries)
+        try:
+            if len(items) == 1:
+                put(items[0])
+            else:
+                list(_POOL.map(put, items))
+        except AzureError as exc:
+            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+
+    def page(self, our_number: str, their_number: str, limit: int = 50,
+             continuation: str | None = None) -> tuple[list[ConversationEntry], str | None]:
+        """One page of the conversation, oldest first, and the token of the next page."""
+        limit = max(1, min(limit, MAX_PAGE))
+        pages = self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": f"{our_number}|{their_number}"},
+            results_per_page=limit).by_page(
+                continuation_token=_decode_token(continuation) if continuation else None)
+        try:
+            rows = list(next(pages, []))
+        except HttpResponseError as exc:
+            if exc.status_code == 400:
+                raise RequestInvalid("The continuation token is not valid.",
+                                     [FieldError("continuationToken", "not valid")]) from None
+            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+        except AzureError as exc:
+            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+        entries = [ConversationEntry(our_number=our_number, their_number=their_number,
+                                     direction=r["Direction"], message_id=r["MessageId"],
+                                     text=r["Text"], at=r["At"], keyword=r.get("Keyword"))
+                   for r in rows]
+        return entries, _encode_token(getattr(pages, "continuation_token", None))
+
+
+def conversation_page(services: Services, number: str,
+                      params: Mapping[str, str]) -> dict[str, Any]:
+    """`GET /api/conversations/{number}?from=&limit=&continuationToken=` (`from` defaults to
+    SMS_DEFAULT_FROM)."""
+    sender = parse_sender(params.get("from") or services.settings.default_from)
+    their = parse_recipient(number, "number")
+    raw_limit = params.get("limit") or "50"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise RequestInvalid(f"limit must be 1..{MAX_PAGE}.",
+                             [FieldError("limit", f"an integer from 1 to {MAX_PAGE}")])
+    entries, token = services.conversations.page(sender, their, int(raw_limit),
+                                                 params.get("continuationToken"))
+    return {"messages": [e.public() for e in entries], "continuationToken": token}

@@ -1,0 +1,100 @@
+"""The opt-out admin API, in the shapes of ACS's own Opt-Out API so apps written for it fit.
+
+`POST /api/optouts/add|remove|check` with `{"from", "recipients": [{"to"}]}` (1 to 100) answer
+200 `{"value": [{"to", "httpStatusCode", "isOptedOut"?, "errorMessage"?}]}`, one entry per
+recipient in order: a bad number is a 400 entry, not a failed request (as ACS does).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from optout_store import GLOBAL_SENDER
+from sms_core.app import Services
+from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+from sms_core.models import parse_recipient, parse_sender
+from sms_core.phone import InvalidPhoneNumber, to_e164
+
+Action = Literal["add", "remove", "check"]
+ACTIONS: tuple[Action, ...] = ("add", "remove", "check")
+INVALID_NUMBER = "Invalid recipient phone number format"
+
+
+class OptOutRecipient(BaseModel):
+    """One recipient of an opt-out request."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: StrictStr
+
+
+class OptOutRequest(BaseModel):
+    """Body of `POST /api/optouts/{add|remove|check}`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: StrictStr = Field(alias="from")
+    recipients: list[OptOutRecipient] = Field(min_length=1, max_length=100)
+
+
+def change_optouts(services: Services, action: str, request: OptOutRequest) -> dict[str, Any]:
+    """Run add, remove or check for every recipient; one entry each, in request order."""
+    if action not in ACTIONS:
+        raise RequestInvalid(f"Unknown opt-out action '{action}': use add, remove or check.",
+                             [FieldError("action", "one of add, remove, check")])
+    sender = parse_sender(request.from_)
+    numbers: list[str | None] = []
+    for r in request.recipients:
+        try:
+            numbers.append(to_e164(r.to))
+        except InvalidPhoneNumber:
+            numbers.append(None)
+    valid = [n for n in numbers if n]
+    opted = services.optouts.opted_out_among(sender, valid) if action == "check" else set()
+    value = []
+    for r, number in zip(request.recipients, numbers, strict=True):
+        if number is None:
+            value.append({"to": r.to, "httpStatusCode": 400, "errorMessage": INVALID_NUMBER})
+        elif action == "check":
+            value.append({"to": number, "httpStatusCode": 200, "isOptedOut": number in opted})
+        else:
+            value.append(_change_one(services, action, sender, number))
+    return {"value": value}
+
+
+def _change_one(services: Services, action: str, sender: str, number: str) -> dict[str, Any]:
+    opting_out = action == "add"
+    try:
+        change = services.optouts.opt_out if opting_out else services.optouts.opt_in
+        if change(sender, number, source="api"):
+            services.app_events.publish("optout.changed", f"optout-api-{uuid.uuid4().hex}", {
+                "from": sender, "to": number, "optedOut": opting_out,
+                "scope": services.settings.optout_scope, "source": "api"})
+    except StorageUnavailable as exc:
+        return {"to": number, "httpStatusCode": 500, "errorMessage": exc.detail}
+    return {"to": number, "httpStatusCode": 200}
+
+
+def optout_history(services: Services, params: Mapping[str, str]) -> dict[str, Any]:
+    """`GET /api/optouts/history?from=&to=`: every change of the pair, oldest first."""
+    sender = parse_sender(params.get("from"))
+    recipient = parse_recipient(params.get("to"))
+    return {"value": [e.public() for e in services.optouts.history(sender, recipient)]}
+
+
+def optout_export_csv(services: Services, params: Mapping[str, str]) -> str:
+    """`GET /api/optouts/export?from=`: the current opt-out list of a sender (and global) as CSV."""
+    sender = parse_sender(params.get("from"))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["from", "to", "scope", "optedOutAt", "source", "keyword"])
+    for partition in dict.fromkeys((sender, GLOBAL_SENDER)):
+        for rec in services.optouts.list_opted_out(partition):
+            writer.writerow([sender, rec.recipient,
+                             "global" if partition == GLOBAL_SENDER else "sender",
+                             rec.updated_at.isoformat(), rec.source or "", rec.keyword or ""])
+    return out.getvalue()
