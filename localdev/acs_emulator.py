@@ -37,16 +37,50 @@ Control API (JSON, no auth)
   "deliveryStatusDetails": "4005: ...", "sendError": {"httpStatusCode": 503,
   "errorMessage": "ServiceUnavailable"} | null}``; ``DELETE /emulator/outcomes/{number}``
 - ``PUT    /emulator/senders/{number}/rate`` body ``{"ratePerMinute": 5}`` (refills that bucket)
-- ``POST   /emulator/reset`` clears inboxes, request log, repeatability ids, outcomes, rates.
+- ``PUT    /emulator/webhook`` body ``{"url": "http://...", "schema": "eventgrid"|"cloudevents"}``
+  (schema defaults to eventgrid; ``"url": null`` unsubscribes); ``GET /emulator/webhook`` ->
+  ``{"url", "schema", "validated", "pending"}``
+- ``POST   /emulator/handsets/{number}/reply`` body ``{"to": "+18005550100", "message": "STOP",
+  "schema"?: "eventgrid"|"cloudevents", "casing"?: "camel"|"pascal", "deliveries"?: 1}`` -> 202
+  ``{"messageId", "webhookStatus": <status of the attempt made while it waits> | null,
+  "delivered": bool}`` (with ``deliveries`` > 1: the last such attempt, and whether all got a 2xx);
+  502 ``{"error", "messageId", "webhook": <what it answered>}`` when the handshake fails (nothing
+  is delivered); 409 when no webhook is configured. See "Handset replies" below.
+- ``GET    /emulator/handsets/{number}/sent`` -> ``{"number", "messages": [{"from", "to",
+  "message", "messageId", "sentAt"}]}`` (what the handset replied)
+- ``GET    /emulator/webhook/deliveries`` -> every delivery attempt, in order: ``[{"eventId",
+  "attempt", "status": <http status> | null, "at", "error"?, "deadLettered"?: true}]``
+- ``GET    /emulator/webhook/validate?id=<validationCode>`` the ``validationUrl`` of the
+  handshake event: Event Grid's manual validation, for a webhook that cannot echo the code
+- ``POST   /emulator/reset`` clears inboxes, request log, repeatability ids, outcomes, rates,
+  handsets' sent messages, the webhook delivery log and pending retries (the webhook and its
+  validation stay).
 
-Planned (not built yet): ``POST /emulator/handsets/{number}/reply`` posting an Event Grid
-``Microsoft.Communication.SMSReceived`` event to the inbound webhook, after the subscription
-validation handshake; see ``ROUTES`` for where it plugs in.
+Handset replies (inbound SMS, as Event Grid delivers it)
+--------------------------------------------------------
+A reply becomes a ``Microsoft.Communication.SMSReceived`` event (``from`` and ``to`` without
+``+``, as ACS sends them) posted to the inbound webhook as an Event Grid webhook subscription
+delivers it:
+
+- Before the first delivery to a URL and schema, the validation handshake: Event Grid schema, a
+  ``SubscriptionValidationEvent`` (header ``aeg-event-type: SubscriptionValidation``) answered by
+  200 and ``{"validationResponse": <code>}``; CloudEvents, ``OPTIONS`` with
+  ``WebHook-Request-Origin: eventgrid.azure.net`` answered by a 2xx with that
+  ``WebHook-Allowed-Origin`` (or ``*``). Validated URLs are remembered.
+- Delivery: Event Grid schema, a JSON array of one event with ``aeg-event-type: Notification``,
+  ``aeg-delivery-count`` and ``aeg-subscription-name: SMSRECEIVED``; CloudEvents, the one event as
+  ``application/cloudevents+json`` with ``WebHook-Request-Origin``/``Origin``. Any 2xx is
+  success. The first attempt is made while the reply waits; failed ones are retried in the
+  background after 1, 2, 4, ... s (``webhook_retry_base_s`` doubling, capped at 30 s), up to
+  ``webhook_max_attempts`` (10) in all, then dead-lettered; 400 and 413 are dead-lettered at once,
+  as Event Grid does. ``deliveries: 2`` posts the same event twice (Event Grid delivers at least
+  once), the second with the next ``aeg-delivery-count``.
 
 Run it: ``python -m localdev.acs_emulator --host 127.0.0.1 --port 7072 --access-key <b64>
---storage "<connection string>" --dlr-delay 1.0 --rate-per-minute 200`` (env fallbacks:
+--storage "<connection string>" --dlr-delay 1.0 --rate-per-minute 200
+--inbound-webhook http://127.0.0.1:7071/api/inbound?code=<key>`` (env fallbacks:
 ACS_EMULATOR_ACCESS_KEY, AzureWebJobsStorage, ACS_EMULATOR_DLR_DELAY_SECONDS,
-ACS_EMULATOR_RATE_PER_MINUTE).
+ACS_EMULATOR_RATE_PER_MINUTE, ACS_EMULATOR_INBOUND_WEBHOOK_URL).
 """
 
 from __future__ import annotations
@@ -81,6 +115,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
+    import httpx
     from azure.storage.queue import QueueClient
 
 log = logging.getLogger(__name__)
@@ -502,6 +537,7 @@ class EmulatorState:
         self._wallclock = wallclock
         self._lock = threading.Lock()
         self._inboxes: dict[str, list[dict[str, Any]]] = {}
+        self._sent: dict[str, list[dict[str, Any]]] = {}  # what handsets replied, per handset
         self._requests: list[dict[str, Any]] = []
         # repeatabilityRequestId -> messageId of the accepted send. ACS remembers ids per resource.
         self._repeatability: dict[str, str] = {}
@@ -668,6 +704,26 @@ class EmulatorState:
         with self._lock:
             return list(self._inboxes.get(normalize_number(number), []))
 
+    def record_sent(
+        self, handset: str, to: str, message: str, message_id: str, at: datetime
+    ) -> None:
+        """Remember a message a handset sent (a reply) to one of our numbers."""
+        with self._lock:
+            self._sent.setdefault(normalize_number(handset), []).append(
+                {
+                    "from": normalize_number(handset),
+                    "to": to,
+                    "message": message,
+                    "messageId": message_id,
+                    "sentAt": _iso(at, digits=6),
+                }
+            )
+
+    def sent(self, number: str) -> list[dict[str, Any]]:
+        """What a handset has sent (its replies), oldest first."""
+        with self._lock:
+            return list(self._sent.get(normalize_number(number), []))
+
     def requests(self) -> list[dict[str, Any]]:
         """Every authenticated send call, in arrival order."""
         with self._lock:
@@ -697,9 +753,10 @@ class EmulatorState:
             self._buckets[sender] = _Bucket(rate_per_minute, rate_per_minute, self._clock())
 
     def reset(self) -> None:
-        """Forget everything: inboxes, request log, repeatability ids, outcomes, rates."""
+        """Forget everything: inboxes, replies, request log, repeatability ids, outcomes, rates."""
         with self._lock:
             self._inboxes.clear()
+            self._sent.clear()
             self._requests.clear()
             self._repeatability.clear()
             self._outcomes.clear()
@@ -819,6 +876,433 @@ class _DeliveryReportWorker:
 
 
 # ---------------------------------------------------------------------------------------------
+# Handset replies: SMSReceived events to the inbound webhook, as Event Grid delivers them
+# ---------------------------------------------------------------------------------------------
+
+SMS_RECEIVED_EVENT_TYPE = "Microsoft.Communication.SMSReceived"
+VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
+WEBHOOK_SCHEMAS = ("eventgrid", "cloudevents")
+CASINGS = ("camel", "pascal")
+# The origin Event Grid names in the CloudEvents abuse-protection handshake and its deliveries.
+EVENTGRID_ORIGIN = "eventgrid.azure.net"
+SUBSCRIPTION_NAME = "SMSRECEIVED"
+MAX_REPLY_DELIVERIES = 10
+WEBHOOK_MAX_RETRY_DELAY_S = 30.0
+# Event Grid dead-letters these at once rather than retry: the same request gets the same answer.
+_NOT_RETRIED = frozenset({400, 413})
+_CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
+_ANSWER_BODY_CHARS = 2000
+# The samples disagree on casing: docs 2025 is camelCase, docs 2022 and the specs examples
+# PascalCase. Both are offered so consumers are tested against either.
+_SMS_RECEIVED_KEYS = {
+    "camel": ("messageId", "from", "to", "message", "receivedTimestamp", "segmentCount"),
+    "pascal": ("MessageId", "From", "To", "Message", "ReceivedTimestamp", "SegmentCount"),
+}
+
+
+def sms_received_event(
+    message_id: str,
+    from_: str,
+    to: str,
+    message: str,
+    received_at: datetime,
+    *,
+    schema: str = "eventgrid",
+    casing: str = "camel",
+) -> dict[str, Any]:
+    """The ``SMSReceived`` event ACS publishes when ``from_`` (a handset) texts ``to`` (ours).
+
+    Both numbers go out without their ``+``, as in the published samples; the subject names our
+    number. ``schema`` is ``eventgrid`` or ``cloudevents``, ``casing`` ``camel`` or ``pascal``.
+    """
+    if schema not in WEBHOOK_SCHEMAS:
+        raise ValueError(f"schema must be one of {', '.join(WEBHOOK_SCHEMAS)}")
+    if casing not in CASINGS:
+        raise ValueError(f"casing must be one of {', '.join(CASINGS)}")
+    ours = to.removeprefix("+")
+    values = (
+        message_id,
+        from_.removeprefix("+"),
+        ours,
+        message,
+        _iso(received_at),
+        segment_count(message),
+    )
+    data = dict(zip(_SMS_RECEIVED_KEYS[casing], values, strict=True))
+    subject = f"/phonenumber/{ours}"
+    if schema == "cloudevents":
+        return {
+            "specversion": "1.0",
+            "type": SMS_RECEIVED_EVENT_TYPE,
+            "source": EMULATOR_TOPIC,
+            "subject": subject,
+            "id": message_id,
+            "time": _iso(received_at),
+            "data": data,
+        }
+    return {
+        "id": message_id,
+        "topic": EMULATOR_TOPIC,
+        "subject": subject,
+        "data": data,
+        "eventType": SMS_RECEIVED_EVENT_TYPE,
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
+        "eventTime": _iso(received_at, digits=0),
+    }
+
+
+def _check_webhook_url(url: Any) -> str:
+    if not isinstance(url, str):
+        raise ValueError("url must be a string")
+    split = urlsplit(url)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise ValueError(f"url must be an absolute http(s) URL, not {url!r}")
+    return url
+
+
+class NoInboundWebhook(RuntimeError):
+    """A handset replied, but no inbound webhook is configured to receive the event."""
+
+
+class HandshakeFailed(Exception):
+    """The webhook did not complete Event Grid's validation handshake: no subscription, so the
+    event is not delivered. ``answer`` is what the webhook answered, ``message_id`` the reply's."""
+
+    def __init__(self, message: str, answer: dict[str, Any], message_id: str = "") -> None:
+        super().__init__(message)
+        self.answer = answer
+        self.message_id = message_id
+
+
+@dataclass
+class _Delivery:
+    """One delivery of an event to a webhook, attempted until a 2xx or a dead letter."""
+
+    event_id: str
+    url: str
+    schema: str
+    payload: bytes
+    tries: int = 0
+
+
+def _answer(resp: httpx.Response) -> dict[str, Any]:
+    """What a webhook answered, for a person reading a 502 or the log."""
+    body: Any
+    try:
+        body = resp.json()
+    except ValueError:
+        body = resp.text[:_ANSWER_BODY_CHARS]
+    return {"status": resp.status_code, "body": body}
+
+
+def _notification_headers(schema: str, delivery_count: int) -> dict[str, str]:
+    # aeg-* are Event Grid's delivery headers (docs: event-grid/includes/message-headers.md);
+    # for CloudEvents aeg-metadata-version carries the spec version and there is no data version.
+    headers = {
+        "aeg-event-type": "Notification",
+        "aeg-subscription-name": SUBSCRIPTION_NAME,
+        "aeg-delivery-count": str(delivery_count),
+    }
+    if schema == "cloudevents":
+        return {
+            "content-type": _CLOUDEVENTS_JSON,
+            "WebHook-Request-Origin": EVENTGRID_ORIGIN,
+            "Origin": EVENTGRID_ORIGIN,  # CloudEvents webhook spec: every delivery names it
+            **headers,
+            "aeg-metadata-version": "1.0",
+        }
+    return {
+        "content-type": "application/json",
+        **headers,
+        "aeg-metadata-version": "1",
+        "aeg-data-version": "1.0",
+    }
+
+
+class _WebhookRelay:
+    """Event Grid's side of one webhook subscription: handshake, delivery, retry, dead letters.
+
+    First attempts run on the caller's thread, so a reply can answer with the webhook's status;
+    retries run on one daemon thread with a heap (as ``_DeliveryReportWorker`` does), so a failing
+    webhook never holds up the HTTP server.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        schema: str,
+        max_attempts: int,
+        retry_base_s: float,
+        timeout_s: float,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("webhook_max_attempts must be at least 1")
+        if retry_base_s < 0 or timeout_s <= 0:
+            raise ValueError("webhook delays must be positive")
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.timeout_s = timeout_s
+        self._cond = threading.Condition()
+        self._url: str | None = None
+        self._schema = "eventgrid"
+        self.configure(url, schema)
+        # Held through a handshake only: concurrent first replies to one URL handshake once.
+        self._handshake_lock = threading.Lock()
+        self._validated: set[tuple[str, str]] = set()
+        self._awaiting_manual: dict[str, tuple[str, str]] = {}  # validationCode -> subscription
+        self._attempts: dict[str, int] = {}  # event id -> attempts so far (aeg-delivery-count)
+        self._log: list[dict[str, Any]] = []
+        self._heap: list[tuple[float, int, _Delivery]] = []
+        self._seq = itertools.count()
+        self._in_flight = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    # -- subscription ---------------------------------------------------------------------------
+
+    def configure(self, url: str | None, schema: str = "eventgrid") -> None:
+        """Point the subscription at ``url`` (None: no subscription) with ``schema``."""
+        if url is not None:
+            _check_webhook_url(url)
+        if schema not in WEBHOOK_SCHEMAS:
+            raise ValueError(f"schema must be one of {', '.join(WEBHOOK_SCHEMAS)}")
+        with self._cond:
+            self._url, self._schema = url, schema
+
+    def subscription(self) -> tuple[str | None, str]:
+        """The webhook URL (None: no subscription) and its schema, read together."""
+        with self._cond:
+            return self._url, self._schema
+
+    def is_validated(self, url: str, schema: str) -> bool:
+        """True once the handshake for this URL and schema has succeeded."""
+        with self._cond:
+            return (url, schema) in self._validated
+
+    def validate_manually(self, code: str) -> tuple[str, str] | None:
+        """Event Grid's manual validation (a GET of ``validationUrl``): the subscription it
+        validates, or None for an unknown code."""
+        with self._cond:
+            subscription = self._awaiting_manual.pop(code, None)
+            if subscription is not None:
+                self._validated.add(subscription)
+            return subscription
+
+    def ensure_validated(self, url: str, schema: str, validation_url: Callable[[str], str]) -> None:
+        """Perform the handshake unless this URL and schema passed it; raise HandshakeFailed."""
+        if self.is_validated(url, schema):
+            return
+        with self._handshake_lock:
+            if self.is_validated(url, schema):
+                return
+            if schema == "cloudevents":
+                self._options_handshake(url)
+            else:
+                self._validation_event_handshake(url, validation_url)
+            with self._cond:
+                self._validated.add((url, schema))
+
+    def _validation_event_handshake(self, url: str, validation_url: Callable[[str], str]) -> None:
+        import httpx
+
+        code = str(uuid.uuid4())
+        with self._cond:
+            self._awaiting_manual[code] = (url, "eventgrid")
+        event = {
+            "id": str(uuid.uuid4()),
+            "topic": EMULATOR_TOPIC,
+            "subject": "",
+            "data": {"validationCode": code, "validationUrl": validation_url(code)},
+            "eventType": VALIDATION_EVENT_TYPE,
+            "eventTime": _iso(datetime.now(UTC)),
+            "metadataVersion": "1",
+            "dataVersion": "1",
+        }
+        headers = {
+            "content-type": "application/json",
+            "aeg-event-type": "SubscriptionValidation",
+            "aeg-subscription-name": SUBSCRIPTION_NAME,
+            "aeg-delivery-count": "0",
+        }
+        try:
+            resp = self._http().post(url, content=json.dumps([event]).encode(), headers=headers)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise HandshakeFailed(
+                f"The webhook could not be reached for the validation handshake: {exc}",
+                {"status": None, "error": f"{type(exc).__name__}: {exc}"},
+            ) from None
+        answer = _answer(resp)
+        body = answer["body"]
+        # The webhook is usually ASP.NET or Python code: match the key as Event Grid binds it,
+        # case-insensitively.
+        echoed = (
+            next((v for k, v in body.items() if k.lower() == "validationresponse"), None)
+            if isinstance(body, dict)
+            else None
+        )
+        if resp.status_code != 200 or echoed != code:
+            raise HandshakeFailed(
+                "The webhook did not answer the SubscriptionValidationEvent with 200 and "
+                f'{{"validationResponse": "{code}"}}; a GET of the validationUrl validates it '
+                "by hand.",
+                answer,
+            )
+        with self._cond:
+            self._awaiting_manual.pop(code, None)
+
+    def _options_handshake(self, url: str) -> None:
+        import httpx
+
+        try:
+            resp = self._http().request(
+                "OPTIONS", url, headers={"WebHook-Request-Origin": EVENTGRID_ORIGIN}
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise HandshakeFailed(
+                f"The webhook could not be reached for the CloudEvents handshake: {exc}",
+                {"status": None, "error": f"{type(exc).__name__}: {exc}"},
+            ) from None
+        allowed = resp.headers.get("WebHook-Allowed-Origin")
+        answer = {**_answer(resp), "headers": {"WebHook-Allowed-Origin": allowed}}
+        granted = allowed is not None and allowed.strip().lower() in (EVENTGRID_ORIGIN, "*")
+        if not (200 <= resp.status_code < 300 and granted):
+            raise HandshakeFailed(
+                "The webhook did not answer OPTIONS (WebHook-Request-Origin: "
+                f"{EVENTGRID_ORIGIN}) with a 2xx and WebHook-Allowed-Origin: {EVENTGRID_ORIGIN}"
+                " or *.",
+                answer,
+            )
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def deliver(
+        self, event_id: str, url: str, schema: str, payload: bytes
+    ) -> tuple[int | None, bool]:
+        """Make the first attempt of one delivery now: (HTTP status or None, delivered).
+
+        A failed attempt is retried in the background, or dead-lettered.
+        """
+        return self._attempt(_Delivery(event_id, url, schema, payload))
+
+    def _attempt(self, d: _Delivery) -> tuple[int | None, bool]:
+        import httpx
+
+        with self._cond:
+            attempt = self._attempts.get(d.event_id, 0) + 1
+            self._attempts[d.event_id] = attempt
+        status: int | None = None
+        error: str | None = None
+        try:
+            resp = self._http().post(
+                d.url, content=d.payload, headers=_notification_headers(d.schema, attempt - 1)
+            )
+            status = resp.status_code
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        d.tries += 1
+        delivered = status is not None and 200 <= status < 300
+        retry = not delivered and status not in _NOT_RETRIED and d.tries < self.max_attempts
+        entry: dict[str, Any] = {
+            "eventId": d.event_id,
+            "attempt": attempt,
+            "status": status,
+            "at": _iso(datetime.now(UTC), digits=6),
+        }
+        if error is not None:
+            entry["error"] = error
+        if not delivered and not retry:
+            entry["deadLettered"] = True
+            log.warning(
+                "ACS emulator: dead-lettered event %s after %d attempt(s) (last: %s)",
+                d.event_id,
+                d.tries,
+                status if error is None else error,
+            )
+        with self._cond:
+            self._log.append(entry)
+            if retry:
+                delay = min(self.retry_base_s * 2 ** (d.tries - 1), WEBHOOK_MAX_RETRY_DELAY_S)
+                heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), d))
+                self._cond.notify()
+        return status, delivered
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery attempt, in order."""
+        with self._cond:
+            return [dict(entry) for entry in self._log]
+
+    @property
+    def backlog(self) -> int:
+        """Deliveries waiting for a retry or being retried."""
+        with self._cond:
+            return len(self._heap) + self._in_flight
+
+    def reset(self) -> None:
+        """Forget the delivery log and drop pending retries; the subscription stays."""
+        with self._cond:
+            self._log.clear()
+            self._attempts.clear()
+            self._heap.clear()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                # trust_env=False: Event Grid does not go through this machine's proxy settings,
+                # and a proxy from the environment must not swallow calls to a local webhook.
+                self._client = httpx.Client(timeout=self.timeout_s, trust_env=False)
+            return self._client
+
+    def start(self) -> None:
+        with self._cond:
+            self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="acs-emulator-webhook", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout_s + 5)
+            self._thread = None
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self._cond.wait(delay)
+                if self._stopping:
+                    return
+                _, _, delivery = heapq.heappop(self._heap)
+                self._in_flight += 1
+            try:
+                self._attempt(delivery)
+            except Exception:
+                log.exception("ACS emulator: retrying event %s failed", delivery.event_id)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+
+
+# ---------------------------------------------------------------------------------------------
 # HTTP
 # ---------------------------------------------------------------------------------------------
 
@@ -920,15 +1404,75 @@ def _h_sender_rate(emu: AcsEmulator, req: _Request) -> _Response:
 
 def _h_reset(emu: AcsEmulator, req: _Request) -> _Response:
     emu.state.reset()
+    emu._webhook.reset()
     return _Response(200, {"status": "reset"})
+
+
+def _h_reply(emu: AcsEmulator, req: _Request) -> _Response:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise _BadRequest("The request body must be a JSON object.")
+    try:
+        result = emu.reply(
+            req.params["number"],
+            body.get("to"),
+            body.get("message"),
+            schema=body.get("schema"),
+            casing=body.get("casing", "camel"),
+            deliveries=body.get("deliveries", 1),
+        )
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+    except NoInboundWebhook as exc:
+        return _Response(409, _error("NoInboundWebhook", str(exc)))
+    except HandshakeFailed as exc:
+        return _Response(
+            502,
+            {
+                **_error("WebhookValidationFailed", str(exc)),
+                "messageId": exc.message_id,
+                "webhook": exc.answer,
+            },
+        )
+    return _Response(202, result)
+
+
+def _h_sent(emu: AcsEmulator, req: _Request) -> _Response:
+    number = normalize_number(req.params["number"])
+    return _Response(200, {"number": number, "messages": emu.state.sent(number)})
+
+
+def _h_get_webhook(emu: AcsEmulator, req: _Request) -> _Response:
+    return _Response(200, emu.webhook_status())
+
+
+def _h_put_webhook(emu: AcsEmulator, req: _Request) -> _Response:
+    body = req.json()
+    if not isinstance(body, dict) or "url" not in body:
+        raise _BadRequest('The body must be {"url": ..., "schema"?: "eventgrid"|"cloudevents"}.')
+    try:
+        emu.configure_webhook(body["url"], body.get("schema") or "eventgrid")
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+    return _Response(200, emu.webhook_status())
+
+
+def _h_webhook_deliveries(emu: AcsEmulator, req: _Request) -> _Response:
+    return _Response(200, emu.webhook_deliveries())
+
+
+def _h_webhook_validate(emu: AcsEmulator, req: _Request) -> _Response:
+    code = (req.query.get("id") or [""])[0]
+    subscription = emu._webhook.validate_manually(code)
+    if subscription is None:
+        return _Response(404, _error("NotFound", "No handshake is waiting for this validation id."))
+    url, schema = subscription
+    return _Response(200, {"validated": True, "url": url, "schema": schema})
 
 
 _NUMBER = r"(?P<number>[^/]+)"
 
-# (method, path pattern, handler). The handset reply feature (an SMSReceived event to the inbound
-# webhook after Event Grid's validation handshake) goes here as
-# ("POST", rf"/emulator/handsets/{_NUMBER}/reply", _h_reply), with its webhook URL an
-# AcsEmulator option and its delivery on its own worker like _DeliveryReportWorker.
+# (method, path pattern, handler)
 ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("POST", re.compile(r"/sms"), _h_send),
     ("GET", re.compile(r"/emulator/health"), _h_health),
@@ -938,6 +1482,12 @@ ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("PUT", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_put_outcome),
     ("DELETE", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_delete_outcome),
     ("PUT", re.compile(rf"/emulator/senders/{_NUMBER}/rate"), _h_sender_rate),
+    ("POST", re.compile(rf"/emulator/handsets/{_NUMBER}/reply"), _h_reply),
+    ("GET", re.compile(rf"/emulator/handsets/{_NUMBER}/sent"), _h_sent),
+    ("GET", re.compile(r"/emulator/webhook"), _h_get_webhook),
+    ("PUT", re.compile(r"/emulator/webhook"), _h_put_webhook),
+    ("GET", re.compile(r"/emulator/webhook/deliveries"), _h_webhook_deliveries),
+    ("GET", re.compile(r"/emulator/webhook/validate"), _h_webhook_validate),
     ("POST", re.compile(r"/emulator/reset"), _h_reset),
 ]
 
@@ -1056,7 +1606,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class AcsEmulator:
-    """The ACS SMS emulator: an HTTP server, its state and the delivery-report worker."""
+    """The ACS SMS emulator: an HTTP server, its state, the delivery-report worker and the
+    inbound webhook relay (handset replies as Event Grid ``SMSReceived`` deliveries).
+
+    ``inbound_webhook_url``/``inbound_webhook_schema`` subscribe the app's webhook;
+    ``webhook_max_attempts``, ``webhook_retry_base_s`` (first retry delay, doubling up to 30 s)
+    and ``webhook_timeout_s`` shape delivery as Event Grid's retry policy does.
+    """
 
     def __init__(
         self,
@@ -1068,8 +1624,20 @@ class AcsEmulator:
         dlr_delay_s: float = 1.0,
         rate_per_minute: int = 200,
         dlr_queue_name: str = DLR_QUEUE,
+        inbound_webhook_url: str | None = None,
+        inbound_webhook_schema: str = "eventgrid",
+        webhook_max_attempts: int = 10,
+        webhook_retry_base_s: float = 1.0,
+        webhook_timeout_s: float = 30.0,
     ) -> None:
         _decode_key(access_key_b64)
+        self._webhook = _WebhookRelay(
+            url=inbound_webhook_url or None,
+            schema=inbound_webhook_schema,
+            max_attempts=webhook_max_attempts,
+            retry_base_s=webhook_retry_base_s,
+            timeout_s=webhook_timeout_s,
+        )
         self.host = host
         self.port = port
         self.access_key_b64 = access_key_b64
@@ -1106,6 +1674,7 @@ class AcsEmulator:
         self.port = int(self._server.server_address[1])
         if self._dlr is not None:
             self._dlr.start()
+        self._webhook.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -1115,7 +1684,7 @@ class AcsEmulator:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving; delivery reports not yet due are dropped."""
+        """Stop serving; delivery reports not yet due and webhook retries are dropped."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -1125,6 +1694,7 @@ class AcsEmulator:
             self._thread = None
         if self._dlr is not None:
             self._dlr.stop()
+        self._webhook.stop()
 
     def __enter__(self) -> AcsEmulator:
         self.start()
@@ -1140,6 +1710,119 @@ class AcsEmulator:
                 log.warning("ACS emulator: no storage connection string, delivery reports skipped")
             return
         self._dlr.submit(reports, time.monotonic() + self.dlr_delay_s)
+
+    # -- handset replies ------------------------------------------------------------------------
+
+    @property
+    def webhook_backlog(self) -> int:
+        """Webhook deliveries waiting for a retry or being retried."""
+        return self._webhook.backlog
+
+    def configure_webhook(self, url: str | None, schema: str = "eventgrid") -> None:
+        """Subscribe ``url`` (None: unsubscribe) to SMSReceived events in ``schema``."""
+        self._webhook.configure(url, schema)
+
+    def webhook_status(self) -> dict[str, Any]:
+        """The subscription: ``{"url", "schema", "validated", "pending"}``."""
+        url, schema = self._webhook.subscription()
+        return {
+            "url": url,
+            "schema": schema,
+            "validated": url is not None and self._webhook.is_validated(url, schema),
+            "pending": self._webhook.backlog,
+        }
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt: ``{"eventId", "attempt", "status", "at", "error"?,
+        "deadLettered"?}``."""
+        return self._webhook.deliveries()
+
+    def reply(
+        self,
+        number: str,
+        to: str,
+        message: str,
+        *,
+        schema: str | None = None,
+        casing: str = "camel",
+        deliveries: int = 1,
+    ) -> dict[str, Any]:
+        """Handset ``number`` texts ``message`` to our number ``to``: ACS publishes SMSReceived.
+
+        The event goes to the inbound webhook in ``schema`` (default: the subscription's) after
+        the validation handshake if this URL and schema have not passed it, ``deliveries`` times
+        (Event Grid delivers at least once). Returns ``{"messageId", "webhookStatus",
+        "delivered"}``: the status of the last first attempt, and whether every first attempt
+        got a 2xx; failures are retried in the background. Raises ValueError for bad arguments,
+        NoInboundWebhook, and HandshakeFailed (nothing delivered).
+        """
+        handset, ours = _reply_numbers(number, to)
+        if not isinstance(message, str) or not message:
+            raise ValueError("message must be a non-empty string")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"message must be at most {MAX_MESSAGE_CHARS} characters")
+        if schema is not None and schema not in WEBHOOK_SCHEMAS:
+            raise ValueError(f"schema must be one of {', '.join(WEBHOOK_SCHEMAS)}")
+        if casing not in CASINGS:
+            raise ValueError(f"casing must be one of {', '.join(CASINGS)}")
+        if (
+            not isinstance(deliveries, int)
+            or isinstance(deliveries, bool)
+            or not 1 <= deliveries <= MAX_REPLY_DELIVERIES
+        ):
+            raise ValueError(f"deliveries must be an integer 1..{MAX_REPLY_DELIVERIES}")
+        url, subscribed_schema = self._webhook.subscription()
+        if url is None:
+            raise NoInboundWebhook(
+                "No inbound webhook: start with --inbound-webhook or PUT /emulator/webhook."
+            )
+        schema = schema or subscribed_schema
+        now = datetime.now(UTC)
+        message_id = f"Incoming_{now:%Y%m%d%H%M%S}{uuid.uuid4()}"
+        # The handset sent it whatever becomes of the event: recorded before the handshake.
+        self.state.record_sent(handset, ours, message, message_id, now)
+        event = sms_received_event(
+            message_id, handset, ours, message, now, schema=schema, casing=casing
+        )
+        try:
+            self._webhook.ensure_validated(url, schema, self._validation_url)
+        except HandshakeFailed as exc:
+            exc.message_id = message_id
+            raise
+        # Event Grid schema deliveries are arrays (of one event here); CloudEvents a single event.
+        payload = json.dumps([event] if schema == "eventgrid" else event).encode("utf-8")
+        status: int | None = None
+        delivered = True
+        for _ in range(deliveries):
+            status, ok = self._webhook.deliver(message_id, url, schema, payload)
+            delivered = delivered and ok
+        log.info(
+            "ACS emulator: %s replied to %s, event %s: webhook %s%s",
+            handset,
+            ours,
+            message_id,
+            status,
+            "" if delivered else " (not delivered: see GET /emulator/webhook/deliveries)",
+        )
+        return {"messageId": message_id, "webhookStatus": status, "delivered": delivered}
+
+    def _validation_url(self, code: str) -> str:
+        return f"{self.endpoint}/emulator/webhook/validate?id={code}"
+
+
+def _reply_numbers(number: Any, to: Any) -> tuple[str, str]:
+    """The handset (E.164) and our number (E.164 or a short code) of a reply; ValueError."""
+    if not isinstance(number, str) or not isinstance(to, str):
+        raise ValueError("the handset number and 'to' must be strings")
+    handset = normalize_number(number)
+    if not _E164.fullmatch(handset):
+        raise ValueError(f"the handset number must be E.164, not {number!r}")
+    raw_to = unquote(to).strip()
+    # Without a '+', 3 to 8 digits are a short code (ACS numbers are E.164 or short codes).
+    ours = raw_to if _SHORT_CODE.fullmatch(raw_to) else normalize_number(raw_to)
+    if not (_E164.fullmatch(ours) or _SHORT_CODE.fullmatch(ours)):
+        raise ValueError(f"'to' must be an E.164 number or a short code, not {to!r}")
+    return handset, ours
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1169,10 +1852,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate-per-minute", type=int, default=int(env.get("ACS_EMULATOR_RATE_PER_MINUTE", "200"))
     )
+    parser.add_argument(
+        "--inbound-webhook",
+        default=env.get("ACS_EMULATOR_INBOUND_WEBHOOK_URL"),
+        help="where handset replies are delivered as Event Grid SMSReceived events (empty: none)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The Azure SDK logs every HTTP call at INFO: delivery-report writes would flood the console.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # httpx logs every webhook call at INFO, URL and its ?code= function key included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     emulator = AcsEmulator(
         host=args.host,
@@ -1181,6 +1871,7 @@ def main(argv: list[str] | None = None) -> int:
         storage_connection_string=args.storage or None,
         dlr_delay_s=args.dlr_delay,
         rate_per_minute=args.rate_per_minute,
+        inbound_webhook_url=args.inbound_webhook or None,
     )
     stopping = threading.Event()
 

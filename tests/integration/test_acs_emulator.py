@@ -1,4 +1,5 @@
-"""The ACS emulator against the real azure-communication-sms SDK, raw signed HTTP and Azurite."""
+"""The ACS emulator against the real azure-communication-sms SDK, raw signed HTTP and Azurite,
+and its handset replies against a throwaway webhook standing in for the app."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +39,10 @@ from azure.storage.queue import QueueClient
 from localdev.acs_emulator import (
     DEFAULT_ACCESS_KEY,
     DLR_QUEUE,
+    EMULATOR_TOPIC,
     AcsEmulator,
     EmulatorState,
+    NoInboundWebhook,
     Outcome,
     SendResult,
     segment_count,
@@ -43,9 +52,12 @@ from localdev.acs_emulator import (
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "acs"
+EVENTGRID_FIXTURES = ROOT / "tests" / "fixtures" / "eventgrid"
 KEY = base64.b64encode(b"test-key-for-the-acs-emulator").decode()
 API = "/sms?api-version=2021-03-07"
 MESSAGE_ID = re.compile(r"Outgoing_\d{14}[0-9a-f-]{36}_noam")
+INCOMING_ID = re.compile(r"Incoming_\d{14}[0-9a-f-]{36}")
+ISO_7 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z")
 
 # Numbers unique to this session (Azurite and its DLR queue are shared by the whole session).
 _run = random.randrange(1000, 9999)
@@ -637,6 +649,8 @@ def test_without_storage_sends_still_work() -> None:
 def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
     env["PYTHONPATH"] = str(ROOT)
+    # localdev/run.py hands the emulator the app's inbound webhook this way.
+    env["ACS_EMULATOR_INBOUND_WEBHOOK_URL"] = "http://127.0.0.1:9/api/inbound?code=k"
     proc = subprocess.Popen(
         [sys.executable, "-m", "localdev.acs_emulator", "--port", "0", "--dlr-delay", "0.1"],
         cwd=ROOT,
@@ -652,6 +666,11 @@ def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
         assert match, line
         endpoint = match.group(1)
         assert httpx.get(f"{endpoint}/emulator/health", timeout=10).json() == {"status": "ok"}
+        webhook = httpx.get(f"{endpoint}/emulator/webhook", timeout=10).json()
+        assert (webhook["url"], webhook["schema"]) == (
+            "http://127.0.0.1:9/api/inbound?code=k",
+            "eventgrid",
+        )
         [result] = SmsClient(endpoint, AzureKeyCredential(DEFAULT_ACCESS_KEY)).send(
             number(), number(), "Default key works"
         )
@@ -662,3 +681,525 @@ def test_cli_serves_and_exits_cleanly_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# Handset replies: SMSReceived through "Event Grid" to a throwaway webhook
+# --------------------------------------------------------------------------------------------
+
+
+def load_eventgrid(name: str) -> Any:
+    return json.loads((EVENTGRID_FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the webhook got; header names lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def kind(self) -> str:
+        if self.method == "OPTIONS":
+            return "options"
+        return self.headers.get("aeg-event-type", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeWebhook:
+    """The app's inbound webhook played by an http.server on a free port.
+
+    It records every request, answers the handshakes as ``handshake`` says, and answers
+    notifications with ``statuses`` in turn, then 200. Handshake behaviours: "ok" (echo the code
+    as the docs sample does; grant the requesting origin), "ok-pascal" (``ValidationResponse``;
+    grant ``*``), "wrong-code" (200 with another code; 200 without WebHook-Allowed-Origin),
+    "404" (404; 405 to OPTIONS, what the CloudEvents spec says a non-participant answers).
+    """
+
+    def __init__(self, statuses: Iterable[int] = (), handshake: str = "ok") -> None:
+        self.statuses = deque(statuses)
+        self.handshake = handshake
+        self._received: list[Received] = []
+        self._cond = threading.Condition()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hook._answer(self, hook._record(self, "POST"))
+
+            def do_OPTIONS(self) -> None:
+                hook._answer(self, hook._record(self, "OPTIONS"))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/inbound?code=k"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def received(self, kind: str | None = None) -> list[Received]:
+        with self._cond:
+            return [r for r in self._received if kind is None or r.kind == kind]
+
+    def wait_for(self, kind: str, count: int, deadline_s: float = 10.0) -> list[Received]:
+        """The first ``count`` requests of a kind, waiting up to the deadline for them."""
+        with self._cond:
+            arrived = self._cond.wait_for(
+                lambda: sum(r.kind == kind for r in self._received) >= count, deadline_s
+            )
+        got = self.received(kind)
+        assert arrived, f"{count} {kind} request(s) expected, got {len(got)}"
+        return got
+
+    def _record(self, handler: BaseHTTPRequestHandler, method: str) -> Received:
+        length = int(handler.headers.get("Content-Length") or 0)
+        received = Received(
+            method,
+            handler.path,
+            {k.lower(): v for k, v in handler.headers.items()},
+            handler.rfile.read(length) if length else b"",
+        )
+        with self._cond:
+            self._received.append(received)
+            self._cond.notify_all()
+        return received
+
+    def _answer(self, handler: BaseHTTPRequestHandler, req: Received) -> None:
+        status, headers, body = self._response(req)
+        payload = b"" if body is None else json.dumps(body).encode()
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _response(self, req: Received) -> tuple[int, dict[str, str], Any]:
+        if req.kind == "options":
+            consent = load_eventgrid("docs.cloudevents-abuse-protection-handshake.headers.json")
+            granted = dict(consent["responseConsent"]["headers"])
+            if self.handshake == "ok":
+                granted["WebHook-Allowed-Origin"] = req.headers["webhook-request-origin"]
+            elif self.handshake == "ok-pascal":
+                granted["WebHook-Allowed-Origin"] = "*"
+            elif self.handshake == "wrong-code":
+                del granted["WebHook-Allowed-Origin"]
+            else:
+                return 405, {"Allow": "POST"}, None
+            return consent["responseConsent"]["status"], granted, None
+        if req.kind == "SubscriptionValidation":
+            code = req.json()[0]["data"]["validationCode"]
+            if self.handshake == "ok":
+                answer = load_eventgrid("eventgrid-subscription-validation-response.docs.json")
+                return 200, {}, {**answer, "validationResponse": code}
+            if self.handshake == "ok-pascal":
+                return 200, {}, {"ValidationResponse": code}
+            if self.handshake == "wrong-code":
+                return 200, {}, {"validationResponse": str(uuid.uuid4())}
+            return 404, {}, {"error": "no such route"}
+        with self._cond:
+            status = self.statuses.popleft() if self.statuses else 200
+        return status, {}, None
+
+
+@pytest.fixture
+def make_hook() -> Iterator[Callable[..., FakeWebhook]]:
+    hooks: list[FakeWebhook] = []
+
+    def make(statuses: Iterable[int] = (), handshake: str = "ok") -> FakeWebhook:
+        hook = FakeWebhook(statuses, handshake)
+        hooks.append(hook)
+        return hook
+
+    yield make
+    for hook in hooks:
+        hook.close()
+
+
+@pytest.fixture
+def relay() -> Iterator[AcsEmulator]:
+    """An emulator of its own (no storage) with fast retries: 10, 20, 40 ms; four attempts."""
+    with AcsEmulator(
+        port=0,
+        access_key_b64=KEY,
+        storage_connection_string=None,
+        webhook_max_attempts=4,
+        webhook_retry_base_s=0.01,
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+def relay_http(relay: AcsEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=relay.endpoint, timeout=10) as client:
+        yield client
+
+
+def subscribe(http: httpx.Client, url: str, schema: str = "eventgrid") -> None:
+    resp = http.put("/emulator/webhook", json={"url": url, "schema": schema})
+    assert resp.status_code == 200
+    assert resp.json() == {"url": url, "schema": schema, "validated": False, "pending": 0}
+
+
+def reply(http: httpx.Client, handset: str, to: str, message: str, **opts: Any) -> httpx.Response:
+    return http.post(
+        f"/emulator/handsets/{handset}/reply", json={"to": to, "message": message, **opts}
+    )
+
+
+def attempts_of(http: httpx.Client, event_id: str) -> list[dict[str, Any]]:
+    resp = http.get("/emulator/webhook/deliveries")
+    assert resp.status_code == 200
+    return [a for a in resp.json() if a["eventId"] == event_id]
+
+
+def wait_for_attempts(
+    http: httpx.Client,
+    event_id: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    deadline_s: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Poll the delivery log until ``done`` holds for the event's attempts."""
+    end = time.monotonic() + deadline_s
+    while True:
+        attempts = attempts_of(http, event_id)
+        if done(attempts):
+            return attempts
+        assert time.monotonic() < end, f"delivery attempts so far: {attempts}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("casing", ["camel", "pascal"])
+def test_reply_handshakes_once_then_posts_an_event_grid_array(
+    relay: AcsEmulator,
+    relay_http: httpx.Client,
+    make_hook: Callable[..., FakeWebhook],
+    casing: str,
+) -> None:
+    hook = make_hook(handshake="ok" if casing == "camel" else "ok-pascal")
+    subscribe(relay_http, hook.url)
+    handset, ours = number(), number()
+    first = reply(relay_http, handset, ours, "STOP", casing=casing)
+    assert first.status_code == 202
+    result = first.json()
+    assert set(result) == {"messageId", "webhookStatus", "delivered"}
+    assert INCOMING_ID.fullmatch(result["messageId"])
+    assert (result["webhookStatus"], result["delivered"]) == (200, True)
+    # The handset number as a path segment may lack its '+', as on the inbox route.
+    second = reply(relay_http, handset.lstrip("+"), ours, "START", casing=casing)
+    assert second.status_code == 202
+
+    # One handshake, first, shaped like the docs' SubscriptionValidationEvent.
+    [validation] = hook.received("SubscriptionValidation")
+    assert hook.received()[0] == validation
+    assert validation.method == "POST"
+    [handshake_event] = validation.json()
+    sample = load_eventgrid("eventgrid-subscription-validation-event.docs.json")[0]
+    assert set(handshake_event) == set(sample)
+    assert set(handshake_event["data"]) == set(sample["data"])
+    assert handshake_event["eventType"] == sample["eventType"]
+    uuid.UUID(handshake_event["data"]["validationCode"])
+    assert handshake_event["data"]["validationUrl"].startswith(relay.endpoint)
+
+    notifications = hook.wait_for("Notification", 2)
+    assert len(hook.received()) == 3
+    headers = notifications[0].headers
+    assert headers["content-type"] == "application/json"
+    assert (headers["aeg-delivery-count"], headers["aeg-subscription-name"]) == ("0", "SMSRECEIVED")
+    assert notifications[0].path == "/api/inbound?code=k"
+    batch = notifications[0].json()
+    assert isinstance(batch, list)
+    [event] = batch
+    if casing == "camel":
+        sample = load_eventgrid("eventgrid-schema.sms-received.docs-2025.json")[0]
+    else:
+        sample = load_eventgrid("eventgrid-schema.sms-received.spec-example-with-segmentcount.json")
+    assert set(event) == set(sample)
+    assert set(event["data"]) == set(sample["data"])
+
+    def key(name: str) -> str:
+        return name if casing == "camel" else name[0].upper() + name[1:]
+
+    data = event["data"]
+    assert event["id"] == data[key("messageId")] == result["messageId"]
+    assert data[key("from")] == handset.lstrip("+")  # ACS drops the '+' of both numbers
+    assert data[key("to")] == ours.lstrip("+")
+    assert (data[key("message")], data[key("segmentCount")]) == ("STOP", 1)
+    assert ISO_7.fullmatch(data[key("receivedTimestamp")])
+    assert event["subject"] == f"/phonenumber/{ours.lstrip('+')}"
+    assert event["topic"] == EMULATOR_TOPIC
+    assert event["eventType"] == "Microsoft.Communication.SMSReceived"
+    assert (event["dataVersion"], event["metadataVersion"]) == ("1.0", "1")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["eventTime"])
+    [later] = notifications[1].json()
+    assert later["data"][key("message")] == "START"
+    assert later["id"] == second.json()["messageId"] != event["id"]
+
+    assert relay_http.get("/emulator/webhook").json()["validated"] is True
+    [attempt] = attempts_of(relay_http, event["id"])
+    assert (attempt["attempt"], attempt["status"]) == (1, 200)
+    assert "deadLettered" not in attempt
+    sent = relay_http.get(f"/emulator/handsets/{handset}/sent").json()
+    assert sent["number"] == handset
+    assert [(m["from"], m["to"], m["message"]) for m in sent["messages"]] == [
+        (handset, ours, "STOP"),
+        (handset, ours, "START"),
+    ]
+    assert sent["messages"][0]["messageId"] == event["id"]
+    assert relay.state.inbox(handset) == []  # a reply is not something the handset received
+
+    # Reset forgets replies and the delivery log, not the (validated) subscription.
+    assert relay_http.post("/emulator/reset").status_code == 200
+    assert relay_http.get(f"/emulator/handsets/{handset}/sent").json()["messages"] == []
+    assert relay_http.get("/emulator/webhook/deliveries").json() == []
+    assert relay_http.get("/emulator/webhook").json()["validated"] is True
+
+
+@pytest.mark.parametrize("casing", ["camel", "pascal"])
+def test_cloudevents_reply_handshakes_with_options_then_posts_one_event(
+    relay_http: httpx.Client, make_hook: Callable[..., FakeWebhook], casing: str
+) -> None:
+    hook = make_hook()
+    subscribe(relay_http, hook.url)  # Event Grid schema, overridden by the reply below
+    handset, ours = number(), number()
+    resp = reply(
+        relay_http, handset, ours, "Stop \u00e9 \u0107", schema="cloudevents", casing=casing
+    )
+    assert resp.status_code == 202
+    assert resp.json()["delivered"] is True
+
+    consent = load_eventgrid("docs.cloudevents-abuse-protection-handshake.headers.json")
+    [options] = hook.received("options")
+    assert hook.received()[0] == options
+    [origin_header] = consent["request"]["headers"]
+    assert options.headers[origin_header.lower()] == "eventgrid.azure.net"
+    assert hook.received("SubscriptionValidation") == []
+
+    [delivery] = hook.wait_for("Notification", 1)
+    assert delivery.method == "POST"
+    assert delivery.headers["content-type"] == "application/cloudevents+json; charset=utf-8"
+    assert delivery.headers["webhook-request-origin"] == "eventgrid.azure.net"
+    assert delivery.headers["origin"] == "eventgrid.azure.net"
+    event = delivery.json()
+    assert isinstance(event, dict)  # a single event, not an array
+    sample = load_eventgrid("cloudevents-schema.sms-received.spec-example.json")
+    assert set(event) == set(sample)
+    if casing == "camel":
+        expected_keys = set(
+            load_eventgrid("eventgrid-schema.sms-received.docs-2025.json")[0]["data"]
+        )
+    else:
+        expected_keys = set(sample["data"]) | {"SegmentCount"}  # the spec example predates it
+    assert set(event["data"]) == expected_keys
+    assert (event["specversion"], event["type"]) == ("1.0", "Microsoft.Communication.SMSReceived")
+    assert event["source"] == EMULATOR_TOPIC
+    assert event["id"] == resp.json()["messageId"]
+    assert event["subject"] == f"/phonenumber/{ours.lstrip('+')}"
+    assert ISO_7.fullmatch(event["time"])
+    from_key = "from" if casing == "camel" else "From"
+    assert event["data"][from_key] == handset.lstrip("+")
+
+    # Validated per URL and schema: a second CloudEvents reply skips OPTIONS, while the first
+    # Event Grid schema reply to the same URL still needs its own handshake.
+    assert reply(relay_http, handset, ours, "again", schema="cloudevents").status_code == 202
+    assert reply(relay_http, handset, ours, "and again").status_code == 202
+    hook.wait_for("Notification", 3)
+    assert len(hook.received("options")) == 1
+    assert len(hook.received("SubscriptionValidation")) == 1
+
+
+@pytest.mark.parametrize(
+    ("schema", "handshake", "webhook_status"),
+    [
+        ("eventgrid", "wrong-code", 200),
+        ("eventgrid", "404", 404),
+        ("cloudevents", "wrong-code", 200),
+        ("cloudevents", "404", 405),
+    ],
+)
+def test_failed_handshake_is_502_and_nothing_is_delivered(
+    relay: AcsEmulator,
+    relay_http: httpx.Client,
+    make_hook: Callable[..., FakeWebhook],
+    schema: str,
+    handshake: str,
+    webhook_status: int,
+) -> None:
+    hook = make_hook(handshake=handshake)
+    subscribe(relay_http, hook.url, schema)
+    handset, ours = number(), number()
+    resp = reply(relay_http, handset, ours, "STOP")
+    assert resp.status_code == 502
+    body = resp.json()
+    assert body["error"]["code"] == "WebhookValidationFailed"
+    assert body["error"]["message"]
+    assert body["webhook"]["status"] == webhook_status
+    assert INCOMING_ID.fullmatch(body["messageId"])
+    # The handshake was the only request, and nothing is scheduled: the subscription was not
+    # created. The handset did send the message.
+    kind = "options" if schema == "cloudevents" else "SubscriptionValidation"
+    assert [r.kind for r in hook.received()] == [kind]
+    assert attempts_of(relay_http, body["messageId"]) == []
+    assert relay.webhook_backlog == 0
+    assert relay_http.get("/emulator/webhook").json()["validated"] is False
+    assert relay.state.sent(handset)[0]["messageId"] == body["messageId"]
+    # A failed handshake is not remembered: the next reply tries again.
+    assert reply(relay_http, handset, ours, "STOP").status_code == 502
+    assert [r.kind for r in hook.received()] == [kind, kind]
+
+
+def test_unreachable_webhook_is_502(relay_http: httpx.Client) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    subscribe(relay_http, f"http://127.0.0.1:{port}/api/inbound")
+    resp = reply(relay_http, number(), number(), "STOP")
+    assert resp.status_code == 502
+    webhook = resp.json()["webhook"]
+    assert webhook["status"] is None
+    assert "ConnectError" in webhook["error"]
+    assert relay_http.get("/emulator/webhook/deliveries").json() == []
+
+
+def test_validation_url_validates_by_hand(
+    relay_http: httpx.Client, make_hook: Callable[..., FakeWebhook]
+) -> None:
+    hook = make_hook(handshake="wrong-code")
+    subscribe(relay_http, hook.url)
+    assert reply(relay_http, number(), number(), "STOP").status_code == 502
+    [validation] = hook.received("SubscriptionValidation")
+    validation_url = validation.json()[0]["data"]["validationUrl"]
+    assert httpx.get(validation_url, timeout=10).json() == {
+        "validated": True,
+        "url": hook.url,
+        "schema": "eventgrid",
+    }
+    assert httpx.get(validation_url, timeout=10).status_code == 404  # used up
+    resp = reply(relay_http, number(), number(), "STOP")
+    assert resp.status_code == 202
+    assert resp.json()["delivered"] is True
+    assert len(hook.received("SubscriptionValidation")) == 1
+
+
+def test_webhook_500_is_retried_in_the_background_until_delivered(
+    relay_http: httpx.Client, make_hook: Callable[..., FakeWebhook]
+) -> None:
+    hook = make_hook(statuses=[500, 500])
+    subscribe(relay_http, hook.url)
+    resp = reply(relay_http, number(), number(), "STOP")
+    assert resp.status_code == 202
+    result = resp.json()
+    assert (result["webhookStatus"], result["delivered"]) == (500, False)
+    attempts = wait_for_attempts(
+        relay_http, result["messageId"], lambda a: any(x["status"] == 200 for x in a)
+    )
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, 500), (2, 500), (3, 200)]
+    assert not any("deadLettered" in a for a in attempts)
+    notifications = hook.wait_for("Notification", 3)
+    assert [n.headers["aeg-delivery-count"] for n in notifications] == ["0", "1", "2"]
+    assert len({n.body for n in notifications}) == 1  # the same event each time
+    assert len(hook.received("SubscriptionValidation")) == 1  # no handshake for a retry
+
+
+def test_retries_stop_at_max_attempts_then_dead_letter(
+    relay: AcsEmulator, relay_http: httpx.Client, make_hook: Callable[..., FakeWebhook]
+) -> None:
+    hook = make_hook(statuses=[503] * 10)
+    subscribe(relay_http, hook.url)
+    message_id = reply(relay_http, number(), number(), "STOP").json()["messageId"]
+    attempts = wait_for_attempts(
+        relay_http, message_id, lambda a: any(x.get("deadLettered") for x in a)
+    )
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(n, 503) for n in (1, 2, 3, 4)]
+    assert [a.get("deadLettered", False) for a in attempts] == [False, False, False, True]
+    assert len(hook.received("Notification")) == 4  # webhook_max_attempts
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_400_and_413_are_dead_lettered_without_retry(
+    relay: AcsEmulator,
+    relay_http: httpx.Client,
+    make_hook: Callable[..., FakeWebhook],
+    status: int,
+) -> None:
+    hook = make_hook(statuses=[status])
+    subscribe(relay_http, hook.url)
+    resp = reply(relay_http, number(), number(), "STOP")
+    result = resp.json()
+    assert (resp.status_code, result["webhookStatus"], result["delivered"]) == (202, status, False)
+    # Decided on the synchronous attempt: dead-lettered, nothing left to retry.
+    [attempt] = attempts_of(relay_http, result["messageId"])
+    assert (attempt["attempt"], attempt["status"], attempt["deadLettered"]) == (1, status, True)
+    assert relay.webhook_backlog == 0
+    assert len(hook.received("Notification")) == 1
+
+
+def test_deliveries_2_delivers_the_same_event_twice(make_hook: Callable[..., FakeWebhook]) -> None:
+    hook = make_hook()
+    with AcsEmulator(
+        port=0, access_key_b64=KEY, storage_connection_string=None, inbound_webhook_url=hook.url
+    ) as emu:
+        result = emu.reply(number(), number(), "STOP", deliveries=2)
+        assert result["webhookStatus"] == 200
+        assert result["delivered"] is True
+        first, second = hook.wait_for("Notification", 2)
+        assert first.json()[0]["id"] == second.json()[0]["id"] == result["messageId"]
+        assert first.body == second.body
+        # At-least-once: the duplicate carries the next delivery count, as a redelivery would.
+        assert [first.headers["aeg-delivery-count"], second.headers["aeg-delivery-count"]] == [
+            "0",
+            "1",
+        ]
+        assert len(hook.received("SubscriptionValidation")) == 1
+        assert [a["attempt"] for a in emu.webhook_deliveries()] == [1, 2]
+
+
+def test_reply_errors(relay: AcsEmulator, relay_http: httpx.Client) -> None:
+    handset, ours = number(), number()
+    unsubscribed = reply(relay_http, handset, ours, "STOP")
+    assert unsubscribed.status_code == 409
+    assert unsubscribed.json()["error"]["code"] == "NoInboundWebhook"
+    with pytest.raises(NoInboundWebhook):
+        relay.reply(handset, ours, "STOP")
+    assert relay.state.sent(handset) == []  # rejected before anything was sent
+    relay.configure_webhook("http://127.0.0.1:9/api/inbound")
+    for bad in (
+        {"to": ours, "message": ""},
+        {"to": ours},
+        {"to": "+12", "message": "STOP"},
+        {"to": ours, "message": "STOP", "casing": "snake"},
+        {"to": ours, "message": "STOP", "schema": "xml"},
+        {"to": ours, "message": "STOP", "deliveries": 0},
+        {"to": ours, "message": "STOP", "deliveries": True},
+    ):
+        resp = relay_http.post(f"/emulator/handsets/{handset}/reply", json=bad)
+        assert resp.status_code == 400, bad
+        assert resp.json()["error"]["code"] == "BadRequest"
+    assert reply(relay_http, "12", ours, "STOP").status_code == 400
+    assert relay_http.post(f"/emulator/handsets/{handset}/reply", content=b"[]").status_code == 400
+    assert relay_http.put("/emulator/webhook", json={"url": "ftp://x/y"}).status_code == 400
+    assert (
+        relay_http.put("/emulator/webhook", json={"url": "http://h/", "schema": "x"}).status_code
+        == 400
+    )
+    assert relay_http.put("/emulator/webhook", json={"schema": "eventgrid"}).status_code == 400
+    cleared = relay_http.put("/emulator/webhook", json={"url": None})
+    assert cleared.json() == {"url": None, "schema": "eventgrid", "validated": False, "pending": 0}
+    assert relay_http.get("/emulator/webhook/validate?id=nope").status_code == 404
