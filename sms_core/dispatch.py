@@ -89,13 +89,15 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
     if wait > 0:
         time.sleep(wait)
 
-    first_sent = format_datetime(datetime.now(UTC), usegmt=True)
+    first_sent_at = datetime.now(UTC)
+    first_sent = format_datetime(first_sent_at, usegmt=True)
     # Only a first attempt writes: a redelivered job finds its ids already stored.
     unclaimed = [r for r in records if not r.first_sent]
     claimed = [r for r in records if r.first_sent] + ([r for r in store.apply(
         job.batch, [r.index for r in unclaimed],
         lambda r: None if not _pending(r) or r.first_sent else Change(fields={
-            "repeatability_id": repeatability_id(r), "first_sent": first_sent}),
+            "repeatability_id": repeatability_id(r), "first_sent": first_sent,
+            "first_sent_at": first_sent_at}),
         preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
     opted_out = services.optouts.opted_out_among(
@@ -179,6 +181,8 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
 
 def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
     # The stored first-sent time keeps the conversation row key stable across resends.
+    if record.first_sent_at is not None:
+        return record.first_sent_at
     return parsedate_to_datetime(record.first_sent) if record.first_sent else default
 
 

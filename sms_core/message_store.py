@@ -79,7 +79,8 @@ class MessageRecord:
     sent_at: datetime | None = None
     provider_message_id: str | None = None
     repeatability_id: str | None = None
-    first_sent: str | None = None
+    first_sent: str | None = None  # RFC 1123, as ACS wants repeatabilityFirstSent
+    first_sent_at: datetime | None = None  # the same moment, precisely (conversation order)
     seq: int = 0
     etag: str | None = None
 
@@ -102,7 +103,8 @@ class MessageRecord:
             e["OptOutExempt"] = True
         optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
                     "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
-                    "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent}
+                    "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent,
+                    "FirstSentAt": self.first_sent_at}
         e.update({k: v for k, v in optional.items() if v is not None})
         return e
 
@@ -119,6 +121,7 @@ class MessageRecord:
             error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
             provider_message_id=e.get("ProviderMessageId"),
             repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
+            first_sent_at=e.get("FirstSentAt"),
             seq=int(e.get("Seq", 0)),
             etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
         )

@@ -57,11 +57,13 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
+    port = free_port()
     emulator = AcsEmulator(port=0, access_key_b64=DEFAULT_ACCESS_KEY,
                            storage_connection_string=azurite_connection_string,
-                           dlr_delay_s=0.2, rate_per_minute=100_000)
+                           dlr_delay_s=0.2, rate_per_minute=100_000,
+                           inbound_webhook_url=f"http://127.0.0.1:{port}/api/inbound"
+                                               f"?code={FUNCTION_KEY}")
     emulator.start()
-    port = free_port()
     env = {**os.environ, "AzureWebJobsStorage": azurite_connection_string,
            "ACS_CONNECTION_STRING": emulator.connection_string, "SMS_DEFAULT_FROM": SENDER,
            "SMS_SENDER_RATE_PER_MINUTE": "100000", "LOCAL_FUNCTION_KEY": FUNCTION_KEY}

@@ -1,0 +1,154 @@
+"""End to end: a handset replies through the emulator's Event Grid, the host's /api/inbound acts
+on it, and the opt-out state, replies, conversations and the opt-out API follow over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.e2e.conftest import FUNCTION_KEY, SENDER, Stack
+from tests.e2e.test_send_e2e import conforms
+
+STOP_REPLY = ("You have successfully been unsubscribed to messages from this number. "
+              "Reply START to resubscribe.")
+START_REPLY = ("You have successfully been re-subscribed to messages from this number. "
+               "Reply STOP to unsubscribe.")
+
+
+def number() -> str:
+    return f"+1360555{random.randint(1, 9998):04d}"
+
+
+def texts(stack: Stack, person: str) -> list[str]:
+    return [m["message"] for m in stack.emulator.state.inbox(person)]
+
+
+def test_stop_blocks_the_next_send_and_start_lets_it_flow(stack: Stack) -> None:
+    person = number()
+    answer = stack.emulator.reply(person, SENDER, "STOP")
+    assert answer["delivered"], answer
+    stack.wait_for(lambda: texts(stack, person) == [STOP_REPLY], what="the STOP confirmation")
+
+    r = stack.api.post("/messages", json={"to": person, "message": "Flash sale!"})
+    assert r.json()["messages"][0]["status"] == "blocked"
+    assert all(person not in c["recipients"] or c["message"] == STOP_REPLY
+               for c in stack.emulator.state.requests())
+
+    stack.emulator.reply(person, SENDER, "start", casing="pascal")
+    stack.wait_for(lambda: texts(stack, person) == [STOP_REPLY, START_REPLY],
+                   what="the START confirmation")
+    r = stack.api.post("/messages", json={"to": person, "message": "Welcome back"})
+    assert r.json()["messages"][0]["status"] == "queued"
+    stack.wait_for(lambda: texts(stack, person)[-1:] == ["Welcome back"], what="the next send")
+
+    convo = stack.api.get(f"/conversations/{person}", params={"from": SENDER}).json()
+    conforms(convo, "ConversationPage")
+    assert [(m["direction"], m["message"]) for m in convo["messages"]] == [
+        ("inbound", "STOP"), ("outbound", STOP_REPLY), ("inbound", "start"),
+        ("outbound", START_REPLY), ("outbound", "Welcome back")]
+
+    history = stack.api.get("/optouts/history", params={"from": SENDER, "to": person}).json()
+    assert [(h["action"], h["keyword"]) for h in history["value"]] == [
+        ("opt-out", "STOP"), ("opt-in", "START")]
+
+
+def test_a_stop_delivered_twice_gets_one_reply(stack: Stack) -> None:
+    person = number()
+    answer = stack.emulator.reply(person, SENDER, "Stop. Thank you", schema="cloudevents",
+                                  deliveries=2)
+    assert answer["delivered"], answer
+    stack.wait_for(lambda: texts(stack, person), what="the confirmation")
+    later = number()  # a later round trip proves the duplicate was fully handled by now
+    stack.emulator.reply(later, SENDER, "STOP")
+    stack.wait_for(lambda: texts(stack, later), what="the other confirmation")
+    assert texts(stack, person) == [STOP_REPLY]
+
+
+def test_stop_stops_a_backlog_of_200_queued_messages(stack: Stack) -> None:
+    person = number()
+    send_at = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
+
+    def queue_one(i: int) -> str:
+        r = stack.api.post("/messages", json={"to": person, "message": f"Update {i}",
+                                              "sendAt": send_at})
+        return str(r.json()["messages"][0]["id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(queue_one, range(200)))
+    stack.emulator.reply(person, SENDER, "STOP")
+    stack.wait_for(lambda: {stack.status_of(i) for i in ids[::20]} == {"blocked"}, 60,
+                   "the queued messages to be blocked")
+    stack.wait_for(lambda: all(stack.status_of(i) == "blocked" for i in ids), 60,
+                   "all 200 to be blocked")
+    assert texts(stack, person) == [STOP_REPLY]
+
+
+def test_help_is_answered_and_ordinary_text_is_only_relayed(stack: Stack) -> None:
+    person = number()
+    stack.emulator.reply(person, SENDER, "I am stopping by at 5")
+    stack.emulator.reply(person, SENDER, "HELP")
+    stack.wait_for(lambda: texts(stack, person), what="the help reply")
+    (help_reply,) = texts(stack, person)
+    assert "STOP" in help_reply
+    r = stack.api.post("/optouts/check", json={"from": SENDER, "recipients": [{"to": person}]})
+    assert r.json()["value"][0]["isOptedOut"] is False
+
+
+def test_optout_api_over_http(stack: Stack) -> None:
+    a, b = number(), number()
+    r = stack.api.post("/optouts/add", json={"from": SENDER,
+                                             "recipients": [{"to": a}, {"to": "+123"}]})
+    assert r.status_code == 200
+    conforms(r.json(), "OptOutResponse")
+    assert [v["httpStatusCode"] for v in r.json()["value"]] == [200, 400]
+    r = stack.api.post("/optouts/check", json={"from": SENDER,
+                                               "recipients": [{"to": a}, {"to": b}]})
+    assert [v["isOptedOut"] for v in r.json()["value"]] == [True, False]
+    export = stack.api.get("/optouts/export", params={"from": SENDER})
+    assert export.headers["content-type"].startswith("text/csv")
+    assert a in [row["to"] for row in csv.DictReader(io.StringIO(export.text))]
+    stack.api.post("/optouts/remove", json={"from": SENDER, "recipients": [{"to": a}]})
+    r = stack.api.post("/optouts/check", json={"from": SENDER, "recipients": [{"to": a}]})
+    assert r.json()["value"][0]["isOptedOut"] is False
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/optouts/add", {"recipients": [{"to": "+13605550123"}]}),
+    ("/optouts/add", {"from": SENDER, "recipients": []}),
+    ("/optouts/delete", {"from": SENDER, "recipients": [{"to": "+13605550123"}]}),
+])
+def test_optout_api_bad_input_is_a_problem(stack: Stack, path: str, body: object) -> None:
+    r = stack.api.post(path, json=body)
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_inbound_webhook_auth_handshake_and_bad_json(stack: Stack) -> None:
+    assert stack.anonymous.post("/inbound", content=b"[]").status_code == 401
+    r = stack.anonymous.request("OPTIONS", f"/inbound?code={FUNCTION_KEY}",
+                                headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert r.status_code == 200
+    assert r.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    r = stack.api.post("/inbound", content=b"{not json")
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_conversation_paging_and_bad_parameters(stack: Stack) -> None:
+    person = number()
+    for i in range(3):
+        stack.emulator.reply(person, SENDER, f"message {i}")
+    first = stack.api.get(f"/conversations/{person}", params={"limit": 2}).json()
+    assert len(first["messages"]) == 2 and first["continuationToken"]
+    rest = stack.api.get(f"/conversations/{person}", params={
+        "limit": 2, "continuationToken": first["continuationToken"]}).json()
+    assert [m["message"] for m in first["messages"] + rest["messages"]] == [
+        "message 0", "message 1", "message 2"]
+    for params in ({"limit": "0"}, {"limit": "x"}, {"continuationToken": "garbage"}):
+        assert stack.api.get(f"/conversations/{person}", params=params).status_code == 400
+    assert stack.api.get("/conversations/not-a-number").status_code == 400
