@@ -37,6 +37,8 @@ Control API (JSON, no auth)
   "deliveryStatusDetails": "4005: ...", "sendError": {"httpStatusCode": 503,
   "errorMessage": "ServiceUnavailable"} | null}``; ``DELETE /emulator/outcomes/{number}``
 - ``PUT    /emulator/senders/{number}/rate`` body ``{"ratePerMinute": 5}`` (refills that bucket)
+- ``PUT    /emulator/senders/{number}/throttle`` body ``{"calls": 1, "retryAfter": 1}``: the
+  sender's next calls are answered 429 whatever its bucket holds (deterministic throttling)
 - ``PUT    /emulator/webhook`` body ``{"url": "http://...", "schema": "eventgrid"|"cloudevents"}``
   (schema defaults to eventgrid; ``"url": null`` unsubscribes); ``GET /emulator/webhook`` ->
   ``{"url", "schema", "validated", "pending"}``
@@ -543,6 +545,7 @@ class EmulatorState:
         self._repeatability: dict[str, str] = {}
         self._outcomes: dict[str, Outcome] = {}
         self._rates: dict[str, int] = {}
+        self._forced_throttles: dict[str, tuple[int, int]] = {}  # sender -> (calls, retry-after)
         self._buckets: dict[str, _Bucket] = {}
         self._accepted = 0  # recipients accepted since the last reset
 
@@ -563,7 +566,8 @@ class EmulatorState:
             return SendResult(400, _error("BadRequest", str(exc)))
 
         with self._lock:
-            wait_s = self._take_tokens(req.from_, len(req.recipients))
+            wait_s = self._forced_throttle(req.from_) or self._take_tokens(
+                req.from_, len(req.recipients))
             if wait_s > 0:
                 self._log_request(payload, 429, now)
                 retry_after = max(1, math.ceil(wait_s))
@@ -664,6 +668,21 @@ class EmulatorState:
         self._accepted += 1
         return item
 
+    def _forced_throttle(self, sender: str) -> float:
+        calls, retry_after = self._forced_throttles.get(sender, (0, 0))
+        if calls <= 0:
+            return 0.0
+        self._forced_throttles[sender] = (calls - 1, retry_after)
+        return float(retry_after)
+
+    def throttle_next(self, sender: str, calls: int = 1, retry_after_s: int = 1) -> None:
+        """Answer the sender's next `calls` send calls 429 with this Retry-After, whatever the
+        bucket holds: a deterministic way for tests to see throttling."""
+        if calls < 0 or retry_after_s < 1:
+            raise ValueError("calls must be >= 0 and retryAfter >= 1")
+        with self._lock:
+            self._forced_throttles[normalize_number(sender)] = (calls, retry_after_s)
+
     def _take_tokens(self, sender: str, n: int) -> float:
         """Take n tokens from the sender's bucket; 0 when taken, else seconds until they fit."""
         rate = self._rates.get(sender, self.rate_per_minute)
@@ -761,6 +780,7 @@ class EmulatorState:
             self._repeatability.clear()
             self._outcomes.clear()
             self._rates.clear()
+            self._forced_throttles.clear()
             self._buckets.clear()
             self._accepted = 0
 
@@ -1402,6 +1422,20 @@ def _h_sender_rate(emu: AcsEmulator, req: _Request) -> _Response:
     return _Response(200, {"number": number, "ratePerMinute": rate})
 
 
+def _h_sender_throttle(emu: AcsEmulator, req: _Request) -> _Response:
+    body = req.json()
+    calls = body.get("calls", 1) if isinstance(body, dict) else None
+    retry_after = body.get("retryAfter", 1) if isinstance(body, dict) else None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (calls, retry_after)):
+        raise _BadRequest("calls and retryAfter must be integers.")
+    number = normalize_number(req.params["number"])
+    try:
+        emu.state.throttle_next(number, int(calls), int(retry_after))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+    return _Response(200, {"number": number, "calls": calls, "retryAfter": retry_after})
+
+
 def _h_reset(emu: AcsEmulator, req: _Request) -> _Response:
     emu.state.reset()
     emu._webhook.reset()
@@ -1482,6 +1516,7 @@ ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("PUT", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_put_outcome),
     ("DELETE", re.compile(rf"/emulator/outcomes/{_NUMBER}"), _h_delete_outcome),
     ("PUT", re.compile(rf"/emulator/senders/{_NUMBER}/rate"), _h_sender_rate),
+    ("PUT", re.compile(rf"/emulator/senders/{_NUMBER}/throttle"), _h_sender_throttle),
     ("POST", re.compile(rf"/emulator/handsets/{_NUMBER}/reply"), _h_reply),
     ("GET", re.compile(rf"/emulator/handsets/{_NUMBER}/sent"), _h_sent),
     ("GET", re.compile(r"/emulator/webhook"), _h_get_webhook),

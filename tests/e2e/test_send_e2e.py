@@ -93,8 +93,7 @@ def test_idempotency_key_retry_sends_nothing_new(stack: Stack) -> None:
 
 def test_throttled_sender_is_delayed_not_lost(stack: Stack) -> None:
     sender = "+18005550177"
-    stack.emulator.state.set_sender_rate(sender, 60)
-    stack.emulator.state._take_tokens(sender, 60)  # drained: the first call gets a 429
+    stack.emulator.state.throttle_next(sender, calls=1, retry_after_s=1)
     to = number()
     r = stack.api.post("/messages", json={"from": sender, "to": to, "message": "Wait for it"})
     msg_id = r.json()["messages"][0]["id"]

@@ -1203,3 +1203,16 @@ def test_reply_errors(relay: AcsEmulator, relay_http: httpx.Client) -> None:
     cleared = relay_http.put("/emulator/webhook", json={"url": None})
     assert cleared.json() == {"url": None, "schema": "eventgrid", "validated": False, "pending": 0}
     assert relay_http.get("/emulator/webhook/validate?id=nope").status_code == 404
+
+
+def test_forced_throttle_answers_429_then_lets_calls_through() -> None:
+    from localdev.acs_emulator import EmulatorState
+
+    state = EmulatorState(rate_per_minute=1000)
+    state.throttle_next("+18005550100", calls=2, retry_after_s=3)
+    body = json.dumps({"from": "+18005550100", "smsRecipients": [{"to": "+14255550123"}],
+                       "message": "hi"}).encode()
+    first, second, third = (state.send(body) for _ in range(3))
+    assert (first.status, second.status, third.status) == (429, 429, 202)
+    assert first.headers["Retry-After"] == "3"
+    assert state.inbox("+14255550123") and len(state.inbox("+14255550123")) == 1

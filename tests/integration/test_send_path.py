@@ -195,8 +195,7 @@ def test_429_from_acs_delays_the_job_but_loses_nothing(
         azurite_connection_string: str, emulator: AcsEmulator) -> None:
     sender = "+18005550199"
     services = make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)
-    emulator.state.set_sender_rate(sender, 60)
-    emulator.state._take_tokens(sender, 60)  # drain the bucket: the next call is throttled
+    emulator.state.throttle_next(sender, calls=1, retry_after_s=1)
     to = new_number()
     (entry,) = send(services, to=to, message="Patience").messages
     (job,) = take_jobs(services)
