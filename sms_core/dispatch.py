@@ -170,7 +170,8 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
         return _to_status(MessageStatus.FAILED, f"ACS refused the message ({o.http_status})",
                           reason)
 
-    done = store.apply(job.batch, indices, decide)
+    # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
+    done = store.apply(job.batch, indices, decide, preloaded=records)
     if retry:
         services.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))

@@ -1,0 +1,99 @@
+"""`python -m bench`: start a private stack, measure every figure against its floor, report.
+
+Prints the table on stdout (progress on stderr) and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from bench.floors import AcceptFloor
+from bench.measure import NumberPool
+from bench.report import as_json, render, write_json
+from bench.scenarios import BODY, Api, Figure, big_requests, dispatch, log, single_sends
+from bench.stack import SENDER, Stack, peak_rss_kib
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the stack's finally: children stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when it completed (whatever the ratios), 1 when it failed."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--messages", type=int, default=1000,
+                        help="single sends and dispatched messages measured (default 1000)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="client connections for single sends (default 8)")
+    parser.add_argument("--warmup", type=int, default=50,
+                        help="warm-up single sends before each measurement (default 50)")
+    parser.add_argument("--dispatch-warmup", type=int, default=100,
+                        help="messages dispatched before timing starts (default 100)")
+    parser.add_argument("--recipients", type=int, default=1000,
+                        help="recipients of the one-request figure (default 1000)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed repeats of the one-request figure (default 5)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    started = time.monotonic()
+    numbers = NumberPool()
+    figures: list[Figure] = []
+    memory: dict[str, int | None] = {}
+    try:
+        log("starting Azurite and the ACS emulator")
+        with Stack() as stack:
+            assert stack.pauses is not None
+            pauses = stack.pauses
+            # Dispatch first: its host must find only its own jobs on sms-outbound.
+            mark = pauses.mark()
+            dispatch_figure, dispatch_peak = dispatch(stack, numbers, args.messages,
+                                                      args.dispatch_warmup)
+            dispatch_figure.detail["azurite_pauses_s"] = pauses.since(mark)
+            log("starting the function host for the HTTP figures (dispatch_sms disabled)")
+            host = stack.start_host("func-host-http",
+                                    disabled=("dispatch_sms", "delivery_report"))
+            api = Api(host.base_url, args.concurrency)
+            floor = AcceptFloor(stack.storage, SENDER, BODY)
+            try:
+                mark = pauses.mark()
+                cpu = stack.cpu_meter(host)
+                single = single_sends(api, floor, numbers, args.messages, args.warmup,
+                                      args.concurrency, cpu)
+                single.detail["azurite_pauses_s"] = pauses.since(mark)
+                mark = pauses.mark()
+                big = big_requests(api, floor, numbers, args.recipients, args.repeats,
+                                   warmup=2, cpu=cpu)
+                big.detail["azurite_pauses_s"] = pauses.since(mark)
+            finally:
+                api.close()
+                floor.close()
+            figures = [single, dispatch_figure, big]
+            memory = {"function host (HTTP figures)": host.child.peak_rss_kib(),
+                      "function host (dispatch figure)": dispatch_peak,
+                      "ACS emulator": stack.emulator.peak_rss_kib() if stack.emulator else None,
+                      "Azurite (node)": (peak_rss_kib(stack.azurite.process.pid)
+                                         if stack.azurite else None)}
+    except (RuntimeError, OSError) as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    duration = time.monotonic() - started
+    print(render(figures, memory))
+    print(f"\n(total {duration:.0f} s; JSON in {args.out})")
+    settings = {"messages": args.messages, "concurrency": args.concurrency,
+                "warmup": args.warmup, "dispatch_warmup": args.dispatch_warmup,
+                "recipients": args.recipients, "repeats": args.repeats}
+    write_json(args.out, as_json(figures, memory, settings, duration))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""Floors: the bare operations a figure's work needs, done directly with the same SDKs.
+
+A floor is what a minimal implementation could not avoid: the same requests to the same Azurite
+(and emulator), through clients built the way `sms_core.storage` and the function host build
+theirs, at the same concurrency, with no HTTP front end, no validation and no bookkeeping. A
+figure's ratio is floor rate / our rate: 1.0x means our code adds nothing measurable.
+
+The floors write to their own tables and queues (`BenchFloor*`, `bench-floor-*`) so nothing of
+ours consumes or counts their rows; opt-outs are read from the real `OptOuts` table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from azure.communication.sms import SmsClient
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+OPTOUTS_TABLE = "OptOuts"  # the real one (sms_core.storage.OPTOUTS_TABLE)
+GLOBAL_PARTITION = "global"
+FLOOR_MESSAGES_TABLE = "BenchFloorMessages"
+FLOOR_PROVIDER_IDS_TABLE = "BenchFloorProviderIds"
+FLOOR_ACCEPT_QUEUE = "bench-floor-outbound"
+FLOOR_DISPATCH_QUEUE = "bench-floor-dispatch"
+ENTITY_GROUP_LIMIT = 100
+POOL_SIZE = 8  # sms_core's write and queue-send pools
+_RANGE_FILTER = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true"
+
+
+def _batch_id(now: datetime) -> str:
+    return now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(6)
+
+
+def message_entity(batch: str, index: int, sender: str, to: str, body: str,
+                   now: datetime) -> dict[str, Any]:
+    """A Messages-table entity of the same shape (properties and types) as a queued message."""
+    return {"PartitionKey": batch, "RowKey": f"{index:05d}", "Kind": "message", "From": sender,
+            "To": to, "Body": body, "Status": "queued", "InitialStatus": "queued",
+            "Segments": 1, "Encoding": "GSM-7", "CreatedAt": now, "UpdatedAt": now,
+            "DeliveryReport": True, "Attempts": 0, "Seq": 0}
+
+
+def _job(batch: str, indices: list[int], **extra: Any) -> str:
+    return json.dumps({"v": 1, "batch": batch, "indices": indices, **extra},
+                      separators=(",", ":"))
+
+
+class _Clients:
+    """Table and queue clients built like sms_core.storage.StorageClients builds them: one
+    service client per kind, table clients sharing its transport, base64 queue messages."""
+
+    def __init__(self, storage: str) -> None:
+        self.tables = TableServiceClient.from_connection_string(storage)
+        self.queues = QueueServiceClient.from_connection_string(storage)
+        for name in (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_PROVIDER_IDS_TABLE):
+            with contextlib.suppress(ResourceExistsError):
+                self.tables.create_table(name)
+        for queue in (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE):
+            with contextlib.suppress(ResourceExistsError):
+                self.queues.create_queue(queue)
+
+    def table(self, name: str) -> TableClient:
+        return self.tables.get_table_client(name)
+
+    def queue(self, name: str) -> QueueClient:
+        return self.queues.get_queue_client(name, message_encode_policy=TextBase64EncodePolicy(),
+                                            message_decode_policy=TextBase64DecodePolicy())
+
+
+def _point_reads(optouts: TableClient, sender: str, to: str) -> None:
+    """The opt-out check of one recipient: a point read in the sender's and the global partition
+    (404 when the pair never changed, which is the common case)."""
+    for partition in (sender, GLOBAL_PARTITION):
+        with contextlib.suppress(ResourceNotFoundError):
+            optouts.get_entity(partition, to, select=["OptedOut"])
+
+
+class AcceptFloor:
+    """What accepting a send needs from storage, and nothing else."""
+
+    def __init__(self, storage: str, sender: str, body: str) -> None:
+        clients = _Clients(storage)
+        self._sender = sender
+        self._body = body
+        self._optouts = clients.table(OPTOUTS_TABLE)
+        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
+        self._queue = clients.queue(FLOOR_ACCEPT_QUEUE)
+        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="floor-pool")
+
+    def accept_one(self, to: str) -> None:
+        """One recipient: 2 opt-out point reads, a one-entity transaction, one queue send."""
+        now = datetime.now(UTC)
+        batch = _batch_id(now)
+        _point_reads(self._optouts, self._sender, to)
+        self._messages.submit_transaction(
+            [("create", message_entity(batch, 0, self._sender, to, self._body, now))])
+        self._queue.send_message(_job(batch, [0]))
+
+    def accept_many(self, recipients: Sequence[str]) -> None:
+        """Many recipients: 2 opt-out range queries, transactions of 100 entities and one job per
+        100, the writes on a pool of 8 as sms_core does them."""
+        now = datetime.now(UTC)
+        batch = _batch_id(now)
+        for partition in (self._sender, GLOBAL_PARTITION):
+            list(self._optouts.query_entities(
+                _RANGE_FILTER, select=["RowKey"],
+                parameters={"pk": partition, "lo": min(recipients), "hi": max(recipients)}))
+        entities = [message_entity(batch, i, self._sender, to, self._body, now)
+                    for i, to in enumerate(recipients)]
+        chunks = [entities[i:i + ENTITY_GROUP_LIMIT]
+                  for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
+        list(self._pool.map(
+            lambda chunk: self._messages.submit_transaction([("create", e) for e in chunk]),
+            chunks))
+        jobs = [_job(batch, list(range(i, min(i + ENTITY_GROUP_LIMIT, len(recipients)))))
+                for i in range(0, len(recipients), ENTITY_GROUP_LIMIT)]
+        list(self._pool.map(self._queue.send_message, jobs))
+
+    def close(self) -> None:
+        """Stop the pool."""
+        self._pool.shutdown(wait=True)
+
+
+class _Progress:
+    """Counters shared by the floor's fetch loop and its workers."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.running = 0
+        self.done = 0
+        self.errors: list[BaseException] = []
+
+
+class DispatchFloor:
+    """What sending one queued message needs: a queue consumer shaped like the function host's
+    (batches of `batch_size`, a new fetch once at most `new_batch_threshold` run), and per
+    message 2 opt-out point reads, one ACS send through the real SDK, one provider-id upsert,
+    one entity update and the queue delete."""
+
+    def __init__(self, storage: str, acs_endpoint: str, acs_key: str, sender: str, body: str,
+                 *, batch_size: int = 16, new_batch_threshold: int = 8) -> None:
+        clients = _Clients(storage)
+        self._storage = storage
+        self._sender = sender
+        self._body = body
+        self._batch_size = batch_size
+        self._threshold = new_batch_threshold
+        self._optouts = clients.table(OPTOUTS_TABLE)
+        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
+        self._provider_ids = clients.table(FLOOR_PROVIDER_IDS_TABLE)
+        self._producer = clients.queue(FLOOR_DISPATCH_QUEUE)
+        # The host's queue clients share a requests session with one connection per worker.
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=batch_size + new_batch_threshold + 2)
+        self._session.mount("http://", adapter)
+        self._consumer = QueueClient.from_connection_string(
+            storage, FLOOR_DISPATCH_QUEUE, message_decode_policy=TextBase64DecodePolicy(),
+            transport=RequestsTransport(session=self._session, session_owner=False))
+        # Typed as Any: the SDK's type comments on send() confuse mypy.
+        self._sms: Any = SmsClient(acs_endpoint, AzureKeyCredential(acs_key))
+
+    def prepare(self, recipients: Sequence[str]) -> None:
+        """Store one queued message per recipient (each its own batch, as single sends are) and
+        put one job per message on the floor queue. Not timed."""
+        now = datetime.now(UTC)
+        batches = [_batch_id(now) for _ in recipients]
+
+        def store(item: tuple[str, str]) -> None:
+            batch, to = item
+            self._messages.create_entity(message_entity(batch, 0, self._sender, to,
+                                                        self._body, now))
+            self._producer.send_message(_job(batch, [0], to=to))
+
+        with ThreadPoolExecutor(max_workers=POOL_SIZE) as pool:
+            list(pool.map(store, zip(batches, recipients, strict=True)))
+
+    def _send_one(self, msg: Any) -> None:
+        job = json.loads(msg.content)
+        batch, to = str(job["batch"]), str(job["to"])
+        _point_reads(self._optouts, self._sender, to)
+        [result] = self._sms.send(self._sender, to, self._body, enable_delivery_report=True)
+        if not result.successful:
+            raise RuntimeError(f"the emulator refused {to}: {result.error_message}")
+        now = datetime.now(UTC)
+        self._provider_ids.upsert_entity({"PartitionKey": result.message_id, "RowKey": "",
+                                          "MessageId": f"{batch}-00000"},
+                                         mode=UpdateMode.REPLACE)
+        self._messages.update_entity({"PartitionKey": batch, "RowKey": "00000",
+                                      "Status": "sent", "ProviderMessageId": result.message_id,
+                                      "SentAt": now, "UpdatedAt": now}, mode=UpdateMode.MERGE)
+        self._consumer.delete_message(msg)
+
+    def drain(self, total: int, deadline_s: float = 180.0) -> None:
+        """Consume and send `total` messages from the floor queue, then return."""
+        progress = _Progress()
+        end = time.monotonic() + deadline_s
+
+        def work(msg: Any) -> None:
+            try:
+                self._send_one(msg)
+            except BaseException as exc:
+                with progress.cond:
+                    progress.errors.append(exc)
+            finally:
+                with progress.cond:
+                    progress.running -= 1
+                    progress.done += 1
+                    progress.cond.notify_all()
+
+        workers = self._batch_size + self._threshold
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floor-worker") as pool:
+            while True:
+                with progress.cond:
+                    while progress.running > self._threshold and not progress.errors:
+                        progress.cond.wait(0.5)
+                    if progress.errors:
+                        raise progress.errors[0]
+                    if progress.done >= total:
+                        return
+                if time.monotonic() > end:
+                    raise RuntimeError(f"dispatch floor: {progress.done} of {total} sent "
+                                       f"after {deadline_s:.0f} s")
+                page = self._consumer.receive_messages(messages_per_page=self._batch_size,
+                                                       visibility_timeout=600).by_page()
+                messages = list(next(page, []))
+                if not messages:
+                    time.sleep(0.01)  # the rest is in flight
+                    continue
+                with progress.cond:
+                    progress.running += len(messages)
+                for msg in messages:
+                    pool.submit(work, msg)
+
+    def close(self) -> None:
+        """Close the consumer's session."""
+        self._session.close()
