@@ -18,7 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.errors import NotFound, StorageUnavailable
@@ -260,7 +265,10 @@ class MessageStore:
                          "match_condition": MatchConditions.IfNotModified}))
             updated[rec.index] = new
         try:
-            results = self._table.submit_transaction(ops)
+            results = (self._single_update(ops[0]) if len(ops) == 1
+                       else self._table.submit_transaction(ops))
+        except ResourceModifiedError:
+            return None
         except TableTransactionError as exc:
             if _error_code(exc) in ("UpdateConditionNotSatisfied", "EntityAlreadyExists",
                                   "ResourceNotFound"):
@@ -275,6 +283,12 @@ class MessageStore:
         for rec in updated.values():
             rec.etag = by_row.get(_row(rec.index)) or rec.etag
         return updated
+
+    def _single_update(self, op: Any) -> list[Any]:
+        # A lone conditional update needs no transaction; azure-core would build two thread
+        # pools for the batch request, which costs more than the storage call itself.
+        _, entity, options = op
+        return [self._table.update_entity(entity, **options)]
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -244,3 +244,25 @@ def test_scheduled_message_waits_for_send_at(
     assert len(emulator.state.inbox(to)) == 1
     msg = services.messages.get(entry.id)
     assert msg.status == MessageStatus.SENT and msg.sent_at and msg.sent_at >= send_at
+
+
+def test_a_stale_write_is_re_decided_against_the_current_state(services: Services) -> None:
+    from sms_core.message_store import Change
+    from sms_core.message_store import split_message_id as split
+
+    (entry,) = send(services, to=new_number(), message="Race").messages
+    batch, index = split(entry.id)
+    stale = services.messages.load(batch, [index])
+    # A delivery report wins the race and makes the message final...
+    services.messages.apply(batch, [index], lambda r: Change(status=MessageStatus.DELIVERED))
+    decisions = []
+
+    def mark_failed(r: Any) -> Change | None:
+        decisions.append(r.status)
+        return Change(status=MessageStatus.FAILED) if r.status == MessageStatus.QUEUED else None
+
+    # ...so the dispatcher's write, decided on the stale copy, is refused and decided again.
+    (after,) = services.messages.apply(batch, [index], mark_failed, preloaded=stale)
+    assert decisions == [MessageStatus.QUEUED, MessageStatus.DELIVERED]
+    assert after.status == MessageStatus.DELIVERED
+    assert [h.status for h in services.messages.get(entry.id).history] == ["queued", "delivered"]
