@@ -800,6 +800,24 @@ def _queue_connection_string(conn: str) -> str:
     return conn
 
 
+def _wait_until_due(cond: threading.Condition, heap: list[Any],
+                    stopping: Callable[[], bool]) -> bool:
+    """With `cond` held, wait until the earliest entry of `heap` (due time first) is due.
+
+    Returns False when `stopping()` turned true instead. Shared by the two background schedulers
+    (delivery reports and webhook retries).
+    """
+    while not stopping():
+        if not heap:
+            cond.wait()
+            continue
+        delay = heap[0][0] - time.monotonic()
+        if delay <= 0:
+            return True
+        cond.wait(delay)
+    return False
+
+
 class _DeliveryReportWorker:
     """Writes due delivery reports to the Storage queue from a single thread with a heap."""
 
@@ -847,15 +865,7 @@ class _DeliveryReportWorker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping:
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    delay = self._heap[0][0] - time.monotonic()
-                    if delay <= 0:
-                        break
-                    self._cond.wait(delay)
-                if self._stopping:
+                if not _wait_until_due(self._cond, self._heap, lambda: self._stopping):
                     return
                 now = time.monotonic()
                 due: list[tuple[float, int, DeliveryReport, int]] = []
@@ -1301,15 +1311,7 @@ class _WebhookRelay:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping:
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    delay = self._heap[0][0] - time.monotonic()
-                    if delay <= 0:
-                        break
-                    self._cond.wait(delay)
-                if self._stopping:
+                if not _wait_until_due(self._cond, self._heap, lambda: self._stopping):
                     return
                 _, _, delivery = heapq.heappop(self._heap)
                 self._in_flight += 1

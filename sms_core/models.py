@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -256,21 +257,20 @@ class DispatchJob(BaseModel):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
-def parse_sender(raw: str | None, field: str = "from") -> str:
-    """Our number from a request, or a 400 naming the field."""
+def _number_param(raw: str | None, field: str, parse: Callable[[str], str]) -> str:
     if not raw:
         raise RequestInvalid(f"`{field}` is required.", [FieldError(field, "required")])
     try:
-        return sender_to_e164_or_shortcode(raw)
+        return parse(raw)
     except InvalidPhoneNumber as exc:
         raise RequestInvalid(f"`{field}`: {exc.reason}", [FieldError(field, exc.reason)]) from None
+
+
+def parse_sender(raw: str | None, field: str = "from") -> str:
+    """Our number (E.164, short code or sender ID) from a request, or a 400 naming the field."""
+    return _number_param(raw, field, sender_to_e164_or_shortcode)
 
 
 def parse_recipient(raw: str | None, field: str = "to") -> str:
-    """A person's number from a request, or a 400 naming the field."""
-    if not raw:
-        raise RequestInvalid(f"`{field}` is required.", [FieldError(field, "required")])
-    try:
-        return to_e164(raw)
-    except InvalidPhoneNumber as exc:
-        raise RequestInvalid(f"`{field}`: {exc.reason}", [FieldError(field, exc.reason)]) from None
+    """A person's number (E.164) from a request, or a 400 naming the field."""
+    return _number_param(raw, field, to_e164)
