@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,25 @@ from sms_core.settings import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_KEY = "e2e-test-key"
 SENDER = "+18005550100"
+
+
+class AppWebhook(BaseHTTPRequestHandler):
+    """The app's webhook endpoint: records every signed event the bundle posts."""
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        AppWebhook.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
 @dataclass
@@ -57,6 +78,8 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
+    webhook = ThreadingHTTPServer(("127.0.0.1", 0), AppWebhook)
+    threading.Thread(target=webhook.serve_forever, daemon=True).start()
     port = free_port()
     emulator = AcsEmulator(port=0, access_key_b64=DEFAULT_ACCESS_KEY,
                            storage_connection_string=azurite_connection_string,
@@ -66,7 +89,9 @@ def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFacto
     emulator.start()
     env = {**os.environ, "AzureWebJobsStorage": azurite_connection_string,
            "ACS_CONNECTION_STRING": emulator.connection_string, "SMS_DEFAULT_FROM": SENDER,
-           "SMS_SENDER_RATE_PER_MINUTE": "100000", "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
+           "SMS_SENDER_RATE_PER_MINUTE": "100000", "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+           "SMS_APP_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/sms-events",
+           "SMS_APP_WEBHOOK_SECRET": WEBHOOK_SECRET}
     log = tmp_path_factory.mktemp("host") / "host.log"
     with open(log, "wb") as out:
         host = subprocess.Popen(
@@ -98,3 +123,4 @@ def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFacto
         api.close()
         anonymous.close()
         emulator.stop()
+        webhook.shutdown()

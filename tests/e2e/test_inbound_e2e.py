@@ -152,3 +152,35 @@ def test_conversation_paging_and_bad_parameters(stack: Stack) -> None:
     for params in ({"limit": "0"}, {"limit": "x"}, {"continuationToken": "garbage"}):
         assert stack.api.get(f"/conversations/{person}", params=params).status_code == 400
     assert stack.api.get("/conversations/not-a-number").status_code == 400
+
+
+def test_every_inbound_message_reaches_the_app_webhook_signed(stack: Stack) -> None:
+    import json
+
+    from sms_core.app_events import verify
+    from tests.e2e.conftest import WEBHOOK_SECRET, AppWebhook
+
+    person = number()
+    stack.emulator.reply(person, SENDER, "Is my order ready?")
+    stack.emulator.reply(person, SENDER, "STOP")
+
+    def mine() -> list[tuple[dict[str, str], dict[str, object]]]:
+        found = []
+        for headers, body in list(AppWebhook.received):
+            event = json.loads(body)
+            data = event["data"]
+            if person in (data.get("from"), data.get("to")):
+                found.append((headers, event))
+        return found
+
+    stack.wait_for(lambda: len(mine()) >= 3, what="the app webhook to get the events")
+    events = mine()
+    assert sorted(e["type"] for _, e in events) == ["optout.changed", "sms.received",
+                                                    "sms.received"]
+    received = [e["data"] for _, e in events if e["type"] == "sms.received"]
+    assert {d["message"] for d in received} == {"Is my order ready?", "STOP"}  # type: ignore[index]
+    assert {d["keyword"] for d in received} == {None, "STOP"}  # type: ignore[index]
+    for headers, event in events:
+        body = next(b for h, b in AppWebhook.received if json.loads(b)["id"] == event["id"])
+        assert verify(WEBHOOK_SECRET, headers["x-sms-timestamp"], body,
+                      headers["x-sms-signature"])
