@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 DELIVERY_REPORT_EVENT = "Microsoft.Communication.SMSDeliveryReportReceived"
 _STATUS_BY_ACS = {"delivered": MessageStatus.DELIVERED, "failed": MessageStatus.FAILED,
                   "expired": MessageStatus.EXPIRED}
+CARRIER_OPT_OUT = 4007  # "The Destination/To number has opted out of receiving messages from you."
+UNVERIFIED_TOLL_FREE = 4010  # "Message was blocked due to the toll-free number not being verified."
 _CODE = re.compile(r"^\s*(\d{4})\b")
 
 
@@ -44,23 +46,33 @@ def apply_delivery_report(services: Services, event: GridEvent) -> bool:
                     provider_id)
         return False
     new_status = _STATUS_BY_ACS.get(acs_status.lower())
-    if new_status is None:
-        log.info("delivery report %s for %s has status %r: kept as detail", event.id, ours,
-                 acs_status)
-        return False
     batch, index = split_message_id(ours)
     report = {"deliveryStatus": acs_status, "deliveryStatusDetails": details,
               "deliveryAttempts": ci_get(data, "deliveryAttempts"),
               "receivedTimestamp": ci_get(data, "receivedTimestamp"), "eventId": event.id}
+    report = {k: v for k, v in report.items() if v is not None}
+    detail = f"delivery report: {acs_status or '?'}" + (f" ({details})" if details else "")
 
     def decide(r: MessageRecord) -> Change | None:
+        if new_status is None:
+            # A status ACS may add later: kept in the history, the lifecycle left alone.
+            if any(eid == event.id for eid in r.report_ids):
+                return None
+            return Change(fields={"report_ids": [*r.report_ids, event.id][-20:]},
+                          detail=detail, data=report, note=True)
         if not can_transition(r.status, new_status):
             return None
         error = None if new_status == MessageStatus.DELIVERED else (details or acs_status)
-        return Change(fields={"error": error}, status=new_status,
-                      detail=f"delivery report: {acs_status}"
-                      + (f" ({details})" if details else ""),
-                      data={k: v for k, v in report.items() if v is not None})
+        return Change(fields={"error": error}, status=new_status, detail=detail, data=report)
 
     done = services.messages.apply(batch, [index], decide)
-    return bool(done) and done[0].status == new_status
+    changed = bool(done) and new_status is not None and done[0].status == new_status
+    if changed and delivery_code(details) == CARRIER_OPT_OUT:
+        record = done[0]
+        if services.optouts.opt_out(record.sender, record.to, source="carrier",
+                                    reason=str(details)):
+            services.app_events.publish("optout.changed", f"optout-carrier-{record.id}", {
+                "from": record.sender, "to": record.to, "optedOut": True,
+                "scope": services.settings.optout_scope, "source": "carrier",
+                "reason": details})
+    return changed

@@ -87,6 +87,7 @@ class MessageRecord:
     first_sent: str | None = None  # RFC 1123, as ACS wants repeatabilityFirstSent
     first_sent_at: datetime | None = None  # the same moment, precisely (conversation order)
     seq: int = 0
+    report_ids: list[str] = field(default_factory=list)  # non-lifecycle reports already noted
     etag: str | None = None
 
     @property
@@ -106,6 +107,8 @@ class MessageRecord:
         }
         if self.optout_exempt:
             e["OptOutExempt"] = True
+        if self.report_ids:
+            e["ReportIds"] = json.dumps(self.report_ids)
         optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
                     "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
                     "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent,
@@ -128,6 +131,7 @@ class MessageRecord:
             repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
             first_sent_at=e.get("FirstSentAt"),
             seq=int(e.get("Seq", 0)),
+            report_ids=json.loads(e["ReportIds"]) if e.get("ReportIds") else [],
             etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
         )
 
@@ -140,6 +144,7 @@ class Change:
     status: MessageStatus | None = None
     detail: str | None = None
     data: dict[str, Any] | None = None
+    note: bool = False  # append a history entry even though the status stays the same
 
 
 # Given the current record, return the change to make, or None to leave it alone.
@@ -249,12 +254,12 @@ class MessageStore:
             for k, v in change.fields.items():
                 setattr(new, k, v)
             new.updated_at = now
-            if change.status is not None:
-                new.status = change.status
+            if change.status is not None or change.note:
+                new.status = change.status or rec.status
                 new.seq = rec.seq + 1
                 event: dict[str, Any] = {
                     "PartitionKey": batch, "RowKey": f"{_row(rec.index)}.{new.seq:05d}",
-                    "Kind": "event", "Status": str(change.status), "At": now}
+                    "Kind": "event", "Status": str(new.status), "At": now}
                 if change.detail:
                     event["Detail"] = change.detail
                 if change.data:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,56 +9,11 @@ import pytest
 
 from localdev.acs_emulator import AcsEmulator
 from sms_core.app import Services
-from sms_core.delivery import handle_delivery_reports
 from sms_core.dispatch import dispatch
 from sms_core.errors import Conflict, RequestInvalid
-from sms_core.models import MessageStatus, SendRequest
-from sms_core.sending import accept_send
-from tests.integration.conftest import SENDER, dlr_client, make_services, new_number, take_jobs
-
-
-def send(services: Services, idempotency_key: str | None = None, **body: Any) -> Any:
-    return accept_send(services, SendRequest.model_validate(body), idempotency_key)
-
-
-def run_all_jobs(services: Services, deadline_s: float = 15) -> int:
-    """Dispatch every job until the queue stays empty (jobs put back with a delay included)."""
-    end = time.monotonic() + deadline_s
-    runs = 0
-    while time.monotonic() < end:
-        jobs = take_jobs(services)
-        if not jobs:
-            if runs and not _has_hidden(services):
-                return runs
-            time.sleep(0.1)
-            continue
-        for job in jobs:
-            dispatch(services, job)
-            runs += 1
-    return runs
-
-
-def _has_hidden(services: Services) -> bool:
-    props = services.jobs._queue.get_queue_properties()
-    return bool(props.approximate_message_count)
-
-
-def status(services: Services, message_id: str) -> MessageStatus:
-    return services.messages.get(message_id).status
-
-
-def apply_reports(services: Services, storage: str, queue: str, expected: int,
-                  deadline_s: float = 10) -> int:
-    client = dlr_client(storage, queue)
-    seen = 0
-    end = time.monotonic() + deadline_s
-    while seen < expected and time.monotonic() < end:
-        for msg in client.receive_messages(messages_per_page=32):
-            handle_delivery_reports(services, msg.content)
-            client.delete_message(msg)
-            seen += 1
-        time.sleep(0.05)
-    return seen
+from sms_core.models import MessageStatus
+from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+from tests.integration.flows import apply_reports, run_all_jobs, send, status
 
 
 def test_send_reaches_handset_and_goes_queued_sent_delivered(

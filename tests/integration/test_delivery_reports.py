@@ -1,0 +1,87 @@
+"""Delivery reports against real parts: carrier codes, unknown statuses, duplicates, strangers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from localdev.acs_emulator import AcsEmulator, Outcome
+from sms_core.app import Services
+from sms_core.delivery import handle_delivery_reports
+from sms_core.models import MessageStatus
+from tests.integration.conftest import SENDER, new_number
+from tests.integration.flows import apply_reports, run_all_jobs, send
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"
+
+
+def report_for(provider_id: str, status: str, details: str, pascal: bool = False) -> str:
+    """A delivery report shaped like the docs sample, for one of our messages."""
+    name = ("eventgrid-schema.sms-delivery-report-received.docs-2022-pascalcase.json" if pascal
+            else "eventgrid-schema.sms-delivery-report-received.docs-2025.json")
+    (event,) = json.loads((FIXTURES / name).read_text())
+    data = event["data"]
+    keys = {k.lower(): k for k in data}
+    data[keys["messageid"]] = provider_id
+    data[keys["deliverystatus"]] = status
+    data[keys["deliverystatusdetails"]] = details
+    event["id"] = f"dlr-{uuid.uuid4().hex}"
+    return json.dumps(event)
+
+
+def sent_message(services: Services, **body: Any) -> Any:
+    (entry,) = send(services, **body).messages
+    run_all_jobs(services)
+    msg = services.messages.get(entry.id)
+    assert msg.status == MessageStatus.SENT
+    return msg
+
+
+def test_carrier_opt_out_4007_records_an_opt_out(
+        services: Services, emulator: AcsEmulator, azurite_connection_string: str,
+        dlr_queue_name: str) -> None:
+    person = new_number()
+    emulator.state.set_outcome(person, Outcome.from_json({
+        "deliveryStatus": "Failed",
+        "deliveryStatusDetails": "4007: The Destination/To number has opted out of receiving "
+                                 "messages from you."}))
+    (entry,) = send(services, to=person, message="Hello?").messages
+    run_all_jobs(services)
+    apply_reports(services, azurite_connection_string, dlr_queue_name, 1)
+    assert services.messages.get(entry.id).status == MessageStatus.FAILED
+    assert services.optouts.is_opted_out(SENDER, person)
+    (change,) = services.optouts.history(SENDER, person)
+    assert change.source == "carrier" and "4007" in (change.reason or "")
+
+
+def test_unknown_status_is_kept_as_detail_and_duplicates_are_no_ops(
+        services: Services, emulator: AcsEmulator) -> None:
+    msg = sent_message(services, to=new_number(), message="Status?")
+    odd = report_for(msg.provider_message_id, "Sending", "Handed to the carrier")
+    handle_delivery_reports(services, odd)
+    handle_delivery_reports(services, odd)  # redelivered
+    after = services.messages.get(msg.id)
+    assert after.status == MessageStatus.SENT
+    notes = [h for h in after.history if h.detail and "Sending" in h.detail]
+    assert len(notes) == 1 and notes[0].status == MessageStatus.SENT
+
+    delivered = report_for(msg.provider_message_id, "Delivered", "No error.", pascal=True)
+    assert handle_delivery_reports(services, delivered) == 1
+    handle_delivery_reports(services, delivered)
+    late_failure = report_for(msg.provider_message_id, "Failed", "9999: unknown")
+    handle_delivery_reports(services, late_failure)  # terminal states never regress
+    final = services.messages.get(msg.id)
+    assert final.status == MessageStatus.DELIVERED
+    assert [h.status for h in final.history].count(MessageStatus.DELIVERED) == 1
+    attempts = final.history[-1].data["deliveryAttempts"]  # type: ignore[index]
+    assert attempts[0]["SegmentsSucceeded"] == 1
+
+
+def test_report_for_an_unknown_message_is_kept_not_dropped(services: Services) -> None:
+    stranger = f"Outgoing_{uuid.uuid4().hex}"
+    assert handle_delivery_reports(services, report_for(stranger, "Delivered", "No error.")) == 0
+    table = services.provider_ids._unmatched
+    kept = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": stranger}))
+    assert len(kept) == 1 and json.loads(kept[0]["Event"])["data"]["messageId"] == stranger
