@@ -20,8 +20,10 @@ from sms_core.message_store import MessageStore
 from sms_core.pacing import SenderPacer
 from sms_core.provider_index import ProviderIndex
 from sms_core.queues import JobQueue
+from sms_core.report_watch import AwaitingReports
 from sms_core.settings import Settings, get_settings
 from sms_core.storage import (
+    AWAITING_REPORTS_TABLE,
     CONVERSATIONS_TABLE,
     EVENTS_QUEUE,
     IDEMPOTENCY_TABLE,
@@ -92,6 +94,11 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Both directions of every conversation."""
         return ConversationStore(self.storage.table(CONVERSATIONS_TABLE))
+
+    @cached_property
+    def awaiting_reports(self) -> AwaitingReports:
+        """Sent messages still waiting for their delivery report."""
+        return AwaitingReports(self.storage.table(AWAITING_REPORTS_TABLE))
 
     @cached_property
     def inbound(self) -> InboundStore:

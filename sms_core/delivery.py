@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sms_core.app import Services
 from sms_core.events import GridEvent, ci_get, decode_payload
 from sms_core.message_store import Change, MessageRecord, split_message_id
 from sms_core.models import MessageStatus, can_transition
+from sms_core.report_watch import stored_event
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ def apply_delivery_report(services: Services, event: GridEvent) -> bool:
 
     done = services.messages.apply(batch, [index], decide)
     changed = bool(done) and new_status is not None and done[0].status == new_status
+    if changed and done[0].sent_at is not None:
+        services.awaiting_reports.remove(done[0].id, done[0].sent_at)
     if changed and delivery_code(details) == CARRIER_OPT_OUT:
         record = done[0]
         if services.optouts.opt_out(record.sender, record.to, source="carrier",
@@ -76,3 +82,71 @@ def apply_delivery_report(services: Services, event: GridEvent) -> bool:
                 "scope": services.settings.optout_scope, "source": "carrier",
                 "reason": details})
     return changed
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one expiry run did."""
+
+    buckets: int
+    expired: int
+
+
+def expire_overdue(services: Services, now: datetime | None = None) -> SweepResult:
+    """Expire messages still `sent` SMS_DLR_TIMEOUT_HOURS after sending (the expiry timer)."""
+    now = now or datetime.now(UTC)
+    hours = services.settings.dlr_timeout_hours
+    watch = services.awaiting_reports
+    expired = 0
+    buckets = watch.due_buckets(now, timedelta(hours=hours))
+    for bucket in buckets:
+        entries = watch.entries(bucket)
+        by_batch: dict[str, list[int]] = {}
+        for entry in entries:
+            batch, index = split_message_id(entry.message_id)
+            by_batch.setdefault(batch, []).append(index)
+        for batch, indices in by_batch.items():
+            done = services.messages.apply(batch, indices, lambda r: Change(
+                fields={"error": f"no delivery report within {hours:g} hours"},
+                status=MessageStatus.EXPIRED, detail="no delivery report")
+                if r.status == MessageStatus.SENT else None)
+            expired += sum(1 for r in done if r.status == MessageStatus.EXPIRED)
+        watch.finish_bucket(bucket, entries)
+    if expired:
+        log.info("expired %d message(s) without a delivery report", expired)
+    return SweepResult(buckets=len(buckets), expired=expired)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """What one reconcile run did, and what is still unknown."""
+
+    applied: int
+    unmatched: int
+    invalid_inbound: int
+    oldest_unmatched: datetime | None
+
+
+def reconcile_reports(services: Services) -> ReconcileResult:
+    """Apply kept reports whose message is now known; report the rest (the reconcile timer)."""
+    applied, unmatched, invalid = 0, 0, 0
+    oldest: datetime | None = None
+    for row in services.provider_ids.unmatched_rows():
+        provider_id, event_id = str(row["PartitionKey"]), str(row["RowKey"])
+        if provider_id == "invalid-inbound":
+            invalid += 1
+            continue
+        if services.provider_ids.lookup(provider_id) is None:
+            unmatched += 1
+            received = row.get("ReceivedAt")
+            oldest = received if oldest is None or (received and received < oldest) else oldest
+            continue
+        for event in decode_payload(json.dumps(stored_event(row))):
+            apply_delivery_report(services, event)
+        services.provider_ids.forget_unmatched(provider_id, event_id)
+        applied += 1
+    if unmatched or invalid:
+        log.warning("reconcile: %d delivery report(s) still match no message (oldest %s); "
+                    "%d invalid inbound event(s) kept in UnmatchedReports", unmatched,
+                    oldest, invalid)
+    return ReconcileResult(applied, unmatched, invalid, oldest)

@@ -150,6 +150,7 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
     accepted = [(r, o) for r, o in zip(records, outcomes, strict=True) if o.accepted]
     services.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
                                  if o.provider_message_id)
+    services.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
     services.conversations.record(ConversationEntry(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
         text=r.body, at=_first_sent_time(r, now)) for r, _ in accepted)

@@ -55,3 +55,19 @@ class ProviderIndex:
                 "Event": json.dumps(event)[:30000], "ReceivedAt": datetime.now(UTC)})
         except AzureError as exc:
             raise StorageUnavailable(f"Unmatched report storage failed: {exc}") from exc
+
+    def unmatched_rows(self) -> list[Any]:
+        """Every kept report (the table holds only the few reports that found no message)."""
+        try:
+            return list(self._unmatched.list_entities())
+        except AzureError as exc:
+            raise StorageUnavailable(f"Unmatched report storage failed: {exc}") from exc
+
+    def forget_unmatched(self, provider_id: str, event_id: str) -> None:
+        """Delete a kept report once it has been applied."""
+        try:
+            self._unmatched.delete_entity(provider_id, event_id)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise StorageUnavailable(f"Unmatched report storage failed: {exc}") from exc

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     help_keywords: str | None = Field(None, validation_alias=_alias("SMS_HELP_KEYWORDS"))
     optout_reply: str | None = Field(None, validation_alias=_alias("SMS_OPTOUT_REPLY"))
     optin_reply: str | None = Field(None, validation_alias=_alias("SMS_OPTIN_REPLY"))
+    dlr_timeout_hours: float = Field(
+        72, gt=0, le=24 * 30, validation_alias=_alias("SMS_DLR_TIMEOUT_HOURS"))
     app_webhook_url: str | None = Field(None, validation_alias=_alias("SMS_APP_WEBHOOK_URL"))
     app_webhook_secret: str | None = Field(
         None, validation_alias=_alias("SMS_APP_WEBHOOK_SECRET"))

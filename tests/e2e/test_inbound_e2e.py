@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import FUNCTION_KEY, SENDER, Stack
 from tests.e2e.test_send_e2e import conforms
+from tests.numbers import unique_number
 
 STOP_REPLY = ("You have successfully been unsubscribed to messages from this number. "
               "Reply START to resubscribe.")
@@ -21,7 +21,7 @@ START_REPLY = ("You have successfully been re-subscribed to messages from this n
 
 
 def number() -> str:
-    return f"+1360555{random.randint(1, 9998):04d}"
+    return unique_number()
 
 
 def texts(stack: Stack, person: str) -> list[str]:

@@ -3,7 +3,6 @@ delivery reports back through the queue, statuses through GET /api/messages/{id}
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import jsonschema
@@ -11,12 +10,13 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT, SENDER, Stack
+from tests.numbers import unique_number
 
 OPENAPI = yaml.safe_load((ROOT / "openapi.yaml").read_text())
 
 
 def number() -> str:
-    return f"+1503555{random.randint(1, 9998):04d}"
+    return unique_number()
 
 
 def conforms(body: Any, schema_name: str) -> None:
@@ -50,7 +50,7 @@ def test_send_reaches_the_handset_and_is_delivered(stack: Stack) -> None:
 
 
 def test_150_recipients_each_get_it_exactly_once(stack: Stack) -> None:
-    numbers = [f"+1971555{i:04d}" for i in range(2000, 2150)]
+    numbers = [number() for _ in range(150)]
     r = stack.api.post("/messages", json={"to": numbers, "message": "Sale starts now",
                                           "tag": "e2e-150"})
     assert r.status_code == 202

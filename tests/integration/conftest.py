@@ -6,7 +6,6 @@ end-to-end function host) can take its jobs.
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Iterator
 
@@ -18,13 +17,14 @@ from sms_core.app import Services
 from sms_core.models import DispatchJob
 from sms_core.queues import JobQueue
 from sms_core.settings import load_settings
+from tests.numbers import unique_number
 
 SENDER = "+18005550100"
 
 
 def new_number() -> str:
-    """A fresh valid US number (fictional 555 exchange), not ending in 0000."""
-    return f"+1425555{random.randint(1, 9998):04d}"
+    """A fresh valid US number (fictional 555 exchange) no other test uses."""
+    return unique_number()
 
 
 @pytest.fixture

@@ -85,3 +85,45 @@ def test_report_for_an_unknown_message_is_kept_not_dropped(services: Services) -
     table = services.provider_ids._unmatched
     kept = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": stranger}))
     assert len(kept) == 1 and json.loads(kept[0]["Event"])["data"]["messageId"] == stranger
+
+
+def test_sent_without_report_expires_after_the_timeout(services: Services,
+                                                       emulator: AcsEmulator) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sms_core.delivery import expire_overdue
+
+    quiet = new_number()
+    emulator.state.set_outcome(quiet, Outcome.from_json({"deliveryStatus": "Failed"}))
+    msg = sent_message(services, to=quiet, message="Anyone?")  # its report is never applied
+    reported = sent_message(services, to=new_number(), message="Fine")
+    handle_delivery_reports(services, report_for(reported.provider_message_id, "Delivered",
+                                                 "No error."))
+    expire_overdue(services, now=datetime.now(UTC) + timedelta(hours=71))
+    assert services.messages.get(msg.id).status == MessageStatus.SENT
+    later = datetime.now(UTC) + timedelta(hours=74)
+    result = expire_overdue(services, now=later)
+    expired = services.messages.get(msg.id)
+    assert expired.status == MessageStatus.EXPIRED and expired.error
+    assert expired.history[-1].detail == "no delivery report"
+    assert services.messages.get(reported.id).status == MessageStatus.DELIVERED
+    assert result.expired >= 1
+    assert expire_overdue(services, now=later).buckets == 0  # the cursor moved on
+
+
+def test_report_that_overtook_its_message_is_applied_by_reconcile(
+        services: Services, emulator: AcsEmulator) -> None:
+    from sms_core.delivery import reconcile_reports
+
+    msg = sent_message(services, to=new_number(), message="Quick")
+    # Simulate the race: the report arrived before the provider id was indexed.
+    services.provider_ids._index.delete_entity(msg.provider_message_id, "")
+    handle_delivery_reports(services, report_for(msg.provider_message_id, "Delivered", "ok"))
+    assert services.messages.get(msg.id).status == MessageStatus.SENT
+    services.provider_ids.record([(msg.provider_message_id, msg.id)])
+    result = reconcile_reports(services)
+    assert result.applied >= 1
+    assert services.messages.get(msg.id).status == MessageStatus.DELIVERED
+    kept = list(services.provider_ids._unmatched.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": msg.provider_message_id}))
+    assert kept == []

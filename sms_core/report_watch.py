@@ -1,0 +1,122 @@
+"""Messages waiting for their delivery report, and the timers that finish what reports did not.
+
+Table `AwaitingReports`: PartitionKey = the UTC hour the message was sent (`YYYYMMDDHH`),
+RowKey = message id. A row is written when a message that asked for a delivery report is `sent`,
+and removed when its report arrives. The expiry timer reads whole hour partitions that are older
+than SMS_DLR_TIMEOUT_HOURS (one partition query per hour, never a table scan) and expires what is
+still `sent`. A cursor row (`_cursor`) remembers the last hour swept, so a missed run is caught
+up by the next.
+
+Reports that arrived for a message we could not find (`UnmatchedReports`, usually a report that
+overtook the send result) are retried by the reconcile timer and reported when they stay unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+CURSOR_PARTITION = "_cursor"
+MAX_CATCH_UP = timedelta(days=30)
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="awaiting-reports")
+
+
+def hour_bucket(at: datetime) -> str:
+    """The partition of messages sent in that UTC hour."""
+    return at.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def _bucket_time(bucket: str) -> datetime:
+    return datetime.strptime(bucket, "%Y%m%d%H").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingEntry:
+    """A message still waiting for its report."""
+
+    bucket: str
+    message_id: str
+
+
+class AwaitingReports:
+    """The index of sent messages without a delivery report yet."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def add(self, sent: Iterable[tuple[str, datetime]]) -> None:
+        """Remember (message id, sent at) pairs; upserts, so a resend is harmless."""
+        def put(item: tuple[str, datetime]) -> None:
+            self._table.upsert_entity({"PartitionKey": hour_bucket(item[1]),
+                                       "RowKey": item[0]}, mode=UpdateMode.REPLACE)
+        items = list(sent)
+        try:
+            if len(items) == 1:
+                put(items[0])
+            else:
+                list(_POOL.map(put, items))
+        except AzureError as exc:
+            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+
+    def remove(self, message_id: str, sent_at: datetime) -> None:
+        """Forget a message whose report arrived (best effort: the sweep double-checks)."""
+        try:
+            self._table.delete_entity(hour_bucket(sent_at), message_id)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            log.warning("could not remove %s from AwaitingReports: %s", message_id, exc)
+
+    def due_buckets(self, now: datetime, timeout: timedelta) -> list[str]:
+        """Hour partitions not swept yet whose messages are all older than `timeout`."""
+        last_due = hour_bucket(now - timeout - timedelta(hours=1))
+        try:
+            cursor = self._table.get_entity(CURSOR_PARTITION, "")["Last"]
+            start = _bucket_time(str(cursor)) + timedelta(hours=1)
+        except ResourceNotFoundError:
+            start = now - timeout - MAX_CATCH_UP
+        except AzureError as exc:
+            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+        start = max(start, now - timeout - MAX_CATCH_UP)
+        buckets, t = [], start.replace(minute=0, second=0, microsecond=0)
+        while hour_bucket(t) <= last_due:
+            buckets.append(hour_bucket(t))
+            t += timedelta(hours=1)
+        return buckets
+
+    def entries(self, bucket: str) -> list[AwaitingEntry]:
+        """The messages of one hour partition."""
+        try:
+            return [AwaitingEntry(bucket, str(e["RowKey"])) for e in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": bucket}, select=["RowKey"])]
+        except AzureError as exc:
+            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+
+    def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
+        """Delete a swept partition's rows and move the cursor past it."""
+        try:
+            for e in entries:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._table.delete_entity(e.bucket, e.message_id)
+            self._table.upsert_entity({"PartitionKey": CURSOR_PARTITION, "RowKey": "",
+                                       "Last": bucket}, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+
+
+def stored_event(row: Any) -> dict[str, Any]:
+    """The event kept in an UnmatchedReports row."""
+    return dict(json.loads(row["Event"]))
