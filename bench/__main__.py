@@ -15,7 +15,16 @@ from types import FrameType
 from bench.floors import AcceptFloor
 from bench.measure import NumberPool
 from bench.report import as_json, render, write_json
-from bench.scenarios import BODY, Api, Figure, big_requests, dispatch, log, single_sends
+from bench.scenarios import (
+    BODY,
+    Api,
+    Figure,
+    big_requests,
+    dispatch,
+    inbound_events,
+    log,
+    single_sends,
+)
 from bench.stack import SENDER, Stack, peak_rss_kib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="recipients of the one-request figure (default 1000)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed repeats of the one-request figure (default 5)")
+    parser.add_argument("--inbound", type=int, default=1000,
+                        help="inbound events measured per mix, text and STOP (default 1000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -58,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             dispatch_figure, dispatch_peak = dispatch(stack, numbers, args.messages,
                                                       args.dispatch_warmup)
             dispatch_figure.detail["azurite_pauses_s"] = pauses.since(mark)
-            log("starting the function host for the HTTP figures (dispatch_sms disabled)")
+            log("starting the function host for the HTTP figures (queue triggers disabled)")
             host = stack.start_host("func-host-http",
-                                    disabled=("dispatch_sms", "delivery_report"))
+                                    disabled=("dispatch_sms", "delivery_report", "app_webhook"))
             api = Api(host.base_url, args.concurrency)
             floor = AcceptFloor(stack.storage, SENDER, BODY)
             try:
@@ -73,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                 big = big_requests(api, floor, numbers, args.recipients, args.repeats,
                                    warmup=2, cpu=cpu)
                 big.detail["azurite_pauses_s"] = pauses.since(mark)
+                inbound = inbound_events(stack, host, api, numbers, args.inbound, args.warmup,
+                                         args.concurrency, cpu, pauses)
             finally:
                 api.close()
                 floor.close()
-            figures = [single, dispatch_figure, big]
+            figures = [single, dispatch_figure, big, *inbound]
             memory = {"function host (HTTP figures)": host.child.peak_rss_kib(),
                       "function host (dispatch figure)": dispatch_peak,
                       "ACS emulator": stack.emulator.peak_rss_kib() if stack.emulator else None,
@@ -90,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n(total {duration:.0f} s; JSON in {args.out})")
     settings = {"messages": args.messages, "concurrency": args.concurrency,
                 "warmup": args.warmup, "dispatch_warmup": args.dispatch_warmup,
-                "recipients": args.recipients, "repeats": args.repeats}
+                "recipients": args.recipients, "repeats": args.repeats,
+                "inbound": args.inbound}
     write_json(args.out, as_json(figures, memory, settings, duration))
     return 0
 

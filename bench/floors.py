@@ -6,16 +6,19 @@ theirs, at the same concurrency, with no HTTP front end, no validation and no bo
 figure's ratio is floor rate / our rate: 1.0x means our code adds nothing measurable.
 
 The floors write to their own tables and queues (`BenchFloor*`, `bench-floor-*`) so nothing of
-ours consumes or counts their rows; opt-outs are read from the real `OptOuts` table.
+ours consumes or counts their rows; the send floors read opt-outs from the real `OptOuts` table
+(they never write it), the inbound floor reads and writes its own `BenchFloorOptOuts`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -38,8 +41,18 @@ OPTOUTS_TABLE = "OptOuts"  # the real one (sms_core.storage.OPTOUTS_TABLE)
 GLOBAL_PARTITION = "global"
 FLOOR_MESSAGES_TABLE = "BenchFloorMessages"
 FLOOR_PROVIDER_IDS_TABLE = "BenchFloorProviderIds"
+FLOOR_INBOUND_TABLE = "BenchFloorInbound"
+FLOOR_CONVERSATIONS_TABLE = "BenchFloorConversations"
+FLOOR_OPTOUTS_TABLE = "BenchFloorOptOuts"
+FLOOR_OPTOUT_HISTORY_TABLE = "BenchFloorOptOutHistory"
+FLOOR_IDEMPOTENCY_TABLE = "BenchFloorIdempotency"
+FLOOR_TABLES = (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_PROVIDER_IDS_TABLE, FLOOR_INBOUND_TABLE,
+                FLOOR_CONVERSATIONS_TABLE, FLOOR_OPTOUTS_TABLE, FLOOR_OPTOUT_HISTORY_TABLE,
+                FLOOR_IDEMPOTENCY_TABLE)
 FLOOR_ACCEPT_QUEUE = "bench-floor-outbound"
 FLOOR_DISPATCH_QUEUE = "bench-floor-dispatch"
+FLOOR_EVENTS_QUEUE = "bench-floor-events"
+FLOOR_QUEUES = (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE, FLOOR_EVENTS_QUEUE)
 ENTITY_GROUP_LIMIT = 100
 POOL_SIZE = 8  # sms_core's write and queue-send pools
 _RANGE_FILTER = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true"
@@ -70,10 +83,10 @@ class _Clients:
     def __init__(self, storage: str) -> None:
         self.tables = TableServiceClient.from_connection_string(storage)
         self.queues = QueueServiceClient.from_connection_string(storage)
-        for name in (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_PROVIDER_IDS_TABLE):
+        for name in FLOOR_TABLES:
             with contextlib.suppress(ResourceExistsError):
                 self.tables.create_table(name)
-        for queue in (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE):
+        for queue in FLOOR_QUEUES:
             with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
 
@@ -137,6 +150,99 @@ class AcceptFloor:
     def close(self) -> None:
         """Stop the pool."""
         self._pool.shutdown(wait=True)
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _event_text(event_type: str, event_id: str, at: datetime, data: dict[str, Any]) -> str:
+    """An app event as `sms-events` carries it (the envelope of sms_core.app_events)."""
+    return json.dumps({"id": event_id, "type": event_type,
+                       "time": at.isoformat().replace("+00:00", "Z"), "data": data},
+                      separators=(",", ":"))
+
+
+class InboundFloor:
+    """What processing one inbound SMS needs from storage, and nothing else.
+
+    An ordinary text (`text_one`): the claim insert (InboundMessages-like), the conversation
+    upsert (Conversations-like), the `sms.received` event on a queue, the merge that marks the
+    claim done: 4 requests. A STOP (`stop_one`) adds the opt-out (a point read of the state, a
+    history insert, a state upsert), accepting the confirmation reply (an idempotency insert, a
+    one-entity transaction of the message, the job on a queue, the idempotency merge) and the
+    `optout.changed` event: 12 requests. Run in the order our path runs them.
+    """
+
+    def __init__(self, storage: str, ours: str, reply: str) -> None:
+        clients = _Clients(storage)
+        self._ours = ours
+        self._reply = reply
+        self._inbound = clients.table(FLOOR_INBOUND_TABLE)
+        self._conversations = clients.table(FLOOR_CONVERSATIONS_TABLE)
+        self._optouts = clients.table(FLOOR_OPTOUTS_TABLE)
+        self._history = clients.table(FLOOR_OPTOUT_HISTORY_TABLE)
+        self._idempotency = clients.table(FLOOR_IDEMPOTENCY_TABLE)
+        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
+        self._events = clients.queue(FLOOR_EVENTS_QUEUE)
+        self._jobs = clients.queue(FLOOR_ACCEPT_QUEUE)
+
+    def text_one(self, their: str, text: str = "See you at 5") -> None:
+        """One ordinary inbound text: 4 storage requests."""
+        self._process(their, text, keyword=None)
+
+    def stop_one(self, their: str, text: str = "STOP") -> None:
+        """One inbound STOP from a number that never opted out: 12 storage requests."""
+        self._process(their, text, keyword="STOP")
+
+    def _process(self, their: str, text: str, keyword: str | None) -> None:
+        now = datetime.now(UTC)
+        inbound_id = f"Incoming_{now:%Y%m%d%H%M%S}{uuid.uuid4()}"
+        self._inbound.create_entity({"PartitionKey": inbound_id, "RowKey": "", "Done": False,
+                                     "SeenAt": now, "From": their, "To": self._ours,
+                                     "Text": text, "ReceivedAt": now})
+        row: dict[str, Any] = {"PartitionKey": f"{self._ours}|{their}",
+                               "RowKey": f"{_stamp(now)}|inb|{inbound_id}",
+                               "Direction": "inbound", "MessageId": inbound_id, "Text": text,
+                               "At": now}
+        if keyword:
+            row["Keyword"] = keyword
+        self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
+        if keyword:
+            self._opt_out_and_reply(their, text, keyword, inbound_id, now)
+        self._events.send_message(_event_text("sms.received", f"received-{inbound_id}", now, {
+            "id": inbound_id, "from": their, "to": self._ours, "message": text,
+            "keyword": keyword, "keywordKind": "opt_out" if keyword else None,
+            "receivedAt": now.isoformat()}))
+        self._inbound.update_entity({"PartitionKey": inbound_id, "RowKey": "", "Done": True},
+                                    mode=UpdateMode.MERGE)
+
+    def _opt_out_and_reply(self, their: str, text: str, keyword: str, inbound_id: str,
+                           now: datetime) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._optouts.get_entity(self._ours, their)
+        self._history.create_entity({
+            "PartitionKey": f"{self._ours}|{their}",
+            "RowKey": f"{_stamp(now)}-{secrets.token_hex(6)}", "Action": "opt-out", "At": now,
+            "Source": "keyword", "Changed": True, "Keyword": keyword, "Text": text,
+            "InboundMessageId": inbound_id})
+        self._optouts.upsert_entity({"PartitionKey": self._ours, "RowKey": their,
+                                     "OptedOut": True, "UpdatedAt": now, "Source": "keyword",
+                                     "Keyword": keyword}, mode=UpdateMode.REPLACE)
+        self._events.send_message(_event_text("optout.changed", f"optout-{inbound_id}", now, {
+            "from": self._ours, "to": their, "optedOut": True, "scope": "sender",
+            "source": "keyword", "keyword": keyword, "inboundMessageId": inbound_id,
+            "at": now.isoformat()}))
+        key = hashlib.sha256(f"reply-{inbound_id}".encode()).hexdigest()
+        batch = "k" + key[:31]
+        self._idempotency.create_entity({"PartitionKey": key, "RowKey": "",
+                                         "Fingerprint": hashlib.sha256(text.encode()).hexdigest(),
+                                         "Batch": batch, "Completed": False, "CreatedAt": now})
+        self._messages.submit_transaction(
+            [("create", message_entity(batch, 0, self._ours, their, self._reply, now))])
+        self._jobs.send_message(_job(batch, [0]))
+        self._idempotency.update_entity({"PartitionKey": key, "RowKey": "", "Completed": True},
+                                        mode=UpdateMode.MERGE)
 
 
 class _Progress:

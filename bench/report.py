@@ -38,14 +38,25 @@ def _mib(kib: int | None) -> str:
     return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
-def render(figures: list[Figure], memory_kib: dict[str, int | None]) -> str:
-    """The human table."""
+def render(figures: list[Figure], memory_kib: dict[str, int | None],
+           memory_label: str = "4") -> str:
+    """The human table: the figures in order of their labels, the peak memory as figure
+    `memory_label` among them."""
     rows: list[tuple[str, str, str, str, str]] = [
         ("figure", "value", "floor", "ratio", "target")]
-    for i, f in enumerate(figures, 1):
+
+    def memory_rows() -> None:
+        for name, kib in memory_kib.items():
+            rows.append((f"{memory_label}. peak RSS (VmHWM), {name}", _mib(kib), "", "", ""))
+
+    memory_done = False
+    for f in figures:
+        if not memory_done and f.label > memory_label:
+            memory_rows()
+            memory_done = True
         target = "-" if f.target is None else f"<= {f.target:.2f}x"
         verdict = "" if f.met is None else ("  ok" if f.met else "  MISSED")
-        rows.append((f"{i}. {f.title}", _rate(f.ours, f.unit), _rate(f.floor, f.unit),
+        rows.append((f"{f.label}. {f.title}", _rate(f.ours, f.unit), _rate(f.floor, f.unit),
                      f"{f.ratio:.2f}x", target + verdict))
         if f.ours.cpu_s:
             rows.append((f"   CPU ms per {f.item}", _cpu(f.ours), _cpu(f.floor), "", ""))
@@ -54,22 +65,22 @@ def render(figures: list[Figure], memory_kib: dict[str, int | None]) -> str:
         elif f.ours.count == 1:
             rows.append(("   time per request", f"{f.ours.elapsed_s * 1000:.0f} ms",
                          f"{f.floor.elapsed_s * 1000:.0f} ms", "", ""))
-    for name, kib in memory_kib.items():
-        rows.append((f"{len(figures) + 1}. peak RSS (VmHWM), {name}", _mib(kib), "", "", ""))
+    if not memory_done:
+        memory_rows()
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     lines = []
     for n, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    for i, f in enumerate(figures, 1):
+    for f in figures:
         busy = max(_busy_share(f.ours), _busy_share(f.floor))
         if busy > 0.10:
             lines.append(f"note: other processes used up to {busy:.0%} of the busy CPU time "
-                         f"during figure {i}; its ratio is less reliable")
+                         f"during figure {f.label}; its ratio is less reliable")
         paused = f.detail.get("azurite_pauses_s") or []
         if paused:
-            lines.append(f"note: Azurite paused {len(paused)} time(s) during figure {i} "
+            lines.append(f"note: Azurite paused {len(paused)} time(s) during figure {f.label} "
                          f"(longest {max(paused):.1f} s); its numbers are less reliable")
     return "\n".join(lines)
 
@@ -83,7 +94,7 @@ def as_json(figures: list[Figure], memory_kib: dict[str, int | None],
                     "platform": platform.platform()},
         "settings": settings,
         "duration_s": round(duration_s, 1),
-        "figures": {f.key: {"title": f.title, "unit": f.unit,
+        "figures": {f.key: {"figure": f.label, "title": f.title, "unit": f.unit,
                             "value": round(f.ours.rate, 2), "floor": round(f.floor.rate, 2),
                             "ratio": round(f.ratio, 3), "target": f.target, "met": f.met,
                             "ours": f.ours.as_json(), "floor_run": f.floor.as_json(),

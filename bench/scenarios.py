@@ -2,24 +2,32 @@
 
 1. single sends through `POST /api/messages` at a fixed client concurrency;
 2. dispatch of queued single-recipient messages by the host's `dispatch_sms` queue trigger;
-3. one `POST /api/messages` with 1,000 recipients, repeated, median taken.
+3. one `POST /api/messages` with 1,000 recipients, repeated, median taken;
+5. inbound SMSReceived events through `POST /api/inbound`: (a) ordinary texts, (b) STOPs.
+
+(4, peak memory, is read in `bench.__main__`.)
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import secrets
 import sys
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from bench.floors import AcceptFloor, DispatchFloor
+from bench.floors import AcceptFloor, DispatchFloor, InboundFloor
 from bench.measure import (
     AcceptedWatch,
     CpuMeter,
@@ -29,13 +37,13 @@ from bench.measure import (
     run_concurrently,
     time_one,
 )
-from bench.stack import FUNCTION_KEY, ROOT, SENDER, Stack
+from bench.stack import FUNCTION_KEY, ROOT, SENDER, Host, PauseWatch, Stack
 from localdev.func_host import HostConfig
 from sms_core.app import Services
 from sms_core.models import SendRequest
 from sms_core.sending import accept_send
 from sms_core.settings import load_settings
-from sms_core.storage import MESSAGES_TABLE, OUTBOUND_QUEUE
+from sms_core.storage import EVENTS_QUEUE, MESSAGES_TABLE, OUTBOUND_QUEUE
 
 BODY = "Your verification code is 482913. Reply STOP to opt out."
 DISPATCH_DEADLINE_S = 180.0
@@ -53,6 +61,7 @@ def log(message: str) -> None:
 class Figure:
     """One measured figure: our rate, the floor's rate, and the target for their ratio."""
 
+    label: str  # its number in the table and bench/README.md: "1", "5a"
     key: str
     title: str
     item: str  # what is counted: "msg", "recipient"
@@ -133,7 +142,7 @@ def single_sends(api: Api, floor: AcceptFloor, numbers: NumberPool, count: int,
                                            cpu))
         bodies = [_request_body(n) for n in numbers.take(size)]
         ours_runs.append(run_concurrently(ours, bodies, concurrency, cpu))
-    return Figure("single_send_http", f"single sends via HTTP (C={concurrency})", "msg",
+    return Figure("1", "single_send_http", f"single sends via HTTP (C={concurrency})", "msg",
                   Run.combine(ours_runs), Run.combine(floor_runs), target=1.25,
                   detail={"concurrency": concurrency, "warmup": warmup, "rounds": rounds,
                           "ours_rates": [round(r.rate, 1) for r in ours_runs],
@@ -170,7 +179,7 @@ def big_requests(api: Api, floor: AcceptFloor, numbers: NumberPool, recipients: 
         floor_runs.append(floor_once())
         ours_runs.append(ours_once())
     return Figure(
-        "one_request_many_recipients", f"one {recipients:,}-recipient request (median of "
+        "3", "one_request_many_recipients", f"one {recipients:,}-recipient request (median of "
         f"{repeats})", "recipient", median_run(ours_runs), median_run(floor_runs),
         target=1.5,
         detail={"repeats": repeats, "warmup": warmup,
@@ -256,7 +265,7 @@ def dispatch(stack: Stack, numbers: NumberPool, count: int, warmup: int
         floor.close()
     workers = QUEUE_OPTIONS.batch_size + QUEUE_OPTIONS.new_batch_threshold
     figure = Figure(
-        "dispatch", f"dispatch via queue trigger ({workers} in flight)", "msg", ours_run,
+        "2", "dispatch", f"dispatch via queue trigger ({workers} in flight)", "msg", ours_run,
         floor_run,
         detail={"warmup": warmup, "in_flight": workers, "statuses": dict(statuses),
                 "floor_ops": f"queue receive ({QUEUE_OPTIONS.batch_size} a call) + delete, "
@@ -267,3 +276,206 @@ def dispatch(stack: Stack, numbers: NumberPool, count: int, warmup: int
                                  "transaction before the ACS call, the history event in the "
                                  "final transaction, job and entity parsing"})
     return figure, peak
+
+
+# -- 5. inbound events --------------------------------------------------------------------------
+
+INBOUND_TEXT = "See you at 5"
+INBOUND_STOP = "STOP"
+# The verbatim docs sample that tests/integration/test_inbound.py builds its events from.
+EVENT_TEMPLATE = (ROOT / "tests" / "fixtures" / "eventgrid"
+                  / "eventgrid-schema.sms-received.docs-2025.json")
+VERIFY_SAMPLE = 50
+# The storage requests per event: the floor's, and ours as read in sms_core (inbound.py,
+# inbound_store.py, conversations.py, app_events.py, optout_store/store.py, sending.py with
+# idempotency.py, message_store.py and queues.py), with SMS_APP_WEBHOOK_URL unset.
+INBOUND_FLOOR_OPS = {
+    "text": "1 insert (claim) + 1 upsert (conversation row) + 1 queue send (sms.received) "
+            "+ 1 merge (claim done) = 4",
+    "stop": "the 4 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
+            "(state) + 1 queue send (optout.changed) + 1 insert (idempotency row) + 1-entity "
+            "transaction (reply message) + 1 queue send (job) + 1 merge (idempotency "
+            "complete) = 12",
+}
+INBOUND_OUR_OPS = {
+    "text": "InboundStore.claim create_entity + ConversationStore.record upsert_entity + "
+            "AppEvents.publish send_message + InboundStore.complete update_entity (merge) = 4",
+    "stop": "the 4 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
+            "(replace: keyed by the inbound id) + state upsert_entity + optout.changed "
+            "send_message + IdempotencyStore.claim create_entity + MessageStore.create_batch "
+            "submit_transaction (1 entity) + JobQueue.enqueue send_message + "
+            "IdempotencyStore.complete update_entity (merge) = 12",
+}
+
+
+def _iso_z(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+class EventGrid:
+    """Delivers SMSReceived events to `POST /api/inbound` as Event Grid does: one event per
+    array, the function key as `?code=`, Event Grid's delivery headers, a keep-alive pool of
+    `connections`. Every answer is tallied (outside any assertion, so a run is never cut short)
+    and checked afterwards by `check_answers`."""
+
+    def __init__(self, base_url: str, connections: int) -> None:
+        self.client = httpx.Client(
+            base_url=base_url, timeout=60, params={"code": FUNCTION_KEY},
+            headers={"content-type": "application/json", "aeg-event-type": "Notification",
+                     "aeg-subscription-name": "BENCH", "aeg-delivery-count": "0",
+                     "aeg-metadata-version": "1", "aeg-data-version": "1.0"},
+            limits=httpx.Limits(max_connections=connections,
+                                max_keepalive_connections=connections))
+        self._template: dict[str, Any] = json.loads(EVENT_TEMPLATE.read_text("utf-8"))[0]
+        self._lock = threading.Lock()
+        self.statuses: Counter[int] = Counter()
+        self.wrong: list[str] = []
+
+    def event(self, their: str, ours: str, text: str) -> bytes:
+        """One event shaped exactly like the docs sample: numbers without '+', a fresh id,
+        received now."""
+        now = datetime.now(UTC)
+        event_id = f"Incoming_{now:%Y%m%d%H%M%S}{uuid.uuid4()}"
+        event = copy.deepcopy(self._template)
+        event["id"] = event_id
+        event["subject"] = f"/phonenumber/{ours.lstrip('+')}"
+        event["eventTime"] = _iso_z(now.replace(microsecond=0))
+        event["data"].update({"messageId": event_id, "from": their.lstrip("+"),
+                              "to": ours.lstrip("+"), "message": text,
+                              "receivedTimestamp": _iso_z(now)})
+        return json.dumps([event]).encode()
+
+    def post(self, body: bytes) -> None:
+        """POST one delivery and tally the answer (200 with one event received is right)."""
+        resp = self.client.post("/inbound", content=body)
+        try:
+            right = resp.status_code == 200 and resp.json() == {"received": 1, "invalid": 0}
+        except ValueError:  # not JSON: tallied as wrong like any other unexpected answer
+            right = False
+        with self._lock:
+            self.statuses[resp.status_code] += 1
+            if not right and len(self.wrong) < 5:
+                self.wrong.append(f"{resp.status_code}: {resp.text[:300]}")
+
+    def check_answers(self) -> None:
+        """Raise unless every delivery so far was answered 200 with one event received."""
+        if self.wrong or set(self.statuses) - {200}:
+            raise RuntimeError(f"inbound: not every delivery was processed: answers "
+                               f"{dict(self.statuses)}, e.g. {self.wrong}")
+
+    def close(self) -> None:
+        """Close the pool."""
+        self.client.close()
+
+
+def _queue_count(services: Services, name: str) -> int:
+    props = services.storage.queue(name).get_queue_properties()
+    return int(props.approximate_message_count or 0)
+
+
+def _verify_inbound(api: Api, services: Services, grid: EventGrid, stopped: list[str],
+                    texted: list[str], events_added: int, jobs_added: int, expected: int,
+                    ) -> dict[str, Any]:
+    """After the run (not timed): every delivery answered 200; a sample of the STOP senders
+    is opted out and a sample of the text senders is not (`POST /api/optouts/check` through
+    the host); `sms-events` got one event per text and two per STOP, `sms-outbound` one reply
+    job per STOP."""
+    grid.check_answers()
+    if grid.statuses.total() != expected:
+        raise RuntimeError(f"inbound: {grid.statuses.total()} deliveries answered, "
+                           f"{expected} posted")
+    sample = random.Random(5).sample
+    stop_sample = sample(stopped, min(VERIFY_SAMPLE, len(stopped)))
+    text_sample = sample(texted, min(VERIFY_SAMPLE, len(texted)))
+    resp = api.client.post("/optouts/check", json={
+        "from": SENDER, "recipients": [{"to": n} for n in stop_sample + text_sample]})
+    if resp.status_code != 200:
+        raise RuntimeError(f"POST /api/optouts/check answered {resp.status_code}: "
+                           f"{resp.text[:300]}")
+    opted = {v["to"]: v.get("isOptedOut") for v in resp.json()["value"]}
+    not_out = [n for n in stop_sample if opted.get(n) is not True]
+    out = [n for n in text_sample if opted.get(n) is not False]
+    if not_out or out:
+        raise RuntimeError(f"inbound: STOP senders not opted out: {not_out[:5]}; "
+                           f"text senders opted out: {out[:5]}")
+    want_events, want_jobs = len(texted) + 2 * len(stopped), len(stopped)
+    if (events_added, jobs_added) != (want_events, want_jobs):
+        raise RuntimeError(f"inbound: expected {want_events} app events and {want_jobs} reply "
+                           f"jobs, the queues grew by {events_added} and {jobs_added}")
+    return {"deliveries": dict(grid.statuses), "expected_deliveries": expected,
+            "optout_sample_checked": len(stop_sample), "text_sample_checked": len(text_sample),
+            "app_events_added": events_added, "reply_jobs_added": jobs_added}
+
+
+def _inbound_mix(grid: EventGrid, floor_one: Callable[[str], None], text: str,
+                 numbers: NumberPool, count: int, warmup: int, concurrency: int, cpu: CpuMeter,
+                 rounds: int, name: str, pauses: PauseWatch | None
+                 ) -> tuple[Run, Run, list[str], dict[str, Any]]:
+    """One mix: warm-up, then `rounds` alternating floor and webhook rounds. Returns our run,
+    the floor's, every sender number posted, and the per-round rates and Azurite pauses."""
+    senders: list[str] = []
+    mark = pauses.mark() if pauses is not None else 0
+
+    def bodies(size: int) -> list[bytes]:
+        batch = numbers.take(size)
+        senders.extend(batch)
+        return [grid.event(n, SENDER, text) for n in batch]
+
+    log(f"inbound {name}: warm-up ({warmup} floor, {warmup} webhook)")
+    run_concurrently(floor_one, numbers.take(warmup), concurrency, cpu)
+    run_concurrently(grid.post, bodies(warmup), concurrency, cpu)
+    floor_runs: list[Run] = []
+    ours_runs: list[Run] = []
+    for i in range(rounds):
+        size = count // rounds + (1 if i < count % rounds else 0)
+        log(f"inbound {name}: round {i + 1} of {rounds}, {size} floor then {size} webhook "
+            f"at concurrency {concurrency}")
+        floor_runs.append(run_concurrently(floor_one, numbers.take(size), concurrency, cpu))
+        ours_runs.append(run_concurrently(grid.post, bodies(size), concurrency, cpu))
+    rates = {"ours_rates": [round(r.rate, 1) for r in ours_runs],
+             "floor_rates": [round(r.rate, 1) for r in floor_runs],
+             "azurite_pauses_s": pauses.since(mark) if pauses is not None else []}
+    return Run.combine(ours_runs), Run.combine(floor_runs), senders, rates
+
+
+def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, count: int,
+                   warmup: int, concurrency: int, cpu: CpuMeter,
+                   pauses: PauseWatch | None = None, rounds: int = 4) -> list[Figure]:
+    """Figure 5: SMSReceived deliveries through `POST /api/inbound`, (a) ordinary texts and
+    (b) STOPs from distinct numbers, each against the storage requests it needs; verified
+    afterwards (outside the timing). `host` must run without its queue triggers and without
+    SMS_APP_WEBHOOK_URL; `api` (the same host) is used for the opt-out check."""
+    services = _services(stack)
+    engine = services.keywords
+    stop = engine.match(INBOUND_STOP)
+    if engine.match(INBOUND_TEXT) is not None or stop is None or stop.kind != "opt_out":
+        raise RuntimeError("inbound: the keyword engine no longer reads the mixes as intended")
+    floor = InboundFloor(stack.storage, SENDER, stop.reply)
+    grid = EventGrid(host.base_url, concurrency)
+    try:
+        events_before = _queue_count(services, EVENTS_QUEUE)
+        jobs_before = _queue_count(services, OUTBOUND_QUEUE)
+        text_ours, text_floor, texted, text_rates = _inbound_mix(
+            grid, floor.text_one, INBOUND_TEXT, numbers, count, warmup, concurrency, cpu,
+            rounds, "(a) text", pauses)
+        stop_ours, stop_floor, stopped, stop_rates = _inbound_mix(
+            grid, floor.stop_one, INBOUND_STOP, numbers, count, warmup, concurrency, cpu,
+            rounds, "(b) STOP", pauses)
+        log("inbound: verifying opt-outs, answers and queued events")
+        verified = _verify_inbound(
+            api, services, grid, stopped, texted,
+            _queue_count(services, EVENTS_QUEUE) - events_before,
+            _queue_count(services, OUTBOUND_QUEUE) - jobs_before, 2 * (count + warmup))
+    finally:
+        grid.close()
+    common = {"concurrency": concurrency, "warmup": warmup, "rounds": rounds,
+              "verified": verified}
+    via = f"via POST /api/inbound (C={concurrency})"
+    return [
+        Figure("5a", "inbound_text", f"inbound texts {via}", "event", text_ours, text_floor,
+               detail={**common, **text_rates, "floor_ops": INBOUND_FLOOR_OPS["text"],
+                       "ours_ops": INBOUND_OUR_OPS["text"]}),
+        Figure("5b", "inbound_stop", f"inbound STOPs {via}", "event", stop_ours, stop_floor,
+               detail={**common, **stop_rates, "floor_ops": INBOUND_FLOOR_OPS["stop"],
+                       "ours_ops": INBOUND_OUR_OPS["stop"]}),
+    ]

@@ -255,10 +255,13 @@ class Stack:
 
     def start_host(self, name: str, *, disabled: Sequence[str] = (), wait: bool = True) -> Host:
         """Start a function host child; `disabled` function folders are switched off with
-        `AzureWebJobs.<name>.Disabled` as in Azure. With `wait`, return once /api/health is 200.
+        `AzureWebJobs.<name>.Disabled` as in Azure. SMS_APP_WEBHOOK_URL is never passed on.
+        With `wait`, return once /api/health is 200.
         """
         port = free_port()
-        env = {**os.environ, **self.app_settings(), "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
+        # No app webhook, whatever the caller's environment says: events stay on sms-events.
+        env = {k: v for k, v in os.environ.items() if k.upper() != "SMS_APP_WEBHOOK_URL"}
+        env.update({**self.app_settings(), "LOCAL_FUNCTION_KEY": FUNCTION_KEY})
         env.update({f"AzureWebJobs.{fn}.Disabled": "true" for fn in disabled})
         child = self._spawn(name, ["localdev.func_host", "--root", str(ROOT),
                                    "--port", str(port)], env)

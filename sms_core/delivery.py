@@ -13,6 +13,7 @@ from sms_core.events import GridEvent, ci_get, decode_payload
 from sms_core.message_store import Change, MessageRecord, split_message_id
 from sms_core.models import MessageStatus, can_transition
 from sms_core.report_watch import stored_event
+from sms_core.status_events import publish_status
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def apply_delivery_report(services: Services, event: GridEvent) -> bool:
 
     done = services.messages.apply(batch, [index], decide)
     changed = bool(done) and new_status is not None and done[0].status == new_status
+    if changed:  # also on a redelivered report: the event id makes it idempotent for the app
+        publish_status(services.app_events, done)
     if changed and done[0].sent_at is not None:
         services.awaiting_reports.remove(done[0].id, done[0].sent_at)
     if changed and delivery_code(details) == CARRIER_OPT_OUT:
@@ -110,7 +113,9 @@ def expire_overdue(services: Services, now: datetime | None = None) -> SweepResu
                 fields={"error": f"no delivery report within {hours:g} hours"},
                 status=MessageStatus.EXPIRED, detail="no delivery report")
                 if r.status == MessageStatus.SENT else None)
-            expired += sum(1 for r in done if r.status == MessageStatus.EXPIRED)
+            newly = [r for r in done if r.status == MessageStatus.EXPIRED]
+            publish_status(services.app_events, newly)
+            expired += len(newly)
         watch.finish_bucket(bucket, entries)
     if expired:
         log.info("expired %d message(s) without a delivery report", expired)

@@ -27,6 +27,7 @@ from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavail
 from sms_core.gateway import OutboundSms, SendOutcome
 from sms_core.message_store import Change, MessageRecord
 from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
+from sms_core.status_events import publish_status
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,10 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
     if job.not_before is not None and job.not_before.timestamp() > now + INLINE_WAIT_S:
         services.jobs.enqueue(job, job.not_before.timestamp() - now)
         return DispatchResult(deferred=len(job.indices))
-    records = [r for r in store.load(job.batch, job.indices) if _pending(r)]
+    loaded = store.load(job.batch, job.indices)
+    records = [r for r in loaded if _pending(r)]
+    if attempt > 1:  # a redelivery: the crashed attempt may not have told the app
+        publish_status(services.app_events, [r for r in loaded if not _pending(r)])
     if not records:
         return DispatchResult()
     sender = records[0].sender
@@ -104,9 +108,10 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
         sender, [r.to for r in claimed if not r.optout_exempt])
     blocked = [r for r in claimed if r.to in opted_out]
     if blocked:
-        store.apply(job.batch, [r.index for r in blocked], lambda r: _to_status(
-            MessageStatus.BLOCKED, "recipient opted out before the send",
-            f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None)
+        publish_status(services.app_events, store.apply(
+            job.batch, [r.index for r in blocked], lambda r: _to_status(
+                MessageStatus.BLOCKED, "recipient opted out before the send",
+                f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None))
     to_send = [r for r in claimed if r.to not in opted_out]
     if not to_send:
         return DispatchResult(blocked=len(blocked))
@@ -173,6 +178,7 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
 
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
     done = store.apply(job.batch, indices, decide, preloaded=records)
+    publish_status(services.app_events, done)
     if retry:
         services.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
@@ -192,5 +198,6 @@ def _fail_all(services: Services, batch: str, indices: list[int], reason: str,
               blocked: int) -> DispatchResult:
     done = services.messages.apply(batch, indices, lambda r: _to_status(
         MessageStatus.FAILED, "send failed", reason) if _pending(r) else None)
+    publish_status(services.app_events, done)
     return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED),
                           blocked=blocked)

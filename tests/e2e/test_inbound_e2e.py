@@ -173,14 +173,20 @@ def test_every_inbound_message_reaches_the_app_webhook_signed(stack: Stack) -> N
                 found.append((headers, event))
         return found
 
-    stack.wait_for(lambda: len(mine()) >= 3, what="the app webhook to get the events")
-    events = mine()
+    def status_of_reply() -> list[str]:
+        return [str(e["data"]["status"]) for _, e in mine()  # type: ignore[index]
+                if e["type"] == "sms.status"]
+
+    stack.wait_for(lambda: "delivered" in status_of_reply(),
+                   what="the app webhook to get the events, the reply's status included")
+    events = [(h, e) for h, e in mine() if e["type"] != "sms.status"]
     assert sorted(e["type"] for _, e in events) == ["optout.changed", "sms.received",
                                                     "sms.received"]
+    assert set(status_of_reply()) == {"sent", "delivered"}
     received = [e["data"] for _, e in events if e["type"] == "sms.received"]
     assert {d["message"] for d in received} == {"Is my order ready?", "STOP"}  # type: ignore[index]
     assert {d["keyword"] for d in received} == {None, "STOP"}  # type: ignore[index]
-    for headers, event in events:
+    for headers, event in mine():
         body = next(b for h, b in AppWebhook.received if json.loads(b)["id"] == event["id"])
         assert verify(WEBHOOK_SECRET, headers["x-sms-timestamp"], body,
                       headers["x-sms-signature"])

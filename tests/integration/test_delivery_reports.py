@@ -127,3 +127,23 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
     kept = list(services.provider_ids._unmatched.query_entities(
         "PartitionKey eq @pk", parameters={"pk": msg.provider_message_id}))
     assert kept == []
+
+
+def test_every_status_change_is_an_sms_status_event(services: Services,
+                                                    emulator: AcsEmulator) -> None:
+    from sms_core.app_events import AppEvents
+
+    name = f"events-{uuid.uuid4().hex[:12]}"
+    services.storage.queue_service().create_queue(name)
+    queue = services.storage.queue(name)
+    services.__dict__["app_events"] = AppEvents(queue, None)
+    msg = sent_message(services, to=new_number(), message="Track me", tag="t-42")
+    delivered = report_for(msg.provider_message_id, "Delivered", "No error.")
+    handle_delivery_reports(services, delivered)
+    handle_delivery_reports(services, delivered)  # redelivered: same event id again
+    events = [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]
+    assert [(e["type"], e["data"]["status"]) for e in events] == [
+        ("sms.status", "sent"), ("sms.status", "delivered"), ("sms.status", "delivered")]
+    assert events[1]["id"] == events[2]["id"] == f"status-{msg.id}-delivered"
+    assert events[0]["data"]["tag"] == "t-42"
+    assert events[0]["data"]["providerMessageId"] == msg.provider_message_id
