@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from azure.core.exceptions import AzureError
-
-from sms_core.app import Services
-from sms_core.errors import StorageUnavailable
-from sms_core.storage import MESSAGES_TABLE
+from sms_core.storage import StorageClients
 
 
-def check_health(services: Services) -> dict[str, str]:
-    """`{"status": "ok"}` when Table storage answers; raises StorageUnavailable otherwise."""
-    try:
-        next(iter(services.storage.table(MESSAGES_TABLE).query_entities(
-            "PartitionKey eq 'health'", results_per_page=1)), None)
-    except AzureError as exc:
-        raise StorageUnavailable(f"Storage does not answer: {type(exc).__name__}") from exc
+def check_health(storage: StorageClients) -> dict[str, str]:
+    """`{"status": "ok"}` when storage answers; raises StorageUnavailable (503) otherwise."""
+    storage.probe()
     return {"status": "ok"}

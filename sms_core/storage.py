@@ -11,7 +11,7 @@ import contextlib
 import threading
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
     QueueClient,
@@ -20,7 +20,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from sms_core.errors import SettingsError
+from sms_core.errors import SettingsError, StorageUnavailable
 from sms_core.settings import Settings
 
 # Table names (alphanumeric by Azure's rules). Documented in docs/architecture.md.
@@ -56,6 +56,7 @@ class StorageClients:
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
         self._table_service: TableServiceClient | None = None
+        self._probe_service: TableServiceClient | None = None
         self._queue_service: QueueServiceClient | None = None
 
     def _credential(self) -> Any:
@@ -75,17 +76,31 @@ class StorageClients:
                                 "AzureWebJobsStorage__accountName)")
         return uri
 
+    def _new_table_service(self, **options: Any) -> TableServiceClient:
+        conn = self._settings.storage_connection_string
+        if conn:
+            return TableServiceClient.from_connection_string(conn, **options)
+        return TableServiceClient(self._service_uri(
+            "table", self._settings.storage_table_service_uri),
+            credential=self._credential(), **options)
+
     def table_service(self) -> TableServiceClient:
         """The Table service client for the configured account."""
         with self._lock:
             if self._table_service is None:
-                conn = self._settings.storage_connection_string
-                self._table_service = (
-                    TableServiceClient.from_connection_string(conn) if conn else
-                    TableServiceClient(self._service_uri(
-                        "table", self._settings.storage_table_service_uri),
-                        credential=self._credential()))
+                self._table_service = self._new_table_service()
             return self._table_service
+
+    def probe(self) -> None:
+        """One cheap call that fails fast (no retries) when storage does not answer."""
+        with self._lock:
+            if self._probe_service is None:
+                self._probe_service = self._new_table_service(
+                    retry_total=0, connection_timeout=3, read_timeout=5)
+        try:
+            next(iter(self._probe_service.list_tables(results_per_page=1)), None)
+        except AzureError as exc:
+            raise StorageUnavailable(f"Storage does not answer: {type(exc).__name__}") from exc
 
     def queue_service(self) -> QueueServiceClient:
         """The Queue service client for the configured account."""
@@ -124,10 +139,13 @@ class StorageClients:
 
         In Azure the Bicep template creates them; locally and in tests this does.
         """
-        for name in ALL_TABLES:
-            with contextlib.suppress(ResourceExistsError):
-                self.table_service().create_table(name)
-        for name in ALL_QUEUES:
-            for q in (name, f"{name}-poison"):
+        try:
+            for name in ALL_TABLES:
                 with contextlib.suppress(ResourceExistsError):
-                    self.queue_service().create_queue(q)
+                    self.table_service().create_table(name)
+            for name in ALL_QUEUES:
+                for q in (name, f"{name}-poison"):
+                    with contextlib.suppress(ResourceExistsError):
+                        self.queue_service().create_queue(q)
+        except AzureError as exc:
+            raise StorageUnavailable(f"Storage does not answer: {type(exc).__name__}") from exc

@@ -31,3 +31,4 @@ def test_concurrent_instances_never_share_a_slot(azurite_connection_string: str)
     with ThreadPoolExecutor(8) as pool:
         slots = list(pool.map(lambda i: pacers[i % 4].reserve("+18005550100", 1), range(40)))
     assert sorted(round(s, 6) for s in slots) == [round(5000.0 + i * 0.1, 6) for i in range(40)]
+
