@@ -21,7 +21,6 @@ import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,13 +28,13 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
+from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
 
 SIGNATURE_HEADER = "X-SMS-Signature"
 TIMESTAMP_HEADER = "X-SMS-Timestamp"
 WEBHOOK_MAX_ATTEMPTS = 12  # 30 s doubling, capped at 1 h: about 8 hours of trying
 WEBHOOK_TIMEOUT_S = 10.0
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="app-events")
 
 
 def event_envelope(event_type: str, event_id: str, data: Mapping[str, Any],
@@ -109,8 +108,4 @@ class AppEvents:
 
     def publish_many(self, events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
         """Publish several events concurrently (the Queue API has no batch send)."""
-        if len(events) <= 1:
-            for event_type, event_id, data in events:
-                self.publish(event_type, event_id, data)
-            return
-        list(_POOL.map(lambda e: self.publish(*e), events))
+        run_all(lambda e: self.publish(*e), events)

@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
 from sms_core.models import parse_recipient, parse_sender
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 Direction = Literal["inbound", "outbound"]
 MAX_PAGE = 200
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conversations")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +92,8 @@ class ConversationStore:
             if e.keyword:
                 row["Keyword"] = e.keyword
             self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
-        items = list(entries)
         try:
-            if len(items) == 1:
-                put(items[0])
-            else:
-                list(_POOL.map(put, items))
+            run_all(put, entries)
         except AzureError as exc:
             raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +25,12 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
 from sms_core.models import MessageEvent, MessagePublic, MessageStatus
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
 _MAX_CONFLICT_RETRIES = 8
-_WRITE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="table-write")
 
 
 def new_batch_id() -> str:
@@ -178,8 +177,7 @@ class MessageStore:
             return []
         chunks = [records[i:i + ENTITY_GROUP_LIMIT]
                   for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
-        results = list(_WRITE_POOL.map(self._create_chunk, chunks)) if len(chunks) > 1 \
-            else [self._create_chunk(chunks[0])]
+        results = run_all(self._create_chunk, chunks)
         return [r for chunk in results for r in chunk]
 
     def _create_chunk(self, chunk: Sequence[MessageRecord]) -> list[MessageRecord]:

@@ -11,13 +11,13 @@ import csv
 import io
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from optout_store import GLOBAL_SENDER
 from sms_core.app import Services
+from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
 from sms_core.models import parse_recipient, parse_sender
 from sms_core.phone import InvalidPhoneNumber, to_e164
@@ -25,7 +25,6 @@ from sms_core.phone import InvalidPhoneNumber, to_e164
 Action = Literal["add", "remove", "check"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "check")
 INVALID_NUMBER = "Invalid recipient phone number format"
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="optout-admin")
 
 
 class OptOutRecipient(BaseModel):
@@ -66,7 +65,7 @@ def change_optouts(services: Services, action: str, request: OptOutRequest) -> d
         return _change_one(services, action, sender, number)
 
     # Each change is its own read and writes; run them side by side, answer in request order.
-    return {"value": list(_POOL.map(entry, zip(request.recipients, numbers, strict=True)))}
+    return {"value": run_all(entry, zip(request.recipients, numbers, strict=True))}
 
 
 def _change_one(services: Services, action: str, sender: str, number: str) -> dict[str, Any]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
-
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="provider-index")
 
 
 class ProviderIndex:
@@ -34,7 +32,7 @@ class ProviderIndex:
             self._index.upsert_entity({"PartitionKey": pair[0], "RowKey": "",
                                        "MessageId": pair[1]}, mode=UpdateMode.REPLACE)
         try:
-            list(_POOL.map(put, list(pairs)))
+            run_all(put, pairs)
         except AzureError as exc:
             raise StorageUnavailable(f"Provider index storage failed: {exc}") from exc
 

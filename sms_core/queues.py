@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
+from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
 from sms_core.models import DispatchJob
 
 # Azure Storage queues hide a message for at most 7 days; longer waits are chained (the job
 # carries `notBefore` and is put back until it is due).
 MAX_VISIBILITY_S = 6 * 24 * 3600
-_SEND_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="queue-send")
 
 
 class JobQueue:
@@ -33,8 +32,4 @@ class JobQueue:
 
     def enqueue_many(self, jobs: Sequence[DispatchJob], delay_s: float = 0) -> None:
         """Put many jobs on the queue concurrently (the Queue API has no batch send)."""
-        if len(jobs) <= 1:
-            for job in jobs:
-                self.enqueue(job, delay_s)
-            return
-        list(_SEND_POOL.map(lambda j: self.enqueue(j, delay_s), jobs))
+        run_all(lambda j: self.enqueue(j, delay_s), jobs)

@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,13 +24,13 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 CURSOR_PARTITION = "_cursor"
 MAX_CATCH_UP = timedelta(days=30)
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="awaiting-reports")
 
 
 def hour_bucket(at: datetime) -> str:
@@ -62,12 +61,8 @@ class AwaitingReports:
         def put(item: tuple[str, datetime]) -> None:
             self._table.upsert_entity({"PartitionKey": hour_bucket(item[1]),
                                        "RowKey": item[0]}, mode=UpdateMode.REPLACE)
-        items = list(sent)
         try:
-            if len(items) == 1:
-                put(items[0])
-            else:
-                list(_POOL.map(put, items))
+            run_all(put, sent)
         except AzureError as exc:
             raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
 
