@@ -1,0 +1,518 @@
+"""Usage and engagement analytics per UTC day, sender and tag, counted as events happen.
+
+Every real-world fact (a message became `sent`, a delivery report said `delivered`, an SMS came
+in, a STOP opted someone out) is recorded once as a `Fact` with a stable id, the UTC day it is
+attributed to, the sender (our number), the tag and what it adds to the counters (`COUNTERS`).
+A query then reads a few pre-summed rows per day; it never reads the Messages table.
+
+Table `Analytics` (keys)
+------------------------
+- PartitionKey: the UTC day, `YYYY-MM-DD`. Everything written for a fact lives in its day's
+  partition, which is what lets one entity-group transaction cover both rows below.
+- Counter rows, RowKey `c|<sender>|<tag or ->|<shard:02d>`: one Edm.Int64 property per counter
+  (plus `Sender` and `Tag` as written, for people reading the table). `shard` is a stable hash of
+  the fact id modulo `shards` (default 8).
+- Ledger rows, RowKey `l|<fact id>`: no properties; their existence means "this fact is counted".
+
+Key parts are escaped so they never hold what Table keys forbid (`/ \\ # ?`, control characters)
+nor the `|` separator: those characters, `%` and `~` become `%XX`, and a tag that is literally
+`-` becomes `%2D` so it cannot be mistaken for "no tag". A part longer than 200 characters is cut
+to 64 and followed by `~<sha256 of the whole value>`, which keeps keys under the 1 KiB limit and
+distinct (an escaped part never contains `~`, a hashed one always does).
+
+Exact under redelivery
+----------------------
+Queues and Event Grid deliver at least once, so the same fact arrives again. A counter row and
+the ledger rows of the facts it adds are written in ONE entity-group transaction: the ledger rows
+are inserted (`create`, which fails if the row exists) and the counter is replaced with the new
+sums under `If-Match` with the ETag it was read with (or inserted when it does not exist yet).
+Either all of it happens or none of it: a fact is never counted without its ledger row, nor
+recorded in the ledger without being counted. A redelivered fact makes the transaction fail with
+`EntityAlreadyExists` naming the first such ledger row; the writer drops that fact,
+point-reads the ledger rows after it (all of them if the service names no row), drops those that
+exist and tries again. A writer that lost a race for the counter row (412, or a concurrent
+insert of the row) re-reads it and tries again, so no increment is ever lost. The ledger keys
+only on the fact id inside the day partition, so a fact stays de-duplicated even if `shards`
+changes; the day, however, must be derived from the fact itself (see `Fact.day`).
+
+Why shards
+----------
+All writers for one sender, tag and day would otherwise queue on one counter row: each ETag
+conflict costs a re-read and another round trip. Spreading the facts over `shards` rows by a hash
+of their id lets parallel instances mostly write different rows; a query sums the shards.
+
+What a query reads
+------------------
+One single-partition range query per day over the `c|` rows (narrowed to `c|<sender>|` when a
+sender is given), run 8 at a time; so at most days x senders x tags x shards small rows, never the
+ledger and never a message. The tag filter is applied to the parsed RowKey.
+
+Limits
+------
+A day is one partition, so all of a day's writes go to one partition server (Azure's target is
+about 2,000 entities per second per partition; a fact costs its ledger row plus a share of one
+counter update). The ledger grows by one small row per fact and is never read by queries; it
+must be kept for as long as a redelivery can arrive, or a late one would be counted again.
+
+Rates (`rates()`), rounded to 4 decimals, None when the denominator is 0
+-----------------------------------------------------------------------
+- `deliveryRate` = delivered / (delivered + failed + expired): of the messages whose outcome is
+  known, the share that was delivered. Not delivered / sent, because `sent` also holds messages
+  still waiting for their report (the figure of today and yesterday would look poor until the
+  reports arrive) and messages sent without `deliveryReport`, which never get one; a final
+  outcome is what the rate is about. `failed` includes messages ACS refused at send time.
+- `optOutRate` = optOuts / sent: opt-outs per message sent (not per recipient).
+- `responseRate` = responses / sent: replies per message sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableTransactionError,
+    UpdateMode,
+)
+
+from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+
+COUNTERS = ("sent", "delivered", "failed", "expired", "blocked", "rejected", "segments",
+            "inbound", "optOuts", "optIns", "responses", "unverifiedTollFree")
+RATES = ("deliveryRate", "optOutRate", "responseRate")
+MAX_RANGE_DAYS = 366  # a leap year, inclusive of both ends
+
+ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
+_FACTS_PER_TX = ENTITY_GROUP_LIMIT - 1  # ledger rows, plus the counter row
+_MAX_TRIES = 20
+_MAX_PART = 200  # escaped characters in one key part before it is hashed
+_HASHED_HEAD = 64
+_FORBIDDEN = re.compile(r"[%|~/\\#?\x00-\x1f\x7f-\x9f]")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+# Separate pools, because a write task waits for ledger reads: sharing one pool could deadlock.
+_WRITE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="analytics-write")
+_READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="analytics-read")
+_QUERY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="analytics-query")
+
+
+# -- facts and keys ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One real-world fact and what it adds to the counters of its day, sender and tag.
+
+    `id` is stable per fact (`status-<message id>-delivered`, `inbound-<inbound id>`): recording
+    the same id again is a no-op. `day` must be derived from the fact itself (the message's send
+    time, the inbound message's receive time), never from the clock of the handler, so that a
+    redelivery after midnight lands in the same day partition and is recognised.
+    """
+
+    id: str
+    day: date
+    sender: str
+    tag: str | None
+    counts: Mapping[str, int] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("A fact needs an id")
+        if isinstance(self.day, datetime) or not isinstance(self.day, date):
+            raise ValueError(f"Fact {self.id}: day must be a date (see utc_day), "
+                             f"not {type(self.day).__name__}")
+        unknown = sorted(set(self.counts) - set(COUNTERS))
+        if unknown:
+            raise ValueError(f"Fact {self.id}: unknown counters {unknown}")
+        for name, value in self.counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Fact {self.id}: {name} must be a non-negative int")
+        # A read-only copy: a caller mutating its dict later must not change a recorded fact.
+        object.__setattr__(self, "counts", MappingProxyType(dict(self.counts)))
+
+
+def utc_day(at: datetime) -> date:
+    """The UTC day of a moment; a naive datetime is taken as UTC, like Table storage's."""
+    return (at.astimezone(UTC) if at.tzinfo is not None else at).date()
+
+
+def _escape(value: str) -> str:
+    return _FORBIDDEN.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+def key_part(value: str) -> str:
+    """`value` made safe for one part of a RowKey: escaped, and hashed when long (injective)."""
+    escaped = _escape(value)
+    if len(escaped) <= _MAX_PART:
+        return escaped
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{escaped[:_HASHED_HEAD]}~{digest}"
+
+
+def tag_part(tag: str | None) -> str:
+    """The tag's RowKey part: `-` for no tag; a literal `-` tag is escaped so both differ."""
+    if tag is None:
+        return "-"
+    return "%2D" if tag == "-" else key_part(tag)
+
+
+def shard_of(fact_id: str, shards: int) -> int:
+    """A stable shard for a fact id (the same in every process, unlike `hash()`)."""
+    digest = hashlib.sha256(fact_id.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def counter_row_key(sender: str, tag: str | None, shard: int) -> str:
+    """RowKey of a counter row: `c|<sender>|<tag or ->|<shard:02d>`."""
+    return f"c|{key_part(sender)}|{tag_part(tag)}|{shard:02d}"
+
+
+def ledger_row_key(fact_id: str) -> str:
+    """RowKey of a fact's ledger row: `l|<fact id>`."""
+    return f"l|{key_part(fact_id)}"
+
+
+def parse_counter_row_key(row_key: str) -> tuple[str, str, int] | None:
+    """(sender part, tag part, shard) of a counter RowKey, as escaped; None if it is not one."""
+    parts = row_key.split("|")
+    if len(parts) != 4 or parts[0] != "c" or not parts[3].isdigit():
+        return None
+    return parts[1], parts[2], int(parts[3])
+
+
+# -- rates and reports --------------------------------------------------------------------------
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def rates(counts: Mapping[str, int]) -> dict[str, float | None]:
+    """deliveryRate, optOutRate and responseRate of some counts (module docstring)."""
+    c = {name: int(counts.get(name, 0)) for name in COUNTERS}
+    return {
+        "deliveryRate": _ratio(c["delivered"], c["delivered"] + c["failed"] + c["expired"]),
+        "optOutRate": _ratio(c["optOuts"], c["sent"]),
+        "responseRate": _ratio(c["responses"], c["sent"]),
+    }
+
+
+@dataclass
+class AnalyticsReport:
+    """Totals over a date range and one entry per day (every day present, zeros included).
+
+    `totals` holds every counter and the rates; a rate is None when its denominator is 0.
+    """
+
+    totals: dict[str, int | float | None]
+    days: list[dict[str, Any]]
+
+    def public(self) -> dict[str, Any]:
+        """The JSON body of GET /api/analytics."""
+        return {"totals": dict(self.totals), "days": [dict(d) for d in self.days]}
+
+
+def _check_range(start: date, end: date) -> None:
+    if start > end:
+        raise RequestInvalid("'from' is after 'to'.",
+                             [FieldError("from", "must not be after 'to'")])
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise RequestInvalid(f"The range holds more than {MAX_RANGE_DAYS} days.",
+                             [FieldError("to", f"at most {MAX_RANGE_DAYS} days after 'from' "
+                                               "(both included)")])
+
+
+def _parse_day(params: Mapping[str, str], name: str) -> date:
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        raise RequestInvalid(f"'{name}' is required.",
+                             [FieldError(name, "required, as YYYY-MM-DD")])
+    try:
+        # The regex first: date.fromisoformat also takes 20240131 and week dates.
+        if not _DATE.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise RequestInvalid(f"'{name}' is not a date.",
+                             [FieldError(name, "must be a date as YYYY-MM-DD")]) from None
+
+
+def parse_date_range(params: Mapping[str, str]) -> tuple[date, date]:
+    """`?from=YYYY-MM-DD&to=YYYY-MM-DD` as (start, end), both included; checks the range too."""
+    start = _parse_day(params, "from")
+    end = _parse_day(params, "to")
+    _check_range(start, end)
+    return start, end
+
+
+# -- storage ----------------------------------------------------------------------------------
+
+
+def _error_code(exc: HttpResponseError) -> str | None:
+    # The SDK gives a plain string for transactions but a TableErrorCode member elsewhere, whose
+    # str() is "TableErrorCode.X" on Python 3.11: compare the value.
+    code = getattr(exc, "error_code", None)
+    if code is None:
+        return None
+    return str(code.value) if isinstance(code, Enum) else str(code)
+
+
+def _failed_index(exc: TableTransactionError) -> int | None:
+    # The service prefixes the message with the index of the failed operation ("1:The specified
+    # entity already exists."). The SDK's `index` falls back to 0 when there is none, which
+    # would wrongly name the first operation, so the prefix is read here.
+    head = str(exc.message or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _storage_error(exc: AzureError) -> StorageUnavailable:
+    return StorageUnavailable(f"Analytics table failed: {type(exc).__name__}: {exc}")
+
+
+def _as_int(value: Any) -> int:
+    # Edm.Int64 comes back as EntityProperty, a small Edm.Int32 as a plain int.
+    if isinstance(value, EntityProperty):
+        value = value.value
+    return int(value) if value is not None else 0
+
+
+@dataclass
+class _Counter:
+    """A counter row as read: its sums and ETag (None: the row does not exist yet)."""
+
+    values: dict[str, int]
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class _Group:
+    day: date
+    sender: str
+    tag: str | None
+    shard: int
+
+    @property
+    def partition(self) -> str:
+        return self.day.isoformat()
+
+    @property
+    def row_key(self) -> str:
+        return counter_row_key(self.sender, self.tag, self.shard)
+
+
+class AnalyticsStore:
+    """Counts facts exactly once into per-day counter rows and reads reports from them."""
+
+    def __init__(self, table: TableClient, shards: int = 8) -> None:
+        if not 1 <= shards <= 100:
+            raise ValueError("shards must be between 1 and 100 (two digits in the RowKey)")
+        self._table = table
+        self._shards = shards
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def record(self, facts: Sequence[Fact]) -> int:
+        """Count each fact exactly once, ever; returns how many were newly counted.
+
+        Safe to call again with the same facts (a redelivery) and from parallel instances.
+        Raises StorageUnavailable when storage fails or a counter row stays contended; a retry
+        of the same call then counts exactly what is still missing.
+        """
+        groups: dict[_Group, list[Fact]] = {}
+        seen: set[tuple[date, str]] = set()
+        for fact in facts:
+            key = (fact.day, ledger_row_key(fact.id))
+            if key in seen:  # the same fact twice in one call counts once, like the ledger
+                continue
+            seen.add(key)
+            group = _Group(fact.day, fact.sender, fact.tag, shard_of(fact.id, self._shards))
+            groups.setdefault(group, []).append(fact)
+        if not groups:
+            return 0
+        items = list(groups.items())
+        if len(items) == 1:
+            return self._record_group(*items[0])
+        return sum(_WRITE_POOL.map(lambda item: self._record_group(*item), items))
+
+    def _record_group(self, group: _Group, facts: list[Fact]) -> int:
+        counter: _Counter | None = None
+        counted = 0
+        for start in range(0, len(facts), _FACTS_PER_TX):
+            chunk = facts[start:start + _FACTS_PER_TX]
+            n, counter = self._record_chunk(group, chunk, counter)
+            counted += n
+        return counted
+
+    def _record_chunk(self, group: _Group, chunk: list[Fact], counter: _Counter | None
+                      ) -> tuple[int, _Counter]:
+        """One transaction: the chunk's ledger rows + the counter row, retried on conflicts."""
+        pending = list(chunk)
+        if counter is None:
+            counter = self._read_counter(group)
+        for attempt in range(_MAX_TRIES):
+            if not pending:
+                return 0, counter
+            new_values = dict(counter.values)
+            for fact in pending:
+                for name, value in fact.counts.items():
+                    new_values[name] += value
+            ops: list[Any] = [("create", {"PartitionKey": group.partition,
+                                          "RowKey": ledger_row_key(f.id)}) for f in pending]
+            entity = self._counter_entity(group, new_values)
+            if counter.etag is None:
+                ops.append(("create", entity))
+            else:
+                ops.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": counter.etag,
+                                               "match_condition": MatchConditions.IfNotModified}))
+            try:
+                results = self._table.submit_transaction(ops)
+            except TableTransactionError as exc:
+                code = _error_code(exc)
+                if code == "EntityAlreadyExists":
+                    index = _failed_index(exc)
+                    if index is None or index >= len(pending):
+                        # Another writer inserted the counter row first (or, without an
+                        # index, it may have): build on its sums.
+                        counter = self._read_counter(group)
+                        _backoff(attempt)
+                    if index is None or index < len(pending):
+                        # Some of these facts are counted already: a redelivery.
+                        pending = self._uncounted(group, pending, index)
+                    continue
+                if code in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+                    # Another writer changed the counter row first: build on its sums.
+                    counter = self._read_counter(group)
+                    _backoff(attempt)
+                    continue
+                raise _storage_error(exc) from exc
+            except AzureError as exc:
+                raise _storage_error(exc) from exc
+            etag = results[-1].get("etag") if results else None
+            # Without the new ETag the next chunk must read the row again.
+            return len(pending), (_Counter(new_values, etag) if etag
+                                  else self._read_counter(group))
+        raise StorageUnavailable(f"Analytics row {group.partition} {group.row_key} kept "
+                                 "changing; giving up for now")
+
+    def _counter_entity(self, group: _Group, values: Mapping[str, int]) -> dict[str, Any]:
+        # Int64 explicitly: the SDK sends a plain int as Edm.Int32 and refuses one >= 2**31,
+        # which a busy sender's segment total reaches in time.
+        entity: dict[str, Any] = {"PartitionKey": group.partition, "RowKey": group.row_key,
+                                  "Sender": group.sender}
+        if group.tag is not None:
+            entity["Tag"] = group.tag
+        entity.update({name: EntityProperty(values[name], EdmType.INT64) for name in COUNTERS})
+        return entity
+
+    def _read_counter(self, group: _Group) -> _Counter:
+        try:
+            e = self._table.get_entity(group.partition, group.row_key)
+        except ResourceNotFoundError as exc:
+            if _error_code(exc) == "TableNotFound":
+                raise _storage_error(exc) from exc
+            return _Counter({name: 0 for name in COUNTERS}, None)
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        return _Counter({name: _as_int(e.get(name)) for name in COUNTERS},
+                        e.metadata.get("etag"))
+
+    def _uncounted(self, group: _Group, pending: list[Fact], index: int | None) -> list[Fact]:
+        """The facts of a transaction that failed with EntityAlreadyExists not counted yet.
+
+        The service names the failed operation: that ledger row exists (ledger rows are never
+        deleted), the rows before it did not exist a moment ago (if one appeared since, the next
+        attempt says so), and the rows after it are checked. Without an index, all are checked.
+        """
+        if index is None:
+            known = self._counted(group, pending)
+        else:
+            rest = pending[index + 1:]
+            known = {ledger_row_key(pending[index].id)}
+            known |= self._counted(group, rest) if rest else set()
+        return [f for f in pending if ledger_row_key(f.id) not in known]
+
+    def _counted(self, group: _Group, facts: Iterable[Fact]) -> set[str]:
+        """The ledger RowKeys among these facts' that exist (point reads, in parallel).
+
+        Point reads, not a query: ledger rows of one counter row are scattered over the whole
+        day partition, and an `or` of RowKeys is a partition scan in Azure Tables.
+        """
+        keys = [ledger_row_key(f.id) for f in facts]
+
+        def exists(row_key: str) -> bool:
+            try:
+                self._table.get_entity(group.partition, row_key, select=["RowKey"])
+                return True
+            except ResourceNotFoundError as exc:
+                if _error_code(exc) == "TableNotFound":
+                    raise _storage_error(exc) from exc
+                return False
+            except AzureError as exc:
+                raise _storage_error(exc) from exc
+
+        found = list(_READ_POOL.map(exists, keys))
+        return {k for k, hit in zip(keys, found, strict=True) if hit}
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def query(self, start: date, end: date, sender: str | None = None,
+              tag: str | None = None) -> AnalyticsReport:
+        """Counters and rates per day from `start` to `end` (both included), with totals.
+
+        `sender` narrows each day's query to that sender's rows; `tag` keeps the rows of that
+        tag. At most 366 days; RequestInvalid names `from` or `to` otherwise.
+        """
+        _check_range(start, end)
+        days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        per_day = list(_QUERY_POOL.map(lambda d: self._day_counts(d, sender, tag), days))
+        totals: dict[str, int] = {name: 0 for name in COUNTERS}
+        rows: list[dict[str, Any]] = []
+        for day, counts in zip(days, per_day, strict=True):
+            for name in COUNTERS:
+                totals[name] += counts[name]
+            rows.append({"date": day.isoformat(), **counts, **rates(counts)})
+        return AnalyticsReport(totals={**totals, **rates(totals)}, days=rows)
+
+    def _day_counts(self, day: date, sender: str | None, tag: str | None) -> dict[str, int]:
+        prefix = f"c|{key_part(sender)}|" if sender is not None else "c|"
+        # `}` follows `|` in code-point order, so this range is exactly the prefix's rows.
+        upper = prefix[:-1] + "}"
+        wanted_tag = tag_part(tag) if tag is not None else None
+        counts = {name: 0 for name in COUNTERS}
+        try:
+            entities = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": day.isoformat(), "lo": prefix, "hi": upper},
+                select=["RowKey", *COUNTERS])
+            for e in entities:
+                parsed = parse_counter_row_key(str(e["RowKey"]))
+                if parsed is None or (wanted_tag is not None and parsed[1] != wanted_tag):
+                    continue
+                for name in COUNTERS:
+                    counts[name] += _as_int(e.get(name))
+        except ResourceNotFoundError:
+            pass  # no table yet: nothing was ever recorded, so every count is 0
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        return counts
+
+
+def _backoff(attempt: int) -> None:
+    # Writers that collided on a counter row would collide again if they retried in lockstep;
+    # a short random pause (at most 50 ms) spreads them out.
+    if attempt:
+        time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
