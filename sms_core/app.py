@@ -9,6 +9,7 @@ import threading
 from functools import cached_property
 
 from optout_store import OptOutStore
+from sms_core.analytics import AnalyticsStore
 from sms_core.app_events import AppEvents
 from sms_core.conversations import ConversationStore
 from sms_core.errors import SettingsError
@@ -23,6 +24,7 @@ from sms_core.queues import JobQueue
 from sms_core.report_watch import AwaitingReports
 from sms_core.settings import Settings, get_settings
 from sms_core.storage import (
+    ANALYTICS_TABLE,
     AWAITING_REPORTS_TABLE,
     CONVERSATIONS_TABLE,
     EVENTS_QUEUE,
@@ -94,6 +96,11 @@ class Services:
     def conversations(self) -> ConversationStore:
         """Both directions of every conversation."""
         return ConversationStore(self.storage.table(CONVERSATIONS_TABLE))
+
+    @cached_property
+    def analytics(self) -> AnalyticsStore:
+        """Usage and engagement counters per day, sender and tag."""
+        return AnalyticsStore(self.storage.table(ANALYTICS_TABLE))
 
     @cached_property
     def awaiting_reports(self) -> AwaitingReports:

@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -41,6 +41,7 @@ class ConversationEntry:
     text: str
     at: datetime
     keyword: str | None = None
+    tag: str | None = None  # outbound: the message's tag (engagement analytics)
 
     def row_key(self) -> str:
         """Sortable by time; unique per message."""
@@ -91,11 +92,32 @@ class ConversationStore:
                                    "MessageId": e.message_id, "Text": e.text, "At": e.at}
             if e.keyword:
                 row["Keyword"] = e.keyword
+            if e.tag:
+                row["Tag"] = e.tag
             self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
         try:
             run_all(put, entries)
         except AzureError as exc:
             raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+
+    def last_outbound(self, our_number: str, their_number: str, since: datetime,
+                      until: datetime) -> ConversationEntry | None:
+        """The latest message we sent this person in [since, until], if any (one range query)."""
+        lo = since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        hi = until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "|~"
+        try:
+            rows = list(self._table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
+                " and Direction eq 'outbound'",
+                parameters={"pk": f"{our_number}|{their_number}", "lo": lo, "hi": hi}))
+        except AzureError as exc:
+            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+        if not rows:
+            return None
+        r = max(rows, key=lambda row: str(row["RowKey"]))
+        return ConversationEntry(our_number=our_number, their_number=their_number,
+                                 direction="outbound", message_id=r["MessageId"], text=r["Text"],
+                                 at=r["At"], tag=r.get("Tag"))
 
     def page(self, our_number: str, their_number: str, limit: int = 50,
              continuation: str | None = None) -> tuple[list[ConversationEntry], str | None]:

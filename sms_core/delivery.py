@@ -8,12 +8,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sms_core.analytics import Fact, utc_day
 from sms_core.app import Services
 from sms_core.events import GridEvent, ci_get, decode_payload
 from sms_core.message_store import Change, MessageRecord, split_message_id
 from sms_core.models import MessageStatus, can_transition
 from sms_core.report_watch import stored_event
-from sms_core.status_events import publish_status
+from sms_core.usage import announce
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,17 @@ def apply_delivery_report(services: Services, event: GridEvent) -> bool:
 
     done = services.messages.apply(batch, [index], decide)
     changed = bool(done) and new_status is not None and done[0].status == new_status
-    if changed:  # also on a redelivered report: the event id makes it idempotent for the app
-        publish_status(services.app_events, done)
+    if changed:  # also on a redelivered report: ids make it idempotent for app and analytics
+        toll_free = delivery_code(details) == UNVERIFIED_TOLL_FREE
+        announce(services, done, {"unverifiedTollFree": 1} if toll_free else None)
     if changed and done[0].sent_at is not None:
         services.awaiting_reports.remove(done[0].id, done[0].sent_at)
     if changed and delivery_code(details) == CARRIER_OPT_OUT:
         record = done[0]
+        services.analytics.record([Fact(id=f"optout-carrier-{record.id}",
+                                        day=utc_day(record.sent_at or record.created_at),
+                                        sender=record.sender, tag=record.tag,
+                                        counts={"optOuts": 1})])
         if services.optouts.opt_out(record.sender, record.to, source="carrier",
                                     reason=str(details)):
             services.app_events.publish("optout.changed", f"optout-carrier-{record.id}", {
@@ -114,7 +120,7 @@ def expire_overdue(services: Services, now: datetime | None = None) -> SweepResu
                 status=MessageStatus.EXPIRED, detail="no delivery report")
                 if r.status == MessageStatus.SENT else None)
             newly = [r for r in done if r.status == MessageStatus.EXPIRED]
-            publish_status(services.app_events, newly)
+            announce(services, newly)
             expired += len(newly)
         watch.finish_bucket(bucket, entries)
     if expired:

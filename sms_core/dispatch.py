@@ -27,7 +27,7 @@ from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavail
 from sms_core.gateway import OutboundSms, SendOutcome
 from sms_core.message_store import Change, MessageRecord
 from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
-from sms_core.status_events import publish_status
+from sms_core.usage import announce
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
     loaded = store.load(job.batch, job.indices)
     records = [r for r in loaded if _pending(r)]
     if attempt > 1:  # a redelivery: the crashed attempt may not have told the app
-        publish_status(services.app_events, [r for r in loaded if not _pending(r)])
+        announce(services, [r for r in loaded if not _pending(r)])
     if not records:
         return DispatchResult()
     sender = records[0].sender
@@ -108,7 +108,7 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
         sender, [r.to for r in claimed if not r.optout_exempt])
     blocked = [r for r in claimed if r.to in opted_out]
     if blocked:
-        publish_status(services.app_events, store.apply(
+        announce(services, store.apply(
             job.batch, [r.index for r in blocked], lambda r: _to_status(
                 MessageStatus.BLOCKED, "recipient opted out before the send",
                 f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None))
@@ -158,7 +158,7 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
     services.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
     services.conversations.record(ConversationEntry(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
-        text=r.body, at=_first_sent_time(r, now)) for r, _ in accepted)
+        text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)
     retry = [i for i, o in by_index.items() if o.retryable]
     if retry and attempt >= MAX_ATTEMPTS:
         retry = []
@@ -178,7 +178,7 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
 
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
     done = store.apply(job.batch, indices, decide, preloaded=records)
-    publish_status(services.app_events, done)
+    announce(services, done)
     if retry:
         services.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
@@ -198,6 +198,6 @@ def _fail_all(services: Services, batch: str, indices: list[int], reason: str,
               blocked: int) -> DispatchResult:
     done = services.messages.apply(batch, indices, lambda r: _to_status(
         MessageStatus.FAILED, "send failed", reason) if _pending(r) else None)
-    publish_status(services.app_events, done)
+    announce(services, done)
     return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED),
                           blocked=blocked)

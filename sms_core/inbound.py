@@ -26,6 +26,7 @@ from sms_core.events import GridEvent, ci_get, decode_payload
 from sms_core.keywords import KeywordMatch
 from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.sending import accept_reply
+from sms_core.usage import count_inbound
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def process_sms_received(services: Services, event: GridEvent) -> None:
         keyword=match.keyword if match else None)])
     if match is not None:
         _act_on_keyword(services, sms, match)
+    count_inbound(services, sms.id, sms.our_number, sms.their_number, sms.received_at,
+                  match.kind if match else None)
     services.app_events.publish("sms.received", f"received-{sms.id}", {
         "id": sms.id, "from": sms.their_number, "to": sms.our_number, "message": sms.text,
         "keyword": match.keyword if match else None,

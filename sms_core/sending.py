@@ -19,6 +19,7 @@ from sms_core.models import (
 )
 from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.segments import count_segments
+from sms_core.usage import count_accepted
 
 
 def resolve_sender(request_from: str | None, default_from: str | None) -> str:
@@ -102,6 +103,7 @@ def accept_send(services: Services, request: SendRequest,
     now = datetime.now(UTC)
     stored = services.messages.create_batch(
         _plan(services, request, sender, batch, now, optout_exempt))
+    count_accepted(services, stored)
     pending = [r for r in stored if r.initial_status in PENDING_STATUSES]
     if pending:
         send_at = pending[0].send_at

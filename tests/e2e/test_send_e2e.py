@@ -165,3 +165,22 @@ def test_unknown_message_is_404_problem(stack: Stack) -> None:
         r = stack.api.get(f"/messages/{mid}")
         assert r.status_code == 404
         conforms(r.json(), "Problem")
+
+
+def test_analytics_over_http(stack: Stack) -> None:
+    from datetime import UTC, datetime
+
+    tag = f"e2e-analytics-{number()[-4:]}"
+    to = number()
+    r = stack.api.post("/messages", json={"to": to, "message": "Counted", "tag": tag})
+    msg_id = r.json()["messages"][0]["id"]
+    stack.wait_for(lambda: stack.status_of(msg_id) == "delivered", what="delivered")
+    day = datetime.now(UTC).date().isoformat()
+    r = stack.api.get("/analytics", params={"from": day, "to": day, "tag": tag})
+    assert r.status_code == 200, r.text
+    conforms(r.json(), "Analytics")
+    totals = r.json()["totals"]
+    assert (totals["sent"], totals["delivered"], totals["deliveryRate"]) == (1, 1, 1.0)
+    assert [d["date"] for d in r.json()["days"]] == [day]
+    bad = stack.api.get("/analytics", params={"from": day})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "to"

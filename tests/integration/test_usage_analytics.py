@@ -1,0 +1,87 @@
+"""Analytics maintained as events happen: sends, reports, inbound replies and opt-outs, exact
+after redeliveries (real Azurite, SDK and emulator)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from localdev.acs_emulator import AcsEmulator, Outcome
+from sms_core.app import Services
+from sms_core.delivery import handle_delivery_reports
+from sms_core.dispatch import dispatch
+from sms_core.inbound import handle_webhook
+from sms_core.usage import analytics_report
+from tests.integration.conftest import make_services, new_number, take_jobs
+from tests.integration.flows import run_all_jobs, send
+from tests.integration.test_delivery_reports import report_for
+from tests.integration.test_inbound import sms_event
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def figures(services: Services, **params: str) -> dict[str, object]:
+    report = analytics_report(services, {"from": today(), "to": today(), **params})
+    return dict(report["totals"])
+
+
+def test_figures_follow_sends_reports_replies_and_opt_outs(
+        azurite_connection_string: str, emulator: AcsEmulator) -> None:
+    sender = f"+1833555{uuid.uuid4().int % 9000 + 1000:04d}"
+    services = make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)
+    tag = f"campaign-{uuid.uuid4().hex[:6]}"
+    a, b, c, d = (new_number() for _ in range(4))
+    emulator.state.set_outcome(b, Outcome.from_json({
+        "deliveryStatus": "Failed",
+        "deliveryStatusDetails": "4010: Message was blocked due to the toll-free number not "
+                                 "being verified."}))
+    services.optouts.opt_out(sender, d, source="api")
+    resp = send(services, to=[a, b, c, d, "+1555"], message="Hello é€", tag=tag)
+    assert [m.status for m in resp.messages][-2:] == ["blocked", "rejected"]
+    jobs = take_jobs(services)
+    for job in jobs:
+        dispatch(services, job)
+        dispatch(services, job, attempt=2)  # a redelivered job counts nothing twice
+    run_all_jobs(services)
+    by_id = {m.to: services.messages.get(m.id) for m in resp.messages[:3]}
+    for number, status, details in ((a, "Delivered", "No error."),
+                                    (b, "Failed", "4010: Message was blocked due to the "
+                                                  "toll-free number not being verified.")):
+        report = report_for(by_id[number].provider_message_id, status, details)
+        handle_delivery_reports(services, report)
+        handle_delivery_reports(services, report)  # redelivered report
+    reply = sms_event(a, sender, "Thanks!")
+    handle_webhook(services, reply)
+    handle_webhook(services, reply)  # Event Grid redelivery
+    handle_webhook(services, sms_event(a, sender, "One more thing"))  # same message: 1 response
+    handle_webhook(services, sms_event(c, sender, "STOP"))
+    run_all_jobs(services)  # sends the STOP confirmation
+
+    totals = figures(services, sender=sender, tag=tag)
+    assert {k: totals[k] for k in ("sent", "delivered", "failed", "blocked", "rejected",
+                                   "unverifiedTollFree", "responses")} == {
+        "sent": 3, "delivered": 1, "failed": 1, "blocked": 1, "rejected": 1,
+        "unverifiedTollFree": 1, "responses": 2}
+    assert totals["segments"] == 3 * by_id[a].segments
+    assert totals["deliveryRate"] == 0.5 and totals["responseRate"] == round(2 / 3, 4)
+    everything = figures(services, sender=sender)
+    assert everything["inbound"] == 3 and everything["optOuts"] == 1
+    # the STOP confirmation is a message too, sent untagged
+    assert everything["sent"] == 4
+
+
+def test_analytics_query_validates_its_parameters(services: Services) -> None:
+    import pytest
+
+    from sms_core.errors import RequestInvalid
+
+    for params, field in (({"to": today()}, "from"), ({"from": "yesterday", "to": today()},
+                                                     "from"),
+                          ({"from": today(), "to": (datetime.now(UTC) + timedelta(days=400))
+                            .date().isoformat()}, "to"),
+                          ({"from": today(), "to": today(), "sender": "nobody!"}, "sender")):
+        with pytest.raises(RequestInvalid) as info:
+            analytics_report(services, params)
+        assert field in [e.field for e in info.value.errors]
