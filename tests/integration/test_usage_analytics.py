@@ -85,3 +85,32 @@ def test_analytics_query_validates_its_parameters(services: Services) -> None:
         with pytest.raises(RequestInvalid) as info:
             analytics_report(services, params)
         assert field in [e.field for e in info.value.errors]
+
+
+def test_four_parallel_ingesters_keep_figures_exact(
+        azurite_connection_string: str, emulator: AcsEmulator) -> None:
+    """Four report consumers (instances) see every report twice, in any order."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    sender = f"+1844555{uuid.uuid4().int % 9000 + 1000:04d}"
+    services = make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)
+    numbers = [new_number() for _ in range(40)]
+    resp = send(services, to=numbers, message="Parallel", tag="parallel")
+    run_all_jobs(services)
+    reports = []
+    for i, entry in enumerate(resp.messages):
+        provider_id = services.messages.get(entry.id).provider_message_id
+        status, details = (("Failed", "4006: unreachable") if i % 4 == 0
+                           else ("Delivered", "No error."))
+        reports.append(report_for(provider_id, status, details))
+    work = reports * 2
+    random.Random(7).shuffle(work)
+    instances = [make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)
+                 for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: [handle_delivery_reports(instances[i], r)
+                                 for r in work[i::4]], range(4)))
+    totals = figures(services, sender=sender, tag="parallel")
+    assert (totals["sent"], totals["delivered"], totals["failed"]) == (40, 30, 10)
+    assert totals["deliveryRate"] == 0.75
