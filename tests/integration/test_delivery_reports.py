@@ -147,3 +147,23 @@ def test_every_status_change_is_an_sms_status_event(services: Services,
     assert events[1]["id"] == events[2]["id"] == f"status-{msg.id}-delivered"
     assert events[0]["data"]["tag"] == "t-42"
     assert events[0]["data"]["providerMessageId"] == msg.provider_message_id
+
+
+def test_verbatim_samples_apply_in_both_casings_and_queue_encodings(
+        services: Services, emulator: AcsEmulator) -> None:
+    import base64
+
+    samples = ["eventgrid-schema.sms-delivery-report-received.docs-2025.json",
+               "eventgrid-schema.sms-delivery-report-received.docs-2022-pascalcase.json",
+               "cloudevents-schema.sms-delivery-report-received.spec-example.json"]
+    for name in samples:
+        for encoding in ("raw", "base64"):
+            msg = sent_message(services, to=new_number(), message=f"{name} {encoding}")
+            text = (FIXTURES / name).read_text().replace(
+                "Outgoing_202009180022138813a09b-0cbf-4304-9b03-1546683bb910",
+                msg.provider_message_id)
+            body = text if encoding == "raw" else base64.b64encode(text.encode()).decode()
+            assert handle_delivery_reports(services, body) == 1, (name, encoding)
+            final = services.messages.get(msg.id)
+            assert final.status == MessageStatus.DELIVERED, (name, encoding)
+            assert final.history[-1].detail == "delivery report: Delivered (No error.)"
