@@ -184,3 +184,21 @@ def test_analytics_over_http(stack: Stack) -> None:
     assert [d["date"] for d in r.json()["days"]] == [day]
     bad = stack.api.get("/analytics", params={"from": day})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "to"
+
+
+def test_raw_json_delivery_report_is_read_like_a_base64_one(stack: Stack) -> None:
+    import json
+
+    to = number()
+    r = stack.api.post("/messages", json={"to": to, "message": "No report asked",
+                                          "deliveryReport": False})
+    msg_id = r.json()["messages"][0]["id"]
+    stack.wait_for(lambda: stack.status_of(msg_id) == "sent", what="sent")
+    provider_id = stack.api.get(f"/messages/{msg_id}").json()["providerMessageId"]
+    sample = json.loads((ROOT / "tests" / "fixtures" / "eventgrid" /
+                         "eventgrid-schema.sms-delivery-report-received.docs-2025.json")
+                        .read_text())[0]
+    sample["data"]["messageId"] = provider_id
+    raw = stack.services.storage.queue_service().get_queue_client("sms-delivery-reports")
+    raw.send_message(json.dumps(sample))  # plain JSON text, no base64
+    stack.wait_for(lambda: stack.status_of(msg_id) == "delivered", what="delivered")

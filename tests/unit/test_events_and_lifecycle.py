@@ -106,3 +106,12 @@ def test_missing_storage_setting_is_named() -> None:
 
     with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
         StorageClients(load_settings()).table_service()
+
+
+def test_queue_text_reads_base64_or_raw_json() -> None:
+    from sms_core.events import queue_text
+
+    job = '{"v":1,"batch":"b","indices":[0]}'
+    assert queue_text(job) == job
+    assert queue_text(base64.b64encode(job.encode())) == job
+    assert queue_text(b"not json, not base64!") == "not json, not base64!"
