@@ -20,6 +20,7 @@ from bench.scenarios import (
     Api,
     Figure,
     big_requests,
+    delivery_reports,
     dispatch,
     inbound_events,
     log,
@@ -51,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed repeats of the one-request figure (default 5)")
     parser.add_argument("--inbound", type=int, default=1000,
                         help="inbound events measured per mix, text and STOP (default 1000)")
+    parser.add_argument("--reports", type=int, default=600,
+                        help="delivery reports measured, applied to figure 2's messages "
+                             "(default 600, to keep the whole run near 3 minutes)")
+    parser.add_argument("--report-warmup", type=int, default=100,
+                        help="delivery reports applied before timing starts (default 100)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
+    if args.reports + args.report_warmup > args.messages + args.dispatch_warmup:
+        parser.error("--reports + --report-warmup must not exceed the messages figure 2 "
+                     "dispatches (--messages + --dispatch-warmup)")
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     started = time.monotonic()
@@ -69,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             dispatch_figure, dispatch_peak = dispatch(stack, numbers, args.messages,
                                                       args.dispatch_warmup)
             dispatch_figure.detail["azurite_pauses_s"] = pauses.since(mark)
+            # Right after figure 2, on its messages, while Messages and BenchFloorMessages hold
+            # as many rows (Azurite scans a whole table for every query; see the README).
+            mark = pauses.mark()
+            reports, reports_peak = delivery_reports(stack, numbers,
+                                                     str(dispatch_figure.detail["tag"]),
+                                                     args.reports, args.report_warmup)
+            reports.detail["azurite_pauses_s"] = pauses.since(mark)
             log("starting the function host for the HTTP figures (queue triggers disabled)")
             host = stack.start_host("func-host-http",
                                     disabled=("dispatch_sms", "delivery_report", "app_webhook"))
@@ -89,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 api.close()
                 floor.close()
-            figures = [single, dispatch_figure, big, *inbound]
+            figures = [single, dispatch_figure, big, *inbound, reports]
             memory = {"function host (HTTP figures)": host.child.peak_rss_kib(),
                       "function host (dispatch figure)": dispatch_peak,
+                      "function host (delivery-report figure)": reports_peak,
                       "ACS emulator": stack.emulator.peak_rss_kib() if stack.emulator else None,
                       "Azurite (node)": (peak_rss_kib(stack.azurite.process.pid)
                                          if stack.azurite else None)}
@@ -104,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"messages": args.messages, "concurrency": args.concurrency,
                 "warmup": args.warmup, "dispatch_warmup": args.dispatch_warmup,
                 "recipients": args.recipients, "repeats": args.repeats,
-                "inbound": args.inbound}
+                "inbound": args.inbound, "reports": args.reports,
+                "report_warmup": args.report_warmup}
     write_json(args.out, as_json(figures, memory, settings, duration))
     return 0
 

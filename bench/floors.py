@@ -19,13 +19,14 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from azure.communication.sms import SmsClient
+from azure.core import MatchConditions
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
@@ -52,7 +53,9 @@ FLOOR_TABLES = (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_PROVIDER_IDS_TABLE, F
 FLOOR_ACCEPT_QUEUE = "bench-floor-outbound"
 FLOOR_DISPATCH_QUEUE = "bench-floor-dispatch"
 FLOOR_EVENTS_QUEUE = "bench-floor-events"
-FLOOR_QUEUES = (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE, FLOOR_EVENTS_QUEUE)
+FLOOR_REPORTS_QUEUE = "bench-floor-reports"
+FLOOR_QUEUES = (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE, FLOOR_EVENTS_QUEUE,
+                FLOOR_REPORTS_QUEUE)
 ENTITY_GROUP_LIMIT = 100
 POOL_SIZE = 8  # sms_core's write and queue-send pools
 _RANGE_FILTER = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true"
@@ -246,13 +249,76 @@ class InboundFloor:
 
 
 class _Progress:
-    """Counters shared by the floor's fetch loop and its workers."""
+    """Counters shared by a floor's fetch loop and its workers."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.running = 0
         self.done = 0
         self.errors: list[BaseException] = []
+
+
+def _consumer_session(batch_size: int, new_batch_threshold: int) -> requests.Session:
+    """A requests session like the function host's queue clients share: one pooled connection
+    per worker (batchSize + newBatchThreshold), plus two."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=batch_size + new_batch_threshold + 2)
+    session.mount("http://", adapter)
+    return session
+
+
+def _consumer(storage: str, queue: str, session: requests.Session) -> QueueClient:
+    """A queue consumer built like the host's, on `session`, decoding base64 text."""
+    return QueueClient.from_connection_string(
+        storage, queue, message_decode_policy=TextBase64DecodePolicy(),
+        transport=RequestsTransport(session=session, session_owner=False))
+
+
+def _drain(consumer: QueueClient, handle: Callable[[Any], None], total: int, batch_size: int,
+           new_batch_threshold: int, deadline_s: float, what: str) -> None:
+    """Consume `total` messages the way the function host's queue trigger does: receive up to
+    `batch_size` at a time, fetch again once at most `new_batch_threshold` run, on
+    `batch_size + new_batch_threshold` worker threads; `handle` deletes each message itself.
+    The first failure is raised."""
+    progress = _Progress()
+    end = time.monotonic() + deadline_s
+
+    def work(msg: Any) -> None:
+        try:
+            handle(msg)
+        except BaseException as exc:
+            with progress.cond:
+                progress.errors.append(exc)
+        finally:
+            with progress.cond:
+                progress.running -= 1
+                progress.done += 1
+                progress.cond.notify_all()
+
+    workers = batch_size + new_batch_threshold
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floor-worker") as pool:
+        while True:
+            with progress.cond:
+                while progress.running > new_batch_threshold and not progress.errors:
+                    progress.cond.wait(0.5)
+                if progress.errors:
+                    raise progress.errors[0]
+                if progress.done >= total:
+                    return
+            if time.monotonic() > end:
+                raise RuntimeError(f"{what}: {progress.done} of {total} done after "
+                                   f"{deadline_s:.0f} s")
+            page = consumer.receive_messages(messages_per_page=batch_size,
+                                             visibility_timeout=600).by_page()
+            messages = list(next(page, []))
+            if not messages:
+                time.sleep(0.01)  # the rest is in flight
+                continue
+            with progress.cond:
+                progress.running += len(messages)
+            for msg in messages:
+                pool.submit(work, msg)
 
 
 class DispatchFloor:
@@ -274,13 +340,8 @@ class DispatchFloor:
         self._provider_ids = clients.table(FLOOR_PROVIDER_IDS_TABLE)
         self._producer = clients.queue(FLOOR_DISPATCH_QUEUE)
         # The host's queue clients share a requests session with one connection per worker.
-        self._session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=batch_size + new_batch_threshold + 2)
-        self._session.mount("http://", adapter)
-        self._consumer = QueueClient.from_connection_string(
-            storage, FLOOR_DISPATCH_QUEUE, message_decode_policy=TextBase64DecodePolicy(),
-            transport=RequestsTransport(session=self._session, session_owner=False))
+        self._session = _consumer_session(batch_size, new_batch_threshold)
+        self._consumer = _consumer(storage, FLOOR_DISPATCH_QUEUE, self._session)
         # Typed as Any: the SDK's type comments on send() confuse mypy.
         self._sms: Any = SmsClient(acs_endpoint, AzureKeyCredential(acs_key))
 
@@ -317,45 +378,113 @@ class DispatchFloor:
 
     def drain(self, total: int, deadline_s: float = 180.0) -> None:
         """Consume and send `total` messages from the floor queue, then return."""
-        progress = _Progress()
-        end = time.monotonic() + deadline_s
-
-        def work(msg: Any) -> None:
-            try:
-                self._send_one(msg)
-            except BaseException as exc:
-                with progress.cond:
-                    progress.errors.append(exc)
-            finally:
-                with progress.cond:
-                    progress.running -= 1
-                    progress.done += 1
-                    progress.cond.notify_all()
-
-        workers = self._batch_size + self._threshold
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floor-worker") as pool:
-            while True:
-                with progress.cond:
-                    while progress.running > self._threshold and not progress.errors:
-                        progress.cond.wait(0.5)
-                    if progress.errors:
-                        raise progress.errors[0]
-                    if progress.done >= total:
-                        return
-                if time.monotonic() > end:
-                    raise RuntimeError(f"dispatch floor: {progress.done} of {total} sent "
-                                       f"after {deadline_s:.0f} s")
-                page = self._consumer.receive_messages(messages_per_page=self._batch_size,
-                                                       visibility_timeout=600).by_page()
-                messages = list(next(page, []))
-                if not messages:
-                    time.sleep(0.01)  # the rest is in flight
-                    continue
-                with progress.cond:
-                    progress.running += len(messages)
-                for msg in messages:
-                    pool.submit(work, msg)
+        _drain(self._consumer, self._send_one, total, self._batch_size, self._threshold,
+               deadline_s, "dispatch floor")
 
     def close(self) -> None:
         """Close the consumer's session."""
         self._session.close()
+
+
+class DeliveryReportFloor:
+    """What applying one delivery report needs from storage, and nothing else.
+
+    A consumer shaped like the function host's queue trigger (receive `batch_size` at a time,
+    fetch again at `new_batch_threshold` running, that many workers), and per report: the
+    provider-id point read, the partition range query that loads the message, one entity-group
+    transaction of the history-event insert and the message replace under If-Match (its ETag
+    from the query), the `sms.status` event on a queue, the queue delete: 5 requests plus a
+    sixteenth of a receive.
+    """
+
+    def __init__(self, storage: str, sender: str, body: str, *, batch_size: int = 16,
+                 new_batch_threshold: int = 8) -> None:
+        clients = _Clients(storage)
+        self._sender = sender
+        self._body = body
+        self._batch_size = batch_size
+        self._threshold = new_batch_threshold
+        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
+        self._provider_ids = clients.table(FLOOR_PROVIDER_IDS_TABLE)
+        self._events = clients.queue(FLOOR_EVENTS_QUEUE)
+        # Event Grid's queue texts are written as they are (already base64), like ours.
+        self.producer = QueueClient.from_connection_string(storage, FLOOR_REPORTS_QUEUE)
+        self._session = _consumer_session(batch_size, new_batch_threshold)
+        self._consumer = _consumer(storage, FLOOR_REPORTS_QUEUE, self._session)
+
+    def prepare(self, messages: Sequence[tuple[str, str]], tag: str) -> None:
+        """Store one `sent` message per (recipient, provider id), each its own batch and shaped
+        like a message our dispatcher sent, and index its provider id. Not timed."""
+        now = datetime.now(UTC)
+        first_sent = now.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+        def store(item: tuple[str, str]) -> None:
+            to, provider_id = item
+            batch = _batch_id(now)
+            entity = message_entity(batch, 0, self._sender, to, self._body, now)
+            entity.update({"Status": "sent", "Seq": 2, "Tag": tag, "SentAt": now,
+                           "ProviderMessageId": provider_id,
+                           "RepeatabilityId": str(uuid.uuid4()), "FirstSent": first_sent,
+                           "FirstSentAt": now})
+            self._messages.create_entity(entity)
+            self._provider_ids.upsert_entity({"PartitionKey": provider_id, "RowKey": "",
+                                              "MessageId": f"{batch}-00000"},
+                                             mode=UpdateMode.REPLACE)
+
+        with ThreadPoolExecutor(max_workers=POOL_SIZE) as pool:
+            list(pool.map(store, messages))
+
+    def statuses(self, tag: str) -> dict[str, tuple[str, str | None]]:
+        """(status, error) of every floor message tagged `tag`, by provider id. Not timed."""
+        rows = self._messages.query_entities(
+            "Tag eq @tag and Kind eq 'message'", parameters={"tag": tag},
+            select=["ProviderMessageId", "Status", "Error"])
+        return {str(r["ProviderMessageId"]): (str(r["Status"]), r.get("Error")) for r in rows}
+
+    def _apply_one(self, msg: Any) -> None:
+        event = json.loads(msg.content)
+        data = event["data"]
+        provider_id = str(data["messageId"])
+        acs_status, details = str(data["deliveryStatus"]), data.get("deliveryStatusDetails")
+        message_id = str(self._provider_ids.get_entity(provider_id, "",
+                                                       select=["MessageId"])["MessageId"])
+        batch, _, row = message_id.rpartition("-")
+        [current] = list(self._messages.query_entities(
+            "PartitionKey eq @pk and Kind eq 'message' and RowKey ge @lo and RowKey le @hi",
+            parameters={"pk": batch, "lo": row, "hi": row}))
+        now = datetime.now(UTC)
+        status = acs_status.lower()
+        seq = int(current["Seq"]) + 1
+        updated = {**current, "Status": status, "Seq": seq, "UpdatedAt": now}
+        if status != "delivered":
+            updated["Error"] = details or acs_status
+        report = {"deliveryStatus": acs_status, "deliveryStatusDetails": details,
+                  "deliveryAttempts": data.get("deliveryAttempts"),
+                  "receivedTimestamp": data.get("receivedTimestamp"), "eventId": event["id"]}
+        history = {"PartitionKey": batch, "RowKey": f"{row}.{seq:05d}", "Kind": "event",
+                   "Status": status, "At": now,
+                   "Detail": f"delivery report: {acs_status} ({details})",
+                   "Data": json.dumps(report, separators=(",", ":"))}
+        self._messages.submit_transaction([
+            ("create", history),
+            ("update", updated, {"mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],
+                                 "match_condition": MatchConditions.IfNotModified})])
+        self._events.send_message(_event_text("sms.status", f"status-{message_id}-{status}", now, {
+            "id": message_id, "status": status, "from": current["From"], "to": current["To"],
+            "tag": current.get("Tag"), "providerMessageId": provider_id,
+            "error": updated.get("Error"), "at": now.isoformat()}))
+        self._consumer.delete_message(msg)
+
+    def clear_events(self) -> None:
+        """Empty the floor's events queue (nothing reads it). Not timed."""
+        self._events.clear_messages()
+
+    def drain(self, total: int, deadline_s: float = 180.0) -> None:
+        """Apply `total` reports from the floor queue, then return."""
+        _drain(self._consumer, self._apply_one, total, self._batch_size, self._threshold,
+               deadline_s, "delivery-report floor")
+
+    def close(self) -> None:
+        """Close the consumer's session and the producer."""
+        self._session.close()
+        self.producer.close()

@@ -1,5 +1,5 @@
 """Measurement helpers: timed concurrent runs, percentiles, distinct phone numbers, a counter
-watch on the ACS emulator."""
+watch on the ACS emulator and a drain watch on a queue."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from azure.storage.queue import QueueClient
 
 T = TypeVar("T")
 
@@ -202,25 +203,68 @@ class AcceptedWatch:
         `alive` returns None while the producer is healthy, else why it failed (raised as a
         RuntimeError). Timing starts when `base + first` are accepted, so warm-up is excluded.
         """
-        end = time.monotonic() + deadline_s
-        started: float | None = None
-        cpu_before: dict[str, float] = {}
-        while True:
-            count = self.accepted() - base
-            now = time.perf_counter()
-            if started is None and count >= first:
-                started, cpu_before = now, cpu.snapshot()
-            if count >= last:
-                assert started is not None
-                return Run(last - first, now - started,
-                           cpu_s=CpuMeter.used(cpu_before, cpu.snapshot()))
-            problem = alive()
-            if problem is not None:
-                raise RuntimeError(f"{problem} (accepted {count} of {last})")
-            if time.monotonic() > end:
-                raise RuntimeError(f"timed out: {count} of {last} accepted after {deadline_s} s")
-            time.sleep(self._interval)
+        return time_count_marks(lambda: self.accepted() - base, first, last, deadline_s,
+                                alive, cpu, self._interval, "accepted")
 
     def close(self) -> None:
         """Close the HTTP client."""
         self._http.close()
+
+
+def time_count_marks(count: Callable[[], int], first: int, last: int, deadline_s: float,
+                     alive: Callable[[], str | None], cpu: CpuMeter, interval_s: float,
+                     what: str, trace: list[tuple[float, int]] | None = None) -> Run:
+    """Poll `count` every `interval_s` until it reaches `last`; the run spans `first`..`last`.
+
+    `alive` returns None while the producer is healthy, else why it failed (raised as a
+    RuntimeError). Timing starts at the first poll that sees `first`, so warm-up is excluded.
+    Each poll's (perf_counter, count) is appended to `trace` when given.
+    """
+    end = time.monotonic() + deadline_s
+    started: float | None = None
+    cpu_before: dict[str, float] = {}
+    while True:
+        value = count()
+        now = time.perf_counter()
+        if trace is not None:
+            trace.append((now, value))
+        if started is None and value >= first:
+            started, cpu_before = now, cpu.snapshot()
+        if value >= last:
+            assert started is not None
+            return Run(last - first, now - started,
+                       cpu_s=CpuMeter.used(cpu_before, cpu.snapshot()))
+        problem = alive()
+        if problem is not None:
+            raise RuntimeError(f"{problem} ({what} {value} of {last})")
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out: {value} of {last} {what} after {deadline_s} s")
+        time.sleep(interval_s)
+
+
+class DrainWatch:
+    """Counts the messages deleted from a queue since it was created, from the queue's
+    approximate message count (one cheap request per poll; nothing else may write to the queue
+    meanwhile). A queue-trigger host deletes a message once its function succeeded, so this is
+    the number of messages processed."""
+
+    def __init__(self, queue: QueueClient, interval_s: float = 0.05) -> None:
+        self._queue = queue
+        self._interval = interval_s
+        self.initial = self.length()
+
+    def length(self) -> int:
+        """Messages in the queue now (invisible ones included)."""
+        return int(self._queue.get_queue_properties().approximate_message_count or 0)
+
+    def removed(self) -> int:
+        """Messages deleted since the watch was created."""
+        return self.initial - self.length()
+
+    def time_marks(self, first: int, last: int, deadline_s: float,
+                   alive: Callable[[], str | None], cpu: CpuMeter,
+                   trace: list[tuple[float, int]] | None = None) -> Run:
+        """Wait until `last` messages are deleted; the run spans `first`..`last` (see
+        `time_count_marks`)."""
+        return time_count_marks(self.removed, first, last, deadline_s, alive, cpu,
+                                self._interval, "processed", trace)

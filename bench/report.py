@@ -78,6 +78,11 @@ def render(figures: list[Figure], memory_kib: dict[str, int | None],
         if busy > 0.10:
             lines.append(f"note: other processes used up to {busy:.0%} of the busy CPU time "
                          f"during figure {f.label}; its ratio is less reliable")
+        retried = f.detail.get("failed_invocations") or 0
+        if retried:
+            lines.append(f"note: {retried} invocation(s) failed and were retried (after the "
+                         f"queue's visibility timeout) during figure {f.label}; see "
+                         "bench/README.md")
         paused = f.detail.get("azurite_pauses_s") or []
         if paused:
             lines.append(f"note: Azurite paused {len(paused)} time(s) during figure {f.label} "

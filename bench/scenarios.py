@@ -1,15 +1,17 @@
-"""The three measured figures, each against its floor in the same run.
+"""The measured figures, each against its floor in the same run.
 
 1. single sends through `POST /api/messages` at a fixed client concurrency;
 2. dispatch of queued single-recipient messages by the host's `dispatch_sms` queue trigger;
 3. one `POST /api/messages` with 1,000 recipients, repeated, median taken;
-5. inbound SMSReceived events through `POST /api/inbound`: (a) ordinary texts, (b) STOPs.
+5. inbound SMSReceived events through `POST /api/inbound`: (a) ordinary texts, (b) STOPs;
+6. delivery reports applied by the host's `delivery_report` queue trigger (figure 2's messages).
 
 (4, peak memory, is read in `bench.__main__`.)
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import random
@@ -26,24 +28,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from azure.storage.queue import QueueClient
 
-from bench.floors import AcceptFloor, DispatchFloor, InboundFloor
+from bench.floors import AcceptFloor, DeliveryReportFloor, DispatchFloor, InboundFloor
 from bench.measure import (
     AcceptedWatch,
     CpuMeter,
+    DrainWatch,
     NumberPool,
     Run,
     median_run,
     run_concurrently,
     time_one,
 )
-from bench.stack import FUNCTION_KEY, ROOT, SENDER, Host, PauseWatch, Stack
+from bench.stack import FUNCTION_KEY, ROOT, SENDER, Host, PauseWatch, Stack, function_names
 from localdev.func_host import HostConfig
+from sms_core.analytics import utc_day
 from sms_core.app import Services
 from sms_core.models import SendRequest
 from sms_core.sending import accept_send
 from sms_core.settings import load_settings
-from sms_core.storage import EVENTS_QUEUE, MESSAGES_TABLE, OUTBOUND_QUEUE
+from sms_core.storage import (
+    AWAITING_REPORTS_TABLE,
+    DELIVERY_REPORTS_QUEUE,
+    EVENTS_QUEUE,
+    MESSAGES_TABLE,
+    OUTBOUND_QUEUE,
+    UNMATCHED_REPORTS_TABLE,
+)
 
 BODY = "Your verification code is 482913. Reply STOP to opt out."
 DISPATCH_DEADLINE_S = 180.0
@@ -212,10 +224,11 @@ def _statuses(services: Services, tag: str) -> Counter[str]:
     return Counter(str(r["Status"]) for r in rows)
 
 
-def _failure_of(future: Future[None]) -> Callable[[], str | None]:
+def _failure_of(future: Future[None], what: str = "the dispatch floor"
+                ) -> Callable[[], str | None]:
     def problem() -> str | None:
         if future.done() and future.exception() is not None:
-            return f"the dispatch floor failed: {future.exception()!r}"
+            return f"{what} failed: {future.exception()!r}"
         return None
     return problem
 
@@ -267,7 +280,7 @@ def dispatch(stack: Stack, numbers: NumberPool, count: int, warmup: int
     figure = Figure(
         "2", "dispatch", f"dispatch via queue trigger ({workers} in flight)", "msg", ours_run,
         floor_run,
-        detail={"warmup": warmup, "in_flight": workers, "statuses": dict(statuses),
+        detail={"warmup": warmup, "in_flight": workers, "statuses": dict(statuses), "tag": tag,
                 "floor_ops": f"queue receive ({QUEUE_OPTIONS.batch_size} a call) + delete, "
                              "2 opt-out point reads, 1 ACS send (SDK), 1 provider-id upsert, "
                              "1 entity update",
@@ -479,3 +492,250 @@ def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, coun
                detail={**common, **stop_rates, "floor_ops": INBOUND_FLOOR_OPS["stop"],
                        "ours_ops": INBOUND_OUR_OPS["stop"]}),
     ]
+
+
+# -- 6. delivery reports ------------------------------------------------------------------------
+
+# The verbatim docs sample every report is built from (numbers, ids, status and times replaced).
+REPORT_TEMPLATE = (ROOT / "tests" / "fixtures" / "eventgrid"
+                   / "eventgrid-schema.sms-delivery-report-received.docs-2025.json")
+DELIVERED = ("Delivered", "No error.")
+FAILED = ("Failed", "4006: The Destination/To number isn't reachable.")  # as the emulator says
+FAILED_SHARE = 0.10
+REPORTS_DEADLINE_S = 180.0
+# Requests per report: the floor's, and ours as read in delivery_report/__init__.py and sms_core
+# (delivery.py, provider_index.py, message_store.py, usage.py, analytics.py, status_events.py,
+# app_events.py, report_watch.py) for a Delivered or a 4006 report of a `sent` message, with
+# SMS_APP_WEBHOOK_URL unset. Both add a sixteenth of a queue receive.
+REPORT_FLOOR_OPS = ("1 provider-id point read + 1 partition range query (the message) + 1 "
+                    "entity-group transaction of 2 (history insert + message replace, If-Match) "
+                    "+ 1 queue send (sms.status) + 1 queue delete = 5")
+REPORT_OUR_OPS = ("ProviderIndex.lookup get_entity + MessageStore.apply: load query_entities + "
+                  "_commit submit_transaction (2 ops) + announce: AnalyticsStore.record "
+                  "_read_counter get_entity + submit_transaction (ledger create + counter "
+                  "replace, If-Match) + publish_status send_message + AwaitingReports.remove "
+                  "delete_entity + the host's delete_message = 8 (+ 1 get_entity and 1 "
+                  "submit_transaction per counter-row conflict)")
+
+
+@dataclass(frozen=True)
+class _SentMessage:
+    """One of figure 2's messages as its delivery report needs it."""
+
+    id: str
+    provider_id: str
+    to: str
+    tag: str | None
+    sent_at: datetime
+
+
+def _sent_messages(services: Services, tag: str) -> list[_SentMessage]:
+    """Every message tagged `tag`, which must all be `sent` with a provider id, in id order."""
+    rows = services.storage.table(MESSAGES_TABLE).query_entities(
+        "Tag eq @tag and Kind eq 'message'", parameters={"tag": tag},
+        select=["PartitionKey", "RowKey", "Status", "ProviderMessageId", "To", "Tag", "SentAt"])
+    sent: list[_SentMessage] = []
+    for row in rows:
+        if row.get("Status") != "sent" or not row.get("ProviderMessageId"):
+            raise RuntimeError(f"delivery reports: {row['PartitionKey']}-{row['RowKey']} is "
+                               f"{row.get('Status')} without a provider id")
+        sent.append(_SentMessage(f"{row['PartitionKey']}-{row['RowKey']}",
+                                 str(row["ProviderMessageId"]), str(row["To"]),
+                                 row.get("Tag"), row["SentAt"]))
+    return sorted(sent, key=lambda m: m.id)
+
+
+def _outcomes(count: int) -> list[tuple[str, str]]:
+    """(deliveryStatus, deliveryStatusDetails) per report: exactly FAILED_SHARE fail, spread at
+    random (the same spread every run)."""
+    failed = set(random.Random(6).sample(range(count), round(count * FAILED_SHARE)))
+    return [FAILED if i in failed else DELIVERED for i in range(count)]
+
+
+def _final(outcome: tuple[str, str]) -> tuple[str, str | None]:
+    """The (status, error) a message must end with after a report of `outcome`."""
+    return ("delivered", None) if outcome == DELIVERED else ("failed", outcome[1])
+
+
+def _report_text(template: dict[str, Any], provider_id: str, to: str, tag: str | None,
+                 outcome: tuple[str, str], sent_at: datetime) -> str:
+    """The queue message Event Grid's Storage-queue destination writes for one report: base64
+    text of ONE event object shaped like the docs sample (`from` and the subject without `+`,
+    `to` with it; the event id is the ACS message id, as in the sample)."""
+    now = datetime.now(UTC)
+    delivered = outcome == DELIVERED
+    event = copy.deepcopy(template)
+    event["id"] = provider_id
+    event["subject"] = f"/phonenumber/{SENDER.lstrip('+')}"
+    event["eventTime"] = _iso_z(now.replace(microsecond=0))
+    event["data"].update({
+        "messageId": provider_id, "from": SENDER.lstrip("+"), "to": to,
+        "deliveryStatus": outcome[0], "deliveryStatusDetails": outcome[1],
+        "receivedTimestamp": _iso_z(now),
+        "deliveryAttempts": [{"timestamp": _iso_z(sent_at.astimezone(UTC)),
+                              "segmentsSucceeded": 1 if delivered else 0,
+                              "segmentsFailed": 0 if delivered else 1}]})
+    if tag is None:
+        event["data"].pop("Tag", None)
+    else:
+        event["data"]["Tag"] = tag
+    return base64.b64encode(json.dumps(event).encode("utf-8")).decode("ascii")
+
+
+def _enqueue(queue: QueueClient, texts: list[str]) -> None:
+    """Send the texts as they are (already base64), 8 at a time. Not timed."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(queue.send_message, texts))
+
+
+def _first_to_last(trace: list[tuple[float, int]], total: int) -> float | None:
+    """Reports per second from the poll that first saw one applied to the one that saw all."""
+    first = next((t for t, n in trace if n >= 1), None)
+    last = next((t for t, n in trace if n >= total), None)
+    return round(total / (last - first), 1) if first is not None and last and last > first \
+        else None
+
+
+def _verify_reports(services: Services, tag: str, sent: list[_SentMessage],
+                    outcomes: list[tuple[str, str]], events_added: int,
+                    floor_statuses: dict[str, tuple[str, str | None]],
+                    floor_expected: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
+    """After the run (not timed): every reported message has the status and error its report
+    gave and the rest are still `sent`; the analytics totals of the sender and tag count exactly
+    those outcomes; one `sms.status` event per report; no report poisoned or unmatched; the
+    reported messages left AwaitingReports and the others did not; every floor message has its
+    report's status too."""
+    rows = services.storage.table(MESSAGES_TABLE).query_entities(
+        "Tag eq @tag and Kind eq 'message'", parameters={"tag": tag},
+        select=["PartitionKey", "RowKey", "Status", "Error"])
+    found = {f"{r['PartitionKey']}-{r['RowKey']}": (str(r["Status"]), r.get("Error"))
+             for r in rows}
+    expected = {m.id: _final(o) for m, o in zip(sent, outcomes, strict=False)}
+    expected.update({m.id: ("sent", None) for m in sent[len(outcomes):]})
+    wrong = [(k, v, found.get(k)) for k, v in expected.items() if found.get(k) != v]
+    if wrong:
+        raise RuntimeError(f"delivery reports: {len(wrong)} message(s) not as reported, e.g. "
+                           f"(id, expected, found) {wrong[:3]}")
+    floor_wrong = [(k, v, floor_statuses.get(k)) for k, v in floor_expected.items()
+                   if floor_statuses.get(k) != v]
+    if floor_wrong:
+        raise RuntimeError(f"delivery reports: {len(floor_wrong)} floor message(s) not as "
+                           f"reported, e.g. {floor_wrong[:3]}")
+    delivered = sum(1 for o in outcomes if o == DELIVERED)
+    failed = len(outcomes) - delivered
+    days = sorted({utc_day(m.sent_at) for m in sent})
+    totals = services.analytics.query(days[0], days[-1], sender=SENDER, tag=tag).totals
+    counted = {k: totals[k] for k in ("sent", "delivered", "failed", "expired")}
+    if counted != {"sent": len(sent), "delivered": delivered, "failed": failed, "expired": 0}:
+        raise RuntimeError(f"delivery reports: analytics for {SENDER} / {tag} count {counted}; "
+                           f"expected sent {len(sent)}, delivered {delivered}, failed {failed}")
+    if events_added != len(outcomes):
+        raise RuntimeError(f"delivery reports: sms-events grew by {events_added}, expected one "
+                           f"sms.status event per report ({len(outcomes)})")
+    left = {q: _queue_count(services, q) for q in (DELIVERY_REPORTS_QUEUE,
+                                                   f"{DELIVERY_REPORTS_QUEUE}-poison")}
+    unmatched = list(services.storage.table(UNMATCHED_REPORTS_TABLE).list_entities(
+        select=["PartitionKey"]))
+    if any(left.values()) or unmatched:
+        raise RuntimeError(f"delivery reports: left on the queues {left}, "
+                           f"{len(unmatched)} kept as unmatched")
+    awaiting = {str(r["RowKey"]) for r in services.storage.table(
+        AWAITING_REPORTS_TABLE).list_entities(select=["RowKey"])}
+    reported = {m.id for m in sent[:len(outcomes)]}
+    if awaiting & reported or {m.id for m in sent} - reported - awaiting:
+        raise RuntimeError(f"delivery reports: AwaitingReports still holds "
+                           f"{len(awaiting & reported)} reported message(s) or lost unreported "
+                           "ones")
+    return {"messages_checked": len(expected), "floor_messages_checked": len(floor_expected),
+            "analytics_totals": counted, "status_events_added": events_added}
+
+
+def delivery_reports(stack: Stack, numbers: NumberPool, tag: str, count: int, warmup: int
+                     ) -> tuple[Figure, int | None]:
+    """Figure 6: SMSDeliveryReportReceived events on `sms-delivery-reports` applied by a fresh
+    host running only `delivery_report`, to figure 2's `sent` messages (tagged `tag`), against
+    the storage requests a report needs. Both are timed by the queue's length, from the
+    `warmup`-th to the `warmup + count`-th report deleted (applied), and verified afterwards.
+
+    Returns the figure and the host's peak RSS (KiB).
+    """
+    total = warmup + count
+    services = _services(stack)
+    sent = _sent_messages(services, tag)
+    if len(sent) < total:
+        raise RuntimeError(f"delivery reports: {total} reports need as many sent messages; "
+                           f"figure 2 left {len(sent)}")
+    outcomes = _outcomes(total)
+    template: dict[str, Any] = json.loads(REPORT_TEMPLATE.read_text("utf-8"))[0]
+    workers = QUEUE_OPTIONS.batch_size + QUEUE_OPTIONS.new_batch_threshold
+
+    floor = DeliveryReportFloor(stack.storage, SENDER, BODY,
+                                batch_size=QUEUE_OPTIONS.batch_size,
+                                new_batch_threshold=QUEUE_OPTIONS.new_batch_threshold)
+    floor_tag = f"bench-floor-{secrets.token_hex(4)}"
+    stamp = datetime.now(UTC)
+    floor_ids = [f"Outgoing_{stamp:%Y%m%d%H%M%S}{uuid.uuid4()}" for _ in range(total)]
+    floor_to = numbers.take(total)
+    floor_trace: list[tuple[float, int]] = []
+    try:
+        log(f"delivery reports: floor, storing {total} sent messages and their reports")
+        floor.prepare(list(zip(floor_to, floor_ids, strict=True)), floor_tag)
+        _enqueue(floor.producer, [_report_text(template, pid, to, floor_tag, o, stamp)
+                                  for pid, to, o in zip(floor_ids, floor_to, outcomes,
+                                                        strict=True)])
+        log(f"delivery reports: floor, {total} reports ({warmup} warm-up) on {workers} workers")
+        watch = DrainWatch(floor.producer)
+        with ThreadPoolExecutor(max_workers=1) as runner:
+            drained = runner.submit(floor.drain, total, REPORTS_DEADLINE_S)
+            floor_run = watch.time_marks(warmup, total, REPORTS_DEADLINE_S,
+                                         _failure_of(drained, "the delivery-report floor"),
+                                         stack.cpu_meter(), floor_trace)
+            drained.result()
+        floor_statuses = floor.statuses(floor_tag)
+        # Azurite keeps every queue's messages in one collection that its queue operations
+        # search: drop the floor's sms.status events so our run finds as many as the floor did.
+        floor.clear_events()
+    finally:
+        floor.close()
+    floor_expected = {pid: _final(o) for pid, o in zip(floor_ids, outcomes, strict=True)}
+
+    log(f"delivery reports: writing {total} reports to {DELIVERY_REPORTS_QUEUE}")
+    queue = QueueClient.from_connection_string(stack.storage, DELIVERY_REPORTS_QUEUE)
+    trace: list[tuple[float, int]] = []
+    try:
+        if DrainWatch(queue).initial:
+            raise RuntimeError(f"delivery reports: {DELIVERY_REPORTS_QUEUE} is not empty")
+        events_before = _queue_count(services, EVENTS_QUEUE)
+        _enqueue(queue, [_report_text(template, m.provider_id, m.to, m.tag, o, m.sent_at)
+                         for m, o in zip(sent, outcomes, strict=False)])
+        watch = DrainWatch(queue)
+        log(f"delivery reports: function host (delivery_report only), {total} reports "
+            f"({warmup} warm-up)")
+        host = stack.start_host("func-host-reports", wait=False, disabled=[
+            name for name in function_names() if name != "delivery_report"])
+        try:
+            ours_run = watch.time_marks(warmup, total, REPORTS_DEADLINE_S, host.child.problem,
+                                        stack.cpu_meter(host), trace)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{host.child.log_tail()}") from None
+        peak = host.child.peak_rss_kib()
+        host.child.stop()
+        # A failed invocation is retried after visibilityTimeout (10 s): the run still verifies,
+        # but its time includes the wait. The host logs each failure.
+        retried = host.child.log_tail(chars=10**8).count("delivery_report failed on message")
+    finally:
+        queue.close()
+    log("delivery reports: verifying statuses, analytics and queues")
+    verified = _verify_reports(services, tag, sent, outcomes,
+                               _queue_count(services, EVENTS_QUEUE) - events_before,
+                               floor_statuses, floor_expected)
+    figure = Figure(
+        "6", "delivery_reports", f"delivery reports via queue trigger ({workers} in flight)",
+        "report", ours_run, floor_run,
+        detail={"warmup": warmup, "in_flight": workers,
+                "failed_share": FAILED_SHARE, "verified": verified,
+                "failed_invocations": retried,
+                "first_to_last_rate_per_s": _first_to_last(trace, total),
+                "floor_first_to_last_rate_per_s": _first_to_last(floor_trace, total),
+                "floor_ops": REPORT_FLOOR_OPS, "ours_ops": REPORT_OUR_OPS})
+    return figure, peak

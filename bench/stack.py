@@ -37,6 +37,11 @@ EMULATOR_RATE_PER_MINUTE = 100_000_000
 START_DEADLINE_S = 90.0
 
 
+def function_names() -> list[str]:
+    """Every function of the app: the folders under the root that hold a function.json."""
+    return sorted(p.parent.name for p in ROOT.glob("*/function.json"))
+
+
 def peak_rss_kib(pid: int) -> int | None:
     """VmHWM (peak resident set size) of a process from /proc, in KiB; None if it is gone."""
     try:

@@ -98,7 +98,7 @@ MAX_RANGE_DAYS = 366  # a leap year, inclusive of both ends
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
 _FACTS_PER_TX = ENTITY_GROUP_LIMIT - 1  # ledger rows, plus the counter row
-_MAX_TRIES = 20
+_MAX_TRIES = 50  # a busy counter row under many instances can lose a few races in a row
 _MAX_PART = 200  # escaped characters in one key part before it is hashed
 _HASHED_HEAD = 64
 _FORBIDDEN = re.compile(r"[%|~/\\#?\x00-\x1f\x7f-\x9f]")

@@ -100,7 +100,8 @@ class Services:
     @cached_property
     def analytics(self) -> AnalyticsStore:
         """Usage and engagement counters per day, sender and tag."""
-        return AnalyticsStore(self.storage.table(ANALYTICS_TABLE))
+        # 32 shards: parallel instances updating one day/sender/tag rarely meet on a row.
+        return AnalyticsStore(self.storage.table(ANALYTICS_TABLE), shards=32)
 
     @cached_property
     def awaiting_reports(self) -> AwaitingReports:
