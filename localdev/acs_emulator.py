@@ -818,38 +818,64 @@ def _wait_until_due(cond: threading.Condition, heap: list[Any],
     return False
 
 
-class _DeliveryReportWorker:
-    """Writes due delivery reports to the Storage queue from a single thread with a heap."""
+class _HeapScheduler:
+    """One daemon thread working through a heap of (due time, seq, ...) entries.
 
-    def __init__(self, connection_string: str, queue_name: str) -> None:
-        self._connection_string = _queue_connection_string(connection_string)
-        self._queue_name = queue_name
-        self._heap: list[tuple[float, int, DeliveryReport, int]] = []
-        self._seq = itertools.count()
+    Shared by the delivery-report writer and the webhook retrier: both keep their due work in
+    ``self._heap`` under ``self._cond`` and count what their thread is handling in
+    ``self._in_flight``.
+    """
+
+    def __init__(self, thread_name: str) -> None:
+        self._thread_name = thread_name
         self._cond = threading.Condition()
-        self._stopping = False
+        self._heap: list[Any] = []
+        self._seq = itertools.count()
         self._in_flight = 0
+        self._stopping = False
         self._thread: threading.Thread | None = None
-        self._client: QueueClient | None = None
 
     @property
     def backlog(self) -> int:
-        """Reports scheduled or being written, not yet in the queue."""
+        """Work scheduled or being handled."""
         with self._cond:
             return len(self._heap) + self._in_flight
 
     def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="acs-emulator-dlr", daemon=True)
+        """Start the thread."""
+        with self._cond:
+            self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def _stop_thread(self, timeout_s: float) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout_s)
             self._thread = None
+
+    def _wait_due(self) -> bool:
+        """With ``self._cond`` held: wait for due work; False when stopping."""
+        return _wait_until_due(self._cond, self._heap, lambda: self._stopping)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _DeliveryReportWorker(_HeapScheduler):
+    """Writes due delivery reports to the Storage queue from a single thread with a heap."""
+
+    def __init__(self, connection_string: str, queue_name: str) -> None:
+        super().__init__("acs-emulator-dlr")
+        self._connection_string = _queue_connection_string(connection_string)
+        self._queue_name = queue_name
+        self._client: QueueClient | None = None
+
+    def stop(self) -> None:
+        """Stop the thread; reports not yet due are dropped."""
+        self._stop_thread(10)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -865,7 +891,7 @@ class _DeliveryReportWorker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not _wait_until_due(self._cond, self._heap, lambda: self._stopping):
+                if not self._wait_due():
                     return
                 now = time.monotonic()
                 due: list[tuple[float, int, DeliveryReport, int]] = []
@@ -1050,7 +1076,7 @@ def _notification_headers(schema: str, delivery_count: int) -> dict[str, str]:
     }
 
 
-class _WebhookRelay:
+class _WebhookRelay(_HeapScheduler):
     """Event Grid's side of one webhook subscription: handshake, delivery, retry, dead letters.
 
     First attempts run on the caller's thread, so a reply can answer with the webhook's status;
@@ -1071,10 +1097,10 @@ class _WebhookRelay:
             raise ValueError("webhook_max_attempts must be at least 1")
         if retry_base_s < 0 or timeout_s <= 0:
             raise ValueError("webhook delays must be positive")
+        super().__init__("acs-emulator-webhook")
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.timeout_s = timeout_s
-        self._cond = threading.Condition()
         self._url: str | None = None
         self._schema = "eventgrid"
         self.configure(url, schema)
@@ -1084,11 +1110,6 @@ class _WebhookRelay:
         self._awaiting_manual: dict[str, tuple[str, str]] = {}  # validationCode -> subscription
         self._attempts: dict[str, int] = {}  # event id -> attempts so far (aeg-delivery-count)
         self._log: list[dict[str, Any]] = []
-        self._heap: list[tuple[float, int, _Delivery]] = []
-        self._seq = itertools.count()
-        self._in_flight = 0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
 
@@ -1265,12 +1286,6 @@ class _WebhookRelay:
         with self._cond:
             return [dict(entry) for entry in self._log]
 
-    @property
-    def backlog(self) -> int:
-        """Deliveries waiting for a retry or being retried."""
-        with self._cond:
-            return len(self._heap) + self._in_flight
-
     def reset(self) -> None:
         """Forget the delivery log and drop pending retries; the subscription stays."""
         with self._cond:
@@ -1290,19 +1305,9 @@ class _WebhookRelay:
                 self._client = httpx.Client(timeout=self.timeout_s, trust_env=False)
             return self._client
 
-    def start(self) -> None:
-        with self._cond:
-            self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="acs-emulator-webhook", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 5)
-            self._thread = None
+        """Stop retrying and close the HTTP client."""
+        self._stop_thread(self.timeout_s + 5)
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
@@ -1311,7 +1316,7 @@ class _WebhookRelay:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not _wait_until_due(self._cond, self._heap, lambda: self._stopping):
+                if not self._wait_due():
                     return
                 _, _, delivery = heapq.heappop(self._heap)
                 self._in_flight += 1
