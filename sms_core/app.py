@@ -11,12 +11,14 @@ from functools import cached_property
 from optout_store import OptOutStore
 from sms_core.analytics import AnalyticsStore
 from sms_core.app_events import AppEvents
+from sms_core.campaign_store import CampaignStore
 from sms_core.conversations import ConversationStore
 from sms_core.errors import SettingsError
 from sms_core.gateway import AcsSmsGateway, SmsGateway
 from sms_core.idempotency import IdempotencyStore
 from sms_core.inbound_store import InboundStore
 from sms_core.keywords import KeywordEngine
+from sms_core.library import AudienceStore, TemplateStore
 from sms_core.message_store import MessageStore
 from sms_core.pacing import SenderPacer
 from sms_core.provider_index import ProviderIndex
@@ -25,7 +27,11 @@ from sms_core.report_watch import AwaitingReports
 from sms_core.settings import Settings, get_settings
 from sms_core.storage import (
     ANALYTICS_TABLE,
+    AUDIENCES_TABLE,
     AWAITING_REPORTS_TABLE,
+    CAMPAIGN_RECIPIENTS_TABLE,
+    CAMPAIGNS_QUEUE,
+    CAMPAIGNS_TABLE,
     CONVERSATIONS_TABLE,
     EVENTS_QUEUE,
     IDEMPOTENCY_TABLE,
@@ -36,6 +42,7 @@ from sms_core.storage import (
     OUTBOUND_QUEUE,
     PACING_TABLE,
     PROVIDER_IDS_TABLE,
+    TEMPLATES_TABLE,
     UNMATCHED_REPORTS_TABLE,
     WEBHOOK_OUTBOX_QUEUE,
     StorageClients,
@@ -91,6 +98,27 @@ class Services:
     def jobs(self) -> JobQueue:
         """The `sms-outbound` queue."""
         return JobQueue(self.storage.queue(OUTBOUND_QUEUE))
+
+    @cached_property
+    def campaign_jobs(self) -> JobQueue:
+        """The `sms-campaigns` queue (campaign runs firing and fanning out)."""
+        return JobQueue(self.storage.queue(CAMPAIGNS_QUEUE))
+
+    @cached_property
+    def campaigns(self) -> CampaignStore:
+        """Campaigns, their runs and recipient snapshots."""
+        return CampaignStore(self.storage.table(CAMPAIGNS_TABLE),
+                             self.storage.table(CAMPAIGN_RECIPIENTS_TABLE))
+
+    @cached_property
+    def audiences(self) -> AudienceStore:
+        """Saved audiences."""
+        return AudienceStore(self.storage.table(AUDIENCES_TABLE))
+
+    @cached_property
+    def templates(self) -> TemplateStore:
+        """Saved templates."""
+        return TemplateStore(self.storage.table(TEMPLATES_TABLE))
 
     @cached_property
     def conversations(self) -> ConversationStore:

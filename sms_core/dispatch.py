@@ -113,10 +113,23 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
                 MessageStatus.BLOCKED, "recipient opted out before the send",
                 f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None))
     to_send = [r for r in claimed if r.to not in opted_out]
-    if not to_send:
-        return DispatchResult(blocked=len(blocked))
-    return _send(services, job, to_send, attempt=job_attempt(job, attempt),
-                 blocked=len(blocked))
+    results = [_send(services, job, group, attempt=job_attempt(job, attempt))
+               for group in _same_content(to_send)]
+    return DispatchResult(sent=sum(r.sent for r in results),
+                          failed=sum(r.failed for r in results), blocked=len(blocked),
+                          deferred=sum(r.deferred for r in results))
+
+
+def _same_content(records: list[MessageRecord]) -> list[list[MessageRecord]]:
+    """Split a job into groups that can share one ACS call (one body, tag and report flag).
+
+    A plain send has one group; a personalised campaign chunk has up to one per recipient,
+    because an ACS send call carries a single message text for all its recipients.
+    """
+    groups: dict[tuple[str, str | None, bool], list[MessageRecord]] = {}
+    for r in records:
+        groups.setdefault((r.body, r.tag, r.delivery_report), []).append(r)
+    return list(groups.values())
 
 
 def job_attempt(job: DispatchJob, dequeue_count: int) -> int:
@@ -125,7 +138,7 @@ def job_attempt(job: DispatchJob, dequeue_count: int) -> int:
 
 
 def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
-          attempt: int, blocked: int) -> DispatchResult:
+          attempt: int) -> DispatchResult:
     store = services.messages
     first = records[0]
     calls = [OutboundSms(r.to, r.repeatability_id or repeatability_id(r),
@@ -138,17 +151,17 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
     except ProviderThrottled as exc:
         services.jobs.enqueue(job.model_copy(update={"indices": indices, "slot_at": None}),
                               exc.retry_after)
-        return DispatchResult(deferred=len(records), blocked=blocked)
+        return DispatchResult(deferred=len(records))
     except ProviderUnavailable as exc:
         if attempt < MAX_ATTEMPTS:
             log.warning("ACS unavailable (attempt %d), retrying batch %s: %s", attempt,
                         job.batch, exc.detail)
             services.jobs.enqueue(job.model_copy(update={
                 "indices": indices, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
-            return DispatchResult(deferred=len(records), blocked=blocked)
-        return _fail_all(services, job.batch, indices, exc.detail, blocked)
+            return DispatchResult(deferred=len(records))
+        return _fail_all(services, job.batch, indices, exc.detail)
     except ProviderRejected as exc:
-        return _fail_all(services, job.batch, indices, exc.detail, blocked)
+        return _fail_all(services, job.batch, indices, exc.detail)
 
     by_index = dict(zip(indices, outcomes, strict=True))
     now = datetime.now(UTC)
@@ -184,7 +197,7 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
-    return DispatchResult(sent=sent, failed=failed, blocked=blocked, deferred=len(retry))
+    return DispatchResult(sent=sent, failed=failed, deferred=len(retry))
 
 
 def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
@@ -194,10 +207,9 @@ def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
     return parsedate_to_datetime(record.first_sent) if record.first_sent else default
 
 
-def _fail_all(services: Services, batch: str, indices: list[int], reason: str,
-              blocked: int) -> DispatchResult:
+def _fail_all(services: Services, batch: str, indices: list[int], reason: str
+              ) -> DispatchResult:
     done = services.messages.apply(batch, indices, lambda r: _to_status(
         MessageStatus.FAILED, "send failed", reason) if _pending(r) else None)
     announce(services, done)
-    return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED),
-                          blocked=blocked)
+    return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED))

@@ -312,6 +312,26 @@ class MessageStore:
             rows = [r for r in rows if r.index in keep]
         return rows
 
+    def pending(self, batch: str) -> list[MessageRecord]:
+        """The messages of a batch still queued or scheduled (one partition query)."""
+        try:
+            return [MessageRecord.from_entity(e) for e in self._table.query_entities(
+                "PartitionKey eq @pk and Kind eq 'message' and "
+                "(Status eq 'queued' or Status eq 'scheduled')", parameters={"pk": batch})]
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+
+    def status_counts(self, batch: str) -> dict[str, int]:
+        """How many messages of a batch are in each status (reads only the Status column)."""
+        counts: dict[str, int] = {}
+        try:
+            for e in self._table.query_entities("PartitionKey eq @pk and Kind eq 'message'",
+                                                parameters={"pk": batch}, select=["Status"]):
+                counts[e["Status"]] = counts.get(e["Status"], 0) + 1
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        return counts
+
     def get(self, public_id: str) -> MessagePublic:
         """One message with its full history; NotFound when there is no such message."""
         batch, index = split_message_id(public_id)

@@ -1,28 +1,36 @@
-"""Putting dispatch jobs on `sms-outbound`: delayed, and many at once."""
+"""Putting jobs on a queue (`sms-outbound`, `sms-campaigns`): delayed, and many at once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
-from sms_core.models import DispatchJob
 
 # Azure Storage queues hide a message for at most 7 days; longer waits are chained (the job
 # carries `notBefore` and is put back until it is due).
 MAX_VISIBILITY_S = 6 * 24 * 3600
 
 
+class Job(Protocol):
+    """Anything that knows its queue message text (`DispatchJob`, `FanoutJob`)."""
+
+    def encode(self) -> str:
+        """The queue message text."""
+        ...
+
+
 class JobQueue:
-    """The outbound job queue."""
+    """A queue of jobs."""
 
     def __init__(self, queue: QueueClient) -> None:
         self._queue = queue
 
-    def enqueue(self, job: DispatchJob, delay_s: float = 0) -> None:
+    def enqueue(self, job: Job, delay_s: float = 0) -> None:
         """Put one job on the queue, visible after `delay_s` seconds (capped at ~6 days)."""
         visibility = min(int(max(0.0, delay_s) + 0.999), MAX_VISIBILITY_S) or None
         try:
@@ -30,6 +38,6 @@ class JobQueue:
         except AzureError as exc:
             raise StorageUnavailable(f"Queue storage failed: {exc}") from exc
 
-    def enqueue_many(self, jobs: Sequence[DispatchJob], delay_s: float = 0) -> None:
+    def enqueue_many(self, jobs: Sequence[Job], delay_s: float = 0) -> None:
         """Put many jobs on the queue concurrently (the Queue API has no batch send)."""
         run_all(lambda j: self.enqueue(j, delay_s), jobs)

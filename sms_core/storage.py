@@ -35,9 +35,14 @@ CONVERSATIONS_TABLE = "Conversations"
 INBOUND_TABLE = "InboundMessages"
 AWAITING_REPORTS_TABLE = "AwaitingReports"
 ANALYTICS_TABLE = "Analytics"
+CAMPAIGNS_TABLE = "Campaigns"
+CAMPAIGN_RECIPIENTS_TABLE = "CampaignRecipients"
+AUDIENCES_TABLE = "Audiences"
+TEMPLATES_TABLE = "Templates"
 ALL_TABLES = (MESSAGES_TABLE, PROVIDER_IDS_TABLE, UNMATCHED_REPORTS_TABLE, IDEMPOTENCY_TABLE,
               AWAITING_REPORTS_TABLE, PACING_TABLE, OPTOUTS_TABLE, OPTOUT_HISTORY_TABLE,
-              CONVERSATIONS_TABLE, INBOUND_TABLE, ANALYTICS_TABLE)
+              CONVERSATIONS_TABLE, INBOUND_TABLE, ANALYTICS_TABLE, CAMPAIGNS_TABLE,
+              CAMPAIGN_RECIPIENTS_TABLE, AUDIENCES_TABLE, TEMPLATES_TABLE)
 
 # Queue names are part of the contract (design.md section 6).
 OUTBOUND_QUEUE = "sms-outbound"
@@ -45,7 +50,10 @@ DELIVERY_REPORTS_QUEUE = "sms-delivery-reports"
 EVENTS_QUEUE = "sms-events"
 # Internal: app events waiting to be POSTed to SMS_APP_WEBHOOK_URL (with retries).
 WEBHOOK_OUTBOX_QUEUE = "sms-webhook-out"
-ALL_QUEUES = (OUTBOUND_QUEUE, DELIVERY_REPORTS_QUEUE, EVENTS_QUEUE, WEBHOOK_OUTBOX_QUEUE)
+# Internal: campaign fan-out work (one message per chunk of a campaign run's recipients).
+CAMPAIGNS_QUEUE = "sms-campaigns"
+ALL_QUEUES = (OUTBOUND_QUEUE, DELIVERY_REPORTS_QUEUE, EVENTS_QUEUE, WEBHOOK_OUTBOX_QUEUE,
+              CAMPAIGNS_QUEUE)
 
 
 class StorageClients:

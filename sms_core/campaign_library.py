@@ -1,0 +1,63 @@
+"""`/api/audiences` and `/api/templates`: saving the parts a campaign picks by id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sms_core.app import Services
+from sms_core.campaign_models import AudienceRequest, TemplateRequest
+from sms_core.campaigns import compile_template, parse_csv_audience
+from sms_core.errors import FieldError, RequestInvalid
+from sms_core.library import Member
+from sms_core.models import MAX_TAG_CHARS, parse_model
+
+
+def _is_csv(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in ("text/csv",
+                                                                  "application/csv")
+
+
+def create_audience(services: Services, body: bytes, content_type: str | None,
+                    params: Mapping[str, str]) -> dict[str, Any]:
+    """Save an audience from JSON (`recipients` or `csv`) or a `text/csv` upload (`?name=`)."""
+    if _is_csv(content_type):
+        name = (params.get("name") or "").strip()
+        if not name or len(name) > MAX_TAG_CHARS:
+            raise RequestInvalid("A CSV upload names its audience with ?name=.",
+                                 [FieldError("name", "required query parameter (1-256 chars)")])
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RequestInvalid("The CSV is not UTF-8.",
+                                 [FieldError("body", "UTF-8 text required")]) from None
+        members = [Member(r.to, r.attributes) for r in parse_csv_audience(text)]
+    else:
+        request: AudienceRequest = parse_model(AudienceRequest, body)
+        name = request.name
+        if request.csv is not None:
+            members = [Member(r.to, r.attributes) for r in parse_csv_audience(request.csv,
+                                                                              "csv")]
+        else:
+            members = [Member(r.to, r.attributes()) for r in request.recipients or []]
+    if not members:
+        raise RequestInvalid("The audience has no members.",
+                             [FieldError("recipients", "at least one member is required")])
+    return services.audiences.create(name, members).public()
+
+
+def audiences_list(services: Services) -> dict[str, Any]:
+    """Every saved audience."""
+    return {"audiences": [a.public() for a in services.audiences.all()]}
+
+
+def create_template(services: Services, body: bytes) -> dict[str, Any]:
+    """Save a template after checking its placeholders."""
+    request: TemplateRequest = parse_model(TemplateRequest, body)
+    template = compile_template(request.text, "text")
+    return services.templates.create(request.name, request.text, template.variables).public()
+
+
+def templates_list(services: Services) -> dict[str, Any]:
+    """Every saved template."""
+    return {"templates": [t.public() for t in services.templates.all()]}

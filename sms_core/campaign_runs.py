@@ -1,0 +1,233 @@
+"""Campaign runs: firing a due run, fanning it out exactly once, cancel, completion.
+
+A run is one delivery of a campaign's prepared snapshot: its messages live in their own batch
+(`<campaign id>r<due time>`), the message index being the snapshot row index. So every step is
+idempotent by key, which is what makes redelivered queue messages harmless:
+
+- `fire` creates the run row (insert-if-absent), enqueues one `chunk` job per 1,000 snapshot rows
+  on `sms-campaigns`, then records the run on the campaign (ETag-guarded). A crash before that
+  record makes the next fire (timer or redelivered job) redo the same keyed work.
+- `fan_out_chunk` writes the chunk's messages with entity-group transactions (a retry reads the
+  existing rows back instead of writing twice), enqueues dispatch jobs, then marks the chunk
+  done. A redelivered chunk finds its marker, or its messages; dispatch itself claims each
+  message before calling ACS with a stable repeatability id, so a duplicate job sends nothing.
+- Opt-outs recorded after preparation win: the chunk blocks them, and dispatch re-checks.
+- Quiet hours are evaluated per recipient when the chunk fans out: a recipient inside them gets
+  a `scheduled` message due when the window ends in their zone (the strictest of their zones).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sms_core.app import Services
+from sms_core.campaign_models import FanoutJob, ScheduleIn
+from sms_core.campaign_store import Campaign, Run, run_key, run_time
+from sms_core.concurrency import run_all
+from sms_core.errors import NotFound
+from sms_core.gateway import MAX_RECIPIENTS_PER_CALL
+from sms_core.message_store import Change, MessageRecord
+from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
+from sms_core.queues import MAX_VISIBILITY_S
+from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
+from sms_core.usage import announce, count_accepted
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 1000  # snapshot rows per fan-out job: 10 transactions of 100, 10 dispatch jobs
+_CANCEL_SLICE = 500
+_RETRIES = 8
+
+
+def _chunks(campaign: Campaign) -> int:
+    return max(1, -(-campaign.total // CHUNK_ROWS))
+
+
+def arm(services: Services, campaign_id: str, due: datetime) -> None:
+    """Make sure the run due at `due` fires: now, or by a delayed job on `sms-campaigns`.
+
+    Runs further out than a queue message can wait are fired by the timer (`run_due`), which
+    reads the schedule index every minute; the delayed job just makes the common case punctual.
+    """
+    delay = (due - datetime.now(UTC)).total_seconds()
+    if delay <= 1:
+        fire(services, campaign_id, run_key(due))
+    elif delay < MAX_VISIBILITY_S:
+        services.campaign_jobs.enqueue(
+            FanoutJob(kind="fire", campaign=campaign_id, run=run_key(due)), delay)
+
+
+def fire(services: Services, campaign_id: str, key: str) -> None:
+    """Start the run `key` of a campaign (idempotent) and schedule the next one, if any."""
+    store = services.campaigns
+    try:
+        campaign = store.get(campaign_id)
+    except NotFound:
+        store.unschedule(campaign_id, key)
+        return
+    if campaign.status == "prepared":
+        return  # the send confirmation has not finished yet; it arms the run itself
+    if campaign.status in ("canceled", "completed") or (
+            campaign.last_run is not None and campaign.last_run >= key):
+        store.unschedule(campaign_id, key)
+        return
+    run = store.start_run(campaign_id, key, _chunks(campaign))
+    _enqueue_chunks(services, run)
+    schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
+    nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
+    for _ in range(_RETRIES):
+        if campaign.status in ("canceled", "completed") or (
+                campaign.last_run is not None and campaign.last_run >= key):
+            break
+        campaign.status, campaign.last_run, campaign.next_run_at = "sending", key, nxt
+        campaign.runs += 1
+        if store.save(campaign):
+            break
+        campaign = store.get(campaign_id)
+    if campaign.status == "canceled":
+        cancel_runs(services, campaign)
+    elif nxt is not None:
+        store.schedule(campaign_id, nxt)
+        arm(services, campaign_id, nxt)
+    store.unschedule(campaign_id, key)
+
+
+def _enqueue_chunks(services: Services, run: Run) -> None:
+    jobs = [FanoutJob(kind="chunk", campaign=run.campaign_id, run=run.key, chunk=n)
+            for n in range(run.chunks) if n not in run.done_chunks]
+    services.campaign_jobs.enqueue_many(jobs)
+
+
+def handle_fanout_job(services: Services, job: FanoutJob) -> None:
+    """Process one message of `sms-campaigns`."""
+    if job.kind == "fire":
+        fire(services, job.campaign, job.run)
+    else:
+        fan_out_chunk(services, job.campaign, job.run, job.chunk)
+
+
+def _message(campaign: Campaign, run: Run, row_index: int, to: str, body: str, segments: int,
+             encoding: str, now: datetime, status: MessageStatus, error: str | None = None,
+             send_at: datetime | None = None) -> MessageRecord:
+    return MessageRecord(batch=run.batch, index=row_index, sender=campaign.sender, to=to,
+                         body=body, status=status, initial_status=status, segments=segments,
+                         encoding=encoding, created_at=now, updated_at=now, tag=campaign.tag,
+                         delivery_report=campaign.delivery_report, error=error,
+                         send_at=send_at)
+
+
+def fan_out_chunk(services: Services, campaign_id: str, key: str, chunk: int) -> None:
+    """Write the messages of one chunk of a run and enqueue their dispatch jobs, once."""
+    store = services.campaigns
+    campaign = store.get(campaign_id)
+    run = store.run(campaign_id, key)
+    if run is None or chunk in run.done_chunks:
+        return
+    if run.status == "canceled" or campaign.status == "canceled":
+        store.mark_chunk(run, chunk, {"Skipped": True})
+        return
+    rows = store.recipients(campaign_id, chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+    now = datetime.now(UTC)
+    opted_out = services.optouts.opted_out_among(campaign.sender, [r.to for r in rows])
+    quiet = (QuietHours.parse(campaign.quiet_hours["start"], campaign.quiet_hours["end"])
+             if campaign.quiet_hours else None)
+    fallback = (campaign.schedule or {}).get("timezone") or "UTC"
+    records = []
+    for r in rows:
+        if r.to in opted_out:
+            records.append(_message(campaign, run, r.index, r.to, r.body, r.segments,
+                                    r.encoding, now, MessageStatus.BLOCKED,
+                                    f"{r.to} opted out of messages from {campaign.sender}"))
+            continue
+        when = next_allowed(quiet, zones_for(r.to), now, fallback) if quiet else now
+        deferred = (when - now).total_seconds() > 1
+        records.append(_message(
+            campaign, run, r.index, r.to, r.body, r.segments, r.encoding, now,
+            MessageStatus.SCHEDULED if deferred else MessageStatus.QUEUED,
+            send_at=when if deferred else None))
+    stored = services.messages.create_batch(records)
+    latest = store.run(campaign_id, key)
+    if latest is None or latest.status == "canceled":
+        # Canceled while we wrote: the cancel's sweep may have run before our rows existed.
+        _cancel_messages(services, run.batch, stored)
+        store.mark_chunk(run, chunk, {"Skipped": True})
+        return
+    count_accepted(services, stored)
+    pending = [r for r in stored if r.status in PENDING_STATUSES]
+    _enqueue_dispatch(services, run.batch, pending)
+    store.mark_chunk(run, chunk, {"Messages": len(stored), "Pending": len(pending)})
+
+
+def _enqueue_dispatch(services: Services, batch: str, records: Sequence[MessageRecord]) -> None:
+    by_due: dict[datetime | None, list[int]] = {}
+    for r in records:
+        by_due.setdefault(r.send_at, []).append(r.index)
+    jobs = [DispatchJob(batch=batch, indices=indices[i:i + MAX_RECIPIENTS_PER_CALL],
+                        not_before=due)
+            for due, indices in by_due.items()
+            for i in range(0, len(indices), MAX_RECIPIENTS_PER_CALL)]
+    now = time.time()
+    run_all(lambda j: services.jobs.enqueue(
+        j, j.not_before.timestamp() - now if j.not_before else 0), jobs)
+
+
+def _cancel_messages(services: Services, batch: str,
+                     records: Sequence[MessageRecord]) -> None:
+    """Cancel the messages that have not been claimed by dispatch (those have left)."""
+    indices = [r.index for r in records if r.status in PENDING_STATUSES and not r.first_sent]
+    slices = [indices[i:i + _CANCEL_SLICE] for i in range(0, len(indices), _CANCEL_SLICE)]
+
+    def cancel(part: list[int]) -> list[MessageRecord]:
+        return services.messages.apply(batch, part, lambda r: Change(
+            fields={"error": "the campaign was canceled before this message was sent"},
+            status=MessageStatus.CANCELED, detail="campaign canceled")
+            if r.status in PENDING_STATUSES and not r.first_sent else None)
+
+    for done in run_all(cancel, slices):
+        announce(services, [r for r in done if r.status == MessageStatus.CANCELED])
+
+
+def cancel_runs(services: Services, campaign: Campaign) -> None:
+    """Cancel every run still sending: mark it, then cancel its waiting messages."""
+    for run in services.campaigns.runs(campaign.id):
+        for _ in range(_RETRIES):
+            if run.status != "sending" or services.campaigns.set_run_status(run, "canceled"):
+                break
+            run = services.campaigns.run(campaign.id, run.key) or run
+        if run.status == "canceled":
+            _cancel_messages(services, run.batch, services.messages.pending(run.batch))
+
+
+def refresh_runs(services: Services, campaign: Campaign
+                 ) -> tuple[Campaign, list[tuple[Run, dict[str, int]]]]:
+    """Live counts per run; marks runs (and the campaign) completed when nothing is left."""
+    out = []
+    for run in services.campaigns.runs(campaign.id):
+        counts = services.messages.status_counts(run.batch)
+        if run.status == "sending" and len(run.done_chunks) >= run.chunks and not any(
+                counts.get(s, 0) for s in PENDING_STATUSES):
+            services.campaigns.set_run_status(run, "completed")
+        out.append((run, counts))
+    if campaign.status == "sending" and all(r.status != "sending" for r, _ in out):
+        campaign.status = "scheduled" if campaign.next_run_at else "completed"
+        if not services.campaigns.save(campaign):
+            campaign = services.campaigns.get(campaign.id)
+    return campaign, out
+
+
+def run_due(services: Services, now: datetime | None = None) -> int:
+    """The timer's work: fire every due run, then settle campaigns that finished sending."""
+    now = now or datetime.now(UTC)
+    fired = 0
+    for campaign_id, key in list(services.campaigns.due(now)):
+        try:
+            fire(services, campaign_id, key)
+            fired += 1
+        except Exception:  # one broken campaign must not stop the others; it retries next tick
+            log.exception("campaign %s: firing run %s failed", campaign_id, key)
+    for campaign in services.campaigns.with_status("sending"):
+        refresh_runs(services, campaign)
+    return fired

@@ -1,0 +1,382 @@
+"""The Campaigns and CampaignRecipients tables (keys in docs/architecture.md, "Campaigns").
+
+Campaigns table:
+- PK `campaign`, RK campaign id: the campaign (one partition, so listing is a range read);
+  status changes are ETag-guarded.
+- PK campaign id, RK `run.<runKey>`: one run (delivery) of the campaign; `run.<runKey>.chunk.N`
+  marks fan-out chunk N of that run as done.
+- PK `schedule`, RK `<dueKey>.<campaign id>`: the schedule index the timer reads by range.
+
+CampaignRecipients table: PK campaign id, RK the 5-digit row index (also the message index of
+every run), holding the prepared snapshot: number, rendered text, segments and verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.concurrency import run_all
+from sms_core.errors import NotFound, StorageUnavailable
+from sms_core.message_store import ENTITY_GROUP_LIMIT, new_batch_id
+
+CAMPAIGN_PK = "campaign"
+SCHEDULE_PK = "schedule"
+_JSON_PART_CHARS = 30_000  # a Table string property holds at most 32K UTF-16 characters
+RUN_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def new_campaign_id() -> str:
+    """A fresh, time-ordered campaign id."""
+    return "c" + new_batch_id()
+
+
+def run_key(moment: datetime) -> str:
+    """The key of the run due at `moment` (UTC, to the second)."""
+    return moment.astimezone(UTC).strftime(RUN_KEY_FORMAT)
+
+
+def run_time(key: str) -> datetime:
+    """Inverse of `run_key`."""
+    return datetime.strptime(key, RUN_KEY_FORMAT).replace(tzinfo=UTC)
+
+
+def run_batch(campaign_id: str, key: str) -> str:
+    """The Messages batch (partition) of a run: alphanumeric, like every batch id."""
+    return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"
+
+
+def _storage(exc: AzureError) -> StorageUnavailable:
+    return StorageUnavailable(f"Campaign storage failed: {type(exc).__name__}: {exc}")
+
+
+def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    parts = [text[i:i + _JSON_PART_CHARS] for i in range(0, len(text), _JSON_PART_CHARS)]
+    entity[f"{name}Parts"] = len(parts)
+    for i, part in enumerate(parts):
+        entity[f"{name}{i}"] = part
+
+
+def _get_json(entity: Any, name: str, default: Any = None) -> Any:
+    count = int(entity.get(f"{name}Parts", 0) or 0)
+    if not count:
+        return default
+    return json.loads("".join(str(entity[f"{name}{i}"]) for i in range(count)))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Campaign:
+    """A prepared campaign as stored."""
+
+    id: str
+    name: str
+    sender: str
+    template: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    total: int
+    valid: int
+    preview: dict[str, Any]
+    token_hash: str
+    template_id: str | None = None
+    tag: str | None = None
+    delivery_report: bool = True
+    schedule: dict[str, Any] | None = None
+    quiet_hours: dict[str, Any] | None = None
+    last_run: str | None = None
+    next_run_at: datetime | None = None
+    runs: int = 0
+    etag: str | None = None
+
+    def token_matches(self, token: str) -> bool:
+        """Constant-time check of a confirmation token against the prepared snapshot's."""
+        return hmac.compare_digest(self.token_hash, _token_hash(token))
+
+    def to_entity(self) -> dict[str, Any]:
+        """The Table entity."""
+        e: dict[str, Any] = {
+            "PartitionKey": CAMPAIGN_PK, "RowKey": self.id, "Name": self.name,
+            "From": self.sender, "Template": self.template, "Status": self.status,
+            "CreatedAt": self.created_at, "UpdatedAt": self.updated_at, "Total": self.total,
+            "Valid": self.valid, "TokenHash": self.token_hash,
+            "DeliveryReport": self.delivery_report, "Runs": self.runs}
+        optional = {"TemplateId": self.template_id, "Tag": self.tag, "LastRun": self.last_run,
+                    "NextRunAt": self.next_run_at}
+        e.update({k: v for k, v in optional.items() if v is not None})
+        _put_json(e, "Preview", self.preview)
+        if self.schedule is not None:
+            e["Schedule"] = json.dumps(self.schedule)
+        if self.quiet_hours is not None:
+            e["QuietHours"] = json.dumps(self.quiet_hours)
+        return e
+
+    @classmethod
+    def from_entity(cls, e: Any) -> Campaign:
+        """Build from a Table entity, keeping its ETag."""
+        return cls(
+            id=e["RowKey"], name=e["Name"], sender=e["From"], template=e["Template"],
+            status=e["Status"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
+            total=int(e["Total"]), valid=int(e["Valid"]), preview=_get_json(e, "Preview", {}),
+            token_hash=e["TokenHash"], template_id=e.get("TemplateId"), tag=e.get("Tag"),
+            delivery_report=bool(e.get("DeliveryReport", True)),
+            schedule=json.loads(e["Schedule"]) if e.get("Schedule") else None,
+            quiet_hours=json.loads(e["QuietHours"]) if e.get("QuietHours") else None,
+            last_run=e.get("LastRun"), next_run_at=e.get("NextRunAt"),
+            runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"))
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """One row of a campaign's prepared snapshot."""
+
+    index: int
+    to: str
+    verdict: str  # valid | invalid | duplicate | optedOut
+    body: str = ""
+    segments: int = 0
+    encoding: str = "GSM-7"
+    reason: str | None = None
+
+    def to_entity(self, campaign_id: str) -> dict[str, Any]:
+        """The Table entity."""
+        e: dict[str, Any] = {"PartitionKey": campaign_id, "RowKey": f"{self.index:05d}",
+                             "To": self.to, "Verdict": self.verdict}
+        if self.verdict == "valid":
+            e.update(Body=self.body, Segments=self.segments, Encoding=self.encoding)
+        if self.reason:
+            e["Reason"] = self.reason
+        return e
+
+    @classmethod
+    def from_entity(cls, e: Any) -> RecipientRow:
+        """Build from a Table entity."""
+        return cls(index=int(e["RowKey"]), to=e["To"], verdict=e["Verdict"],
+                   body=e.get("Body", ""), segments=int(e.get("Segments", 0)),
+                   encoding=e.get("Encoding", "GSM-7"), reason=e.get("Reason"))
+
+
+@dataclass
+class Run:
+    """One delivery of a campaign: its message batch and fan-out progress."""
+
+    campaign_id: str
+    key: str
+    chunks: int
+    status: str  # sending | completed | canceled
+    started_at: datetime
+    finished_at: datetime | None = None
+    etag: str | None = None
+    done_chunks: set[int] = field(default_factory=set)
+
+    @property
+    def batch(self) -> str:
+        """The Messages partition of this run."""
+        return run_batch(self.campaign_id, self.key)
+
+
+class CampaignStore:
+    """Campaigns, their runs, fan-out markers, schedule index and recipient snapshots."""
+
+    def __init__(self, campaigns: TableClient, recipients: TableClient) -> None:
+        self._t = campaigns
+        self._r = recipients
+
+    # -- campaigns ----------------------------------------------------------------------------
+
+    @staticmethod
+    def new_token() -> tuple[str, str]:
+        """A fresh confirmation token and the hash that is stored in its place."""
+        token = secrets.token_urlsafe(24)
+        return token, _token_hash(token)
+
+    def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
+        """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
+        chunks = [rows[i:i + ENTITY_GROUP_LIMIT] for i in range(0, len(rows), ENTITY_GROUP_LIMIT)]
+
+        def write(chunk: Sequence[RecipientRow]) -> None:
+            self._r.submit_transaction([("upsert", r.to_entity(campaign.id), {
+                "mode": UpdateMode.REPLACE}) for r in chunk])
+
+        try:
+            run_all(write, chunks)
+            self._t.create_entity(campaign.to_entity())
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def get(self, campaign_id: str) -> Campaign:
+        """The campaign, or NotFound."""
+        if not campaign_id.isalnum() or len(campaign_id) > 64:
+            raise NotFound(f"No campaign with id '{campaign_id}'.")
+        try:
+            return Campaign.from_entity(self._t.get_entity(CAMPAIGN_PK, campaign_id))
+        except ResourceNotFoundError:
+            raise NotFound(f"No campaign with id '{campaign_id}'.") from None
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def save(self, campaign: Campaign) -> bool:
+        """Replace the campaign if nobody changed it since it was read; False on a conflict."""
+        campaign.updated_at = datetime.now(UTC)
+        try:
+            meta = self._t.update_entity(campaign.to_entity(), mode=UpdateMode.REPLACE,
+                                         etag=campaign.etag,
+                                         match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        campaign.etag = meta.get("etag", campaign.etag)
+        return True
+
+    def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
+        """Campaigns in creation order, `limit` at a time, after the id `after`."""
+        filt = "PartitionKey eq @pk" + (" and RowKey gt @after" if after else "")
+        try:
+            it = self._t.query_entities(filt, parameters={"pk": CAMPAIGN_PK, "after": after or ""},
+                                        results_per_page=limit)
+            items = [Campaign.from_entity(e) for e in next(it.by_page())]
+        except StopIteration:
+            items = []
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        return items[:limit], (items[limit - 1].id if len(items) >= limit else None)
+
+    def with_status(self, status: str) -> list[Campaign]:
+        """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
+        try:
+            return [Campaign.from_entity(e) for e in self._t.query_entities(
+                "PartitionKey eq @pk and Status eq @s", parameters={"pk": CAMPAIGN_PK,
+                                                                   "s": status})]
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    # -- recipients ---------------------------------------------------------------------------
+
+    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
+        """The valid rows with index in [lo, hi): one range query."""
+        try:
+            return [RecipientRow.from_entity(e) for e in self._r.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
+                parameters={"pk": campaign_id, "lo": f"{lo:05d}", "hi": f"{hi:05d}"})]
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, campaign_id: str, key: str, chunks: int) -> Run:
+        """Create the run (or return it when it already exists: a retried start)."""
+        entity = {"PartitionKey": campaign_id, "RowKey": f"run.{key}", "Kind": "run",
+                  "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC)}
+        try:
+            with contextlib.suppress(ResourceExistsError):
+                self._t.create_entity(entity)
+            run = self.run(campaign_id, key)
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        assert run is not None
+        return run
+
+    def run(self, campaign_id: str, key: str) -> Run | None:
+        """One run with its done chunks, or None."""
+        runs = self._runs(campaign_id, f"run.{key}", f"run.{key}/")
+        return runs[0] if runs else None
+
+    def runs(self, campaign_id: str) -> list[Run]:
+        """Every run of the campaign, oldest first."""
+        return self._runs(campaign_id, "run.", "run/")
+
+    def _runs(self, campaign_id: str, lo: str, hi: str) -> list[Run]:
+        try:
+            rows = list(self._t.query_entities(
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                parameters={"pk": campaign_id, "lo": lo, "hi": hi}))
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        runs: dict[str, Run] = {}
+        for e in rows:
+            if e.get("Kind") == "run":
+                key = str(e["RowKey"])[4:]
+                runs[key] = Run(campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
+                                e.get("FinishedAt"), e.metadata.get("etag"))
+        for e in rows:
+            if e.get("Kind") == "chunk" and e["Run"] in runs:
+                runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
+        return [runs[k] for k in sorted(runs)]
+
+    def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
+        """Record that a fan-out chunk is done (idempotent)."""
+        try:
+            self._t.upsert_entity({"PartitionKey": run.campaign_id,
+                                   "RowKey": f"run.{run.key}.chunk.{chunk:05d}", "Kind": "chunk",
+                                   "Run": run.key, "Chunk": chunk, **counts})
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def set_run_status(self, run: Run, status: str) -> bool:
+        """Move a run to `status` if it did not change meanwhile; False on a conflict."""
+        entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
+                  "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
+                  "FinishedAt": datetime.now(UTC)}
+        try:
+            self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,
+                                  match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        run.status = status
+        return True
+
+    # -- schedule index -----------------------------------------------------------------------
+
+    def schedule(self, campaign_id: str, due: datetime) -> None:
+        """Put a run of the campaign in the schedule index (idempotent)."""
+        try:
+            self._t.upsert_entity({"PartitionKey": SCHEDULE_PK,
+                                   "RowKey": f"{run_key(due)}.{campaign_id}",
+                                   "Campaign": campaign_id, "Due": due})
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def due(self, now: datetime) -> Iterator[tuple[str, str]]:
+        """(campaign id, run key) of every schedule entry due at `now`, oldest first."""
+        try:
+            rows = list(self._t.query_entities(
+                "PartitionKey eq @pk and RowKey le @hi",
+                parameters={"pk": SCHEDULE_PK, "hi": run_key(now) + "~"}))
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        for e in rows:
+            key, _, cid = str(e["RowKey"]).partition(".")
+            yield cid, key
+
+    def unschedule(self, campaign_id: str, key: str) -> None:
+        """Remove a schedule entry (a no-op when it is gone)."""
+        try:
+            self._t.delete_entity(SCHEDULE_PK, f"{key}.{campaign_id}")
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _storage(exc) from exc

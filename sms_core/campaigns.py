@@ -1,0 +1,377 @@
+"""Campaigns: prepare -> review -> confirm, then follow; cancel what has not left.
+
+`prepare_campaign` validates everything, takes a snapshot of the audience (one row per
+recipient with its verdict and rendered text) and answers with the preview and a confirmation
+token; nothing is sent. `confirm_send` checks the token against the prepared snapshot and hands
+the campaign to its schedule (`sms_core.campaign_runs` fires runs and fans them out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sms_core.app import Services
+from sms_core.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
+from sms_core.audience_filter import FilterSyntaxError, parse_filter
+from sms_core.campaign_models import (
+    MAX_CAMPAIGN_RECIPIENTS,
+    AudienceIn,
+    CampaignRequest,
+    ScheduleIn,
+    SendConfirmation,
+)
+from sms_core.campaign_runs import arm, cancel_runs, refresh_runs
+from sms_core.campaign_store import Campaign, RecipientRow, Run, new_campaign_id
+from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid, StorageUnavailable
+from sms_core.models import MAX_MESSAGE_CHARS, parse_model
+from sms_core.phone import InvalidPhoneNumber, to_e164
+from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
+from sms_core.segments import SegmentInfo, count_segments
+from sms_core.sending import resolve_sender
+from sms_core.templates import (
+    MessageTemplate,
+    MissingVariables,
+    TemplateSyntaxError,
+    parse_template,
+)
+
+MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
+SAMPLE_COUNT = 3
+_SAVE_RETRIES = 8
+
+
+def _invalid(field_name: str, message: str) -> RequestInvalid:
+    return RequestInvalid(f"{field_name}: {message}", [FieldError(field_name, message)])
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """One audience row before classification, with where it came from."""
+
+    to: str
+    attributes: dict[str, str]
+    line: int | None = None
+
+
+def load_audience(services: Services, audience: AudienceIn) -> list[_Source]:
+    """The audience rows a campaign asks for (inline, CSV or saved), after its filter."""
+    rows: list[_Source]
+    if audience.recipients is not None:
+        rows = [_Source(r.to, r.attributes()) for r in audience.recipients]
+    elif audience.csv is not None:
+        rows = [_Source(r.to, r.attributes, r.line) for r in _csv(audience.csv, "audience.csv")]
+    else:
+        assert audience.audience_id is not None
+        try:
+            members = services.audiences.members(audience.audience_id)
+        except NotFound as exc:
+            raise _invalid("audience.audienceId", exc.detail) from None
+        rows = [_Source(m.to, m.attributes) for m in members]
+    if audience.filter is not None:
+        try:
+            rule = parse_filter(audience.filter)
+        except FilterSyntaxError as exc:
+            raise _invalid("audience.filter", str(exc)) from None
+        total = len(rows)
+        rows = [r for r in rows if rule.matches(r.attributes)]
+        if not rows:
+            raise _invalid("audience.filter", f"the filter matches none of the {total} members")
+    if not rows:
+        raise _invalid("audience", "the audience has no recipients")
+    return rows
+
+
+def _csv(text: str, field_name: str) -> list[AudienceRow]:
+    try:
+        return parse_audience_csv(text, max_rows=MAX_CAMPAIGN_RECIPIENTS)
+    except CsvAudienceError as exc:
+        raise _invalid(field_name, str(exc)) from None
+
+
+def parse_csv_audience(text: str, field_name: str = "body") -> list[AudienceRow]:
+    """A CSV upload as audience rows, or a 400 naming the line of the malformed row."""
+    return _csv(text, field_name)
+
+
+def compile_template(text: str, field_name: str = "template") -> MessageTemplate:
+    """A template, or a 400 pointing at the column of the bad placeholder."""
+    try:
+        return parse_template(text)
+    except TemplateSyntaxError as exc:
+        raise _invalid(field_name, str(exc)) from None
+
+
+@dataclass
+class _Plan:
+    """The classified snapshot and what the preview says about it."""
+
+    rows: list[RecipientRow] = field(default_factory=list)
+    invalid_rows: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("total", "valid", "invalid", "duplicates", "optedOut", "deferred"), 0))
+
+
+def _classify(services: Services, sender: str, template: MessageTemplate,
+              sources: Sequence[_Source], quiet: QuietHours | None, starts_at: datetime,
+              fallback_zone: str) -> tuple[_Plan, list[SegmentInfo]]:
+    plan = _Plan()
+    seen: dict[str, int] = {}
+    candidates: list[tuple[int, str, str, SegmentInfo]] = []
+    segments_by_body: dict[str, SegmentInfo] = {}
+    verdicts: list[RecipientRow | None] = [None] * len(sources)
+    for i, src in enumerate(sources):
+        reason: str | None = None
+        number = src.to.strip()
+        try:
+            number = to_e164(src.to)
+            body = template.render(src.attributes)
+            if len(body) > MAX_MESSAGE_CHARS:
+                reason = (f"the rendered message is {len(body)} characters; the maximum is "
+                          f"{MAX_MESSAGE_CHARS}")
+        except InvalidPhoneNumber as exc:
+            reason = exc.reason
+        except MissingVariables as exc:
+            reason = str(exc)
+        if reason is not None:
+            verdicts[i] = RecipientRow(i, number, "invalid", reason=reason)
+            plan.counts["invalid"] += 1
+            if len(plan.invalid_rows) < MAX_LISTED_INVALID:
+                entry: dict[str, Any] = {"index": i, "to": src.to, "reason": reason}
+                if src.line is not None:
+                    entry["line"] = src.line
+                plan.invalid_rows.append(entry)
+        elif number in seen:
+            verdicts[i] = RecipientRow(i, number, "duplicate",
+                                       reason=f"same number as row {seen[number]}")
+            plan.counts["duplicates"] += 1
+        else:
+            seen[number] = i
+            info = segments_by_body.get(body)
+            if info is None:
+                info = segments_by_body[body] = count_segments(body)
+            candidates.append((i, number, body, info))
+    opted_out = services.optouts.opted_out_among(sender, [c[1] for c in candidates])
+    sent_infos: list[SegmentInfo] = []
+    for i, number, body, info in candidates:
+        if number in opted_out:
+            verdicts[i] = RecipientRow(i, number, "optedOut",
+                                       reason=f"{number} opted out of messages from {sender}")
+            plan.counts["optedOut"] += 1
+            continue
+        verdicts[i] = RecipientRow(i, number, "valid", body=body, segments=info.segments,
+                                   encoding=info.encoding)
+        plan.counts["valid"] += 1
+        sent_infos.append(info)
+        if quiet is not None and next_allowed(quiet, zones_for(number), starts_at,
+                                              fallback_zone) > starts_at:
+            plan.counts["deferred"] += 1
+    plan.counts["total"] = len(sources)
+    plan.rows = [v for v in verdicts if v is not None]
+    return plan, sent_infos
+
+
+def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
+             starts_at: datetime) -> dict[str, Any]:
+    ucs2: dict[str, None] = {}
+    for info in infos:
+        ucs2.update(dict.fromkeys(info.ucs2_characters))
+    encodings = {info.encoding for info in infos}
+    duration = math.ceil(len(infos) * 60 / rate_per_minute)
+    samples = [{"to": r.to, "message": r.body, "segments": r.segments, "encoding": r.encoding}
+               for r in plan.rows if r.verdict == "valid"][:SAMPLE_COUNT]
+    return {
+        "recipients": plan.counts,
+        "invalidRows": plan.invalid_rows,
+        "invalidRowsTruncated": plan.counts["invalid"] > len(plan.invalid_rows),
+        "segments": {"min": min((i.segments for i in infos), default=0),
+                     "max": max((i.segments for i in infos), default=0),
+                     "total": sum(i.segments for i in infos)},
+        "encoding": (encodings.pop() if len(encodings) == 1 else
+                     "mixed" if encodings else None),
+        "ucs2Characters": list(ucs2)[:100],
+        "samples": samples,
+        "estimate": {"ratePerMinute": rate_per_minute, "durationSeconds": duration,
+                     "startsAt": starts_at.isoformat(),
+                     "finishesAt": (starts_at + timedelta(seconds=duration)).isoformat()},
+    }
+
+
+def _template_text(services: Services, request: CampaignRequest) -> tuple[str, str]:
+    if request.template is not None:
+        return request.template, "template"
+    assert request.template_id is not None
+    try:
+        return services.templates.get(request.template_id).text, "templateId"
+    except NotFound as exc:
+        raise _invalid("templateId", exc.detail) from None
+
+
+def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
+    if schedule is None:
+        return now
+    first = schedule.next_after(now)
+    if first is None:
+        raise _invalid("schedule.sendAt", "is in the past")
+    return first
+
+
+def prepare_campaign(services: Services, body: bytes | str | None) -> dict[str, Any]:
+    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing."""
+    request: CampaignRequest = parse_model(CampaignRequest, body)
+    sender = resolve_sender(request.from_, services.settings.default_from)
+    text, template_field = _template_text(services, request)
+    template = compile_template(text, template_field)
+    sources = load_audience(services, request.audience)
+    now = datetime.now(UTC)
+    starts_at = _first_run(request.schedule, now)
+    quiet = request.quiet_hours.window() if request.quiet_hours else None
+    fallback = (request.schedule.timezone if request.schedule else None) or "UTC"
+    plan, infos = _classify(services, sender, template, sources, quiet, starts_at, fallback)
+    rate = services.settings.sender_rate_per_minute
+    token, token_hash = services.campaigns.new_token()
+    campaign = Campaign(
+        id=new_campaign_id(), name=request.name, sender=sender, template=text,
+        status="prepared", created_at=now, updated_at=now, total=len(sources),
+        valid=plan.counts["valid"], preview=_preview(plan, infos, rate, starts_at),
+        token_hash=token_hash, template_id=request.template_id, tag=request.tag,
+        delivery_report=request.delivery_report,
+        schedule=request.schedule.public() if request.schedule else None,
+        quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None)
+    services.campaigns.create(campaign, plan.rows)
+    return {**campaign_view(services, campaign), "confirmationToken": token}
+
+
+def _reload_until_saved(services: Services, campaign: Campaign,
+                        change: Any) -> Campaign:
+    """Apply `change(campaign) -> bool` and save, re-reading on an ETag conflict."""
+    for _ in range(_SAVE_RETRIES):
+        if not change(campaign) or services.campaigns.save(campaign):
+            return campaign
+        campaign = services.campaigns.get(campaign.id)
+    raise StorageUnavailable(f"Campaign {campaign.id} kept changing; try again")
+
+
+def confirm_send(services: Services, campaign_id: str, body: bytes | str | None
+                 ) -> dict[str, Any]:
+    """`POST /api/campaigns/{id}/send`: confirm with the token from the preparation.
+
+    A retry with the same token answers with the campaign as it is now and starts nothing new.
+    """
+    confirmation: SendConfirmation = parse_model(SendConfirmation, body)
+    campaign = services.campaigns.get(campaign_id)
+    if not campaign.token_matches(confirmation.confirmation_token):
+        raise Conflict("confirmationToken does not match this campaign's preparation: use the "
+                       "token returned by POST /api/campaigns for this campaign.")
+    if campaign.status == "canceled":
+        raise Conflict("The campaign was canceled; prepare a new one to send it.")
+    if campaign.status != "prepared":
+        return campaign_view(services, campaign)
+    schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
+    now = datetime.now(UTC)
+    due = (schedule.next_after(now) if schedule else None) or now
+    # The schedule index first: if this request dies here, the timer still fires the run.
+    services.campaigns.schedule(campaign.id, due)
+
+    def to_scheduled(c: Campaign) -> bool:
+        if c.status != "prepared":
+            return False
+        c.status, c.next_run_at = "scheduled", due
+        return True
+
+    campaign = _reload_until_saved(services, campaign, to_scheduled)
+    arm(services, campaign.id, due)
+    return campaign_view(services, services.campaigns.get(campaign.id))
+
+
+def cancel_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
+    """`POST /api/campaigns/{id}/cancel`: no further runs; queued messages become canceled.
+
+    Messages already handed to ACS (or being handed right now) are not called back.
+    """
+    campaign = services.campaigns.get(campaign_id)
+    if campaign.status == "completed":
+        raise Conflict("The campaign has completed; nothing is left to cancel.")
+
+    def to_canceled(c: Campaign) -> bool:
+        if c.status in ("canceled", "completed"):
+            return False
+        c.status, c.next_run_at = "canceled", None
+        return True
+
+    campaign = _reload_until_saved(services, campaign, to_canceled)
+    if campaign.status != "canceled":
+        raise Conflict("The campaign has completed; nothing is left to cancel.")
+    cancel_runs(services, campaign)
+    return campaign_view(services, campaign)
+
+
+def _counts_view(counts: dict[str, int]) -> dict[str, int]:
+    keys = ("queued", "sent", "delivered", "failed", "blocked", "canceled", "expired")
+    out = dict.fromkeys(keys, 0)
+    for status, n in counts.items():
+        key = "queued" if status == "scheduled" else status
+        if key in out:
+            out[key] += n
+    return out
+
+
+def _run_view(run: Run, counts: dict[str, int]) -> dict[str, Any]:
+    return {"id": run.key, "status": run.status, "startedAt": run.started_at.isoformat(),
+            "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+            "counts": _counts_view(counts)}
+
+
+def campaign_summary(campaign: Campaign) -> dict[str, Any]:
+    """The campaign without live counts (for listings)."""
+    out: dict[str, Any] = {
+        "id": campaign.id, "name": campaign.name, "status": campaign.status,
+        "from": campaign.sender, "template": campaign.template,
+        "createdAt": campaign.created_at.isoformat(),
+        "updatedAt": campaign.updated_at.isoformat(), "runCount": campaign.runs,
+        "recipients": campaign.preview.get("recipients", {})}
+    optional = {"templateId": campaign.template_id, "tag": campaign.tag,
+                "schedule": campaign.schedule, "quietHours": campaign.quiet_hours,
+                "nextRunAt": campaign.next_run_at.isoformat() if campaign.next_run_at else None}
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out
+
+
+def campaign_view(services: Services, campaign: Campaign) -> dict[str, Any]:
+    """The campaign with its preview, its runs and live counts over all runs."""
+    campaign, runs = refresh_runs(services, campaign)
+    totals: dict[str, int] = {}
+    run_views = []
+    for run, counts in runs:
+        run_views.append(_run_view(run, counts))
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+    return {**campaign_summary(campaign), "preview": campaign.preview,
+            "counts": _counts_view(totals), "runs": run_views}
+
+
+def get_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
+    """`GET /api/campaigns/{id}`."""
+    return campaign_view(services, services.campaigns.get(campaign_id))
+
+
+def list_campaigns(services: Services, params: dict[str, str]) -> dict[str, Any]:
+    """`GET /api/campaigns?limit=&after=`: oldest first, paged by the last id seen."""
+    raw = params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise _invalid("limit", "a whole number from 1 to 200")
+    items, after = services.campaigns.page(int(raw), params.get("after") or None)
+    return {"campaigns": [campaign_summary(c) for c in items], "next": after}
+
+
+def campaign_action(services: Services, campaign_id: str, action: str,
+                    body: bytes | str | None) -> dict[str, Any]:
+    """`POST /api/campaigns/{id}/send|cancel`."""
+    if action == "send":
+        return confirm_send(services, campaign_id, body)
+    if action == "cancel":
+        return cancel_campaign(services, campaign_id)
+    raise NotFound(f"No campaign action '{action}': use send or cancel.")

@@ -1,0 +1,206 @@
+"""Saved audiences and templates: the reusable parts a campaign picks by id.
+
+Audiences table: PK `audience`, RK audience id for the audience itself (one partition, so a
+listing is a range read); PK audience id, RK the 5-digit member index for its members, written
+with entity-group transactions. Templates table: PK `template`, RK template id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from sms_core.concurrency import run_all
+from sms_core.errors import NotFound, StorageUnavailable
+from sms_core.message_store import ENTITY_GROUP_LIMIT, new_batch_id
+
+AUDIENCE_PK = "audience"
+TEMPLATE_PK = "template"
+
+
+def _storage(exc: AzureError) -> StorageUnavailable:
+    return StorageUnavailable(f"Library storage failed: {type(exc).__name__}: {exc}")
+
+
+def _valid_id(value: str) -> bool:
+    return value.isalnum() and len(value) <= 64
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of an audience: a number (as given) and its attributes."""
+
+    to: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceInfo:
+    """A saved audience without its members."""
+
+    id: str
+    name: str
+    size: int
+    columns: list[str]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape."""
+        return {"id": self.id, "name": self.name, "size": self.size, "columns": self.columns,
+                "createdAt": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """A saved template."""
+
+    id: str
+    name: str
+    text: str
+    variables: list[str]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape."""
+        return {"id": self.id, "name": self.name, "text": self.text,
+                "variables": self.variables, "createdAt": self.created_at.isoformat()}
+
+
+class AudienceStore:
+    """Saved audiences."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._t = table
+
+    def create(self, name: str, members: Sequence[Member]) -> AudienceInfo:
+        """Save members, then the audience row (a crash leaves nothing visible)."""
+        columns: dict[str, None] = {}
+        for m in members:
+            columns.update(dict.fromkeys(m.attributes))
+        info = AudienceInfo("a" + new_batch_id(), name, len(members), list(columns),
+                            datetime.now(UTC))
+        chunks = [list(enumerate(members))[i:i + ENTITY_GROUP_LIMIT]
+                  for i in range(0, len(members), ENTITY_GROUP_LIMIT)]
+
+        def write(chunk: list[tuple[int, Member]]) -> None:
+            self._t.submit_transaction([("upsert", {
+                "PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
+                "Attributes": json.dumps(m.attributes, ensure_ascii=False)},
+                {"mode": UpdateMode.REPLACE}) for i, m in chunk])
+
+        try:
+            run_all(write, chunks)
+            self._t.create_entity({"PartitionKey": AUDIENCE_PK, "RowKey": info.id,
+                                   "Name": name, "Size": info.size,
+                                   "Columns": json.dumps(info.columns),
+                                   "CreatedAt": info.created_at})
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        return info
+
+    def get(self, audience_id: str) -> AudienceInfo:
+        """The audience, or NotFound."""
+        if not _valid_id(audience_id):
+            raise NotFound(f"No audience with id '{audience_id}'.")
+        try:
+            e = self._t.get_entity(AUDIENCE_PK, audience_id)
+        except ResourceNotFoundError:
+            raise NotFound(f"No audience with id '{audience_id}'.") from None
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        return _audience(e)
+
+    def all(self) -> list[AudienceInfo]:
+        """Every saved audience, oldest first."""
+        try:
+            return [_audience(e) for e in self._t.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": AUDIENCE_PK})]
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def members(self, audience_id: str) -> list[Member]:
+        """All members of an audience in their saved order (one partition query)."""
+        self.get(audience_id)
+        try:
+            return [Member(e["To"], json.loads(e["Attributes"])) for e in self._t.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": audience_id},
+                select=["To", "Attributes"])]
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def delete(self, audience_id: str) -> None:
+        """Delete an audience: invisible at once, its member rows removed after."""
+        self.get(audience_id)
+        try:
+            self._t.delete_entity(AUDIENCE_PK, audience_id)
+            keys = [e["RowKey"] for e in self._t.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": audience_id}, select=["RowKey"])]
+            chunks = [keys[i:i + ENTITY_GROUP_LIMIT]
+                      for i in range(0, len(keys), ENTITY_GROUP_LIMIT)]
+            run_all(lambda c: self._t.submit_transaction(
+                [("delete", {"PartitionKey": audience_id, "RowKey": k}) for k in c]), chunks)
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+
+def _audience(e: Any) -> AudienceInfo:
+    return AudienceInfo(e["RowKey"], e["Name"], int(e["Size"]), json.loads(e["Columns"]),
+                        e["CreatedAt"])
+
+
+class TemplateStore:
+    """Saved templates."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._t = table
+
+    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateInfo:
+        """Save a template."""
+        info = TemplateInfo("t" + new_batch_id(), name, text, list(variables),
+                            datetime.now(UTC))
+        try:
+            self._t.create_entity({"PartitionKey": TEMPLATE_PK, "RowKey": info.id,
+                                   "Name": name, "Text": text,
+                                   "Variables": json.dumps(info.variables),
+                                   "CreatedAt": info.created_at})
+        except AzureError as exc:
+            raise _storage(exc) from exc
+        return info
+
+    def get(self, template_id: str) -> TemplateInfo:
+        """The template, or NotFound."""
+        if not _valid_id(template_id):
+            raise NotFound(f"No template with id '{template_id}'.")
+        try:
+            return _template(self._t.get_entity(TEMPLATE_PK, template_id))
+        except ResourceNotFoundError:
+            raise NotFound(f"No template with id '{template_id}'.") from None
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def all(self) -> list[TemplateInfo]:
+        """Every saved template, oldest first."""
+        try:
+            return [_template(e) for e in self._t.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": TEMPLATE_PK})]
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+    def delete(self, template_id: str) -> None:
+        """Delete a template (campaigns keep the text they were prepared with)."""
+        self.get(template_id)
+        try:
+            self._t.delete_entity(TEMPLATE_PK, template_id)
+        except AzureError as exc:
+            raise _storage(exc) from exc
+
+
+def _template(e: Any) -> TemplateInfo:
+    return TemplateInfo(e["RowKey"], e["Name"], e["Text"], json.loads(e["Variables"]),
+                        e["CreatedAt"])

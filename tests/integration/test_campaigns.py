@@ -1,0 +1,276 @@
+"""Campaigns against Azurite and the ACS emulator: prepare, confirm, fan out, cancel, schedule."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from localdev.acs_emulator import AcsEmulator
+from sms_core.app import Services
+from sms_core.campaign_models import FanoutJob
+from sms_core.campaign_runs import fan_out_chunk, handle_fanout_job, run_due
+from sms_core.campaign_store import run_batch
+from sms_core.campaigns import campaign_action, get_campaign, prepare_campaign
+from sms_core.dispatch import dispatch
+from sms_core.errors import Conflict, NotFound, RequestInvalid
+from sms_core.models import MessageStatus
+from sms_core.queues import JobQueue
+from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+
+
+@pytest.fixture
+def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
+    s = make_services(azurite_connection_string, emulator)
+    name = f"cmp-{uuid.uuid4().hex[:12]}"
+    s.storage.queue_service().create_queue(name)
+    s.campaign_jobs = JobQueue(s.storage.queue(name))  # type: ignore[misc]
+    return s
+
+
+def take_fanout(services: Services) -> list[FanoutJob]:
+    queue = services.campaign_jobs._queue
+    jobs = []
+    for msg in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
+        jobs.append(FanoutJob.model_validate_json(msg.content))
+        queue.delete_message(msg)
+    return jobs
+
+
+def drain(services: Services, deadline_s: float = 20) -> None:
+    """Run fan-out and dispatch jobs until both queues are empty."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        work = take_fanout(services)
+        for job in work:
+            handle_fanout_job(services, job)
+        jobs = take_jobs(services)
+        for dj in jobs:
+            dispatch(services, dj)
+        if not work and not jobs:
+            return
+    raise AssertionError("queues did not drain")
+
+
+def prepare(services: Services, **body: Any) -> dict[str, Any]:
+    body.setdefault("name", "spring sale")
+    body.setdefault("template", "Hi {{name}}, 20% off today!")
+    return prepare_campaign(services, json.dumps(body))
+
+
+def send(services: Services, prepared: dict[str, Any]) -> dict[str, Any]:
+    return campaign_action(services, prepared["id"], "send",
+                           json.dumps({"confirmationToken": prepared["confirmationToken"]}))
+
+
+def texts(emulator: AcsEmulator, number: str) -> list[str]:
+    return [m["message"] for m in emulator.state.inbox(number)]
+
+
+def test_preview_counts_every_exclusion_and_sends_nothing(services: Services,
+                                                          emulator: AcsEmulator) -> None:
+    good = [new_number() for _ in range(5)]
+    opted = new_number()
+    services.optouts.opt_out(SENDER, opted, source="api", reason="test")
+    recipients = ([{"to": n, "vars": {"name": f"P{i}"}} for i, n in enumerate(good)]
+                  + [{"to": good[0], "vars": {"name": "again"}},  # duplicate
+                     {"to": "12345", "vars": {"name": "bad"}},  # invalid number
+                     {"to": new_number()},  # missing variable
+                     {"to": opted, "vars": {"name": "Out"}}])
+    before = len(emulator.state.requests())
+    out = prepare(services, audience={"recipients": recipients})
+    assert out["status"] == "prepared" and out["confirmationToken"]
+    assert out["preview"]["recipients"] == {"total": 9, "valid": 5, "invalid": 2,
+                                            "duplicates": 1, "optedOut": 1, "deferred": 0}
+    reasons = {r["index"]: r["reason"] for r in out["preview"]["invalidRows"]}
+    assert set(reasons) == {6, 7} and "name" in reasons[7]
+    assert out["preview"]["samples"][0] == {"to": good[0], "message": "Hi P0, 20% off today!",
+                                            "segments": 1, "encoding": "GSM-7"}
+    assert out["preview"]["segments"] == {"min": 1, "max": 1, "total": 5}
+    assert take_fanout(services) == [] and take_jobs(services) == []
+    assert len(emulator.state.requests()) == before
+
+
+def test_confirmed_campaign_reaches_every_valid_recipient_once(services: Services,
+                                                               emulator: AcsEmulator) -> None:
+    people = [new_number() for _ in range(30)]
+    out = prepare(services, audience={"recipients": [
+        {"to": n, "vars": {"name": f"N{i}"}} for i, n in enumerate(people)]}, tag="spring")
+    with pytest.raises(Conflict):
+        campaign_action(services, out["id"], "send", json.dumps({"confirmationToken": "nope"}))
+    sent = send(services, out)
+    assert sent["status"] == "sending"
+    drain(services)
+    for i, n in enumerate(people):
+        assert texts(emulator, n) == [f"Hi N{i}, 20% off today!"]
+    view = get_campaign(services, out["id"])
+    assert view["status"] == "completed"
+    assert view["counts"]["sent"] + view["counts"]["delivered"] == 30
+    # A retried confirmation starts nothing new.
+    send(services, out)
+    drain(services)
+    assert all(len(texts(emulator, n)) == 1 for n in people)
+
+
+def test_redelivered_fanout_chunk_sends_nothing_twice(services: Services,
+                                                      emulator: AcsEmulator) -> None:
+    people = [new_number() for _ in range(12)]
+    out = prepare(services, template="Same text for all",
+                  audience={"recipients": [{"to": n} for n in people]})
+    send(services, out)
+    chunk_jobs = take_fanout(services)
+    assert len(chunk_jobs) == 1
+    job = chunk_jobs[0]
+    # A worker crashed after writing the messages but before enqueueing/marking: redeliver.
+    fan_out_chunk(services, job.campaign, job.run, job.chunk)
+    take_jobs(services)  # lost with the crash
+    services.campaigns.run(job.campaign, job.run)
+    marker_key = f"run.{job.run}.chunk.00000"
+    services.campaigns._t.delete_entity(job.campaign, marker_key)
+    handle_fanout_job(services, job)
+    handle_fanout_job(services, job)  # and once more after it finished
+    drain(services)
+    assert all(texts(emulator, n) == ["Same text for all"] for n in people)
+
+
+def test_optout_after_preparation_wins(services: Services, emulator: AcsEmulator) -> None:
+    late, other = new_number(), new_number()
+    out = prepare(services, template="Hello", audience={"recipients": [{"to": late},
+                                                                       {"to": other}]})
+    assert out["preview"]["recipients"]["valid"] == 2
+    services.optouts.opt_out(SENDER, late, source="keyword", keyword="STOP")
+    send(services, out)
+    drain(services)
+    assert texts(emulator, late) == [] and texts(emulator, other) == ["Hello"]
+    assert get_campaign(services, out["id"])["counts"]["blocked"] == 1
+
+
+def test_cancel_stops_what_has_not_left(services: Services, emulator: AcsEmulator) -> None:
+    people = [new_number() for _ in range(250)]
+    out = prepare(services, template="Flash sale",
+                  audience={"recipients": [{"to": n} for n in people]})
+    send(services, out)
+    for job in take_fanout(services):
+        handle_fanout_job(services, job)
+    jobs = take_jobs(services)
+    assert len(jobs) == 3
+    dispatch(services, jobs[0])  # the first 100 leave
+    view = campaign_action(services, out["id"], "cancel", None)
+    assert view["status"] == "canceled"
+    for job in jobs[1:]:
+        dispatch(services, job)
+    got = sum(len(texts(emulator, n)) for n in people)
+    assert got == 100
+    assert view["counts"]["canceled"] == 150
+    with pytest.raises(Conflict):
+        send(services, out)
+
+
+def test_send_at_fires_from_the_schedule_index(services: Services,
+                                               emulator: AcsEmulator) -> None:
+    person = new_number()
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    out = prepare(services, template="Later", audience={"recipients": [{"to": person}]},
+                  schedule={"sendAt": at.isoformat()})
+    assert send(services, out)["status"] == "scheduled"
+    assert take_fanout(services) == []  # beyond a queue message's wait: the timer's job
+    run_due(services, at - timedelta(minutes=1))
+    assert get_campaign(services, out["id"])["status"] == "scheduled"
+    run_due(services, at + timedelta(seconds=30))
+    drain(services)
+    assert texts(emulator, person) == ["Later"]
+    view = get_campaign(services, out["id"])
+    assert view["status"] == "completed" and len(view["runs"]) == 1
+
+
+def test_cron_runs_are_separate_deliveries(services: Services, emulator: AcsEmulator) -> None:
+    person = new_number()
+    out = prepare(services, template="Weekly news", audience={"recipients": [{"to": person}]},
+                  schedule={"cron": "0 9 * * 1", "timezone": "Europe/Amsterdam"})
+    scheduled = send(services, out)
+    first = datetime.fromisoformat(scheduled["nextRunAt"])
+    assert first.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%a %H:%M") == "Mon 09:00"
+    run_due(services, first + timedelta(seconds=5))
+    drain(services)
+    view = get_campaign(services, out["id"])
+    second = datetime.fromisoformat(view["nextRunAt"])
+    assert view["status"] == "scheduled" and second - first == timedelta(days=7)
+    run_due(services, second + timedelta(seconds=5))
+    drain(services)
+    view = get_campaign(services, out["id"])
+    assert len(view["runs"]) == 2 and texts(emulator, person) == ["Weekly news"] * 2
+    assert all(r["counts"]["sent"] + r["counts"]["delivered"] == 1 for r in view["runs"])
+
+
+def test_quiet_hours_defer_to_the_recipients_morning(services: Services,
+                                                     emulator: AcsEmulator) -> None:
+    nl, us = "+31612345678", new_number()
+    local = datetime.now(ZoneInfo("Europe/Amsterdam"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=2)
+    out = prepare(services, template="Goedemorgen", audience={"recipients": [{"to": nl},
+                                                                             {"to": us}]},
+                  quietHours={"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")})
+    assert out["preview"]["recipients"]["deferred"] == 1
+    send(services, out)
+    drain(services)
+    assert texts(emulator, us) == ["Goedemorgen"]
+    view = get_campaign(services, out["id"])
+    assert view["counts"]["queued"] == 1 and view["status"] == "sending"
+    batch = run_batch(out["id"], view["runs"][0]["id"])
+    waiting = services.messages.pending(batch)
+    assert [m.to for m in waiting] == [nl] and waiting[0].status == MessageStatus.SCHEDULED
+    assert waiting[0].send_at is not None
+    due_local = waiting[0].send_at.astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert due_local.strftime("%H:%M") == end.strftime("%H:%M")
+
+
+def test_bad_inputs_are_400s_naming_the_field(services: Services) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"audience": {"recipients": [{"to": new_number()}]}, "template": "Hi {{name"},
+         "template"),
+        ({"audience": {"recipients": [{"to": new_number()}], "filter": "city = "}},
+         "audience.filter"),
+        ({"audience": {"csv": "to,name\n+14255550101,Ann,extra\n"}}, "audience.csv"),
+        ({"audience": {"recipients": [{"to": new_number()}]},
+          "schedule": {"cron": "every day"}}, "schedule.cron"),
+        ({"audience": {"recipients": [{"to": new_number()}]},
+          "quietHours": {"start": "25:00", "end": "08:00"}}, "quietHours"),
+        ({"audience": {"recipients": [{"to": new_number()}]}, "templateId": "tnope",
+          "template": None}, "templateId"),
+        ({"audience": {"audienceId": "anope"}}, "audience.audienceId"),
+        ({"audience": {"recipients": [{"to": new_number()}]},
+          "schedule": {"sendAt": "2020-01-01T00:00:00Z"}}, "schedule.sendAt"),
+    ]
+    for body, field in cases:
+        with pytest.raises(RequestInvalid) as info:
+            prepare(services, **body)
+        fields = [e.field for e in info.value.errors]
+        assert any(f.startswith(field) for f in fields), (body, fields)
+    with pytest.raises(NotFound):
+        get_campaign(services, "cdoesnotexist")
+
+
+def test_saved_audience_with_filter_and_saved_template(services: Services,
+                                                       emulator: AcsEmulator) -> None:
+    from sms_core.campaign_library import create_audience, create_template
+    seattle, free, portland = new_number(), new_number(), new_number()
+    csv = (f"phone,city,plan,first_name\n{seattle},Seattle,pro,Ann\n{free},Seattle,free,Bo\n"
+           f"{portland},Portland,pro,Cy\n")
+    audience = create_audience(services, csv.encode(), "text/csv", {"name": "customers"})
+    assert audience["size"] == 3 and audience["columns"] == ["city", "plan", "first_name"]
+    template = create_template(services, json.dumps(
+        {"name": "promo", "text": "{{First_Name}}, Seattle deals inside"}).encode())
+    assert template["variables"] == ["First_Name"]
+    out = prepare(services, template=None, templateId=template["id"],
+                  audience={"audienceId": audience["id"],
+                            "filter": "city = 'seattle' and plan != 'free'"})
+    assert out["preview"]["recipients"]["total"] == 1
+    send(services, out)
+    drain(services)
+    assert texts(emulator, seattle) == ["Ann, Seattle deals inside"]
+    assert texts(emulator, free) == [] and texts(emulator, portland) == []
