@@ -174,17 +174,25 @@ def _enqueue_dispatch(services: Services, batch: str, records: Sequence[MessageR
         j, j.not_before.timestamp() - now if j.not_before else 0), jobs)
 
 
+def _cancel_decision(r: MessageRecord) -> Change | None:
+    if r.status not in PENDING_STATUSES:
+        return None
+    if r.first_sent:
+        # Claimed by dispatch: it may be in an ACS call right now, so only dispatch knows
+        # whether it leaves; it cancels the message if the call is retried instead.
+        return None if r.cancel_requested else Change(fields={"cancel_requested": True})
+    return Change(fields={"error": "the campaign was canceled before this message was sent"},
+                  status=MessageStatus.CANCELED, detail="campaign canceled")
+
+
 def _cancel_messages(services: Services, batch: str,
                      records: Sequence[MessageRecord]) -> None:
-    """Cancel the messages that have not been claimed by dispatch (those have left)."""
-    indices = [r.index for r in records if r.status in PENDING_STATUSES and not r.first_sent]
+    """Cancel the messages that have not left (see `_cancel_decision`)."""
+    indices = [r.index for r in records if r.status in PENDING_STATUSES]
     slices = [indices[i:i + _CANCEL_SLICE] for i in range(0, len(indices), _CANCEL_SLICE)]
 
     def cancel(part: list[int]) -> list[MessageRecord]:
-        return services.messages.apply(batch, part, lambda r: Change(
-            fields={"error": "the campaign was canceled before this message was sent"},
-            status=MessageStatus.CANCELED, detail="campaign canceled")
-            if r.status in PENDING_STATUSES and not r.first_sent else None)
+        return services.messages.apply(batch, part, _cancel_decision)
 
     for done in run_all(cancel, slices):
         announce(services, [r for r in done if r.status == MessageStatus.CANCELED])

@@ -80,6 +80,10 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
     records = [r for r in loaded if _pending(r)]
     if attempt > 1:  # a redelivery: the crashed attempt may not have told the app
         announce(services, [r for r in loaded if not _pending(r)])
+    if any(r.cancel_requested for r in records):
+        announce(services, store.apply(job.batch, [r.index for r in records if r.cancel_requested],
+                                       _cancel_if_requested))
+        records = [r for r in records if not r.cancel_requested]
     if not records:
         return DispatchResult()
     sender = records[0].sender
@@ -130,6 +134,15 @@ def _same_content(records: list[MessageRecord]) -> list[list[MessageRecord]]:
     for r in records:
         groups.setdefault((r.body, r.tag, r.delivery_report), []).append(r)
     return list(groups.values())
+
+
+def _cancel_if_requested(r: MessageRecord) -> Change | None:
+    # A campaign canceled while this message was claimed (in an ACS call that was then
+    # throttled or failed): it has not left, so it is canceled now instead of retried.
+    if not _pending(r) or not r.cancel_requested:
+        return None
+    return _to_status(MessageStatus.CANCELED, "campaign canceled",
+                      "the campaign was canceled before this message was sent")
 
 
 def job_attempt(job: DispatchJob, dequeue_count: int) -> int:

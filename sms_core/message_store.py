@@ -78,6 +78,7 @@ class MessageRecord:
     tag: str | None = None
     delivery_report: bool = True
     optout_exempt: bool = False  # the one reply allowed after a STOP: its confirmation
+    cancel_requested: bool = False  # canceled while claimed: dispatch cancels it if it comes back
     error: str | None = None
     send_at: datetime | None = None
     sent_at: datetime | None = None
@@ -106,6 +107,8 @@ class MessageRecord:
         }
         if self.optout_exempt:
             e["OptOutExempt"] = True
+        if self.cancel_requested:
+            e["CancelRequested"] = True
         if self.report_ids:
             e["ReportIds"] = json.dumps(self.report_ids)
         optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
@@ -125,6 +128,7 @@ class MessageRecord:
             encoding=e["Encoding"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
             tag=e.get("Tag"), delivery_report=bool(e.get("DeliveryReport", True)),
             optout_exempt=bool(e.get("OptOutExempt", False)),
+            cancel_requested=bool(e.get("CancelRequested", False)),
             error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
             provider_message_id=e.get("ProviderMessageId"),
             repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),

@@ -15,7 +15,7 @@ from localdev.acs_emulator import AcsEmulator
 from sms_core.app import Services
 from sms_core.campaign_models import FanoutJob
 from sms_core.campaign_runs import fan_out_chunk, handle_fanout_job, run_due
-from sms_core.campaign_store import run_batch
+from sms_core.campaign_store import CampaignStore, run_batch
 from sms_core.campaigns import campaign_action, get_campaign, prepare_campaign
 from sms_core.dispatch import dispatch
 from sms_core.errors import Conflict, NotFound, RequestInvalid
@@ -30,6 +30,11 @@ def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
     name = f"cmp-{uuid.uuid4().hex[:12]}"
     s.storage.queue_service().create_queue(name)
     s.campaign_jobs = JobQueue(s.storage.queue(name))  # type: ignore[misc]
+    # Private campaign tables: `run_due` fires every due entry of the schedule index it reads.
+    tables = [f"Cmp{uuid.uuid4().hex[:12]}", f"CmpRows{uuid.uuid4().hex[:12]}"]
+    for table in tables:
+        s.storage.table_service().create_table(table)
+    s.campaigns = CampaignStore(*(s.storage.table(t) for t in tables))  # type: ignore[misc]
     return s
 
 
@@ -42,8 +47,14 @@ def take_fanout(services: Services) -> list[FanoutJob]:
     return jobs
 
 
-def drain(services: Services, deadline_s: float = 20) -> None:
-    """Run fan-out and dispatch jobs until both queues are empty."""
+def _hidden(services: Services) -> int:
+    # Dispatch jobs put back with a delay; a delayed `fire` of a future run is not waited for.
+    return int(services.jobs._queue.get_queue_properties().approximate_message_count)
+
+
+def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -> None:
+    """Run fan-out and dispatch jobs until both queues are empty (delayed jobs included
+    unless `delayed` is false)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         work = take_fanout(services)
@@ -53,7 +64,9 @@ def drain(services: Services, deadline_s: float = 20) -> None:
         for dj in jobs:
             dispatch(services, dj)
         if not work and not jobs:
-            return
+            if not delayed or not _hidden(services):
+                return
+            time.sleep(0.1)
     raise AssertionError("queues did not drain")
 
 
@@ -159,14 +172,18 @@ def test_cancel_stops_what_has_not_left(services: Services, emulator: AcsEmulato
         handle_fanout_job(services, job)
     jobs = take_jobs(services)
     assert len(jobs) == 3
-    dispatch(services, jobs[0])  # the first 100 leave
+    dispatch(services, jobs[0])  # the first job leaves
+    emulator.state.throttle_next(SENDER, calls=1, retry_after_s=1)
+    dispatch(services, jobs[1])  # claimed, throttled by ACS, put back for a retry
     view = campaign_action(services, out["id"], "cancel", None)
     assert view["status"] == "canceled"
-    for job in jobs[1:]:
-        dispatch(services, job)
-    got = sum(len(texts(emulator, n)) for n in people)
-    assert got == 100
-    assert view["counts"]["canceled"] == 150
+    # The throttled job's messages are flagged, not yet canceled: it may be in an ACS call.
+    assert view["counts"]["canceled"] == 150 - len(jobs[1].indices)
+    dispatch(services, jobs[2])
+    drain(services)  # the throttled job comes back and cancels its messages
+    assert sum(len(texts(emulator, n)) for n in people) == len(jobs[0].indices)
+    view = get_campaign(services, out["id"])
+    assert view["counts"]["canceled"] == 250 - len(jobs[0].indices)
     with pytest.raises(Conflict):
         send(services, out)
 
@@ -217,7 +234,7 @@ def test_quiet_hours_defer_to_the_recipients_morning(services: Services,
                   quietHours={"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")})
     assert out["preview"]["recipients"]["deferred"] == 1
     send(services, out)
-    drain(services)
+    drain(services, delayed=False)  # the deferred job waits for the end of the window
     assert texts(emulator, us) == ["Goedemorgen"]
     view = get_campaign(services, out["id"])
     assert view["counts"]["queued"] == 1 and view["status"] == "sending"
