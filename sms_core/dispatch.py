@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 from sms_core.app import Services
+from sms_core.concurrency import run_all
 from sms_core.conversations import ConversationEntry
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
 from sms_core.gateway import OutboundSms, SendOutcome
@@ -117,11 +118,11 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
                 MessageStatus.BLOCKED, "recipient opted out before the send",
                 f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None))
     to_send = [r for r in claimed if r.to not in opted_out]
-    results = [_send(services, job, group, attempt=job_attempt(job, attempt))
-               for group in _same_content(to_send)]
-    return DispatchResult(sent=sum(r.sent for r in results),
-                          failed=sum(r.failed for r in results), blocked=len(blocked),
-                          deferred=sum(r.deferred for r in results))
+    if not to_send:
+        return DispatchResult(blocked=len(blocked))
+    result = _send(services, job, to_send, attempt=job_attempt(job, attempt))
+    return DispatchResult(sent=result.sent, failed=result.failed, blocked=len(blocked),
+                          deferred=result.deferred)
 
 
 def _same_content(records: list[MessageRecord]) -> list[list[MessageRecord]]:
@@ -150,49 +151,71 @@ def job_attempt(job: DispatchJob, dequeue_count: int) -> int:
     return max(job.attempt, 1) + max(dequeue_count - 1, 0)
 
 
-def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
-          attempt: int) -> DispatchResult:
-    store = services.messages
+@dataclass
+class _CallResult:
+    """What one ACS call (one group of a job) came back with."""
+
+    records: list[MessageRecord]
+    outcomes: list[SendOutcome] | None = None
+    error: ProviderRejected | ProviderUnavailable | ProviderThrottled | None = None
+
+
+def _call(services: Services, records: list[MessageRecord]) -> _CallResult:
     first = records[0]
     calls = [OutboundSms(r.to, r.repeatability_id or repeatability_id(r),
                          r.first_sent or format_datetime(datetime.now(UTC), usegmt=True))
              for r in records]
-    indices = [r.index for r in records]
     try:
-        outcomes = services.gateway.send(first.sender, calls, first.body, tag=first.tag,
-                                         delivery_report=first.delivery_report)
-    except ProviderThrottled as exc:
-        services.jobs.enqueue(job.model_copy(update={"indices": indices, "slot_at": None}),
-                              exc.retry_after)
-        return DispatchResult(deferred=len(records))
-    except ProviderUnavailable as exc:
-        if attempt < MAX_ATTEMPTS:
-            log.warning("ACS unavailable (attempt %d), retrying batch %s: %s", attempt,
-                        job.batch, exc.detail)
-            services.jobs.enqueue(job.model_copy(update={
-                "indices": indices, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
-            return DispatchResult(deferred=len(records))
-        return _fail_all(services, job.batch, indices, exc.detail)
-    except ProviderRejected as exc:
-        return _fail_all(services, job.batch, indices, exc.detail)
+        return _CallResult(records, services.gateway.send(
+            first.sender, calls, first.body, tag=first.tag,
+            delivery_report=first.delivery_report))
+    except (ProviderThrottled, ProviderUnavailable, ProviderRejected) as exc:
+        return _CallResult(records, error=exc)
 
-    by_index = dict(zip(indices, outcomes, strict=True))
+
+def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
+          attempt: int) -> DispatchResult:
+    """Call ACS once per group of the job (concurrently), then record all results at once."""
+    store = services.messages
+    calls = run_all(lambda group: _call(services, group), _same_content(records))
+    by_index: dict[int, SendOutcome] = {}
+    failures: dict[int, str] = {}  # whole-call failures: index -> reason
+    throttled: list[int] = []
+    retry_after = 0.0
+    retry: list[int] = []
+    for call in calls:
+        indices = [r.index for r in call.records]
+        if isinstance(call.error, ProviderThrottled):
+            throttled += indices
+            retry_after = max(retry_after, call.error.retry_after)
+        elif isinstance(call.error, ProviderUnavailable) and attempt < MAX_ATTEMPTS:
+            log.warning("ACS unavailable (attempt %d), retrying batch %s: %s", attempt,
+                        job.batch, call.error.detail)
+            retry += indices
+        elif call.error is not None:
+            failures.update(dict.fromkeys(indices, call.error.detail))
+        else:
+            assert call.outcomes is not None
+            by_index.update(zip(indices, call.outcomes, strict=True))
+    retry += [i for i, o in by_index.items() if o.retryable and attempt < MAX_ATTEMPTS]
+
     now = datetime.now(UTC)
-    accepted = [(r, o) for r, o in zip(records, outcomes, strict=True) if o.accepted]
+    accepted = [(r, by_index[r.index]) for r in records
+                if r.index in by_index and by_index[r.index].accepted]
     services.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
                                  if o.provider_message_id)
     services.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
     services.conversations.record(ConversationEntry(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
         text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)
-    retry = [i for i, o in by_index.items() if o.retryable]
-    if retry and attempt >= MAX_ATTEMPTS:
-        retry = []
+    waiting = set(retry) | set(throttled)
 
     def decide(r: MessageRecord) -> Change | None:
-        o: SendOutcome = by_index[r.index]
-        if not _pending(r) or r.index in retry:
+        if not _pending(r) or r.index in waiting:
             return None
+        if r.index in failures:
+            return _to_status(MessageStatus.FAILED, "send failed", failures[r.index])
+        o = by_index[r.index]
         if o.accepted:
             detail = "accepted by ACS" + (" (duplicate of an earlier attempt)"
                                           if o.duplicate else "")
@@ -202,15 +225,20 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
         return _to_status(MessageStatus.FAILED, f"ACS refused the message ({o.http_status})",
                           reason)
 
+    settled = [r for r in records if r.index not in waiting]
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
-    done = store.apply(job.batch, indices, decide, preloaded=records)
+    done = store.apply(job.batch, [r.index for r in settled], decide,
+                       preloaded=settled) if settled else []
     announce(services, done)
+    if throttled:
+        services.jobs.enqueue(job.model_copy(update={"indices": throttled, "slot_at": None}),
+                              retry_after)
     if retry:
         services.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
-    return DispatchResult(sent=sent, failed=failed, deferred=len(retry))
+    return DispatchResult(sent=sent, failed=failed, deferred=len(retry) + len(throttled))
 
 
 def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
@@ -218,11 +246,3 @@ def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:
     if record.first_sent_at is not None:
         return record.first_sent_at
     return parsedate_to_datetime(record.first_sent) if record.first_sent else default
-
-
-def _fail_all(services: Services, batch: str, indices: list[int], reason: str
-              ) -> DispatchResult:
-    done = services.messages.apply(batch, indices, lambda r: _to_status(
-        MessageStatus.FAILED, "send failed", reason) if _pending(r) else None)
-    announce(services, done)
-    return DispatchResult(failed=sum(1 for r in done if r.status == MessageStatus.FAILED))
