@@ -46,7 +46,10 @@ def test_stop_blocks_the_next_send_and_start_lets_it_flow(stack: Stack) -> None:
     assert r.json()["messages"][0]["status"] == "queued"
     stack.wait_for(lambda: texts(stack, person)[-1:] == ["Welcome back"], what="the next send")
 
-    convo = stack.api.get(f"/conversations/{person}", params={"from": SENDER}).json()
+    # The handset has it as soon as ACS accepts; dispatch records the conversation right after.
+    convo = stack.wait_for(lambda: (lambda c: c if len(c["messages"]) == 5 else None)(
+        stack.api.get(f"/conversations/{person}", params={"from": SENDER}).json()),
+        what="the conversation to hold the last send")
     conforms(convo, "ConversationPage")
     assert [(m["direction"], m["message"]) for m in convo["messages"]] == [
         ("inbound", "STOP"), ("outbound", STOP_REPLY), ("inbound", "start"),
