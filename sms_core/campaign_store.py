@@ -336,17 +336,18 @@ class CampaignStore:
 
     def set_run_status(self, run: Run, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
+        finished = datetime.now(UTC)
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
                   "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
-                  "FinishedAt": datetime.now(UTC)}
+                  "FinishedAt": finished}
         try:
-            self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,
-                                  match_condition=MatchConditions.IfNotModified)
+            meta = self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,
+                                         match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             return False
         except AzureError as exc:
             raise _storage(exc) from exc
-        run.status = status
+        run.status, run.finished_at, run.etag = status, finished, meta.get("etag", run.etag)
         return True
 
     # -- schedule index -----------------------------------------------------------------------

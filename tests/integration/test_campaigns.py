@@ -122,7 +122,7 @@ def test_confirmed_campaign_reaches_every_valid_recipient_once(services: Service
     for i, n in enumerate(people):
         assert texts(emulator, n) == [f"Hi N{i}, 20% off today!"]
     view = get_campaign(services, out["id"])
-    assert view["status"] == "completed"
+    assert view["status"] == "completed" and view["runs"][0]["finishedAt"] is not None
     assert view["counts"]["sent"] + view["counts"]["delivered"] == 30
     # A retried confirmation starts nothing new.
     send(services, out)
