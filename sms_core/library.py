@@ -28,8 +28,16 @@ def _storage(exc: AzureError) -> StorageUnavailable:
     return StorageUnavailable(f"Library storage failed: {type(exc).__name__}: {exc}")
 
 
-def _valid_id(value: str) -> bool:
-    return value.isalnum() and len(value) <= 64
+def _get_row(table: TableClient, partition: str, item_id: str, what: str) -> Any:
+    """The row of a saved item by id, or NotFound (also for ids that cannot be ours)."""
+    if not item_id.isalnum() or len(item_id) > 64:
+        raise NotFound(f"No {what} with id '{item_id}'.")
+    try:
+        return table.get_entity(partition, item_id)
+    except ResourceNotFoundError:
+        raise NotFound(f"No {what} with id '{item_id}'.") from None
+    except AzureError as exc:
+        raise _storage(exc) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +114,7 @@ class AudienceStore:
 
     def get(self, audience_id: str) -> AudienceInfo:
         """The audience, or NotFound."""
-        if not _valid_id(audience_id):
-            raise NotFound(f"No audience with id '{audience_id}'.")
-        try:
-            e = self._t.get_entity(AUDIENCE_PK, audience_id)
-        except ResourceNotFoundError:
-            raise NotFound(f"No audience with id '{audience_id}'.") from None
-        except AzureError as exc:
-            raise _storage(exc) from exc
-        return _audience(e)
+        return _audience(_get_row(self._t, AUDIENCE_PK, audience_id, "audience"))
 
     def all(self) -> list[AudienceInfo]:
         """Every saved audience, oldest first."""
@@ -175,14 +175,7 @@ class TemplateStore:
 
     def get(self, template_id: str) -> TemplateInfo:
         """The template, or NotFound."""
-        if not _valid_id(template_id):
-            raise NotFound(f"No template with id '{template_id}'.")
-        try:
-            return _template(self._t.get_entity(TEMPLATE_PK, template_id))
-        except ResourceNotFoundError:
-            raise NotFound(f"No template with id '{template_id}'.") from None
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        return _template(_get_row(self._t, TEMPLATE_PK, template_id, "template"))
 
     def all(self) -> list[TemplateInfo]:
         """Every saved template, oldest first."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+from pydantic import BaseModel
 
 from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
 from sms_core.app import Services
@@ -64,14 +66,22 @@ def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
     return make_services(azurite_connection_string, emulator)
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def take_from(queue: JobQueue, model: type[M]) -> list[M]:
+    """Remove and return the jobs visible now on one of the test's private queues."""
+    client = queue._queue
+    jobs = []
+    for msg in client.receive_messages(messages_per_page=32, visibility_timeout=30):
+        jobs.append(model.model_validate_json(msg.content))
+        client.delete_message(msg)
+    return jobs
+
+
 def take_jobs(services: Services) -> list[DispatchJob]:
     """Remove and return the jobs visible now on the test's outbound queue."""
-    queue = services.jobs._queue
-    jobs = []
-    for msg in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
-        jobs.append(DispatchJob.model_validate_json(msg.content))
-        queue.delete_message(msg)
-    return jobs
+    return take_from(services.jobs, DispatchJob)
 
 
 def dlr_client(storage: str, name: str) -> QueueClient:

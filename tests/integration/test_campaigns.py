@@ -21,7 +21,13 @@ from sms_core.dispatch import dispatch
 from sms_core.errors import Conflict, NotFound, RequestInvalid
 from sms_core.models import MessageStatus
 from sms_core.queues import JobQueue
-from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+from tests.integration.conftest import (
+    SENDER,
+    make_services,
+    new_number,
+    take_from,
+    take_jobs,
+)
 
 
 @pytest.fixture
@@ -39,12 +45,7 @@ def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
 
 
 def take_fanout(services: Services) -> list[FanoutJob]:
-    queue = services.campaign_jobs._queue
-    jobs = []
-    for msg in queue.receive_messages(messages_per_page=32, visibility_timeout=30):
-        jobs.append(FanoutJob.model_validate_json(msg.content))
-        queue.delete_message(msg)
-    return jobs
+    return take_from(services.campaign_jobs, FanoutJob)
 
 
 def _hidden(services: Services) -> int:
