@@ -1,4 +1,5 @@
-"""POST /api/campaigns prepares a campaign (201, preview + confirmationToken); GET lists them."""
+"""POST /api/campaigns prepares (JSON, or text/csv + query fields): 201 with the preview and
+confirmationToken, nothing sent. GET lists campaigns."""
 
 from __future__ import annotations
 
@@ -12,5 +13,6 @@ from sms_http import handle, json_response
 def main(req: func.HttpRequest) -> func.HttpResponse:
     if req.method == "GET":
         return handle(lambda: json_response(list_campaigns(get_services(), dict(req.params))))
-    return handle(lambda: json_response(prepare_campaign(get_services(), req.get_body()),
-                                        status=201))
+    return handle(lambda: json_response(prepare_campaign(
+        get_services(), req.get_body(), req.headers.get("Content-Type"), dict(req.params)),
+        status=201))

@@ -6,32 +6,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from sms_core.app import Services
-from sms_core.campaign_models import AudienceRequest, TemplateRequest
-from sms_core.campaigns import compile_template, parse_csv_audience
+from sms_core.campaign_models import MAX_NAME_CHARS, AudienceRequest, TemplateRequest
+from sms_core.campaigns import compile_template, csv_text, is_csv, parse_csv_audience
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.library import Member
-from sms_core.models import MAX_TAG_CHARS, parse_model
-
-
-def _is_csv(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in ("text/csv",
-                                                                  "application/csv")
+from sms_core.models import parse_model
 
 
 def create_audience(services: Services, body: bytes, content_type: str | None,
                     params: Mapping[str, str]) -> dict[str, Any]:
     """Save an audience from JSON (`recipients` or `csv`) or a `text/csv` upload (`?name=`)."""
-    if _is_csv(content_type):
+    if is_csv(content_type):
         name = (params.get("name") or "").strip()
-        if not name or len(name) > MAX_TAG_CHARS:
+        if not name or len(name) > MAX_NAME_CHARS:
             raise RequestInvalid("A CSV upload names its audience with ?name=.",
-                                 [FieldError("name", "required query parameter (1-256 chars)")])
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise RequestInvalid("The CSV is not UTF-8.",
-                                 [FieldError("body", "UTF-8 text required")]) from None
-        members = [Member(r.to, r.attributes) for r in parse_csv_audience(text)]
+                                 [FieldError("name", "required query parameter (1-200 chars)")])
+        members = [Member(r.to, r.attributes) for r in parse_csv_audience(csv_text(body))]
     else:
         request: AudienceRequest = parse_model(AudienceRequest, body)
         name = request.name

@@ -8,6 +8,7 @@ the campaign to its schedule (`sms_core.campaign_runs` fires runs and fans them 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -219,8 +220,55 @@ def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
     return first
 
 
-def prepare_campaign(services: Services, body: bytes | str | None) -> dict[str, Any]:
-    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing."""
+# Query parameters of a `text/csv` campaign upload, and where each goes in the JSON body.
+_UPLOAD_PARAMS = {"name": ("name",), "from": ("from",), "template": ("template",),
+                  "templateId": ("templateId",), "tag": ("tag",),
+                  "filter": ("audience", "filter"), "sendAt": ("schedule", "sendAt"),
+                  "cron": ("schedule", "cron"), "timezone": ("schedule", "timezone"),
+                  "quietStart": ("quietHours", "start"), "quietEnd": ("quietHours", "end")}
+
+
+def is_csv(content_type: str | None) -> bool:
+    """True for a `text/csv` (or `application/csv`) body."""
+    return (content_type or "").split(";")[0].strip().lower() in ("text/csv", "application/csv")
+
+
+def csv_text(body: bytes | str | None) -> str:
+    """An uploaded CSV as text (UTF-8, with or without a byte-order mark), or a 400."""
+    if isinstance(body, str):
+        return body
+    try:
+        return (body or b"").decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _invalid("body", "the CSV must be UTF-8 text") from None
+
+
+def _upload_as_json(body: bytes | str | None, params: dict[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(_UPLOAD_PARAMS) - {"code"})
+    if unknown:
+        raise _invalid(unknown[0], "unknown query parameter for a CSV upload (use one of "
+                                   + ", ".join(_UPLOAD_PARAMS) + ")")
+    out: dict[str, Any] = {"audience": {"csv": csv_text(body)}}
+    for name, path in _UPLOAD_PARAMS.items():
+        if params.get(name):
+            target = out
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = params[name]
+    return out
+
+
+def prepare_campaign(services: Services, body: bytes | str | None,
+                     content_type: str | None = None,
+                     params: dict[str, str] | None = None) -> dict[str, Any]:
+    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing.
+
+    The body is the JSON request, or a `text/csv` audience with the other fields as query
+    parameters (`name`, `from`, `template`/`templateId`, `tag`, `filter`, `sendAt`, `cron`,
+    `timezone`, `quietStart`, `quietEnd`).
+    """
+    if is_csv(content_type):
+        body = json.dumps(_upload_as_json(body, params or {}))
     request: CampaignRequest = parse_model(CampaignRequest, body)
     sender = resolve_sender(request.from_, services.settings.default_from)
     text, template_field = _template_text(services, request)

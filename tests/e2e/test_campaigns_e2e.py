@@ -145,3 +145,19 @@ def test_saved_audience_and_template_over_http(stack: Stack) -> None:
     assert stack.api.get(f"/templates/{t.json()['id']}").status_code == 404
     assert stack.api.delete(f"/audiences/{audience_id}").status_code == 204
     assert stack.api.get(f"/audiences/{audience_id}").status_code == 404
+
+
+def test_csv_campaign_upload_names_the_bad_line(stack: Stack) -> None:
+    ann = unique_number()
+    r = stack.api.post("/campaigns", params={"name": "csv", "template": "Hi {{name}}"},
+                       content=f"phone,name\n{ann},Ann\n{ann},Ann,again\n",
+                       headers={"Content-Type": "text/csv"})
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "audience.csv"
+    assert r.json()["errors"][0]["message"].startswith("line 3:")
+    r = stack.api.post("/campaigns", params={"name": "csv", "template": "Hi {{name}}"},
+                       content=f"phone,name\n{ann},Ann\n", headers={"Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+    conforms(r.json(), "PreparedCampaign")
+    confirm(stack, r.json())
+    stack.wait_for(lambda: inbox(stack, ann) == ["Hi Ann"], 60, "the uploaded audience")

@@ -292,3 +292,29 @@ def test_saved_audience_with_filter_and_saved_template(services: Services,
     drain(services)
     assert texts(emulator, seattle) == ["Ann, Seattle deals inside"]
     assert texts(emulator, free) == [] and texts(emulator, portland) == []
+
+
+def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEmulator) -> None:
+    ann, bo = new_number(), new_number()
+    csv = f"mobile,first_name\n{ann},Ann\n{bo},Bo\n12,Cy\n".encode()
+    out = prepare_campaign(services, csv, "text/csv; charset=utf-8",
+                           {"name": "csv upload", "template": "Hello {{first_name}}",
+                            "filter": "first_name != 'Bo'", "code": "function-key"})
+    assert out["preview"]["recipients"] == {"total": 2, "valid": 1, "invalid": 1,
+                                            "duplicates": 0, "optedOut": 0, "deferred": 0}
+    assert out["preview"]["invalidRows"][0]["line"] == 4
+    send(services, out)
+    drain(services)
+    assert texts(emulator, ann) == ["Hello Ann"] and texts(emulator, bo) == []
+    bad_cases = [
+        (f"mobile,first_name\n{ann},Ann,extra\n".encode(), {"name": "x", "template": "Hi"},
+         "audience.csv", "line 2"),
+        (b"first_name\nAnn\n", {"name": "x", "template": "Hi"}, "audience.csv", "phone"),
+        (f"mobile\n{ann}\n".encode(), {"name": "x", "template": "Hi", "colour": "red"},
+         "colour", "unknown query parameter"),
+        (b"\xff\xfe", {"name": "x", "template": "Hi"}, "body", "UTF-8"),
+    ]
+    for body, params, field, words in bad_cases:
+        with pytest.raises(RequestInvalid) as info:
+            prepare_campaign(services, body, "text/csv", params)
+        assert info.value.errors[0].field == field and words in info.value.errors[0].message
