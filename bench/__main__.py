@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from bench.campaigns import campaigns
 from bench.floors import AcceptFloor
 from bench.measure import NumberPool
 from bench.report import as_json, render, write_json
@@ -57,11 +58,18 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 600, to keep the whole run near 3 minutes)")
     parser.add_argument("--report-warmup", type=int, default=100,
                         help="delivery reports applied before timing starts (default 100)")
+    parser.add_argument("--campaign-recipients", type=int, default=10000,
+                        help="recipients of the campaign prepared and fanned out (default "
+                             "10000)")
+    parser.add_argument("--campaign-repeats", type=int, default=3,
+                        help="timed prepares and fan-outs of the campaign figure (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     if args.reports + args.report_warmup > args.messages + args.dispatch_warmup:
         parser.error("--reports + --report-warmup must not exceed the messages figure 2 "
                      "dispatches (--messages + --dispatch-warmup)")
+    if args.campaign_recipients < 1 or args.campaign_repeats < 1:
+        parser.error("--campaign-recipients and --campaign-repeats must be at least 1")
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     started = time.monotonic()
@@ -105,10 +113,17 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 api.close()
                 floor.close()
-            figures = [single, dispatch_figure, big, *inbound, reports]
-            memory = {"function host (HTTP figures)": host.child.peak_rss_kib(),
+            http_peak = host.child.peak_rss_kib()
+            # Its campaign_fanout trigger and campaign_scheduler timer must not take part in
+            # figure 7, which runs last: it empties sms-outbound (see bench/README.md).
+            host.child.stop()
+            campaign_figures, campaign_peak = campaigns(stack, numbers, args.campaign_recipients,
+                                                        args.campaign_repeats, pauses)
+            figures = [single, dispatch_figure, big, *inbound, reports, *campaign_figures]
+            memory = {"function host (HTTP figures)": http_peak,
                       "function host (dispatch figure)": dispatch_peak,
                       "function host (delivery-report figure)": reports_peak,
+                      "function host (campaign figures)": campaign_peak,
                       "ACS emulator": stack.emulator.peak_rss_kib() if stack.emulator else None,
                       "Azurite (node)": (peak_rss_kib(stack.azurite.process.pid)
                                          if stack.azurite else None)}
@@ -122,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": args.warmup, "dispatch_warmup": args.dispatch_warmup,
                 "recipients": args.recipients, "repeats": args.repeats,
                 "inbound": args.inbound, "reports": args.reports,
-                "report_warmup": args.report_warmup}
+                "report_warmup": args.report_warmup,
+                "campaign_recipients": args.campaign_recipients,
+                "campaign_repeats": args.campaign_repeats}
     write_json(args.out, as_json(figures, memory, settings, duration))
     return 0
 

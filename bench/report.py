@@ -63,7 +63,8 @@ def render(figures: list[Figure], memory_kib: dict[str, int | None],
         if len(f.ours.latencies_s) > 1:
             rows.append(("   latency per request", _latency(f.ours), _latency(f.floor), "", ""))
         elif f.ours.count == 1:
-            rows.append(("   time per request", f"{f.ours.elapsed_s * 1000:.0f} ms",
+            rows.append((f"   {f.detail.get('time_row', 'time per request')}",
+                         f"{f.ours.elapsed_s * 1000:.0f} ms",
                          f"{f.floor.elapsed_s * 1000:.0f} ms", "", ""))
     if not memory_done:
         memory_rows()

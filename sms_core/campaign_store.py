@@ -32,9 +32,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.message_store import ENTITY_GROUP_LIMIT, new_batch_id
+from sms_core.message_store import new_batch_id
+from sms_core.table_batches import write_new_rows
 
 CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
@@ -213,14 +213,8 @@ class CampaignStore:
 
     def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
-        chunks = [rows[i:i + ENTITY_GROUP_LIMIT] for i in range(0, len(rows), ENTITY_GROUP_LIMIT)]
-
-        def write(chunk: Sequence[RecipientRow]) -> None:
-            self._r.submit_transaction([("upsert", r.to_entity(campaign.id), {
-                "mode": UpdateMode.REPLACE}) for r in chunk])
-
         try:
-            run_all(write, chunks)
+            write_new_rows(self._r, [r.to_entity(campaign.id) for r in rows])
             self._t.create_entity(campaign.to_entity())
         except AzureError as exc:
             raise _storage(exc) from exc

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
 from sms_core.message_store import ENTITY_GROUP_LIMIT, new_batch_id
+from sms_core.table_batches import write_new_rows
 
 AUDIENCE_PK = "audience"
 TEMPLATE_PK = "template"
@@ -93,17 +94,11 @@ class AudienceStore:
             columns.update(dict.fromkeys(m.attributes))
         info = AudienceInfo("a" + new_batch_id(), name, len(members), list(columns),
                             datetime.now(UTC))
-        chunks = [list(enumerate(members))[i:i + ENTITY_GROUP_LIMIT]
-                  for i in range(0, len(members), ENTITY_GROUP_LIMIT)]
-
-        def write(chunk: list[tuple[int, Member]]) -> None:
-            self._t.submit_transaction([("upsert", {
-                "PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
-                "Attributes": json.dumps(m.attributes, ensure_ascii=False)},
-                {"mode": UpdateMode.REPLACE}) for i, m in chunk])
-
+        rows = [{"PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
+                 "Attributes": json.dumps(m.attributes, ensure_ascii=False)}
+                for i, m in enumerate(members)]
         try:
-            run_all(write, chunks)
+            write_new_rows(self._t, rows)
             self._t.create_entity({"PartitionKey": AUDIENCE_PK, "RowKey": info.id,
                                    "Name": name, "Size": info.size,
                                    "Columns": json.dumps(info.columns),

@@ -318,3 +318,14 @@ def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEm
         with pytest.raises(RequestInvalid) as info:
             prepare_campaign(services, body, "text/csv", params)
         assert info.value.errors[0].field == field and words in info.value.errors[0].message
+
+
+def test_new_rows_written_again_after_a_crash_are_not_an_error(services: Services) -> None:
+    from sms_core.table_batches import write_new_rows
+    table = services.storage.table(f"Rows{uuid.uuid4().hex[:12]}")
+    table.create_table()
+    rows = [{"PartitionKey": "p", "RowKey": f"{i:05d}", "V": i} for i in range(250)]
+    write_new_rows(table, rows[:120])  # the first attempt got this far
+    write_new_rows(table, [{**r, "V": -1} for r in rows])
+    stored = {e["RowKey"]: e["V"] for e in table.query_entities("PartitionKey eq 'p'")}
+    assert len(stored) == 250 and set(stored.values()) == {-1}
