@@ -54,28 +54,45 @@ def arm(services: Services, campaign_id: str, due: datetime) -> None:
     """
     delay = (due - datetime.now(UTC)).total_seconds()
     if delay <= 1:
-        fire(services, campaign_id, run_key(due))
+        key = run_key(due)
+        if fire(services, campaign_id, key, first_chunk_inline=True):
+            # The confirming request writes the first chunk itself, so a small campaign leaves
+            # at once instead of after the queue's next poll; its job, enqueued with a delay,
+            # finds the chunk done (or does it, if this request dies first).
+            try:
+                fan_out_chunk(services, campaign_id, key, 0)
+            except Exception:
+                log.exception("campaign %s: first chunk of run %s left to its job",
+                              campaign_id, key)
     elif delay < MAX_VISIBILITY_S:
         services.campaign_jobs.enqueue(
             FanoutJob(kind="fire", campaign=campaign_id, run=run_key(due)), delay)
 
 
-def fire(services: Services, campaign_id: str, key: str) -> None:
-    """Start the run `key` of a campaign (idempotent) and schedule the next one, if any."""
+FIRST_CHUNK_GRACE_S = 30  # how long the first chunk's job waits when the request does it
+
+
+def fire(services: Services, campaign_id: str, key: str, *,
+         first_chunk_inline: bool = False) -> bool:
+    """Start the run `key` of a campaign (idempotent) and schedule the next one, if any.
+
+    Returns True when this call started the run. With `first_chunk_inline` the first chunk's
+    job is enqueued with a delay: the caller means to fan that chunk out itself.
+    """
     store = services.campaigns
     try:
         campaign = store.get(campaign_id)
     except NotFound:
         store.unschedule(campaign_id, key)
-        return
+        return False
     if campaign.status == "prepared":
-        return  # the send confirmation has not finished yet; it arms the run itself
+        return False  # the send confirmation has not finished yet; it arms the run itself
     if campaign.status in ("canceled", "completed") or (
             campaign.last_run is not None and campaign.last_run >= key):
         store.unschedule(campaign_id, key)
-        return
+        return False
     run = store.start_run(campaign_id, key, _chunks(campaign))
-    _enqueue_chunks(services, run)
+    _enqueue_chunks(services, run, FIRST_CHUNK_GRACE_S if first_chunk_inline else 0)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
     for _ in range(_RETRIES):
@@ -93,12 +110,14 @@ def fire(services: Services, campaign_id: str, key: str) -> None:
         store.schedule(campaign_id, nxt)
         arm(services, campaign_id, nxt)
     store.unschedule(campaign_id, key)
+    return campaign.status == "sending" and campaign.last_run == key
 
 
-def _enqueue_chunks(services: Services, run: Run) -> None:
+def _enqueue_chunks(services: Services, run: Run, first_delay_s: float) -> None:
     jobs = [FanoutJob(kind="chunk", campaign=run.campaign_id, run=run.key, chunk=n)
             for n in range(run.chunks) if n not in run.done_chunks]
-    services.campaign_jobs.enqueue_many(jobs)
+    run_all(lambda j: services.campaign_jobs.enqueue(j, first_delay_s if j.chunk == 0 else 0),
+            jobs)
 
 
 def handle_fanout_job(services: Services, job: FanoutJob) -> None:

@@ -14,7 +14,7 @@ import pytest
 from localdev.acs_emulator import AcsEmulator
 from sms_core.app import Services
 from sms_core.campaign_models import FanoutJob
-from sms_core.campaign_runs import fan_out_chunk, handle_fanout_job, run_due
+from sms_core.campaign_runs import handle_fanout_job, run_due
 from sms_core.campaign_store import CampaignStore, run_batch
 from sms_core.campaigns import campaign_action, get_campaign, prepare_campaign
 from sms_core.dispatch import dispatch
@@ -136,18 +136,16 @@ def test_redelivered_fanout_chunk_sends_nothing_twice(services: Services,
     people = [new_number() for _ in range(12)]
     out = prepare(services, template="Same text for all",
                   audience={"recipients": [{"to": n} for n in people]})
-    send(services, out)
-    chunk_jobs = take_fanout(services)
-    assert len(chunk_jobs) == 1
-    job = chunk_jobs[0]
-    # A worker crashed after writing the messages but before enqueueing/marking: redeliver.
-    fan_out_chunk(services, job.campaign, job.run, job.chunk)
-    take_jobs(services)  # lost with the crash
-    services.campaigns.run(job.campaign, job.run)
-    marker_key = f"run.{job.run}.chunk.00000"
-    services.campaigns._t.delete_entity(job.campaign, marker_key)
-    handle_fanout_job(services, job)
-    handle_fanout_job(services, job)  # and once more after it finished
+    sent = send(services, out)  # the confirming request fans out the first chunk itself
+    assert take_fanout(services) == []  # its job waits, in case the request had died
+    run_id = sent["runs"][0]["id"]
+    assert len(services.messages.pending(run_batch(out["id"], run_id))) == 12
+    # Say the request crashed after writing the messages, before its dispatch jobs and marker:
+    take_jobs(services)
+    services.campaigns._t.delete_entity(out["id"], f"run.{run_id}.chunk.00000")
+    job = FanoutJob(kind="chunk", campaign=out["id"], run=run_id, chunk=0)
+    handle_fanout_job(services, job)  # the delayed job, redelivered...
+    handle_fanout_job(services, job)  # ...twice
     drain(services)
     assert all(texts(emulator, n) == ["Same text for all"] for n in people)
 
