@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.concurrency import run_all
 from sms_core.message_store import ENTITY_GROUP_LIMIT
+
+_ATTEMPTS = 4
 
 
 def write_new_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> None:
@@ -22,12 +26,21 @@ def write_new_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> No
               for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
 
     def write(chunk: Sequence[dict[str, Any]]) -> None:
-        try:
-            table.submit_transaction([("create", e) for e in chunk])
-        except TableTransactionError as exc:
-            if getattr(exc, "error_code", None) != "EntityAlreadyExists":
-                raise
-            table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
-                                      for e in chunk])
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                try:
+                    table.submit_transaction([("create", e) for e in chunk])
+                except TableTransactionError as exc:
+                    if getattr(exc, "error_code", None) != "EntityAlreadyExists":
+                        raise
+                    table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
+                                              for e in chunk])
+                return
+            except (ServiceRequestError, ServiceResponseError):
+                # azure-core does not retry a POST whose connection dropped (a transaction is
+                # a POST); this one is safe to repeat, so it is retried here.
+                if attempt == _ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
 
     run_all(write, chunks)
