@@ -114,6 +114,7 @@ class _Plan:
     invalid_rows: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("total", "valid", "invalid", "duplicates", "optedOut", "deferred"), 0))
+    deferred_until: list[datetime] = field(default_factory=list)  # one per deferred recipient
 
 
 def _classify(services: Services, sender: str, template: MessageTemplate,
@@ -167,12 +168,25 @@ def _classify(services: Services, sender: str, template: MessageTemplate,
                                    encoding=info.encoding)
         plan.counts["valid"] += 1
         sent_infos.append(info)
-        if quiet is not None and next_allowed(quiet, zones_for(number), starts_at,
-                                              fallback_zone) > starts_at:
-            plan.counts["deferred"] += 1
+        if quiet is not None:
+            allowed = next_allowed(quiet, zones_for(number), starts_at, fallback_zone)
+            if allowed > starts_at:
+                plan.counts["deferred"] += 1
+                plan.deferred_until.append(allowed)
     plan.counts["total"] = len(sources)
     plan.rows = [v for v in verdicts if v is not None]
     return plan, sent_infos
+
+
+def _paced_finish(starts_at: datetime, now_count: int, deferred: Sequence[datetime],
+                  rate_per_minute: int) -> datetime:
+    """When the last message leaves: `now_count` from the start, the deferred ones from the end
+    of their quiet hours, all at the sender's pace (one every 60/rate seconds)."""
+    gap = timedelta(seconds=60 / rate_per_minute)
+    finish = starts_at + gap * now_count
+    for due in sorted(deferred):
+        finish = max(finish, due) + gap
+    return finish
 
 
 def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
@@ -181,7 +195,8 @@ def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
     for info in infos:
         ucs2.update(dict.fromkeys(info.ucs2_characters))
     encodings = {info.encoding for info in infos}
-    duration = math.ceil(len(infos) * 60 / rate_per_minute)
+    finishes_at = _paced_finish(starts_at, len(infos) - len(plan.deferred_until),
+                                plan.deferred_until, rate_per_minute)
     samples = [{"to": r.to, "message": r.body, "segments": r.segments, "encoding": r.encoding}
                for r in plan.rows if r.verdict == "valid"][:SAMPLE_COUNT]
     return {
@@ -195,9 +210,11 @@ def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
                      "mixed" if encodings else None),
         "ucs2Characters": list(ucs2)[:100],
         "samples": samples,
-        "estimate": {"ratePerMinute": rate_per_minute, "durationSeconds": duration,
-                     "startsAt": starts_at.isoformat(),
-                     "finishesAt": (starts_at + timedelta(seconds=duration)).isoformat()},
+        "estimate": {"ratePerMinute": rate_per_minute,
+                     "durationSeconds": math.ceil((finishes_at - starts_at).total_seconds()),
+                     "startsAt": starts_at.isoformat(), "finishesAt": finishes_at.isoformat(),
+                     "deferredUntil": (max(plan.deferred_until).isoformat()
+                                       if plan.deferred_until else None)},
     }
 
 

@@ -232,6 +232,11 @@ def test_quiet_hours_defer_to_the_recipients_morning(services: Services,
                                                                              {"to": us}]},
                   quietHours={"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")})
     assert out["preview"]["recipients"]["deferred"] == 1
+    estimate = out["preview"]["estimate"]
+    until = datetime.fromisoformat(estimate["deferredUntil"])
+    assert until.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%H:%M") == end.strftime(
+        "%H:%M")
+    assert datetime.fromisoformat(estimate["finishesAt"]) > until
     send(services, out)
     drain(services, delayed=False)  # the deferred job waits for the end of the window
     assert texts(emulator, us) == ["Goedemorgen"]
