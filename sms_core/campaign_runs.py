@@ -95,15 +95,15 @@ def fire(services: Services, campaign_id: str, key: str, *,
     _enqueue_chunks(services, run, FIRST_CHUNK_GRACE_S if first_chunk_inline else 0)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
-    for _ in range(_RETRIES):
-        if campaign.status in ("canceled", "completed") or (
-                campaign.last_run is not None and campaign.last_run >= key):
-            break
-        campaign.status, campaign.last_run, campaign.next_run_at = "sending", key, nxt
-        campaign.runs += 1
-        if store.save(campaign):
-            break
-        campaign = store.get(campaign_id)
+
+    def record_run(c: Campaign) -> bool:
+        if c.status in ("canceled", "completed") or (c.last_run is not None
+                                                      and c.last_run >= key):
+            return False
+        c.status, c.last_run, c.next_run_at, c.runs = "sending", key, nxt, c.runs + 1
+        return True
+
+    campaign = store.change(campaign, record_run)
     if campaign.status == "canceled":
         cancel_runs(services, campaign)
     elif nxt is not None:

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
 _JSON_PART_CHARS = 30_000  # a Table string property holds at most 32K UTF-16 characters
 RUN_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
+_CHANGE_RETRIES = 8
 
 
 def new_campaign_id() -> str:
@@ -243,6 +244,17 @@ class CampaignStore:
             raise _storage(exc) from exc
         campaign.etag = meta.get("etag", campaign.etag)
         return True
+
+    def change(self, campaign: Campaign, mutate: Callable[[Campaign], bool]) -> Campaign:
+        """Apply `mutate` (False: nothing to change) and save, re-reading on an ETag conflict.
+
+        Returns the campaign as stored afterwards; mutate sees the latest state each time.
+        """
+        for _ in range(_CHANGE_RETRIES):
+            if not mutate(campaign) or self.save(campaign):
+                return campaign
+            campaign = self.get(campaign.id)
+        raise StorageUnavailable(f"Campaign {campaign.id} kept changing; try again")
 
     def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
         """Campaigns in creation order, `limit` at a time, after the id `after`."""

@@ -27,7 +27,7 @@ from sms_core.campaign_models import (
 )
 from sms_core.campaign_runs import arm, cancel_runs, refresh_runs
 from sms_core.campaign_store import Campaign, RecipientRow, Run, new_campaign_id
-from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid, StorageUnavailable
+from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid
 from sms_core.models import MAX_MESSAGE_CHARS, parse_model
 from sms_core.phone import InvalidPhoneNumber, to_e164
 from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
@@ -42,7 +42,6 @@ from sms_core.templates import (
 
 MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
 SAMPLE_COUNT = 3
-_SAVE_RETRIES = 8
 
 
 def _invalid(field_name: str, message: str) -> RequestInvalid:
@@ -310,16 +309,6 @@ def prepare_campaign(services: Services, body: bytes | str | None,
     return {**campaign_view(services, campaign), "confirmationToken": token}
 
 
-def _reload_until_saved(services: Services, campaign: Campaign,
-                        change: Any) -> Campaign:
-    """Apply `change(campaign) -> bool` and save, re-reading on an ETag conflict."""
-    for _ in range(_SAVE_RETRIES):
-        if not change(campaign) or services.campaigns.save(campaign):
-            return campaign
-        campaign = services.campaigns.get(campaign.id)
-    raise StorageUnavailable(f"Campaign {campaign.id} kept changing; try again")
-
-
 def confirm_send(services: Services, campaign_id: str, body: bytes | str | None
                  ) -> dict[str, Any]:
     """`POST /api/campaigns/{id}/send`: confirm with the token from the preparation.
@@ -347,7 +336,7 @@ def confirm_send(services: Services, campaign_id: str, body: bytes | str | None
         c.status, c.next_run_at = "scheduled", due
         return True
 
-    campaign = _reload_until_saved(services, campaign, to_scheduled)
+    campaign = services.campaigns.change(campaign, to_scheduled)
     arm(services, campaign.id, due)
     return campaign_view(services, services.campaigns.get(campaign.id))
 
@@ -367,7 +356,7 @@ def cancel_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
         c.status, c.next_run_at = "canceled", None
         return True
 
-    campaign = _reload_until_saved(services, campaign, to_canceled)
+    campaign = services.campaigns.change(campaign, to_canceled)
     if campaign.status != "canceled":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
     cancel_runs(services, campaign)
@@ -407,7 +396,9 @@ def campaign_summary(campaign: Campaign) -> dict[str, Any]:
 
 def campaign_view(services: Services, campaign: Campaign) -> dict[str, Any]:
     """The campaign with its preview, its runs and live counts over all runs."""
-    campaign, runs = refresh_runs(services, campaign)
+    # A campaign that was never confirmed has no runs to read.
+    campaign, runs = ((campaign, []) if campaign.status == "prepared"
+                      else refresh_runs(services, campaign))
     totals: dict[str, int] = {}
     run_views = []
     for run, counts in runs:
