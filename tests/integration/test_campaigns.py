@@ -332,3 +332,34 @@ def test_new_rows_written_again_after_a_crash_are_not_an_error(services: Service
     write_new_rows(table, [{**r, "V": -1} for r in rows])
     stored = {e["RowKey"]: e["V"] for e in table.query_entities("PartitionKey eq 'p'")}
     assert len(stored) == 250 and set(stored.values()) == {-1}
+
+
+def test_bad_library_and_listing_inputs_are_4xx_naming_the_field(services: Services) -> None:
+    from sms_core.campaign_library import create_audience, create_template
+    from sms_core.campaigns import list_campaigns
+    ann = new_number()
+    cases: list[tuple[Any, str]] = [
+        (lambda: create_template(services, b'{"name": "t", "text": "Hi {{ }}"}'), "text"),
+        (lambda: create_template(services, b'{"name": "t"}'), "text"),
+        (lambda: create_audience(services, json.dumps(
+            {"name": "a", "recipients": [{"to": ann}], "csv": "to\n" + ann}).encode(),
+            "application/json", {}), "body"),
+        (lambda: create_audience(services, f"to\n{ann}\n".encode(), "text/csv", {}), "name"),
+        (lambda: create_audience(services, b"to,city\n", "text/csv", {"name": "empty"}),
+         "recipients"),
+        (lambda: create_audience(services, b'{"name": "a", "csv": "city\\nSeattle\\n"}',
+                                 "application/json", {}), "csv"),
+        (lambda: list_campaigns(services, {"limit": "0"}), "limit"),
+    ]
+    for call, field in cases:
+        with pytest.raises(RequestInvalid) as info:
+            call()
+        assert info.value.errors[0].field == field, info.value.errors
+    assert all(a.name not in ("a", "empty") for a in services.audiences.all())  # nothing saved
+    with pytest.raises(NotFound):
+        campaign_action(services, "cnope", "send", b'{"confirmationToken": "x"}')
+    out = prepare(services, template="Hi", audience={"recipients": [{"to": ann}]})
+    with pytest.raises(NotFound):
+        campaign_action(services, out["id"], "pause", None)
+    with pytest.raises(RequestInvalid):
+        campaign_action(services, out["id"], "send", b'{"token": "x"}')
