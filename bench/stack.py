@@ -38,8 +38,10 @@ START_DEADLINE_S = 90.0
 
 
 def function_names() -> list[str]:
-    """Every function of the app: the folders under the root that hold a function.json."""
-    return sorted(p.parent.name for p in ROOT.glob("*/function.json"))
+    """Every function of the app, as function_app.py registers them."""
+    from function_app import app
+
+    return sorted(f.get_function_name() for f in app.get_functions())
 
 
 def peak_rss_kib(pid: int) -> int | None:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from sms_core import storage as sms_storage
+from tests.app_functions import app_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -421,7 +422,7 @@ def test_delivery_reports_reach_their_queue_with_an_identity_retries_and_dead_le
 
 
 def test_inbound_sms_webhook_is_created_after_deploy_by_both_hooks() -> None:
-    inbound = json.loads((ROOT / "inbound_webhook" / "function.json").read_text(encoding="utf-8"))
+    inbound = app_functions()["inbound_webhook"]
     (trigger,) = [b for b in inbound["bindings"] if b["type"] == "httpTrigger"]
     assert trigger["route"] == "inbound"
     (topic_api,) = re.findall(r"'Microsoft\.EventGrid/systemTopics@([\w-]+)'", _bicep(EVENTGRID))

@@ -1,0 +1,20 @@
+"""The function app: creates the `FunctionApp` and registers the blueprints, nothing else.
+
+The Python worker (and `localdev/func_host.py`) index this module. Each blueprint package is
+named for what it serves; the function names Azure sees are the names of the decorated functions
+and are contract (infra/ alerts and the postdeploy hook use them).
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from campaigns.blueprint import bp as campaigns
+from delivery_report.blueprint import bp as delivery_report
+from inbound_webhook.blueprint import bp as inbound_webhook
+from operations.blueprint import bp as operations
+from send_sms.blueprint import bp as send_sms
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations):
+    app.register_functions(blueprint)

@@ -1,0 +1,34 @@
+"""POST|OPTIONS /api/inbound (Event Grid, both schemas and handshakes) and conversations."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from sms_core.app import get_services
+from sms_core.conversations import conversation_page
+from sms_core.inbound import WebhookAnswer, abuse_protection_handshake, handle_webhook
+from sms_http import handle, json_response
+
+bp = func.Blueprint()
+
+
+@bp.route(route="inbound", methods=["POST", "OPTIONS"])
+def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """Event Grid delivers inbound SMS here; OPTIONS is the CloudEvents abuse protection."""
+
+    def run() -> func.HttpResponse:
+        answer: WebhookAnswer = (abuse_protection_handshake(dict(req.headers))
+                                 if req.method.upper() == "OPTIONS"
+                                 else handle_webhook(get_services(), req.get_body()))
+        if answer.body is None:
+            return func.HttpResponse(status_code=answer.status, headers=answer.headers)
+        return json_response(answer.body, answer.status, answer.headers)
+
+    return handle(run)
+
+
+@bp.route(route="conversations/{number}", methods=["GET"])
+def conversations(req: func.HttpRequest) -> func.HttpResponse:
+    """Both directions of one conversation (`?from=<our number>`), in time order, paged."""
+    return handle(lambda: json_response(conversation_page(
+        get_services(), req.route_params.get("number", ""), req.params)))

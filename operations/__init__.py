@@ -1,0 +1,1 @@
+"""Operations: health, opt-out administration, analytics, the app webhook."""

@@ -1,0 +1,44 @@
+"""POST /api/messages, GET /api/messages/{id} and the `sms-outbound` dispatcher."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from sms_core.app import get_services
+from sms_core.dispatch import dispatch
+from sms_core.events import queue_text
+from sms_core.models import DispatchJob, SendRequest, parse_model
+from sms_core.sending import accept_send
+from sms_http import handle, json_response
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.route(route="messages", methods=["POST"])
+def send_sms(req: func.HttpRequest) -> func.HttpResponse:
+    """Accept an SMS for one or many recipients (202, one entry each)."""
+
+    def run() -> func.HttpResponse:
+        request = parse_model(SendRequest, req.get_body())
+        response = accept_send(get_services(), request, req.headers.get("Idempotency-Key"))
+        return json_response(response.public(), status=202)
+
+    return handle(run)
+
+
+@bp.route(route="messages/{id}", methods=["GET"])
+def message_status(req: func.HttpRequest) -> func.HttpResponse:
+    """The message, its status and its full history."""
+    return handle(lambda: json_response(
+        get_services().messages.get(req.route_params["id"]).public()))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="sms-outbound", connection="AzureWebJobsStorage")
+def dispatch_sms(msg: func.QueueMessage) -> None:
+    """Send one job's messages through ACS (paced, opt-outs re-checked)."""
+    job = DispatchJob.model_validate_json(queue_text(msg.get_body()))
+    result = dispatch(get_services(), job, attempt=msg.dequeue_count or 1)
+    log.debug("dispatched %s: %s", job.batch, result)
