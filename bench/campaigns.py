@@ -39,9 +39,9 @@ from bench.floors import (
 from bench.measure import CpuMeter, NumberPool, Run, median_run, time_one
 from bench.scenarios import QUEUE_OPTIONS, Api, Figure, _services, log
 from bench.stack import SENDER, Host, PauseWatch, Stack
-from sms_core.app import Services
-from sms_core.campaign_runs import CHUNK_ROWS
-from sms_core.storage import CAMPAIGNS_QUEUE, OUTBOUND_QUEUE
+from sms_core.adapters.storage import CAMPAIGNS_QUEUE, OUTBOUND_QUEUE
+from sms_core.bootstrap import Services
+from sms_core.use_cases.campaign_runs import CHUNK_ROWS
 
 # Rendered per recipient: 1 GSM-7 segment, about as long as the other figures' BODY.
 TEMPLATE = "Hi {{name}}, your appointment is confirmed for tomorrow. Reply STOP to opt out."

@@ -1,8 +1,8 @@
 """Floors: the bare operations a figure's work needs, done directly with the same SDKs.
 
 A floor is what a minimal implementation could not avoid: the same requests to the same Azurite
-(and emulator), through clients built the way `sms_core.storage` and the function host build
-theirs, at the same concurrency, with no HTTP front end, no validation and no bookkeeping. A
+(and emulator), through clients built the way `sms_core.adapters.storage` and the function host
+build theirs, at the same concurrency, with no HTTP front end, no validation and no bookkeeping. A
 figure's ratio is floor rate / our rate: 1.0x means our code adds nothing measurable.
 
 The floors write to their own tables and queues (`BenchFloor*`, `bench-floor-*`) so nothing of
@@ -38,7 +38,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-OPTOUTS_TABLE = "OptOuts"  # the real one (sms_core.storage.OPTOUTS_TABLE)
+OPTOUTS_TABLE = "OptOuts"  # the real one (sms_core.adapters.storage.OPTOUTS_TABLE)
 GLOBAL_PARTITION = "global"
 FLOOR_MESSAGES_TABLE = "BenchFloorMessages"
 FLOOR_PROVIDER_IDS_TABLE = "BenchFloorProviderIds"
@@ -80,7 +80,7 @@ def _job(batch: str, indices: list[int], **extra: Any) -> str:
 
 
 class _Clients:
-    """Table and queue clients built like sms_core.storage.StorageClients builds them: one
+    """Table and queue clients built like sms_core.adapters.storage.StorageClients builds them: one
     service client per kind, table clients sharing its transport, base64 queue messages."""
 
     def __init__(self, storage: str) -> None:
@@ -160,7 +160,7 @@ def _stamp(at: datetime) -> str:
 
 
 def _event_text(event_type: str, event_id: str, at: datetime, data: dict[str, Any]) -> str:
-    """An app event as `sms-events` carries it (the envelope of sms_core.app_events)."""
+    """An app event as `sms-events` carries it (the envelope of sms_core.adapters.app_events)."""
     return json.dumps({"id": event_id, "type": event_type,
                        "time": at.isoformat().replace("+00:00", "Z"), "data": data},
                       separators=(",", ":"))

@@ -18,8 +18,8 @@ from azure.storage.queue import QueueClient
 
 T = TypeVar("T")
 
-# Fictional NANP numbers: any +1 NPA 555 XXXX is accepted by sms_core.phone.to_e164. Lines start
-# at 0001 (the emulator fails delivery reports for numbers ending in 0000).
+# Fictional NANP numbers: any +1 NPA 555 XXXX is accepted by sms_core.rules.phone.to_e164. Lines
+# start at 0001 (the emulator fails delivery reports for numbers ending in 0000).
 _AREA_CODES = ("206", "425", "253", "360", "509", "312", "415", "646", "617", "303")
 
 

@@ -43,12 +43,7 @@ from bench.measure import (
 )
 from bench.stack import FUNCTION_KEY, ROOT, SENDER, Host, PauseWatch, Stack, function_names
 from localdev.func_host import HostConfig
-from sms_core.analytics import utc_day
-from sms_core.app import Services
-from sms_core.models import SendRequest
-from sms_core.sending import accept_send
-from sms_core.settings import load_settings
-from sms_core.storage import (
+from sms_core.adapters.storage import (
     AWAITING_REPORTS_TABLE,
     DELIVERY_REPORTS_QUEUE,
     EVENTS_QUEUE,
@@ -56,6 +51,11 @@ from sms_core.storage import (
     OUTBOUND_QUEUE,
     UNMATCHED_REPORTS_TABLE,
 )
+from sms_core.bootstrap import Services
+from sms_core.models.messages import SendRequest
+from sms_core.rules.analytics import utc_day
+from sms_core.settings import load_settings
+from sms_core.use_cases.sending import accept_send
 
 BODY = "Your verification code is 482913. Reply STOP to opt out."
 DISPATCH_DEADLINE_S = 180.0

@@ -6,20 +6,25 @@ import logging
 
 import azure.functions as func
 
-from sms_core.app import get_services
-from sms_core.campaign_library import (
+from sms_core.adapters.event_grid import queue_text
+from sms_core.bootstrap import get_services
+from sms_core.models.campaigns import FanoutJob
+from sms_core.use_cases.audiences_templates import (
     audiences_list,
     create_audience,
     create_template,
     templates_list,
 )
-from sms_core.campaign_models import FanoutJob
-from sms_core.campaign_runs import handle_fanout_job, run_due
-from sms_core.campaigns import campaign_action, get_campaign, list_campaigns, prepare_campaign
-from sms_core.events import queue_text
-from sms_http import handle, json_response
+from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
+from sms_core.use_cases.campaigns import (
+    campaign_action,
+    get_campaign,
+    list_campaigns,
+    prepare_campaign,
+)
+from sms_http import handle, json_response, new_blueprint
 
-bp = func.Blueprint()
+bp = new_blueprint()
 log = logging.getLogger(__name__)
 
 

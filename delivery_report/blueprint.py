@@ -6,10 +6,11 @@ import logging
 
 import azure.functions as func
 
-from sms_core import delivery
-from sms_core.app import get_services
+from sms_core.bootstrap import get_services
+from sms_core.use_cases import delivery_reports as delivery
+from sms_http import new_blueprint
 
-bp = func.Blueprint()
+bp = new_blueprint()
 log = logging.getLogger(__name__)
 
 

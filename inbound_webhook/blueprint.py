@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sms_core.app import get_services
-from sms_core.conversations import conversation_page
-from sms_core.inbound import WebhookAnswer, abuse_protection_handshake, handle_webhook
-from sms_http import handle, json_response
+from sms_core.bootstrap import get_services
+from sms_core.use_cases.conversations import conversation_page
+from sms_core.use_cases.inbound import WebhookAnswer, abuse_protection_handshake, handle_webhook
+from sms_http import handle, json_response, new_blueprint
 
-bp = func.Blueprint()
+bp = new_blueprint()
 
 
 @bp.route(route="inbound", methods=["POST", "OPTIONS"])

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from sms_core.app import get_services
-from sms_core.events import queue_text
-from sms_core.health import check_health
-from sms_core.models import parse_model
-from sms_core.optout_admin import (
+from sms_core.adapters.event_grid import queue_text
+from sms_core.adapters.storage import StorageClients
+from sms_core.bootstrap import get_services
+from sms_core.models.messages import parse_model
+from sms_core.settings import get_settings
+from sms_core.use_cases.announcements import analytics_report
+from sms_core.use_cases.health import check_health
+from sms_core.use_cases.optouts import (
     OptOutRequest,
     change_optouts,
     optout_export_csv,
     optout_history,
 )
-from sms_core.settings import get_settings
-from sms_core.storage import StorageClients
-from sms_core.usage import analytics_report
-from sms_core.webhook_delivery import deliver_webhook
-from sms_http import handle, json_response
+from sms_core.use_cases.webhook_delivery import deliver_webhook
+from sms_http import handle, json_response, new_blueprint
 
-bp = func.Blueprint()
+bp = new_blueprint()
 
 # Its own clients: health must answer even when storage was down at start-up.
 _health_storage: StorageClients | None = None

@@ -6,14 +6,14 @@ import logging
 
 import azure.functions as func
 
-from sms_core.app import get_services
-from sms_core.dispatch import dispatch
-from sms_core.events import queue_text
-from sms_core.models import DispatchJob, SendRequest, parse_model
-from sms_core.sending import accept_send
-from sms_http import handle, json_response
+from sms_core.adapters.event_grid import queue_text
+from sms_core.bootstrap import get_services
+from sms_core.models.messages import DispatchJob, SendRequest, parse_model
+from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.sending import accept_send
+from sms_http import handle, json_response, new_blueprint
 
-bp = func.Blueprint()
+bp = new_blueprint()
 log = logging.getLogger(__name__)
 
 

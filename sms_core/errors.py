@@ -1,7 +1,7 @@
 """The project's one error tree.
 
 Every error that the domain raises on purpose derives from `SmsError`. HTTP mapping happens in
-one place, `sms_core.problems`; queue handlers decide retry-or-record from the class alone.
+one place, `sms_http.problems`; queue handlers decide retry-or-record from the class alone.
 
     SmsError
     ├── RequestInvalid          400  the request as a whole is invalid; `errors` name the fields

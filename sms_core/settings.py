@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     def _sender_format(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode
+        from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode
 
         try:
             return sender_to_e164_or_shortcode(value)

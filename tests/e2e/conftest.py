@@ -23,7 +23,7 @@ import pytest
 
 from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
 from localdev.azurite import free_port
-from sms_core.app import Services
+from sms_core.bootstrap import Services
 from sms_core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from pydantic import BaseModel
 
 from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
-from sms_core.app import Services
-from sms_core.models import DispatchJob
-from sms_core.queues import JobQueue
+from sms_core.adapters.job_queue import JobQueue
+from sms_core.bootstrap import Services
+from sms_core.models.messages import DispatchJob
 from sms_core.settings import load_settings
 from tests.numbers import unique_number
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sms_core.app import Services
-from sms_core.delivery import handle_delivery_reports
-from sms_core.dispatch import dispatch
-from sms_core.models import MessageStatus, SendRequest
-from sms_core.sending import accept_send
+from sms_core.bootstrap import Services
+from sms_core.models.messages import MessageStatus, SendRequest
+from sms_core.use_cases.delivery_reports import handle_delivery_reports
+from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.sending import accept_send
 from tests.integration.conftest import dlr_client, take_jobs
 
 

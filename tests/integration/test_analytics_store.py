@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
 
-from sms_core.analytics import COUNTERS, AnalyticsStore, Fact, rates
+from sms_core.adapters.analytics_store import AnalyticsStore
 from sms_core.errors import RequestInvalid, StorageUnavailable
+from sms_core.rules.analytics import COUNTERS, Fact, rates
 
 A, B, C = "+18005550101", "+18005550102", "+18005550103"
 D1, D2, D3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)

@@ -12,15 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.app import Services
-from sms_core.campaign_models import FanoutJob
-from sms_core.campaign_runs import handle_fanout_job, run_due
-from sms_core.campaign_store import CampaignStore, run_batch
-from sms_core.campaigns import campaign_action, get_campaign, prepare_campaign
-from sms_core.dispatch import dispatch
+from sms_core.adapters.campaign_store import CampaignStore
+from sms_core.adapters.job_queue import JobQueue
+from sms_core.bootstrap import Services
 from sms_core.errors import Conflict, NotFound, RequestInvalid
-from sms_core.models import MessageStatus
-from sms_core.queues import JobQueue
+from sms_core.models.campaigns import FanoutJob
+from sms_core.models.messages import MessageStatus
+from sms_core.models.records import run_batch
+from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
+from sms_core.use_cases.campaigns import campaign_action, get_campaign, prepare_campaign
+from sms_core.use_cases.dispatch import dispatch
 from tests.integration.conftest import (
     SENDER,
     make_services,
@@ -278,7 +279,7 @@ def test_bad_inputs_are_400s_naming_the_field(services: Services) -> None:
 
 def test_saved_audience_with_filter_and_saved_template(services: Services,
                                                        emulator: AcsEmulator) -> None:
-    from sms_core.campaign_library import create_audience, create_template
+    from sms_core.use_cases.audiences_templates import create_audience, create_template
     seattle, free, portland = new_number(), new_number(), new_number()
     csv = (f"phone,city,plan,first_name\n{seattle},Seattle,pro,Ann\n{free},Seattle,free,Bo\n"
            f"{portland},Portland,pro,Cy\n")
@@ -324,7 +325,7 @@ def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEm
 
 
 def test_new_rows_written_again_after_a_crash_are_not_an_error(services: Services) -> None:
-    from sms_core.table_batches import write_new_rows
+    from sms_core.adapters.table_batches import write_new_rows
     table = services.storage.table(f"Rows{uuid.uuid4().hex[:12]}")
     table.create_table()
     rows = [{"PartitionKey": "p", "RowKey": f"{i:05d}", "V": i} for i in range(250)]
@@ -335,8 +336,8 @@ def test_new_rows_written_again_after_a_crash_are_not_an_error(services: Service
 
 
 def test_bad_library_and_listing_inputs_are_4xx_naming_the_field(services: Services) -> None:
-    from sms_core.campaign_library import create_audience, create_template
-    from sms_core.campaigns import list_campaigns
+    from sms_core.use_cases.audiences_templates import create_audience, create_template
+    from sms_core.use_cases.campaigns import list_campaigns
     ann = new_number()
     cases: list[tuple[Any, str]] = [
         (lambda: create_template(services, b'{"name": "t", "text": "Hi {{ }}"}'), "text"),

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from localdev.acs_emulator import AcsEmulator, Outcome
-from sms_core.app import Services
-from sms_core.delivery import handle_delivery_reports
-from sms_core.models import MessageStatus
+from sms_core.bootstrap import Services
+from sms_core.models.messages import MessageStatus
+from sms_core.use_cases.delivery_reports import handle_delivery_reports
 from tests.integration.conftest import SENDER, new_number
 from tests.integration.flows import apply_reports, run_all_jobs, send
 
@@ -91,7 +91,7 @@ def test_sent_without_report_expires_after_the_timeout(services: Services,
                                                        emulator: AcsEmulator) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from sms_core.delivery import expire_overdue
+    from sms_core.use_cases.delivery_reports import expire_overdue
 
     quiet = new_number()
     emulator.state.set_outcome(quiet, Outcome.from_json({"deliveryStatus": "Failed"}))
@@ -113,7 +113,7 @@ def test_sent_without_report_expires_after_the_timeout(services: Services,
 
 def test_report_that_overtook_its_message_is_applied_by_reconcile(
         services: Services, emulator: AcsEmulator) -> None:
-    from sms_core.delivery import reconcile_reports
+    from sms_core.use_cases.delivery_reports import reconcile_reports
 
     msg = sent_message(services, to=new_number(), message="Quick")
     # Simulate the race: the report arrived before the provider id was indexed.
@@ -131,7 +131,7 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
 
 def test_every_status_change_is_an_sms_status_event(services: Services,
                                                     emulator: AcsEmulator) -> None:
-    from sms_core.app_events import AppEvents
+    from sms_core.adapters.app_events import AppEvents
 
     name = f"events-{uuid.uuid4().hex[:12]}"
     services.storage.queue_service().create_queue(name)

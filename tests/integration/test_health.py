@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from localdev.azurite import connection_string, free_port
+from sms_core.adapters.storage import StorageClients
 from sms_core.errors import StorageUnavailable
-from sms_core.health import check_health
-from sms_core.problems import problem_for
 from sms_core.settings import load_settings
-from sms_core.storage import StorageClients
+from sms_core.use_cases.health import check_health
+from sms_http.problems import problem_for
 
 
 def test_health_is_ok_when_storage_answers(azurite_connection_string: str) -> None:

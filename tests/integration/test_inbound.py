@@ -13,13 +13,13 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.app import Services
-from sms_core.app_events import AppEvents
-from sms_core.dispatch import dispatch
+from sms_core.adapters.app_events import AppEvents
+from sms_core.bootstrap import Services
 from sms_core.errors import RequestInvalid
-from sms_core.inbound import abuse_protection_handshake, handle_webhook
-from sms_core.models import MessageStatus, SendRequest
-from sms_core.sending import accept_send
+from sms_core.models.messages import MessageStatus, SendRequest
+from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.inbound import abuse_protection_handshake, handle_webhook
+from sms_core.use_cases.sending import accept_send
 from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"

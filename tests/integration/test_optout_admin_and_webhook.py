@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.app import Services
-from sms_core.app_events import (
+from sms_core.adapters.app_events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WEBHOOK_MAX_ATTEMPTS,
@@ -23,16 +22,17 @@ from sms_core.app_events import (
     event_envelope,
     verify,
 )
+from sms_core.adapters.storage import WEBHOOK_OUTBOX_QUEUE
+from sms_core.bootstrap import Services
 from sms_core.errors import RequestInvalid
-from sms_core.models import parse_model
-from sms_core.optout_admin import (
+from sms_core.models.messages import parse_model
+from sms_core.use_cases.optouts import (
     OptOutRequest,
     change_optouts,
     optout_export_csv,
     optout_history,
 )
-from sms_core.storage import WEBHOOK_OUTBOX_QUEUE
-from sms_core.webhook_delivery import HttpxPoster, deliver_webhook
+from sms_core.use_cases.webhook_delivery import HttpxPoster, deliver_webhook
 from tests.integration.conftest import make_services, new_number
 
 OUR = "+18005550111"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from azure.data.tables import TableServiceClient
 
-from sms_core.pacing import SenderPacer
+from sms_core.adapters.sender_pacer import SenderPacer
 
 
 def table(storage: str):  # type: ignore[no-untyped-def]

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.app import Services
-from sms_core.dispatch import dispatch
+from sms_core.bootstrap import Services
 from sms_core.errors import Conflict, RequestInvalid
-from sms_core.models import MessageStatus
+from sms_core.models.messages import MessageStatus
+from sms_core.use_cases.dispatch import dispatch
 from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
 from tests.integration.flows import apply_reports, run_all_jobs, send, status
 
@@ -201,8 +201,8 @@ def test_scheduled_message_waits_for_send_at(
 
 
 def test_a_stale_write_is_re_decided_against_the_current_state(services: Services) -> None:
-    from sms_core.message_store import Change
-    from sms_core.message_store import split_message_id as split
+    from sms_core.models.records import Change
+    from sms_core.models.records import split_message_id as split
 
     (entry,) = send(services, to=new_number(), message="Race").messages
     batch, index = split(entry.id)

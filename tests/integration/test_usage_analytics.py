@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from localdev.acs_emulator import AcsEmulator, Outcome
-from sms_core.app import Services
-from sms_core.delivery import handle_delivery_reports
-from sms_core.dispatch import dispatch
-from sms_core.inbound import handle_webhook
-from sms_core.usage import analytics_report
+from sms_core.bootstrap import Services
+from sms_core.use_cases.announcements import analytics_report
+from sms_core.use_cases.delivery_reports import handle_delivery_reports
+from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.inbound import handle_webhook
 from tests.integration.conftest import make_services, new_number, take_jobs
 from tests.integration.flows import run_all_jobs, send
 from tests.integration.test_delivery_reports import report_for

@@ -8,21 +8,23 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from sms_core.analytics import (
-    COUNTERS,
-    MAX_RANGE_DAYS,
-    Fact,
+from sms_core.adapters.analytics_store import (
     counter_row_key,
     key_part,
     ledger_row_key,
     parse_counter_row_key,
-    parse_date_range,
-    rates,
     shard_of,
     tag_part,
-    utc_day,
 )
 from sms_core.errors import RequestInvalid
+from sms_core.rules.analytics import (
+    COUNTERS,
+    MAX_RANGE_DAYS,
+    Fact,
+    parse_date_range,
+    rates,
+    utc_day,
+)
 
 # What Table keys forbid, plus the separator our RowKeys use.
 FORBIDDEN_IN_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from sms_core.audience_csv import (
+from sms_core.rules.audience_csv import (
     PHONE_COLUMNS,
     AudienceRow,
     CsvAudienceError,

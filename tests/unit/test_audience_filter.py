@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from sms_core.audience_filter import (
+from sms_core.rules.audience_filter import (
     MAX_FILTER_LENGTH,
     AudienceFilter,
     FilterSyntaxError,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from sms_core.delivery import delivery_code
+from sms_core.adapters.acs_gateway import parse_acs_connection_string
+from sms_core.adapters.event_grid import ci_get, decode_payload
 from sms_core.errors import RequestInvalid, SettingsError
-from sms_core.events import ci_get, decode_payload
-from sms_core.gateway import parse_acs_connection_string
-from sms_core.models import MessageStatus as S
-from sms_core.models import can_transition
+from sms_core.models.messages import MessageStatus as S
+from sms_core.models.messages import can_transition
 from sms_core.settings import load_settings
+from sms_core.use_cases.delivery_reports import delivery_code
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eventgrid"
 SAMPLES = sorted(FIXTURES.glob("*delivery-report*.json"))
@@ -91,7 +91,7 @@ def test_acs_connection_string_keeps_its_scheme() -> None:
 
 
 def test_identity_based_storage_settings_build_service_uris() -> None:
-    from sms_core.storage import StorageClients
+    from sms_core.adapters.storage import StorageClients
 
     s = load_settings(AzureWebJobsStorage__accountName="smsstore",
                       AzureWebJobsStorage__credential="managedidentity",
@@ -102,14 +102,14 @@ def test_identity_based_storage_settings_build_service_uris() -> None:
 
 
 def test_missing_storage_setting_is_named() -> None:
-    from sms_core.storage import StorageClients
+    from sms_core.adapters.storage import StorageClients
 
     with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
         StorageClients(load_settings()).table_service()
 
 
 def test_queue_text_reads_base64_or_raw_json() -> None:
-    from sms_core.events import queue_text
+    from sms_core.adapters.event_grid import queue_text
 
     job = '{"v":1,"batch":"b","indices":[0]}'
     assert queue_text(job) == job

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sms_core import storage as sms_storage
+from sms_core.adapters import storage as sms_storage
 from tests.app_functions import app_functions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from sms_core.keywords import (
+from sms_core.rules.keywords import (
     DEFAULT_PACKS,
     DUTCH,
     ENGLISH,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sms_core.phone import (
+from sms_core.rules.phone import (
     InvalidPhoneNumber,
     region_of,
     sender_to_e164_or_shortcode,

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sms_core.phone import InvalidPhoneNumber, time_zones_of
-from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
+from sms_core.rules.phone import InvalidPhoneNumber, time_zones_of
+from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 
 NIGHT = QuietHours.parse("21:00", "08:00")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

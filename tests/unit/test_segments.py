@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from sms_core.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, count_segments
+from sms_core.rules.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentInfo, count_segments
 
 EMOJI = "\U0001f600"  # 😀, outside the BMP: a UTF-16 surrogate pair
 

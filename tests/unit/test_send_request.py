@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from sms_core.errors import RequestInvalid
-from sms_core.models import SendRequest, parse_model
-from sms_core.problems import problem_for
+from sms_core.models.messages import SendRequest, parse_model
+from sms_http.problems import problem_for
 
 
 def parse(body: object) -> SendRequest:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sms_core.templates import (
+from sms_core.rules.templates import (
     MessageTemplate,
     MissingVariables,
     TemplateSyntaxError,

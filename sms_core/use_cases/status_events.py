@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sms_core.app_events import AppEvents
-from sms_core.message_store import MessageRecord
-from sms_core.models import PENDING_STATUSES
+from sms_core.adapters.app_events import AppEvents
+from sms_core.models.messages import PENDING_STATUSES
+from sms_core.models.records import MessageRecord
 
 STATUS_EVENT = "sms.status"
 

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from sms_core.app import Services
+from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
-from sms_core.conversations import ConversationEntry
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
-from sms_core.gateway import OutboundSms, SendOutcome
-from sms_core.message_store import Change, MessageRecord
-from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
-from sms_core.usage import announce
+from sms_core.models.messages import (
+    PENDING_STATUSES,
+    DispatchJob,
+    MessageStatus,
+    OutboundSms,
+    SendOutcome,
+)
+from sms_core.models.records import Change, ConversationEntry, MessageRecord
+from sms_core.use_cases.announcements import announce
 
 log = logging.getLogger(__name__)
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sms_core.app import Services
+from sms_core.bootstrap import Services
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.gateway import MAX_RECIPIENTS_PER_CALL
-from sms_core.idempotency import validate_key
-from sms_core.message_store import MessageRecord, new_batch_id
-from sms_core.models import (
+from sms_core.models.messages import (
+    MAX_RECIPIENTS_PER_CALL,
     PENDING_STATUSES,
     DispatchJob,
     MessageStatus,
     RecipientResult,
     SendRequest,
     SendResponse,
+    validate_key,
 )
-from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
-from sms_core.segments import count_segments
-from sms_core.usage import count_accepted
+from sms_core.models.records import MessageRecord, new_batch_id
+from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+from sms_core.rules.segments import count_segments
+from sms_core.use_cases.announcements import count_accepted
 
 
 def resolve_sender(request_from: str | None, default_from: str | None) -> str:

@@ -10,9 +10,7 @@ transaction guarded by the message's ETag.
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,29 +25,11 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.models import MessageEvent, MessagePublic, MessageStatus
+from sms_core.models.messages import MessageEvent, MessagePublic, MessageStatus
+from sms_core.models.records import Change, Decide, MessageRecord, split_message_id
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
 _MAX_CONFLICT_RETRIES = 8
-
-
-def new_batch_id() -> str:
-    """A fresh, roughly time-ordered batch id."""
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6)
-
-
-def message_id(batch: str, index: int) -> str:
-    """The public message id of recipient `index` of `batch`."""
-    return f"{batch}-{index:05d}"
-
-
-def split_message_id(value: str) -> tuple[str, int]:
-    """Inverse of `message_id`; raises NotFound for anything that is not one of ours."""
-    batch, sep, idx = value.rpartition("-")
-    if not sep or not batch or len(idx) != 5 or not idx.isdigit() or len(batch) > 64 \
-            or not batch.isalnum():
-        raise NotFound(f"No message with id '{value}'.")
-    return batch, int(idx)
 
 
 def _row(index: int) -> str:
@@ -60,98 +40,47 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class MessageRecord:
-    """A stored message as the domain sees it."""
+def _entity(record: MessageRecord) -> dict[str, Any]:
+    """The Table entity for a record."""
+    e: dict[str, Any] = {
+        "PartitionKey": record.batch, "RowKey": _row(record.index), "Kind": "message",
+        "From": record.sender, "To": record.to, "Body": record.body, "Status": str(record.status),
+        "InitialStatus": str(record.initial_status), "Segments": record.segments,
+        "Encoding": record.encoding, "CreatedAt": record.created_at,
+        "UpdatedAt": record.updated_at, "DeliveryReport": record.delivery_report,
+        "Seq": record.seq,
+    }
+    if record.optout_exempt:
+        e["OptOutExempt"] = True
+    if record.cancel_requested:
+        e["CancelRequested"] = True
+    if record.report_ids:
+        e["ReportIds"] = json.dumps(record.report_ids)
+    optional = {"Tag": record.tag, "Error": record.error, "SendAt": record.send_at,
+                "SentAt": record.sent_at, "ProviderMessageId": record.provider_message_id,
+                "RepeatabilityId": record.repeatability_id, "FirstSent": record.first_sent,
+                "FirstSentAt": record.first_sent_at}
+    e.update({k: v for k, v in optional.items() if v is not None})
+    return e
 
-    batch: str
-    index: int
-    sender: str
-    to: str
-    body: str
-    status: MessageStatus
-    initial_status: MessageStatus
-    segments: int
-    encoding: str
-    created_at: datetime
-    updated_at: datetime
-    tag: str | None = None
-    delivery_report: bool = True
-    optout_exempt: bool = False  # the one reply allowed after a STOP: its confirmation
-    cancel_requested: bool = False  # canceled while claimed: dispatch cancels it if it comes back
-    error: str | None = None
-    send_at: datetime | None = None
-    sent_at: datetime | None = None
-    provider_message_id: str | None = None
-    repeatability_id: str | None = None
-    first_sent: str | None = None  # RFC 1123, as ACS wants repeatabilityFirstSent
-    first_sent_at: datetime | None = None  # the same moment, precisely (conversation order)
-    seq: int = 0
-    report_ids: list[str] = field(default_factory=list)  # non-lifecycle reports already noted
-    etag: str | None = None
-
-    @property
-    def id(self) -> str:
-        """The public message id."""
-        return message_id(self.batch, self.index)
-
-    def to_entity(self) -> dict[str, Any]:
-        """The Table entity for this record."""
-        e: dict[str, Any] = {
-            "PartitionKey": self.batch, "RowKey": _row(self.index), "Kind": "message",
-            "From": self.sender, "To": self.to, "Body": self.body, "Status": str(self.status),
-            "InitialStatus": str(self.initial_status), "Segments": self.segments,
-            "Encoding": self.encoding, "CreatedAt": self.created_at,
-            "UpdatedAt": self.updated_at, "DeliveryReport": self.delivery_report,
-            "Seq": self.seq,
-        }
-        if self.optout_exempt:
-            e["OptOutExempt"] = True
-        if self.cancel_requested:
-            e["CancelRequested"] = True
-        if self.report_ids:
-            e["ReportIds"] = json.dumps(self.report_ids)
-        optional = {"Tag": self.tag, "Error": self.error, "SendAt": self.send_at,
-                    "SentAt": self.sent_at, "ProviderMessageId": self.provider_message_id,
-                    "RepeatabilityId": self.repeatability_id, "FirstSent": self.first_sent,
-                    "FirstSentAt": self.first_sent_at}
-        e.update({k: v for k, v in optional.items() if v is not None})
-        return e
-
-    @classmethod
-    def from_entity(cls, e: Any) -> MessageRecord:
-        """Build a record from a Table entity (keeps its ETag for conditional updates)."""
-        return cls(
-            batch=e["PartitionKey"], index=int(e["RowKey"]), sender=e["From"], to=e["To"],
-            body=e["Body"], status=MessageStatus(e["Status"]),
-            initial_status=MessageStatus(e["InitialStatus"]), segments=int(e["Segments"]),
-            encoding=e["Encoding"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
-            tag=e.get("Tag"), delivery_report=bool(e.get("DeliveryReport", True)),
-            optout_exempt=bool(e.get("OptOutExempt", False)),
-            cancel_requested=bool(e.get("CancelRequested", False)),
-            error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
-            provider_message_id=e.get("ProviderMessageId"),
-            repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
-            first_sent_at=e.get("FirstSentAt"),
-            seq=int(e.get("Seq", 0)),
-            report_ids=json.loads(e["ReportIds"]) if e.get("ReportIds") else [],
-            etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
-        )
-
-
-@dataclass
-class Change:
-    """What to do to one message: fields to set and, for a status change, the history event."""
-
-    fields: dict[str, Any] = field(default_factory=dict)
-    status: MessageStatus | None = None
-    detail: str | None = None
-    data: dict[str, Any] | None = None
-    note: bool = False  # append a history entry even though the status stays the same
-
-
-# Given the current record, return the change to make, or None to leave it alone.
-Decide = Callable[[MessageRecord], Change | None]
+def _record(e: Any) -> MessageRecord:
+    """A record from a Table entity (keeps its ETag for conditional updates)."""
+    return MessageRecord(
+        batch=e["PartitionKey"], index=int(e["RowKey"]), sender=e["From"], to=e["To"],
+        body=e["Body"], status=MessageStatus(e["Status"]),
+        initial_status=MessageStatus(e["InitialStatus"]), segments=int(e["Segments"]),
+        encoding=e["Encoding"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
+        tag=e.get("Tag"), delivery_report=bool(e.get("DeliveryReport", True)),
+        optout_exempt=bool(e.get("OptOutExempt", False)),
+        cancel_requested=bool(e.get("CancelRequested", False)),
+        error=e.get("Error"), send_at=e.get("SendAt"), sent_at=e.get("SentAt"),
+        provider_message_id=e.get("ProviderMessageId"),
+        repeatability_id=e.get("RepeatabilityId"), first_sent=e.get("FirstSent"),
+        first_sent_at=e.get("FirstSentAt"),
+        seq=int(e.get("Seq", 0)),
+        report_ids=json.loads(e["ReportIds"]) if e.get("ReportIds") else [],
+        etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
+    )
 
 
 def _error_code(exc: HttpResponseError) -> str | None:
@@ -185,7 +114,7 @@ class MessageStore:
         return [r for chunk in results for r in chunk]
 
     def _create_chunk(self, chunk: Sequence[MessageRecord]) -> list[MessageRecord]:
-        ops: list[Any] = [("create", r.to_entity()) for r in chunk]
+        ops: list[Any] = [("create", _entity(r)) for r in chunk]
         try:
             self._table.submit_transaction(ops)
             return list(chunk)
@@ -200,7 +129,7 @@ class MessageStore:
         if missing:  # part of the chunk exists: insert the rest one by one
             for r in missing:
                 try:
-                    self._table.create_entity(r.to_entity())
+                    self._table.create_entity(_entity(r))
                     stored[r.index] = r
                 except HttpResponseError as exc:
                     if exc.status_code != 409:
@@ -267,7 +196,7 @@ class MessageStore:
                 if change.data:
                     event["Data"] = json.dumps(change.data, separators=(",", ":"))
                 ops.append(("create", event))
-            ops.append(("update", new.to_entity(),
+            ops.append(("update", _entity(new),
                         {"mode": UpdateMode.REPLACE, "etag": rec.etag,
                          "match_condition": MatchConditions.IfNotModified}))
             updated[rec.index] = new
@@ -307,7 +236,7 @@ class MessageStore:
             filt += " and RowKey ge @lo and RowKey le @hi"
             params.update(lo=_row(min(indices)), hi=_row(max(indices)))
         try:
-            rows = [MessageRecord.from_entity(e) for e in
+            rows = [_record(e) for e in
                     self._table.query_entities(filt, parameters=params)]
         except AzureError as exc:
             raise _storage_error(exc) from exc
@@ -319,7 +248,7 @@ class MessageStore:
     def pending(self, batch: str) -> list[MessageRecord]:
         """The messages of a batch still queued or scheduled (one partition query)."""
         try:
-            return [MessageRecord.from_entity(e) for e in self._table.query_entities(
+            return [_record(e) for e in self._table.query_entities(
                 "PartitionKey eq @pk and Kind eq 'message' and "
                 "(Status eq 'queued' or Status eq 'scheduled')", parameters={"pk": batch})]
         except AzureError as exc:
@@ -350,7 +279,7 @@ class MessageStore:
         msg = next((e for e in entities if e.get("Kind") == "message"), None)
         if msg is None:
             raise NotFound(f"No message with id '{public_id}'.")
-        rec = MessageRecord.from_entity(msg)
+        rec = _record(msg)
         history = [MessageEvent(status=rec.initial_status, at=rec.created_at)]
         events = sorted((e for e in entities if e.get("Kind") == "event"),
                         key=lambda e: str(e["RowKey"]))

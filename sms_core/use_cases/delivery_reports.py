@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sms_core.analytics import Fact, utc_day
-from sms_core.app import Services
-from sms_core.events import GridEvent, ci_get, decode_payload
-from sms_core.message_store import Change, MessageRecord, split_message_id
-from sms_core.models import MessageStatus, can_transition
-from sms_core.report_watch import stored_event
-from sms_core.usage import announce
+from sms_core.adapters.awaiting_reports import stored_event
+from sms_core.adapters.event_grid import GridEvent, ci_get, decode_payload
+from sms_core.bootstrap import Services
+from sms_core.models.messages import MessageStatus, can_transition
+from sms_core.models.records import Change, MessageRecord, split_message_id
+from sms_core.rules.analytics import Fact, utc_day
+from sms_core.use_cases.announcements import announce
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from sms_core.errors import Conflict, FieldError, RequestInvalid, StorageUnavailable
-
-MAX_KEY_LENGTH = 255
+from sms_core.errors import Conflict, StorageUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +29,6 @@ class IdempotencyClaim:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def validate_key(key: str) -> str:
-    """Check an Idempotency-Key header value (1..255 visible ASCII characters)."""
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
-        raise RequestInvalid(
-            "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
-            [FieldError("Idempotency-Key", "1 to 255 visible ASCII characters")])
-    return key
 
 
 class IdempotencyStore:

@@ -1,8 +1,8 @@
 """A campaign audience uploaded as CSV: one recipient per row, a phone column plus attributes.
 
-The attributes fill the template's ``{{placeholders}}`` (see :mod:`sms_core.templates`), so the
-header names are the variable names. Parsing is strict and every error names the physical line of
-the file, because the person fixing it has the file open in a spreadsheet or an editor.
+The attributes fill the template's ``{{placeholders}}`` (see :mod:`sms_core.rules.templates`), so
+the header names are the variable names. Parsing is strict and every error names the physical line
+of the file, because the person fixing it has the file open in a spreadsheet or an editor.
 
 Decisions worth knowing:
 
@@ -17,7 +17,7 @@ Decisions worth knowing:
 * The phone column is the one header among :data:`PHONE_COLUMNS`, compared ignoring case and
   surrounding spaces. More than one is an error rather than a guess: a file with both ``phone``
   and ``mobile`` may hold landlines in one of them. Its value is not validated here (the caller
-  normalises it with :func:`sms_core.phone.to_e164` and reports bad numbers per row).
+  normalises it with :func:`sms_core.rules.phone.to_e164` and reports bad numbers per row).
 * Every other column becomes an attribute under its header name, stripped but with its case
   kept; column names must be unique ignoring case because template variables are
   case-insensitive.

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sms_core.analytics import Fact, parse_date_range, utc_day
-from sms_core.app import Services
-from sms_core.message_store import MessageRecord
-from sms_core.models import PENDING_STATUSES, MessageStatus, parse_sender
-from sms_core.status_events import publish_status
+from sms_core.bootstrap import Services
+from sms_core.models.messages import PENDING_STATUSES, MessageStatus, parse_sender
+from sms_core.models.records import MessageRecord
+from sms_core.rules.analytics import Fact, parse_date_range, utc_day
+from sms_core.use_cases.status_events import publish_status
 
 RESPONSE_WINDOW = timedelta(hours=24)
 

@@ -14,12 +14,9 @@ every run), holding the prepared snapshot: number, rendered text, segments and v
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,35 +29,14 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.adapters.table_batches import write_new_rows
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.message_store import new_batch_id
-from sms_core.table_batches import write_new_rows
+from sms_core.models.records import Campaign, RecipientRow, Run, run_key, token_hash
 
 CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
 _JSON_PART_CHARS = 30_000  # a Table string property holds at most 32K UTF-16 characters
-RUN_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
 _CHANGE_RETRIES = 8
-
-
-def new_campaign_id() -> str:
-    """A fresh, time-ordered campaign id."""
-    return "c" + new_batch_id()
-
-
-def run_key(moment: datetime) -> str:
-    """The key of the run due at `moment` (UTC, to the second)."""
-    return moment.astimezone(UTC).strftime(RUN_KEY_FORMAT)
-
-
-def run_time(key: str) -> datetime:
-    """Inverse of `run_key`."""
-    return datetime.strptime(key, RUN_KEY_FORMAT).replace(tzinfo=UTC)
-
-
-def run_batch(campaign_id: str, key: str) -> str:
-    """The Messages batch (partition) of a run: alphanumeric, like every batch id."""
-    return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"
 
 
 def _storage(exc: AzureError) -> StorageUnavailable:
@@ -82,119 +58,53 @@ def _get_json(entity: Any, name: str, default: Any = None) -> Any:
     return json.loads("".join(str(entity[f"{name}{i}"]) for i in range(count)))
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def _campaign_entity(item: Campaign) -> dict[str, Any]:
+    """The Table entity of a campaign."""
+    e: dict[str, Any] = {
+        "PartitionKey": CAMPAIGN_PK, "RowKey": item.id, "Name": item.name,
+        "From": item.sender, "Template": item.template, "Status": item.status,
+        "CreatedAt": item.created_at, "UpdatedAt": item.updated_at, "Total": item.total,
+        "Valid": item.valid, "TokenHash": item.token_hash,
+        "DeliveryReport": item.delivery_report, "Runs": item.runs}
+    optional = {"TemplateId": item.template_id, "Tag": item.tag, "LastRun": item.last_run,
+                "NextRunAt": item.next_run_at}
+    e.update({k: v for k, v in optional.items() if v is not None})
+    _put_json(e, "Preview", item.preview)
+    if item.schedule is not None:
+        e["Schedule"] = json.dumps(item.schedule)
+    if item.quiet_hours is not None:
+        e["QuietHours"] = json.dumps(item.quiet_hours)
+    return e
+
+def _campaign(e: Any) -> Campaign:
+    """A campaign from its Table entity, keeping its ETag."""
+    return Campaign(
+        id=e["RowKey"], name=e["Name"], sender=e["From"], template=e["Template"],
+        status=e["Status"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
+        total=int(e["Total"]), valid=int(e["Valid"]), preview=_get_json(e, "Preview", {}),
+        token_hash=e["TokenHash"], template_id=e.get("TemplateId"), tag=e.get("Tag"),
+        delivery_report=bool(e.get("DeliveryReport", True)),
+        schedule=json.loads(e["Schedule"]) if e.get("Schedule") else None,
+        quiet_hours=json.loads(e["QuietHours"]) if e.get("QuietHours") else None,
+        last_run=e.get("LastRun"), next_run_at=e.get("NextRunAt"),
+        runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"))
 
 
-@dataclass
-class Campaign:
-    """A prepared campaign as stored."""
+def _row_entity(item: RecipientRow, campaign_id: str) -> dict[str, Any]:
+    """The Table entity of a snapshot row."""
+    e: dict[str, Any] = {"PartitionKey": campaign_id, "RowKey": f"{item.index:05d}",
+                         "To": item.to, "Verdict": item.verdict}
+    if item.verdict == "valid":
+        e.update(Body=item.body, Segments=item.segments, Encoding=item.encoding)
+    if item.reason:
+        e["Reason"] = item.reason
+    return e
 
-    id: str
-    name: str
-    sender: str
-    template: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    total: int
-    valid: int
-    preview: dict[str, Any]
-    token_hash: str
-    template_id: str | None = None
-    tag: str | None = None
-    delivery_report: bool = True
-    schedule: dict[str, Any] | None = None
-    quiet_hours: dict[str, Any] | None = None
-    last_run: str | None = None
-    next_run_at: datetime | None = None
-    runs: int = 0
-    etag: str | None = None
-
-    def token_matches(self, token: str) -> bool:
-        """Constant-time check of a confirmation token against the prepared snapshot's."""
-        return hmac.compare_digest(self.token_hash, _token_hash(token))
-
-    def to_entity(self) -> dict[str, Any]:
-        """The Table entity."""
-        e: dict[str, Any] = {
-            "PartitionKey": CAMPAIGN_PK, "RowKey": self.id, "Name": self.name,
-            "From": self.sender, "Template": self.template, "Status": self.status,
-            "CreatedAt": self.created_at, "UpdatedAt": self.updated_at, "Total": self.total,
-            "Valid": self.valid, "TokenHash": self.token_hash,
-            "DeliveryReport": self.delivery_report, "Runs": self.runs}
-        optional = {"TemplateId": self.template_id, "Tag": self.tag, "LastRun": self.last_run,
-                    "NextRunAt": self.next_run_at}
-        e.update({k: v for k, v in optional.items() if v is not None})
-        _put_json(e, "Preview", self.preview)
-        if self.schedule is not None:
-            e["Schedule"] = json.dumps(self.schedule)
-        if self.quiet_hours is not None:
-            e["QuietHours"] = json.dumps(self.quiet_hours)
-        return e
-
-    @classmethod
-    def from_entity(cls, e: Any) -> Campaign:
-        """Build from a Table entity, keeping its ETag."""
-        return cls(
-            id=e["RowKey"], name=e["Name"], sender=e["From"], template=e["Template"],
-            status=e["Status"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
-            total=int(e["Total"]), valid=int(e["Valid"]), preview=_get_json(e, "Preview", {}),
-            token_hash=e["TokenHash"], template_id=e.get("TemplateId"), tag=e.get("Tag"),
-            delivery_report=bool(e.get("DeliveryReport", True)),
-            schedule=json.loads(e["Schedule"]) if e.get("Schedule") else None,
-            quiet_hours=json.loads(e["QuietHours"]) if e.get("QuietHours") else None,
-            last_run=e.get("LastRun"), next_run_at=e.get("NextRunAt"),
-            runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"))
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientRow:
-    """One row of a campaign's prepared snapshot."""
-
-    index: int
-    to: str
-    verdict: str  # valid | invalid | duplicate | optedOut
-    body: str = ""
-    segments: int = 0
-    encoding: str = "GSM-7"
-    reason: str | None = None
-
-    def to_entity(self, campaign_id: str) -> dict[str, Any]:
-        """The Table entity."""
-        e: dict[str, Any] = {"PartitionKey": campaign_id, "RowKey": f"{self.index:05d}",
-                             "To": self.to, "Verdict": self.verdict}
-        if self.verdict == "valid":
-            e.update(Body=self.body, Segments=self.segments, Encoding=self.encoding)
-        if self.reason:
-            e["Reason"] = self.reason
-        return e
-
-    @classmethod
-    def from_entity(cls, e: Any) -> RecipientRow:
-        """Build from a Table entity."""
-        return cls(index=int(e["RowKey"]), to=e["To"], verdict=e["Verdict"],
-                   body=e.get("Body", ""), segments=int(e.get("Segments", 0)),
-                   encoding=e.get("Encoding", "GSM-7"), reason=e.get("Reason"))
-
-
-@dataclass
-class Run:
-    """One delivery of a campaign: its message batch and fan-out progress."""
-
-    campaign_id: str
-    key: str
-    chunks: int
-    status: str  # sending | completed | canceled
-    started_at: datetime
-    finished_at: datetime | None = None
-    etag: str | None = None
-    done_chunks: set[int] = field(default_factory=set)
-
-    @property
-    def batch(self) -> str:
-        """The Messages partition of this run."""
-        return run_batch(self.campaign_id, self.key)
+def _recipient_row(e: Any) -> RecipientRow:
+    """A snapshot row from its Table entity."""
+    return RecipientRow(index=int(e["RowKey"]), to=e["To"], verdict=e["Verdict"],
+               body=e.get("Body", ""), segments=int(e.get("Segments", 0)),
+               encoding=e.get("Encoding", "GSM-7"), reason=e.get("Reason"))
 
 
 class CampaignStore:
@@ -210,13 +120,13 @@ class CampaignStore:
     def new_token() -> tuple[str, str]:
         """A fresh confirmation token and the hash that is stored in its place."""
         token = secrets.token_urlsafe(24)
-        return token, _token_hash(token)
+        return token, token_hash(token)
 
     def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
         try:
-            write_new_rows(self._r, [r.to_entity(campaign.id) for r in rows])
-            self._t.create_entity(campaign.to_entity())
+            write_new_rows(self._r, [_row_entity(r, campaign.id) for r in rows])
+            self._t.create_entity(_campaign_entity(campaign))
         except AzureError as exc:
             raise _storage(exc) from exc
 
@@ -225,7 +135,7 @@ class CampaignStore:
         if not campaign_id.isalnum() or len(campaign_id) > 64:
             raise NotFound(f"No campaign with id '{campaign_id}'.")
         try:
-            return Campaign.from_entity(self._t.get_entity(CAMPAIGN_PK, campaign_id))
+            return _campaign(self._t.get_entity(CAMPAIGN_PK, campaign_id))
         except ResourceNotFoundError:
             raise NotFound(f"No campaign with id '{campaign_id}'.") from None
         except AzureError as exc:
@@ -235,7 +145,7 @@ class CampaignStore:
         """Replace the campaign if nobody changed it since it was read; False on a conflict."""
         campaign.updated_at = datetime.now(UTC)
         try:
-            meta = self._t.update_entity(campaign.to_entity(), mode=UpdateMode.REPLACE,
+            meta = self._t.update_entity(_campaign_entity(campaign), mode=UpdateMode.REPLACE,
                                          etag=campaign.etag,
                                          match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -262,7 +172,7 @@ class CampaignStore:
         try:
             it = self._t.query_entities(filt, parameters={"pk": CAMPAIGN_PK, "after": after or ""},
                                         results_per_page=limit)
-            items = [Campaign.from_entity(e) for e in next(it.by_page())]
+            items = [_campaign(e) for e in next(it.by_page())]
         except StopIteration:
             items = []
         except AzureError as exc:
@@ -272,7 +182,7 @@ class CampaignStore:
     def with_status(self, status: str) -> list[Campaign]:
         """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
         try:
-            return [Campaign.from_entity(e) for e in self._t.query_entities(
+            return [_campaign(e) for e in self._t.query_entities(
                 "PartitionKey eq @pk and Status eq @s", parameters={"pk": CAMPAIGN_PK,
                                                                    "s": status})]
         except AzureError as exc:
@@ -283,7 +193,7 @@ class CampaignStore:
     def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
         """The valid rows with index in [lo, hi): one range query."""
         try:
-            return [RecipientRow.from_entity(e) for e in self._r.query_entities(
+            return [_recipient_row(e) for e in self._r.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
                 parameters={"pk": campaign_id, "lo": f"{lo:05d}", "hi": f"{hi:05d}"})]
         except AzureError as exc:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sms_core.app import Services
-from sms_core.campaign_models import MAX_NAME_CHARS, AudienceRequest, TemplateRequest
-from sms_core.campaigns import compile_template, csv_text, is_csv, parse_csv_audience
+from sms_core.bootstrap import Services
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.library import Member
-from sms_core.models import parse_model
+from sms_core.models.campaigns import MAX_NAME_CHARS, AudienceRequest, TemplateRequest
+from sms_core.models.messages import parse_model
+from sms_core.models.records import Member
+from sms_core.use_cases.campaigns import compile_template, csv_text, is_csv, parse_csv_audience
 
 
 def create_audience(services: Services, body: bytes, content_type: str | None,

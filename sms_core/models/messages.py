@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pydantic import (
 )
 
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 
 MAX_MESSAGE_CHARS = 2048  # ACS rejects longer bodies.
 MAX_RECIPIENTS_PER_REQUEST = 10_000
@@ -274,3 +275,44 @@ def parse_sender(raw: str | None, field: str = "from") -> str:
 def parse_recipient(raw: str | None, field: str = "to") -> str:
     """A person's number (E.164) from a request, or a 400 naming the field."""
     return _number_param(raw, field, to_e164)
+
+
+MAX_RECIPIENTS_PER_CALL = 100  # ACS accepts at most 100 recipients in one send request.
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One recipient of a send call, with the ids that make a resend safe."""
+
+    to: str
+    repeatability_id: str
+    first_sent: str  # RFC 1123, the time of the first attempt
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What ACS said about one recipient of a call."""
+
+    to: str
+    accepted: bool
+    provider_message_id: str | None
+    http_status: int
+    error: str | None = None
+    duplicate: bool = False  # ACS had already accepted this repeatability id
+
+    @property
+    def retryable(self) -> bool:
+        """True when a later attempt may succeed (throttled or a server-side failure)."""
+        return not self.accepted and (self.http_status == 429 or self.http_status >= 500)
+
+
+def validate_key(key: str) -> str:
+    """Check an Idempotency-Key header value (1..255 visible ASCII characters)."""
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(33 <= ord(c) <= 126 for c in key):
+        raise RequestInvalid(
+            "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+            [FieldError("Idempotency-Key", "1 to 255 visible ASCII characters")])
+    return key
+
+
+MAX_KEY_LENGTH = 255

@@ -16,11 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from optout_store import GLOBAL_SENDER
-from sms_core.app import Services
+from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
-from sms_core.models import parse_recipient, parse_sender
-from sms_core.phone import InvalidPhoneNumber, to_e164
+from sms_core.models.messages import parse_recipient, parse_sender
+from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 
 Action = Literal["add", "remove", "check"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "check")

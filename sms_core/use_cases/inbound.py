@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sms_core.app import Services
-from sms_core.conversations import ConversationEntry
+from sms_core.adapters.event_grid import GridEvent, ci_get, decode_payload
+from sms_core.bootstrap import Services
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.events import GridEvent, ci_get, decode_payload
-from sms_core.keywords import KeywordMatch
-from sms_core.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
-from sms_core.sending import accept_reply
-from sms_core.usage import count_inbound
+from sms_core.models.records import ConversationEntry
+from sms_core.rules.keywords import KeywordMatch
+from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+from sms_core.use_cases.announcements import count_inbound
+from sms_core.use_cases.sending import accept_reply
 
 log = logging.getLogger(__name__)
 

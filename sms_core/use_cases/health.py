@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sms_core.storage import StorageClients
+from sms_core.adapters.storage import StorageClients
 
 
 def check_health(storage: StorageClients) -> dict[str, str]:

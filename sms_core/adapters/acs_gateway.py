@@ -9,7 +9,6 @@ operation (same pipeline: HMAC or Entra ID auth, retries, logging).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from azure.core.credentials import AzureKeyCredential
@@ -26,35 +25,8 @@ from sms_core.errors import (
     ProviderUnavailable,
     SettingsError,
 )
+from sms_core.models.messages import MAX_RECIPIENTS_PER_CALL, OutboundSms, SendOutcome
 from sms_core.settings import Settings
-
-MAX_RECIPIENTS_PER_CALL = 100  # ACS accepts at most 100 recipients in one send request.
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundSms:
-    """One recipient of a send call, with the ids that make a resend safe."""
-
-    to: str
-    repeatability_id: str
-    first_sent: str  # RFC 1123, the time of the first attempt
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What ACS said about one recipient of a call."""
-
-    to: str
-    accepted: bool
-    provider_message_id: str | None
-    http_status: int
-    error: str | None = None
-    duplicate: bool = False  # ACS had already accepted this repeatability id
-
-    @property
-    def retryable(self) -> bool:
-        """True when a later attempt may succeed (throttled or a server-side failure)."""
-        return not self.accepted and (self.http_status == 429 or self.http_status >= 500)
 
 
 class SmsGateway(Protocol):

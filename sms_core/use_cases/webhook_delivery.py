@@ -15,7 +15,7 @@ from typing import Protocol
 import httpx
 from azure.core.exceptions import AzureError
 
-from sms_core.app_events import (
+from sms_core.adapters.app_events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WEBHOOK_MAX_ATTEMPTS,
@@ -24,9 +24,9 @@ from sms_core.app_events import (
     sign,
     webhook_backoff_s,
 )
+from sms_core.adapters.storage import WEBHOOK_OUTBOX_QUEUE, StorageClients
 from sms_core.errors import StorageUnavailable
 from sms_core.settings import Settings
-from sms_core.storage import WEBHOOK_OUTBOX_QUEUE, StorageClients
 
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
+from sms_core.adapters.table_batches import write_new_rows
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.message_store import ENTITY_GROUP_LIMIT, new_batch_id
-from sms_core.table_batches import write_new_rows
+from sms_core.models.records import AudienceInfo, Member, TemplateInfo, new_batch_id
 
 AUDIENCE_PK = "audience"
 TEMPLATE_PK = "template"
@@ -39,46 +39,6 @@ def _get_row(table: TableClient, partition: str, item_id: str, what: str) -> Any
         raise NotFound(f"No {what} with id '{item_id}'.") from None
     except AzureError as exc:
         raise _storage(exc) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One member of an audience: a number (as given) and its attributes."""
-
-    to: str
-    attributes: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class AudienceInfo:
-    """A saved audience without its members."""
-
-    id: str
-    name: str
-    size: int
-    columns: list[str]
-    created_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape."""
-        return {"id": self.id, "name": self.name, "size": self.size, "columns": self.columns,
-                "createdAt": self.created_at.isoformat()}
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateInfo:
-    """A saved template."""
-
-    id: str
-    name: str
-    text: str
-    variables: list[str]
-    created_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape."""
-        return {"id": self.id, "name": self.name, "text": self.text,
-                "variables": self.variables, "createdAt": self.created_at.isoformat()}
 
 
 class AudienceStore:

@@ -23,17 +23,20 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sms_core.app import Services
-from sms_core.campaign_models import FanoutJob, ScheduleIn
-from sms_core.campaign_store import Campaign, Run, run_key, run_time
+from sms_core.adapters.job_queue import MAX_VISIBILITY_S
+from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
-from sms_core.gateway import MAX_RECIPIENTS_PER_CALL
-from sms_core.message_store import Change, MessageRecord
-from sms_core.models import PENDING_STATUSES, DispatchJob, MessageStatus
-from sms_core.queues import MAX_VISIBILITY_S
-from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
-from sms_core.usage import announce, count_accepted
+from sms_core.models.campaigns import FanoutJob, ScheduleIn
+from sms_core.models.messages import (
+    MAX_RECIPIENTS_PER_CALL,
+    PENDING_STATUSES,
+    DispatchJob,
+    MessageStatus,
+)
+from sms_core.models.records import Campaign, Change, MessageRecord, Run, run_key, run_time
+from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
+from sms_core.use_cases.announcements import announce, count_accepted
 
 log = logging.getLogger(__name__)
 

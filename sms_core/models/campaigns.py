@@ -1,7 +1,7 @@
 """Campaign, audience and template models: requests in, jobs on the `sms-campaigns` queue.
 
 The shapes are documented in openapi.yaml and README "Campaigns". Everything a campaign request
-can get wrong is caught here or in `sms_core.campaigns` before anything is written.
+can get wrong is caught here or in `sms_core.use_cases.campaigns` before anything is written.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
-from sms_core.models import MAX_MESSAGE_CHARS, MAX_TAG_CHARS
-from sms_core.quiet_hours import QuietHours
+from sms_core.models.messages import MAX_MESSAGE_CHARS, MAX_TAG_CHARS
+from sms_core.rules.quiet_hours import QuietHours
 
 MAX_CAMPAIGN_RECIPIENTS = 100_000  # message row keys hold 5 digits
 MAX_NAME_CHARS = 200

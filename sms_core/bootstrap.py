@@ -9,23 +9,20 @@ import threading
 from functools import cached_property
 
 from optout_store import OptOutStore
-from sms_core.analytics import AnalyticsStore
-from sms_core.app_events import AppEvents
-from sms_core.campaign_store import CampaignStore
-from sms_core.conversations import ConversationStore
-from sms_core.errors import SettingsError
-from sms_core.gateway import AcsSmsGateway, SmsGateway
-from sms_core.idempotency import IdempotencyStore
-from sms_core.inbound_store import InboundStore
-from sms_core.keywords import KeywordEngine
-from sms_core.library import AudienceStore, TemplateStore
-from sms_core.message_store import MessageStore
-from sms_core.pacing import SenderPacer
-from sms_core.provider_index import ProviderIndex
-from sms_core.queues import JobQueue
-from sms_core.report_watch import AwaitingReports
-from sms_core.settings import Settings, get_settings
-from sms_core.storage import (
+from sms_core.adapters.acs_gateway import AcsSmsGateway, SmsGateway
+from sms_core.adapters.analytics_store import AnalyticsStore
+from sms_core.adapters.app_events import AppEvents
+from sms_core.adapters.audience_template_store import AudienceStore, TemplateStore
+from sms_core.adapters.awaiting_reports import AwaitingReports
+from sms_core.adapters.campaign_store import CampaignStore
+from sms_core.adapters.conversation_store import ConversationStore
+from sms_core.adapters.idempotency_store import IdempotencyStore
+from sms_core.adapters.inbound_store import InboundStore
+from sms_core.adapters.job_queue import JobQueue
+from sms_core.adapters.message_store import MessageStore
+from sms_core.adapters.provider_index import ProviderIndex
+from sms_core.adapters.sender_pacer import SenderPacer
+from sms_core.adapters.storage import (
     ANALYTICS_TABLE,
     AUDIENCES_TABLE,
     AWAITING_REPORTS_TABLE,
@@ -47,7 +44,10 @@ from sms_core.storage import (
     WEBHOOK_OUTBOX_QUEUE,
     StorageClients,
 )
-from sms_core.webhook_delivery import HttpxPoster, WebhookPoster
+from sms_core.errors import SettingsError
+from sms_core.rules.keywords import KeywordEngine
+from sms_core.settings import Settings, get_settings
+from sms_core.use_cases.webhook_delivery import HttpxPoster, WebhookPoster
 
 
 class Services:

@@ -11,53 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
-from sms_core.models import parse_recipient, parse_sender
+from sms_core.models.records import ConversationEntry
 
 if TYPE_CHECKING:
-    from sms_core.app import Services
+    pass
 
-Direction = Literal["inbound", "outbound"]
 MAX_PAGE = 200
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationEntry:
-    """One message of a conversation."""
-
-    our_number: str
-    their_number: str
-    direction: Direction
-    message_id: str
-    text: str
-    at: datetime
-    keyword: str | None = None
-    tag: str | None = None  # outbound: the message's tag (engagement analytics)
-
-    def row_key(self) -> str:
-        """Sortable by time; unique per message."""
-        return f"{self.at.strftime('%Y%m%dT%H%M%S.%fZ')}|{self.direction[:3]}|{self.message_id}"
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape of an entry in `GET /api/conversations/{number}`."""
-        d: dict[str, Any] = {"id": self.message_id, "direction": self.direction,
-                             "from": self.their_number if self.direction == "inbound"
-                             else self.our_number,
-                             "to": self.our_number if self.direction == "inbound"
-                             else self.their_number,
-                             "message": self.text, "at": self.at.isoformat()}
-        if self.keyword:
-            d["keyword"] = self.keyword
-        return d
 
 
 def _encode_token(token: Any) -> str | None:
@@ -143,16 +111,3 @@ class ConversationStore:
         return entries, _encode_token(getattr(pages, "continuation_token", None))
 
 
-def conversation_page(services: Services, number: str,
-                      params: Mapping[str, str]) -> dict[str, Any]:
-    """`GET /api/conversations/{number}?from=&limit=&continuationToken=` (`from` defaults to
-    SMS_DEFAULT_FROM)."""
-    sender = parse_sender(params.get("from") or services.settings.default_from)
-    their = parse_recipient(number, "number")
-    raw_limit = params.get("limit") or "50"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise RequestInvalid(f"limit must be 1..{MAX_PAGE}.",
-                             [FieldError("limit", f"an integer from 1 to {MAX_PAGE}")])
-    entries, token = services.conversations.page(sender, their, int(raw_limit),
-                                                 params.get("continuationToken"))
-    return {"messages": [e.public() for e in entries], "continuationToken": token}

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sms_core.phone import time_zones_of
+from sms_core.rules.phone import time_zones_of
 
 __all__ = ["QuietHours", "next_allowed", "zones_for"]
 
@@ -212,11 +212,11 @@ def _next_allowed(
 
 @functools.lru_cache(maxsize=_ZONES_CACHE_SIZE)
 def zones_for(e164: str) -> tuple[str, ...]:
-    """IANA time zones of an E.164 number (:func:`sms_core.phone.time_zones_of`), memoised.
+    """IANA time zones of an E.164 number (:func:`sms_core.rules.phone.time_zones_of`), memoised.
 
     Empty when libphonenumber does not know the zone; pass the result to :func:`next_allowed`,
-    which then uses its fallback zone. Raises :class:`sms_core.phone.InvalidPhoneNumber` if the
-    number cannot be parsed (not cached).
+    which then uses its fallback zone. Raises
+    :class:`sms_core.rules.phone.InvalidPhoneNumber` if the number cannot be parsed (not cached).
 
     Within one campaign of distinct numbers every call is a miss (the cache adds ~0.5 us to the
     ~19 us lookup); it pays off when numbers repeat: recurring campaigns, retries, overlapping

@@ -3,7 +3,7 @@
 `prepare_campaign` validates everything, takes a snapshot of the audience (one row per
 recipient with its verdict and rendered text) and answers with the preview and a confirmation
 token; nothing is sent. `confirm_send` checks the token against the prepared snapshot and hands
-the campaign to its schedule (`sms_core.campaign_runs` fires runs and fans them out).
+the campaign to its schedule (`sms_core.use_cases.campaign_runs` fires runs and fans them out).
 """
 
 from __future__ import annotations
@@ -15,30 +15,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sms_core.app import Services
-from sms_core.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
-from sms_core.audience_filter import FilterSyntaxError, parse_filter
-from sms_core.campaign_models import (
+from sms_core.bootstrap import Services
+from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid
+from sms_core.models.campaigns import (
     MAX_CAMPAIGN_RECIPIENTS,
     AudienceIn,
     CampaignRequest,
     ScheduleIn,
     SendConfirmation,
 )
-from sms_core.campaign_runs import arm, cancel_runs, refresh_runs
-from sms_core.campaign_store import Campaign, RecipientRow, Run, new_campaign_id
-from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid
-from sms_core.models import MAX_MESSAGE_CHARS, parse_model
-from sms_core.phone import InvalidPhoneNumber, to_e164
-from sms_core.quiet_hours import QuietHours, next_allowed, zones_for
-from sms_core.segments import SegmentInfo, count_segments
-from sms_core.sending import resolve_sender
-from sms_core.templates import (
+from sms_core.models.messages import MAX_MESSAGE_CHARS, parse_model
+from sms_core.models.records import Campaign, RecipientRow, Run, new_campaign_id
+from sms_core.rules.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
+from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
+from sms_core.rules.phone import InvalidPhoneNumber, to_e164
+from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
+from sms_core.rules.segments import SegmentInfo, count_segments
+from sms_core.rules.templates import (
     MessageTemplate,
     MissingVariables,
     TemplateSyntaxError,
     parse_template,
 )
+from sms_core.use_cases.campaign_runs import arm, cancel_runs, refresh_runs
+from sms_core.use_cases.sending import resolve_sender
 
 MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
 SAMPLE_COUNT = 3

@@ -9,8 +9,8 @@ from typing import Any
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
 from sms_core.concurrency import run_all
-from sms_core.message_store import ENTITY_GROUP_LIMIT
 
 _ATTEMPTS = 4
 

@@ -1,0 +1,1 @@
+"""Models named by role: `*Request` in, `*Public` out, `*Job` on queues, `*Record` stored."""

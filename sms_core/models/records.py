@@ -1,0 +1,250 @@
+"""Stored records as the domain sees them: messages and the changes made to them.
+
+Adapters map them to and from storage entities; use cases read and decide on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sms_core.errors import NotFound
+from sms_core.models.messages import MessageStatus
+
+
+def new_batch_id() -> str:
+    """A fresh, roughly time-ordered batch id."""
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6)
+
+
+def message_id(batch: str, index: int) -> str:
+    """The public message id of recipient `index` of `batch`."""
+    return f"{batch}-{index:05d}"
+
+
+def split_message_id(value: str) -> tuple[str, int]:
+    """Inverse of `message_id`; raises NotFound for anything that is not one of ours."""
+    batch, sep, idx = value.rpartition("-")
+    if not sep or not batch or len(idx) != 5 or not idx.isdigit() or len(batch) > 64 \
+            or not batch.isalnum():
+        raise NotFound(f"No message with id '{value}'.")
+    return batch, int(idx)
+
+
+@dataclass
+class MessageRecord:
+    """A stored message as the domain sees it."""
+
+    batch: str
+    index: int
+    sender: str
+    to: str
+    body: str
+    status: MessageStatus
+    initial_status: MessageStatus
+    segments: int
+    encoding: str
+    created_at: datetime
+    updated_at: datetime
+    tag: str | None = None
+    delivery_report: bool = True
+    optout_exempt: bool = False  # the one reply allowed after a STOP: its confirmation
+    cancel_requested: bool = False  # canceled while claimed: dispatch cancels it if it comes back
+    error: str | None = None
+    send_at: datetime | None = None
+    sent_at: datetime | None = None
+    provider_message_id: str | None = None
+    repeatability_id: str | None = None
+    first_sent: str | None = None  # RFC 1123, as ACS wants repeatabilityFirstSent
+    first_sent_at: datetime | None = None  # the same moment, precisely (conversation order)
+    seq: int = 0
+    report_ids: list[str] = field(default_factory=list)  # non-lifecycle reports already noted
+    etag: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The public message id."""
+        return message_id(self.batch, self.index)
+
+
+@dataclass
+class Change:
+    """What to do to one message: fields to set and, for a status change, the history event."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    status: MessageStatus | None = None
+    detail: str | None = None
+    data: dict[str, Any] | None = None
+    note: bool = False  # append a history entry even though the status stays the same
+
+
+# Given the current record, return the change to make, or None to leave it alone.
+Decide = Callable[[MessageRecord], Change | None]
+
+
+RUN_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def new_campaign_id() -> str:
+    """A fresh, time-ordered campaign id."""
+    return "c" + new_batch_id()
+
+
+def run_key(moment: datetime) -> str:
+    """The key of the run due at `moment` (UTC, to the second)."""
+    return moment.astimezone(UTC).strftime(RUN_KEY_FORMAT)
+
+
+def run_time(key: str) -> datetime:
+    """Inverse of `run_key`."""
+    return datetime.strptime(key, RUN_KEY_FORMAT).replace(tzinfo=UTC)
+
+
+def run_batch(campaign_id: str, key: str) -> str:
+    """The Messages batch (partition) of a run: alphanumeric, like every batch id."""
+    return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 of a confirmation token: what is stored in its place."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Campaign:
+    """A prepared campaign as stored."""
+
+    id: str
+    name: str
+    sender: str
+    template: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    total: int
+    valid: int
+    preview: dict[str, Any]
+    token_hash: str
+    template_id: str | None = None
+    tag: str | None = None
+    delivery_report: bool = True
+    schedule: dict[str, Any] | None = None
+    quiet_hours: dict[str, Any] | None = None
+    last_run: str | None = None
+    next_run_at: datetime | None = None
+    runs: int = 0
+    etag: str | None = None
+
+    def token_matches(self, token: str) -> bool:
+        """Constant-time check of a confirmation token against the prepared snapshot's."""
+        return hmac.compare_digest(self.token_hash, token_hash(token))
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """One row of a campaign's prepared snapshot."""
+
+    index: int
+    to: str
+    verdict: str  # valid | invalid | duplicate | optedOut
+    body: str = ""
+    segments: int = 0
+    encoding: str = "GSM-7"
+    reason: str | None = None
+
+
+@dataclass
+class Run:
+    """One delivery of a campaign: its message batch and fan-out progress."""
+
+    campaign_id: str
+    key: str
+    chunks: int
+    status: str  # sending | completed | canceled
+    started_at: datetime
+    finished_at: datetime | None = None
+    etag: str | None = None
+    done_chunks: set[int] = field(default_factory=set)
+
+    @property
+    def batch(self) -> str:
+        """The Messages partition of this run."""
+        return run_batch(self.campaign_id, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of an audience: a number (as given) and its attributes."""
+
+    to: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceInfo:
+    """A saved audience without its members."""
+
+    id: str
+    name: str
+    size: int
+    columns: list[str]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape."""
+        return {"id": self.id, "name": self.name, "size": self.size, "columns": self.columns,
+                "createdAt": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """A saved template."""
+
+    id: str
+    name: str
+    text: str
+    variables: list[str]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape."""
+        return {"id": self.id, "name": self.name, "text": self.text,
+                "variables": self.variables, "createdAt": self.created_at.isoformat()}
+
+
+Direction = Literal["inbound", "outbound"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEntry:
+    """One message of a conversation."""
+
+    our_number: str
+    their_number: str
+    direction: Direction
+    message_id: str
+    text: str
+    at: datetime
+    keyword: str | None = None
+    tag: str | None = None  # outbound: the message's tag (engagement analytics)
+
+    def row_key(self) -> str:
+        """Sortable by time; unique per message."""
+        return f"{self.at.strftime('%Y%m%dT%H%M%S.%fZ')}|{self.direction[:3]}|{self.message_id}"
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of an entry in `GET /api/conversations/{number}`."""
+        d: dict[str, Any] = {"id": self.message_id, "direction": self.direction,
+                             "from": self.their_number if self.direction == "inbound"
+                             else self.our_number,
+                             "to": self.our_number if self.direction == "inbound"
+                             else self.their_number,
+                             "message": self.text, "at": self.at.isoformat()}
+        if self.keyword:
+            d["keyword"] = self.keyword
+        return d

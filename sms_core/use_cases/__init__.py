@@ -1,0 +1,1 @@
+"""Use cases: accept, dispatch, delivery reports, inbound, opt-outs, campaigns, analytics."""
