@@ -312,7 +312,7 @@ INBOUND_FLOOR_OPS = {
 }
 INBOUND_OUR_OPS = {
     "text": "InboundStore.claim create_entity + ConversationStore.record upsert_entity + "
-            "AppEvents.publish send_message + InboundStore.complete update_entity (merge) = 4",
+            "AppEventQueue.publish send_message + InboundStore.complete update_entity (merge) = 4",
     "stop": "the 4 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
             "(replace: keyed by the inbound id) + state upsert_entity + optout.changed "
             "send_message + IdempotencyStore.claim create_entity + MessageStore.create_batch "
@@ -513,7 +513,7 @@ REPORT_FLOOR_OPS = ("1 provider-id point read + 1 partition range query (the mes
 REPORT_OUR_OPS = ("ProviderIndex.lookup get_entity + MessageStore.apply: load query_entities + "
                   "_commit submit_transaction (2 ops) + announce: AnalyticsStore.record "
                   "_read_counter get_entity + submit_transaction (ledger create + counter "
-                  "replace, If-Match) + publish_status send_message + AwaitingReports.remove "
+                  "replace, If-Match) + publish_status send_message + AwaitingReportStore.remove "
                   "delete_entity + the host's delete_message = 8 (+ 1 get_entity and 1 "
                   "submit_transaction per counter-row conflict)")
 

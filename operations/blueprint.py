@@ -70,5 +70,5 @@ def analytics(req: func.HttpRequest) -> func.HttpResponse:
 def app_webhook(msg: func.QueueMessage) -> None:
     """POST app events to SMS_APP_WEBHOOK_URL, signed, retried with backoff."""
     services = get_services()
-    deliver_webhook(services.settings, services.storage, services.webhook_poster,
+    deliver_webhook(services.settings, services.webhook_outbox, services.webhook_poster,
                     queue_text(msg.get_body()))

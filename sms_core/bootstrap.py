@@ -9,11 +9,11 @@ import threading
 from functools import cached_property
 
 from optout_store import OptOutStore
-from sms_core.adapters.acs_gateway import AcsSmsGateway, SmsGateway
+from sms_core.adapters.acs_gateway import AcsSmsGateway
 from sms_core.adapters.analytics_store import AnalyticsStore
-from sms_core.adapters.app_events import AppEvents
+from sms_core.adapters.app_events import AppEventQueue, WebhookOutboxQueue
 from sms_core.adapters.audience_template_store import AudienceStore, TemplateStore
-from sms_core.adapters.awaiting_reports import AwaitingReports
+from sms_core.adapters.awaiting_reports import AwaitingReportStore
 from sms_core.adapters.campaign_store import CampaignStore
 from sms_core.adapters.conversation_store import ConversationStore
 from sms_core.adapters.idempotency_store import IdempotencyStore
@@ -44,10 +44,11 @@ from sms_core.adapters.storage import (
     WEBHOOK_OUTBOX_QUEUE,
     StorageClients,
 )
+from sms_core.adapters.webhook_poster import HttpxPoster
 from sms_core.errors import SettingsError
 from sms_core.rules.keywords import KeywordEngine
 from sms_core.settings import Settings, get_settings
-from sms_core.use_cases.webhook_delivery import HttpxPoster, WebhookPoster
+from sms_core.use_cases.ports import SmsGateway, WebhookPoster
 
 
 class Services:
@@ -132,9 +133,9 @@ class Services:
         return AnalyticsStore(self.storage.table(ANALYTICS_TABLE), shards=32)
 
     @cached_property
-    def awaiting_reports(self) -> AwaitingReports:
+    def awaiting_reports(self) -> AwaitingReportStore:
         """Sent messages still waiting for their delivery report."""
-        return AwaitingReports(self.storage.table(AWAITING_REPORTS_TABLE))
+        return AwaitingReportStore(self.storage.table(AWAITING_REPORTS_TABLE))
 
     @cached_property
     def inbound(self) -> InboundStore:
@@ -142,11 +143,17 @@ class Services:
         return InboundStore(self.storage.table(INBOUND_TABLE))
 
     @cached_property
-    def app_events(self) -> AppEvents:
+    def app_events(self) -> AppEventQueue:
         """Events for the app: the `sms-events` queue and the webhook outbox."""
         outbox = (self.storage.queue(WEBHOOK_OUTBOX_QUEUE) if self.settings.app_webhook_url
                   else None)
-        return AppEvents(self.storage.queue(EVENTS_QUEUE), outbox)
+        return AppEventQueue(self.storage.queue(EVENTS_QUEUE), outbox)
+
+    @cached_property
+    def webhook_outbox(self) -> WebhookOutboxQueue:
+        """Webhook posts waiting for another attempt, and those that used them all."""
+        return WebhookOutboxQueue(self.storage.queue(WEBHOOK_OUTBOX_QUEUE),
+                                  self.storage.queue(f"{WEBHOOK_OUTBOX_QUEUE}-poison"))
 
     @cached_property
     def webhook_poster(self) -> WebhookPoster:

@@ -9,7 +9,7 @@ operation (same pipeline: HMAC or Entra ID auth, retries, logging).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import (
@@ -27,15 +27,6 @@ from sms_core.errors import (
 )
 from sms_core.models.messages import MAX_RECIPIENTS_PER_CALL, OutboundSms, SendOutcome
 from sms_core.settings import Settings
-
-
-class SmsGateway(Protocol):
-    """Anything that can send one SMS to up to 100 recipients."""
-
-    def send(self, sender: str, recipients: Sequence[OutboundSms], message: str, *,
-             tag: str | None, delivery_report: bool) -> list[SendOutcome]:
-        """Send; one outcome per recipient in order, or raise a ProviderError for the call."""
-        ...
 
 
 def parse_acs_connection_string(value: str) -> tuple[str, str]:

@@ -14,18 +14,16 @@ overtook the send result) are retried by the reconcile timer and reported when t
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
+from sms_core.models.records import AwaitingEntry
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +40,7 @@ def _bucket_time(bucket: str) -> datetime:
     return datetime.strptime(bucket, "%Y%m%d%H").replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class AwaitingEntry:
-    """A message still waiting for its report."""
-
-    bucket: str
-    message_id: str
-
-
-class AwaitingReports:
+class AwaitingReportStore:
     """The index of sent messages without a delivery report yet."""
 
     def __init__(self, table: TableClient) -> None:
@@ -110,8 +100,3 @@ class AwaitingReports:
                                        "Last": bucket}, mode=UpdateMode.REPLACE)
         except AzureError as exc:
             raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
-
-
-def stored_event(row: Any) -> dict[str, Any]:
-    """The event kept in an UnmatchedReports row."""
-    return dict(json.loads(row["Event"]))

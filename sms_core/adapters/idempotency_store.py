@@ -10,21 +10,13 @@ stored messages without sending anything.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.errors import Conflict, StorageUnavailable
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    """The batch a key is bound to, and whether its acceptance already completed."""
-
-    batch: str
-    completed: bool
+from sms_core.models.records import IdempotencyClaim
 
 
 def _digest(text: str) -> str:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
-
-# Azure Storage queues hide a message for at most 7 days; longer waits are chained (the job
-# carries `notBefore` and is put back until it is due).
-MAX_VISIBILITY_S = 6 * 24 * 3600
-
-
-class Job(Protocol):
-    """Anything that knows its queue message text (`DispatchJob`, `FanoutJob`)."""
-
-    def encode(self) -> str:
-        """The queue message text."""
-        ...
+from sms_core.models.messages import MAX_VISIBILITY_S
+from sms_core.use_cases.ports import Job
 
 
 class JobQueue:

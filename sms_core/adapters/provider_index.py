@@ -17,6 +17,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
+from sms_core.models.records import UnmatchedReport
 
 
 class ProviderIndex:
@@ -54,12 +55,15 @@ class ProviderIndex:
         except AzureError as exc:
             raise StorageUnavailable(f"Unmatched report storage failed: {exc}") from exc
 
-    def unmatched_rows(self) -> list[Any]:
+    def unmatched(self) -> list[UnmatchedReport]:
         """Every kept report (the table holds only the few reports that found no message)."""
         try:
-            return list(self._unmatched.list_entities())
+            rows = list(self._unmatched.list_entities())
         except AzureError as exc:
             raise StorageUnavailable(f"Unmatched report storage failed: {exc}") from exc
+        return [UnmatchedReport(provider_id=str(r["PartitionKey"]), event_id=str(r["RowKey"]),
+                                event=dict(json.loads(r["Event"])), received_at=r.get("ReceivedAt"))
+                for r in rows]
 
     def forget_unmatched(self, provider_id: str, event_id: str) -> None:
         """Delete a kept report once it has been applied."""

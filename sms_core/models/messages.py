@@ -316,3 +316,8 @@ def validate_key(key: str) -> str:
 
 
 MAX_KEY_LENGTH = 255
+
+
+# Azure Storage queues hide a message for at most 7 days; longer waits are chained (the job
+# carries `notBefore` and is put back until it is due).
+MAX_VISIBILITY_S = 6 * 24 * 3600

@@ -248,3 +248,29 @@ class ConversationEntry:
         if self.keyword:
             d["keyword"] = self.keyword
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedReport:
+    """A delivery report (or invalid inbound event) kept because it matched no message yet."""
+
+    provider_id: str
+    event_id: str
+    event: dict[str, Any]
+    received_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """The batch a key is bound to, and whether its acceptance already completed."""
+
+    batch: str
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingEntry:
+    """A message still waiting for its report."""
+
+    bucket: str
+    message_id: str

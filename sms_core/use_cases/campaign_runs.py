@@ -23,13 +23,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sms_core.adapters.job_queue import MAX_VISIBILITY_S
 from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
 from sms_core.models.campaigns import FanoutJob, ScheduleIn
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
+    MAX_VISIBILITY_S,
     PENDING_STATUSES,
     DispatchJob,
     MessageStatus,

@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sms_core.adapters.awaiting_reports import stored_event
 from sms_core.adapters.event_grid import GridEvent, ci_get, decode_payload
 from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus, can_transition
@@ -142,19 +141,18 @@ def reconcile_reports(services: Services) -> ReconcileResult:
     """Apply kept reports whose message is now known; report the rest (the reconcile timer)."""
     applied, unmatched, invalid = 0, 0, 0
     oldest: datetime | None = None
-    for row in services.provider_ids.unmatched_rows():
-        provider_id, event_id = str(row["PartitionKey"]), str(row["RowKey"])
-        if provider_id == "invalid-inbound":
+    for kept in services.provider_ids.unmatched():
+        if kept.provider_id == "invalid-inbound":
             invalid += 1
             continue
-        if services.provider_ids.lookup(provider_id) is None:
+        if services.provider_ids.lookup(kept.provider_id) is None:
             unmatched += 1
-            received = row.get("ReceivedAt")
+            received = kept.received_at
             oldest = received if oldest is None or (received and received < oldest) else oldest
             continue
-        for event in decode_payload(json.dumps(stored_event(row))):
+        for event in decode_payload(json.dumps(kept.event)):
             apply_delivery_report(services, event)
-        services.provider_ids.forget_unmatched(provider_id, event_id)
+        services.provider_ids.forget_unmatched(kept.provider_id, kept.event_id)
         applied += 1
     if unmatched or invalid:
         log.warning("reconcile: %d delivery report(s) still match no message (oldest %s); "

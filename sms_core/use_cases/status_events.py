@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sms_core.adapters.app_events import AppEvents
+from sms_core.adapters.app_events import AppEventQueue
 from sms_core.models.messages import PENDING_STATUSES
 from sms_core.models.records import MessageRecord
 
@@ -27,7 +27,7 @@ def status_event(record: MessageRecord) -> tuple[str, str, dict[str, Any]]:
     return STATUS_EVENT, f"status-{record.id}-{record.status}", data
 
 
-def publish_status(events: AppEvents, records: Iterable[MessageRecord]) -> None:
+def publish_status(events: AppEventQueue, records: Iterable[MessageRecord]) -> None:
     """Publish the current status of each record that has left the pending states."""
     events.publish_many([status_event(r) for r in records
                          if r.status not in PENDING_STATUSES])

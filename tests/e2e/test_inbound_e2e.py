@@ -160,7 +160,7 @@ def test_conversation_paging_and_bad_parameters(stack: Stack) -> None:
 def test_every_inbound_message_reaches_the_app_webhook_signed(stack: Stack) -> None:
     import json
 
-    from sms_core.adapters.app_events import verify
+    from sms_core.models.app_events import verify
     from tests.e2e.conftest import WEBHOOK_SECRET, AppWebhook
 
     person = number()

@@ -131,12 +131,12 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
 
 def test_every_status_change_is_an_sms_status_event(services: Services,
                                                     emulator: AcsEmulator) -> None:
-    from sms_core.adapters.app_events import AppEvents
+    from sms_core.adapters.app_events import AppEventQueue
 
     name = f"events-{uuid.uuid4().hex[:12]}"
     services.storage.queue_service().create_queue(name)
     queue = services.storage.queue(name)
-    services.__dict__["app_events"] = AppEvents(queue, None)
+    services.__dict__["app_events"] = AppEventQueue(queue, None)
     msg = sent_message(services, to=new_number(), message="Track me", tag="t-42")
     delivered = report_for(msg.provider_message_id, "Delivered", "No error.")
     handle_delivery_reports(services, delivered)

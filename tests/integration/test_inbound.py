@@ -13,7 +13,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.adapters.app_events import AppEvents
+from sms_core.adapters.app_events import AppEventQueue
 from sms_core.bootstrap import Services
 from sms_core.errors import RequestInvalid
 from sms_core.models.messages import MessageStatus, SendRequest
@@ -35,7 +35,7 @@ def events_queue(services: Services) -> QueueClient:
     name = f"events-{uuid.uuid4().hex[:12]}"
     services.storage.queue_service().create_queue(name)
     queue = services.storage.queue(name)
-    services.__dict__["app_events"] = AppEvents(queue, None)
+    services.__dict__["app_events"] = AppEventQueue(queue, None)
     return queue
 
 
@@ -164,7 +164,7 @@ def test_help_replies_with_help_text_but_not_to_an_opted_out_person(
         azurite_connection_string: str, emulator: AcsEmulator) -> None:
     services = make_services(azurite_connection_string, emulator,
                              SMS_HELP_TEXT="Acme alerts. Reply STOP to cancel.")
-    services.__dict__["app_events"] = AppEvents(services.storage.queue("sms-events"), None)
+    services.__dict__["app_events"] = AppEventQueue(services.storage.queue("sms-events"), None)
     person, other = new_number(), new_number()
     handle_webhook(services, sms_event(person, SENDER, "help"))
     services.optouts.opt_out(SENDER, other, source="api")
@@ -178,7 +178,7 @@ def test_help_replies_with_help_text_but_not_to_an_opted_out_person(
 def test_auto_reply_off_sends_nothing(azurite_connection_string: str,
                                       emulator: AcsEmulator) -> None:
     services = make_services(azurite_connection_string, emulator, SMS_AUTO_REPLY="false")
-    services.__dict__["app_events"] = AppEvents(services.storage.queue("sms-events"), None)
+    services.__dict__["app_events"] = AppEventQueue(services.storage.queue("sms-events"), None)
     person = new_number()
     handle_webhook(services, sms_event(person, SENDER, "STOP"))
     assert services.optouts.is_opted_out(SENDER, person)

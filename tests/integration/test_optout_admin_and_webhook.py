@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from localdev.acs_emulator import AcsEmulator
-from sms_core.adapters.app_events import (
+from sms_core.adapters.storage import WEBHOOK_OUTBOX_QUEUE
+from sms_core.adapters.webhook_poster import HttpxPoster
+from sms_core.bootstrap import Services
+from sms_core.errors import RequestInvalid
+from sms_core.models.app_events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WEBHOOK_MAX_ATTEMPTS,
@@ -22,9 +26,6 @@ from sms_core.adapters.app_events import (
     event_envelope,
     verify,
 )
-from sms_core.adapters.storage import WEBHOOK_OUTBOX_QUEUE
-from sms_core.bootstrap import Services
-from sms_core.errors import RequestInvalid
 from sms_core.models.messages import parse_model
 from sms_core.use_cases.optouts import (
     OptOutRequest,
@@ -32,7 +33,7 @@ from sms_core.use_cases.optouts import (
     optout_export_csv,
     optout_history,
 )
-from sms_core.use_cases.webhook_delivery import HttpxPoster, deliver_webhook
+from sms_core.use_cases.webhook_delivery import deliver_webhook
 from tests.integration.conftest import make_services, new_number
 
 OUR = "+18005550111"
@@ -123,7 +124,7 @@ def test_webhook_is_signed_and_verifiable(azurite_connection_string: str, emulat
     services = make_services(azurite_connection_string, emulator, SMS_APP_WEBHOOK_URL=url,
                              SMS_APP_WEBHOOK_SECRET="s3cret")
     event = event_envelope("sms.received", "received-1", {"message": "hi"})
-    ok = deliver_webhook(services.settings, services.storage, HttpxPoster(),
+    ok = deliver_webhook(services.settings, services.webhook_outbox, HttpxPoster(),
                          WebhookDelivery(event).encode())
     assert ok
     (headers, body), = receiver.received
@@ -146,12 +147,12 @@ def test_failed_webhook_is_retried_later_then_dead_lettered(
     poison.clear_messages()
     event = event_envelope("optout.changed", f"e-{uuid.uuid4().hex}", {"optedOut": True})
     receiver.statuses = [500]
-    assert not deliver_webhook(services.settings, services.storage, HttpxPoster(),
+    assert not deliver_webhook(services.settings, services.webhook_outbox, HttpxPoster(),
                                WebhookDelivery(event).encode())
     props = outbox.get_queue_properties()
     assert props.approximate_message_count == 1  # back on the queue, invisible for a while
     receiver.statuses = [503]
     last = WebhookDelivery(event, attempt=WEBHOOK_MAX_ATTEMPTS).encode()
-    assert not deliver_webhook(services.settings, services.storage, HttpxPoster(), last)
+    assert not deliver_webhook(services.settings, services.webhook_outbox, HttpxPoster(), last)
     (dead,) = list(poison.receive_messages())
     assert WebhookDelivery.decode(dead.content).event == event
