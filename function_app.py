@@ -1,8 +1,9 @@
-"""The function app: creates the `FunctionApp` and registers the blueprints, nothing else.
+"""The function app: checks the settings, creates the `FunctionApp`, registers the blueprints.
 
 The Python worker (and `localdev/func_host.py`) index this module. Each blueprint package is
 named for what it serves; the function names Azure sees are the names of the decorated functions
-and are contract (infra/ alerts and the postdeploy hook use them).
+and are contract (infra/ alerts and the postdeploy hook use them). A bad app setting fails the
+import, so the host reports it at start-up, naming the setting, and runs no function.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from delivery_report.blueprint import bp as delivery_report
 from inbound_webhook.blueprint import bp as inbound_webhook
 from operations.blueprint import bp as operations
 from send_sms.blueprint import bp as send_sms
+from sms_core.settings import get_settings
+
+get_settings()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations):

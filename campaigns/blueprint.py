@@ -8,21 +8,25 @@ import azure.functions as func
 
 from sms_core.adapters.event_grid import queue_text
 from sms_core.bootstrap import get_services
+from sms_core.errors import NotFound
 from sms_core.models.campaigns import FanoutJob
-from sms_core.use_cases.audiences_templates import (
-    audiences_list,
-    create_audience,
-    create_template,
-    templates_list,
-)
+from sms_core.use_cases import audiences_templates as saved
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
-    campaign_action,
+    cancel_campaign,
+    confirm_send,
     get_campaign,
     list_campaigns,
     prepare_campaign,
 )
 from sms_http import handle, json_response, new_blueprint
+from sms_http.requests import (
+    audience_upload,
+    campaign_request,
+    page_query,
+    send_confirmation,
+    template_request,
+)
 
 bp = new_blueprint()
 log = logging.getLogger(__name__)
@@ -33,26 +37,32 @@ def campaigns(req: func.HttpRequest) -> func.HttpResponse:
     """POST prepares (JSON, or text/csv + query fields): 201 with the preview and the
     confirmationToken, nothing sent. GET lists campaigns."""
     if req.method == "GET":
-        return handle(lambda: json_response(list_campaigns(get_services(), dict(req.params))))
-    return handle(lambda: json_response(prepare_campaign(
-        get_services(), req.get_body(), req.headers.get("Content-Type"), dict(req.params)),
-        status=201))
+        return handle(lambda: json_response(list_campaigns(get_services().campaigns,
+                                                           page_query(req.params))))
+    return handle(lambda: json_response(prepare_campaign(get_services(), campaign_request(
+        req.get_body(), req.headers.get("Content-Type"), req.params)), status=201))
 
 
 @bp.route(route="campaigns/{id}", methods=["GET"])
 def campaign(req: func.HttpRequest) -> func.HttpResponse:
     """Status, preview, runs and live counts of one campaign."""
-    return handle(lambda: json_response(get_campaign(get_services(),
-                                                     req.route_params.get("id", ""))))
+    return handle(lambda: json_response(get_campaign(get_services(), req.route_params["id"])))
 
 
 @bp.route(route="campaigns/{id}/{action:alpha}", methods=["POST"])
 def campaign_actions(req: func.HttpRequest) -> func.HttpResponse:
     """`send` (202, with the confirmationToken) and `cancel` (200)."""
-    action = req.route_params.get("action", "")
-    return handle(lambda: json_response(campaign_action(
-        get_services(), req.route_params.get("id", ""), action, req.get_body()),
-        status=202 if action == "send" else 200))
+    campaign_id, action = req.route_params["id"], req.route_params["action"]
+
+    def run() -> func.HttpResponse:
+        if action == "send":
+            return json_response(confirm_send(get_services(), campaign_id,
+                                              send_confirmation(req.get_body())), status=202)
+        if action == "cancel":
+            return json_response(cancel_campaign(get_services(), campaign_id))
+        raise NotFound(f"No campaign action '{action}': use send or cancel.")
+
+    return handle(run)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-campaigns", connection="AzureWebJobsStorage")
@@ -71,23 +81,22 @@ def campaign_scheduler(timer: func.TimerRequest) -> None:
 def audiences(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves an audience (JSON, or text/csv with ?name=); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(audiences_list(get_services())))
-    return handle(lambda: json_response(create_audience(
-        get_services(), req.get_body(), req.headers.get("Content-Type"), dict(req.params)),
+        return handle(lambda: json_response(saved.audiences_list(get_services().audiences)))
+    return handle(lambda: json_response(saved.create_audience(get_services().audiences, (
+        audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params))),
         status=201))
 
 
 @bp.route(route="audiences/{id}", methods=["GET", "DELETE"])
 def audience(req: func.HttpRequest) -> func.HttpResponse:
     """GET the audience (without its members); DELETE removes it (204)."""
-    audience_id = req.route_params.get("id", "")
+    audience_id = req.route_params["id"]
 
     def run() -> func.HttpResponse:
-        store = get_services().audiences
         if req.method == "DELETE":
-            store.delete(audience_id)
+            saved.delete_audience(get_services().audiences, audience_id)
             return func.HttpResponse(status_code=204)
-        return json_response(store.get(audience_id).public())
+        return json_response(saved.get_audience(get_services().audiences, audience_id))
 
     return handle(run)
 
@@ -96,21 +105,20 @@ def audience(req: func.HttpRequest) -> func.HttpResponse:
 def templates(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves a template ({{var}} placeholders checked); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(templates_list(get_services())))
-    return handle(lambda: json_response(create_template(get_services(), req.get_body()),
-                                        status=201))
+        return handle(lambda: json_response(saved.templates_list(get_services().templates)))
+    return handle(lambda: json_response(saved.create_template(
+        get_services().templates, template_request(req.get_body())), status=201))
 
 
 @bp.route(route="templates/{id}", methods=["GET", "DELETE"])
 def template(req: func.HttpRequest) -> func.HttpResponse:
     """GET the template; DELETE removes it (204; campaigns keep the text they were given)."""
-    template_id = req.route_params.get("id", "")
+    template_id = req.route_params["id"]
 
     def run() -> func.HttpResponse:
-        store = get_services().templates
         if req.method == "DELETE":
-            store.delete(template_id)
+            saved.delete_template(get_services().templates, template_id)
             return func.HttpResponse(status_code=204)
-        return json_response(store.get(template_id).public())
+        return json_response(saved.get_template(get_services().templates, template_id))
 
     return handle(run)

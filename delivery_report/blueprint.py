@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from sms_core.adapters.event_grid import delivery_reports
 from sms_core.bootstrap import get_services
 from sms_core.use_cases import delivery_reports as delivery
 from sms_http import new_blueprint
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
                   connection="AzureWebJobsStorage")
 def delivery_report(msg: func.QueueMessage) -> None:
     """ACS delivery reports (Event Grid -> Storage queue) update the messages' statuses."""
-    delivery.handle_delivery_reports(get_services(), msg.get_body())
+    delivery.apply_delivery_reports(get_services(), delivery_reports(msg.get_body()))
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 5 * * * *")

@@ -6,8 +6,9 @@ import azure.functions as func
 
 from sms_core.bootstrap import get_services
 from sms_core.use_cases.conversations import conversation_page
-from sms_core.use_cases.inbound import WebhookAnswer, abuse_protection_handshake, handle_webhook
 from sms_http import handle, json_response, new_blueprint
+from sms_http.event_grid import WebhookAnswer, abuse_protection_handshake, inbound_post
+from sms_http.requests import conversation_query
 
 bp = new_blueprint()
 
@@ -19,7 +20,7 @@ def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
     def run() -> func.HttpResponse:
         answer: WebhookAnswer = (abuse_protection_handshake(dict(req.headers))
                                  if req.method.upper() == "OPTIONS"
-                                 else handle_webhook(get_services(), req.get_body()))
+                                 else inbound_post(get_services(), req.get_body()))
         if answer.body is None:
             return func.HttpResponse(status_code=answer.status, headers=answer.headers)
         return json_response(answer.body, answer.status, answer.headers)
@@ -31,4 +32,4 @@ def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
 def conversations(req: func.HttpRequest) -> func.HttpResponse:
     """Both directions of one conversation (`?from=<our number>`), in time order, paged."""
     return handle(lambda: json_response(conversation_page(
-        get_services(), req.route_params.get("number", ""), req.params)))
+        get_services(), conversation_query(req.route_params.get("number", ""), req.params))))

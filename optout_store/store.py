@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from sms_core.errors import StorageUnavailable
+from sms_core.adapters.azure_errors import storage_errors
 
 GLOBAL_SENDER = "global"
+_STORAGE = storage_errors("Opt-out")
 Source = Literal["keyword", "api", "carrier", "admin"]
 
 
@@ -75,10 +76,6 @@ def _row_suffix(info: dict[str, Any]) -> str:
     return secrets.token_hex(6)
 
 
-def _unavailable(exc: AzureError) -> StorageUnavailable:
-    return StorageUnavailable(f"Opt-out storage failed: {type(exc).__name__}: {exc}")
-
-
 class OptOutStore:
     """Reads and changes opt-out state. `scope` is `sender` (ACS's model) or `global`."""
 
@@ -111,31 +108,28 @@ class OptOutStore:
             found |= self._opted_out_in(partition, wanted)
         return found
 
+    @_STORAGE
     def _opted_out_in(self, partition: str, wanted: set[str]) -> set[str]:
-        try:
-            if len(wanted) == 1:
-                (only,) = wanted
-                try:
-                    e = self._state.get_entity(partition, only, select=["OptedOut"])
-                except ResourceNotFoundError:
-                    return set()
-                return {only} if e.get("OptedOut") else set()
-            rows = self._state.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true",
-                parameters={"pk": partition, "lo": min(wanted), "hi": max(wanted)},
-                select=["RowKey"])
-            return {str(r["RowKey"]) for r in rows} & wanted
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+        if len(wanted) == 1:
+            (only,) = wanted
+            try:
+                e = self._state.get_entity(partition, only, select=["OptedOut"])
+            except ResourceNotFoundError:
+                return set()
+            return {only} if e.get("OptedOut") else set()
+        rows = self._state.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true",
+            parameters={"pk": partition, "lo": min(wanted), "hi": max(wanted)},
+            select=["RowKey"])
+        return {str(r["RowKey"]) for r in rows} & wanted
 
     def get(self, sender: str, recipient: str) -> OptOutRecord | None:
         """The stored state of the pair in the configured scope, or None if never changed."""
-        try:
-            e = self._state.get_entity(self._partition_for(sender), recipient)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
+        with _STORAGE:
+            try:
+                e = self._state.get_entity(self._partition_for(sender), recipient)
+            except ResourceNotFoundError:  # never changed
+                return None
         return OptOutRecord(sender=sender, recipient=recipient, opted_out=bool(e["OptedOut"]),
                             updated_at=e["UpdatedAt"], source=e.get("Source"),
                             keyword=e.get("Keyword"))
@@ -187,23 +181,19 @@ class OptOutStore:
                                  "Source": entry.source}
         if entry.keyword:
             state["Keyword"] = entry.keyword
-        try:
+        with _STORAGE:
             if info.get("inbound_message_id"):
                 self._history.upsert_entity(hist, mode=UpdateMode.REPLACE)
             else:
                 self._history.create_entity(hist)
             self._state.upsert_entity(state, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
         return changed
 
     def list_opted_out(self, partition: str) -> list[OptOutRecord]:
         """Every recipient currently opted out in one partition (a sender, or `global`)."""
-        try:
+        with _STORAGE:
             rows = list(self._state.query_entities(
                 "PartitionKey eq @pk and OptedOut eq true", parameters={"pk": partition}))
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
         return [OptOutRecord(sender=partition, recipient=str(r["RowKey"]), opted_out=True,
                              updated_at=r["UpdatedAt"], source=r.get("Source"),
                              keyword=r.get("Keyword")) for r in rows]
@@ -213,11 +203,9 @@ class OptOutStore:
     def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
         """Every change of the pair (in the configured scope), oldest first."""
         partition = self._partition_for(sender)
-        try:
+        with _STORAGE:
             rows = list(self._history.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": f"{partition}|{recipient}"}))
-        except AzureError as exc:
-            raise _unavailable(exc) from exc
         rows.sort(key=lambda r: str(r["RowKey"]))
         return [OptOutEntry(sender=partition, recipient=recipient, action=r["Action"],
                             at=r["At"], source=r["Source"], keyword=r.get("Keyword"),

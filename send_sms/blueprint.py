@@ -10,6 +10,7 @@ from sms_core.adapters.event_grid import queue_text
 from sms_core.bootstrap import get_services
 from sms_core.models.messages import DispatchJob, SendRequest, parse_model
 from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_send
 from sms_http import handle, json_response, new_blueprint
 
@@ -33,7 +34,7 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
 def message_status(req: func.HttpRequest) -> func.HttpResponse:
     """The message, its status and its full history."""
     return handle(lambda: json_response(
-        get_services().messages.get(req.route_params["id"]).public()))
+        get_message(get_services().messages, req.route_params["id"]).public()))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-outbound", connection="AzureWebJobsStorage")

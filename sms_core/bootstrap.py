@@ -45,7 +45,6 @@ from sms_core.adapters.storage import (
     StorageClients,
 )
 from sms_core.adapters.webhook_poster import HttpxPoster
-from sms_core.errors import SettingsError
 from sms_core.rules.keywords import KeywordEngine
 from sms_core.settings import Settings, get_settings
 from sms_core.use_cases.ports import SmsGateway, WebhookPoster
@@ -163,18 +162,7 @@ class Services:
     @cached_property
     def keywords(self) -> KeywordEngine:
         """The keyword engine, with the configured extra keywords and replies."""
-        s = self.settings
-        try:
-            return KeywordEngine(help_text=s.help_text,
-                                 extra_opt_out=s.word_list(s.optout_keywords),
-                                 extra_opt_in=s.word_list(s.optin_keywords),
-                                 extra_help=s.word_list(s.help_keywords),
-                                 opt_out_reply=s.optout_reply, opt_in_reply=s.optin_reply)
-        except ValueError as exc:
-            raise SettingsError(
-                "Invalid keyword settings (SMS_OPTOUT_KEYWORDS, SMS_OPTIN_KEYWORDS, "
-                f"SMS_HELP_KEYWORDS, SMS_OPTOUT_REPLY, SMS_OPTIN_REPLY, SMS_HELP_TEXT): {exc}"
-            ) from exc
+        return self.settings.keyword_engine()
 
     @cached_property
     def provider_ids(self) -> ProviderIndex:
@@ -197,3 +185,18 @@ def get_services() -> Services:
                 s.ensure_resources()
                 _services = s
     return _services
+
+
+_health_storage: StorageClients | None = None
+
+
+def get_health_probe() -> StorageClients:
+    """Storage clients of their own for `GET /api/health`, made without touching storage.
+
+    Health must answer (503) even when storage was down while the app started, so it never
+    waits for `get_services()`, which creates the tables and queues first.
+    """
+    global _health_storage
+    if _health_storage is None:
+        _health_storage = StorageClients(get_settings())
+    return _health_storage

@@ -1,7 +1,11 @@
 """The one settings class: app settings are environment variables (design.md section 4).
 
-Read once per process with `get_settings()`; a missing or invalid value raises `SettingsError`
-naming the setting, so a misconfigured deployment fails at start-up with a readable message.
+Read once per process with `get_settings()`, which `function_app.py` calls when the app loads:
+a missing or invalid value raises `SettingsError` naming the setting, so a misconfigured
+deployment fails at start-up with a readable message instead of on its first message. Every
+value is checked there: formats, the keyword lists and replies (they must build a keyword
+engine), the ACS connection string, and that storage and ACS are configured at all.
+`load_settings()` checks formats only, for code that needs part of the settings.
 """
 
 from __future__ import annotations
@@ -9,10 +13,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Literal, cast
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sms_core.errors import SettingsError
+from sms_core.rules.keywords import KeywordEngine
 
 
 def _alias(name: str) -> AliasChoices:
@@ -83,10 +88,52 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("acs_connection_string")
+    @classmethod
+    def _acs_connection_string(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_acs_connection_string(value)
+        return value
+
+    @model_validator(mode="after")
+    def _keywords(self) -> Settings:
+        try:
+            self.keyword_engine()
+        except ValueError as exc:
+            raise ValueError(
+                "keyword settings (SMS_OPTOUT_KEYWORDS, SMS_OPTIN_KEYWORDS, SMS_HELP_KEYWORDS, "
+                f"SMS_OPTOUT_REPLY, SMS_OPTIN_REPLY, SMS_HELP_TEXT) do not work together: {exc}"
+            ) from exc
+        return self
+
     @staticmethod
     def word_list(value: str | None) -> tuple[str, ...]:
         """A comma-separated setting as a tuple of trimmed, non-empty words."""
         return tuple(w.strip() for w in (value or "").split(",") if w.strip())
+
+    def keyword_engine(self) -> KeywordEngine:
+        """The keyword engine these settings describe (extra keywords, replies, HELP text)."""
+        return KeywordEngine(help_text=self.help_text,
+                             extra_opt_out=self.word_list(self.optout_keywords),
+                             extra_opt_in=self.word_list(self.optin_keywords),
+                             extra_help=self.word_list(self.help_keywords),
+                             opt_out_reply=self.optout_reply, opt_in_reply=self.optin_reply)
+
+    def acs_credentials(self) -> tuple[str, str] | None:
+        """(endpoint, access key) of ACS_CONNECTION_STRING, or None when it is not set."""
+        if self.acs_connection_string is None:
+            return None
+        return parse_acs_connection_string(self.acs_connection_string)
+
+    def require_app_settings(self) -> Settings:
+        """Check what the app cannot run without: storage and ACS (SettingsError otherwise)."""
+        if not self.has_storage:
+            raise SettingsError("Invalid app settings: AzureWebJobsStorage is not set (a "
+                                "connection string, or AzureWebJobsStorage__accountName)")
+        if not (self.acs_connection_string or self.acs_endpoint):
+            raise SettingsError("Invalid app settings: neither ACS_CONNECTION_STRING nor "
+                                "ACS_ENDPOINT is set")
+        return self
 
     @property
     def has_storage(self) -> bool:
@@ -111,13 +158,35 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = str(err["loc"][0]) if err["loc"] else "?"
-            setting = _ENV_NAMES.get(loc, loc)
-            problems.append(f"{setting}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if not err["loc"]:  # a check of several settings names them in its message
+                problems.append(message)
+                continue
+            loc = str(err["loc"][0])
+            problems.append(f"{_ENV_NAMES.get(loc, loc)}: {message}")
         raise SettingsError("Invalid app settings: " + "; ".join(problems)) from None
+
+
+def parse_acs_connection_string(value: str) -> tuple[str, str]:
+    """(endpoint, access key) from `endpoint=...;accesskey=...`, keeping the endpoint's scheme.
+
+    The SDK's own parser drops the scheme and forces https, which rules out the local emulator.
+    """
+    parts: dict[str, str] = {}
+    for element in value.split(";"):
+        key, sep, val = element.partition("=")
+        if sep:
+            parts[key.strip().lower()] = val.strip()
+    endpoint, key = parts.get("endpoint", ""), parts.get("accesskey", "")
+    if not endpoint or not key:
+        raise ValueError("must look like "
+                         "'endpoint=https://<resource>.communication.azure.com/;accesskey=<key>'")
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    return endpoint.rstrip("/"), key
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
+    """The process-wide settings, read once and checked in full (see the module docstring)."""
+    return load_settings().require_app_settings()

@@ -58,6 +58,7 @@ The counters and the rates they give are rules: `sms_core.rules.analytics`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
@@ -66,11 +67,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
-from enum import Enum
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import (
     EdmType,
     EntityProperty,
@@ -79,6 +79,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.errors import StorageUnavailable
 from sms_core.rules.analytics import COUNTERS, AnalyticsReport, Fact, check_range, rates
 
@@ -148,13 +149,7 @@ def parse_counter_row_key(row_key: str) -> tuple[str, str, int] | None:
 # -- storage ----------------------------------------------------------------------------------
 
 
-def _error_code(exc: HttpResponseError) -> str | None:
-    # The SDK gives a plain string for transactions but a TableErrorCode member elsewhere, whose
-    # str() is "TableErrorCode.X" on Python 3.11: compare the value.
-    code = getattr(exc, "error_code", None)
-    if code is None:
-        return None
-    return str(code.value) if isinstance(code, Enum) else str(code)
+_STORAGE = storage_errors("Analytics")
 
 
 def _failed_index(exc: TableTransactionError) -> int | None:
@@ -163,10 +158,6 @@ def _failed_index(exc: TableTransactionError) -> int | None:
     # would wrongly name the first operation, so the prefix is read here.
     head = str(exc.message or "").split(":", 1)[0]
     return int(head) if head.isdigit() else None
-
-
-def _storage_error(exc: AzureError) -> StorageUnavailable:
-    return StorageUnavailable(f"Analytics table failed: {type(exc).__name__}: {exc}")
 
 
 def _as_int(value: Any) -> int:
@@ -264,29 +255,28 @@ class AnalyticsStore:
             else:
                 ops.append(("update", entity, {"mode": UpdateMode.REPLACE, "etag": counter.etag,
                                                "match_condition": MatchConditions.IfNotModified}))
-            try:
-                results = self._table.submit_transaction(ops)
-            except TableTransactionError as exc:
-                code = _error_code(exc)
-                if code == "EntityAlreadyExists":
-                    index = _failed_index(exc)
-                    if index is None or index >= len(pending):
-                        # Another writer inserted the counter row first (or, without an
-                        # index, it may have): build on its sums.
+            with _STORAGE:
+                try:
+                    results = self._table.submit_transaction(ops)
+                except TableTransactionError as exc:
+                    code = error_code(exc)
+                    if code == "EntityAlreadyExists":
+                        index = _failed_index(exc)
+                        if index is None or index >= len(pending):
+                            # Another writer inserted the counter row first (or, without an
+                            # index, it may have): build on its sums.
+                            counter = self._read_counter(group)
+                            _backoff(attempt)
+                        if index is None or index < len(pending):
+                            # Some of these facts are counted already: a redelivery.
+                            pending = self._uncounted(group, pending, index)
+                        continue
+                    if code in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+                        # Another writer changed the counter row first: build on its sums.
                         counter = self._read_counter(group)
                         _backoff(attempt)
-                    if index is None or index < len(pending):
-                        # Some of these facts are counted already: a redelivery.
-                        pending = self._uncounted(group, pending, index)
-                    continue
-                if code in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
-                    # Another writer changed the counter row first: build on its sums.
-                    counter = self._read_counter(group)
-                    _backoff(attempt)
-                    continue
-                raise _storage_error(exc) from exc
-            except AzureError as exc:
-                raise _storage_error(exc) from exc
+                        continue
+                    raise
             etag = results[-1].get("etag") if results else None
             # Without the new ETag the next chunk must read the row again.
             return len(pending), (_Counter(new_values, etag) if etag
@@ -304,15 +294,14 @@ class AnalyticsStore:
         entity.update({name: EntityProperty(values[name], EdmType.INT64) for name in COUNTERS})
         return entity
 
+    @_STORAGE
     def _read_counter(self, group: _Group) -> _Counter:
         try:
             e = self._table.get_entity(group.partition, group.row_key)
         except ResourceNotFoundError as exc:
-            if _error_code(exc) == "TableNotFound":
-                raise _storage_error(exc) from exc
+            if error_code(exc) == "TableNotFound":
+                raise  # no table: nothing can be counted, which is a storage failure
             return _Counter({name: 0 for name in COUNTERS}, None)
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
         return _Counter({name: _as_int(e.get(name)) for name in COUNTERS},
                         e.metadata.get("etag"))
 
@@ -339,16 +328,15 @@ class AnalyticsStore:
         """
         keys = [ledger_row_key(f.id) for f in facts]
 
+        @_STORAGE
         def exists(row_key: str) -> bool:
             try:
                 self._table.get_entity(group.partition, row_key, select=["RowKey"])
                 return True
             except ResourceNotFoundError as exc:
-                if _error_code(exc) == "TableNotFound":
-                    raise _storage_error(exc) from exc
+                if error_code(exc) == "TableNotFound":
+                    raise
                 return False
-            except AzureError as exc:
-                raise _storage_error(exc) from exc
 
         found = list(_READ_POOL.map(exists, keys))
         return {k for k, hit in zip(keys, found, strict=True) if hit}
@@ -379,7 +367,8 @@ class AnalyticsStore:
         upper = prefix[:-1] + "}"
         wanted_tag = tag_part(tag) if tag is not None else None
         counts = {name: 0 for name in COUNTERS}
-        try:
+        # No table yet (ResourceNotFoundError): nothing was ever recorded, so every count is 0.
+        with _STORAGE, contextlib.suppress(ResourceNotFoundError):
             entities = self._table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": day.isoformat(), "lo": prefix, "hi": upper},
@@ -390,10 +379,6 @@ class AnalyticsStore:
                     continue
                 for name in COUNTERS:
                     counts[name] += _as_int(e.get(name))
-        except ResourceNotFoundError:
-            pass  # no table yet: nothing was ever recorded, so every count is 0
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
         return counts
 
 

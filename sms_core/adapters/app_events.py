@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
-from sms_core.errors import StorageUnavailable
 from sms_core.models.app_events import WebhookDelivery, event_envelope
+
+_EVENTS_STORAGE = storage_errors("Event queue")
+_OUTBOX_STORAGE = storage_errors("Webhook outbox")
 
 
 class AppEventQueue:
@@ -29,12 +31,11 @@ class AppEventQueue:
                 at: datetime | None = None) -> dict[str, Any]:
         """Send one event to the app (queue, and webhook outbox when a webhook is set)."""
         envelope = event_envelope(event_type, event_id, data, at)
-        try:
+        with _EVENTS_STORAGE:
             self._events.send_message(json.dumps(envelope, separators=(",", ":")))
-            if self._outbox is not None:
+        if self._outbox is not None:
+            with _OUTBOX_STORAGE:
                 self._outbox.send_message(WebhookDelivery(envelope).encode())
-        except AzureError as exc:
-            raise StorageUnavailable(f"Event queue storage failed: {exc}") from exc
         return envelope
 
     def publish_many(self, events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -49,16 +50,12 @@ class WebhookOutboxQueue:
         self._outbox = outbox
         self._poison = poison
 
+    @_OUTBOX_STORAGE
     def retry_later(self, delivery: WebhookDelivery, delay_s: int) -> None:
         """Put the delivery back, invisible for `delay_s` seconds."""
-        try:
-            self._outbox.send_message(delivery.encode(), visibility_timeout=delay_s)
-        except AzureError as exc:
-            raise StorageUnavailable(f"Webhook outbox storage failed: {exc}") from exc
+        self._outbox.send_message(delivery.encode(), visibility_timeout=delay_s)
 
+    @_OUTBOX_STORAGE
     def give_up(self, delivery: WebhookDelivery) -> None:
         """Move a delivery that used all its attempts to the poison queue."""
-        try:
-            self._poison.send_message(delivery.encode())
-        except AzureError as exc:
-            raise StorageUnavailable(f"Webhook outbox storage failed: {exc}") from exc
+        self._poison.send_message(delivery.encode())

@@ -12,33 +12,31 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
 from sms_core.adapters.table_batches import write_new_rows
 from sms_core.concurrency import run_all
-from sms_core.errors import NotFound, StorageUnavailable
+from sms_core.errors import NotFound
 from sms_core.models.records import AudienceInfo, Member, TemplateInfo, new_batch_id
 
 AUDIENCE_PK = "audience"
 TEMPLATE_PK = "template"
-
-
-def _storage(exc: AzureError) -> StorageUnavailable:
-    return StorageUnavailable(f"Library storage failed: {type(exc).__name__}: {exc}")
+_AUDIENCE_STORAGE = storage_errors("Audience")
+_TEMPLATE_STORAGE = storage_errors("Template")
 
 
 def _get_row(table: TableClient, partition: str, item_id: str, what: str) -> Any:
     """The row of a saved item by id, or NotFound (also for ids that cannot be ours)."""
     if not item_id.isalnum() or len(item_id) > 64:
         raise NotFound(f"No {what} with id '{item_id}'.")
-    try:
-        return table.get_entity(partition, item_id)
-    except ResourceNotFoundError:
-        raise NotFound(f"No {what} with id '{item_id}'.") from None
-    except AzureError as exc:
-        raise _storage(exc) from exc
+    with storage_errors(what.capitalize()):
+        try:
+            return table.get_entity(partition, item_id)
+        except ResourceNotFoundError:
+            raise NotFound(f"No {what} with id '{item_id}'.") from None
 
 
 class AudienceStore:
@@ -57,42 +55,36 @@ class AudienceStore:
         rows = [{"PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
                  "Attributes": json.dumps(m.attributes, ensure_ascii=False)}
                 for i, m in enumerate(members)]
-        try:
+        with _AUDIENCE_STORAGE:
             write_new_rows(self._t, rows)
             self._t.create_entity({"PartitionKey": AUDIENCE_PK, "RowKey": info.id,
                                    "Name": name, "Size": info.size,
                                    "Columns": json.dumps(info.columns),
                                    "CreatedAt": info.created_at})
-        except AzureError as exc:
-            raise _storage(exc) from exc
         return info
 
     def get(self, audience_id: str) -> AudienceInfo:
         """The audience, or NotFound."""
         return _audience(_get_row(self._t, AUDIENCE_PK, audience_id, "audience"))
 
+    @_AUDIENCE_STORAGE
     def all(self) -> list[AudienceInfo]:
         """Every saved audience, oldest first."""
-        try:
-            return [_audience(e) for e in self._t.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": AUDIENCE_PK})]
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        return [_audience(e) for e in self._t.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": AUDIENCE_PK})]
 
     def members(self, audience_id: str) -> list[Member]:
         """All members of an audience in their saved order (one partition query)."""
         self.get(audience_id)
-        try:
+        with _AUDIENCE_STORAGE:
             return [Member(e["To"], json.loads(e["Attributes"])) for e in self._t.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": audience_id},
                 select=["To", "Attributes"])]
-        except AzureError as exc:
-            raise _storage(exc) from exc
 
     def delete(self, audience_id: str) -> None:
         """Delete an audience: invisible at once, its member rows removed after."""
         self.get(audience_id)
-        try:
+        with _AUDIENCE_STORAGE:
             self._t.delete_entity(AUDIENCE_PK, audience_id)
             keys = [e["RowKey"] for e in self._t.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": audience_id}, select=["RowKey"])]
@@ -100,8 +92,6 @@ class AudienceStore:
                       for i in range(0, len(keys), ENTITY_GROUP_LIMIT)]
             run_all(lambda c: self._t.submit_transaction(
                 [("delete", {"PartitionKey": audience_id, "RowKey": k}) for k in c]), chunks)
-        except AzureError as exc:
-            raise _storage(exc) from exc
 
 
 def _audience(e: Any) -> AudienceInfo:
@@ -119,34 +109,28 @@ class TemplateStore:
         """Save a template."""
         info = TemplateInfo("t" + new_batch_id(), name, text, list(variables),
                             datetime.now(UTC))
-        try:
+        with _TEMPLATE_STORAGE:
             self._t.create_entity({"PartitionKey": TEMPLATE_PK, "RowKey": info.id,
                                    "Name": name, "Text": text,
                                    "Variables": json.dumps(info.variables),
                                    "CreatedAt": info.created_at})
-        except AzureError as exc:
-            raise _storage(exc) from exc
         return info
 
     def get(self, template_id: str) -> TemplateInfo:
         """The template, or NotFound."""
         return _template(_get_row(self._t, TEMPLATE_PK, template_id, "template"))
 
+    @_TEMPLATE_STORAGE
     def all(self) -> list[TemplateInfo]:
         """Every saved template, oldest first."""
-        try:
-            return [_template(e) for e in self._t.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": TEMPLATE_PK})]
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        return [_template(e) for e in self._t.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": TEMPLATE_PK})]
 
     def delete(self, template_id: str) -> None:
         """Delete a template (campaigns keep the text they were prepared with)."""
         self.get(template_id)
-        try:
+        with _TEMPLATE_STORAGE:
             self._t.delete_entity(TEMPLATE_PK, template_id)
-        except AzureError as exc:
-            raise _storage(exc) from exc
 
 
 def _template(e: Any) -> TemplateInfo:

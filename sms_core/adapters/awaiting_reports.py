@@ -18,14 +18,16 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
 from sms_core.models.records import AwaitingEntry
 
 log = logging.getLogger(__name__)
+_STORAGE = storage_errors("AwaitingReports")
 
 CURSOR_PARTITION = "_cursor"
 MAX_CATCH_UP = timedelta(days=30)
@@ -51,30 +53,26 @@ class AwaitingReportStore:
         def put(item: tuple[str, datetime]) -> None:
             self._table.upsert_entity({"PartitionKey": hour_bucket(item[1]),
                                        "RowKey": item[0]}, mode=UpdateMode.REPLACE)
-        try:
+        with _STORAGE:
             run_all(put, sent)
-        except AzureError as exc:
-            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
 
     def remove(self, message_id: str, sent_at: datetime) -> None:
         """Forget a message whose report arrived (best effort: the sweep double-checks)."""
         try:
-            self._table.delete_entity(hour_bucket(sent_at), message_id)
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            log.warning("could not remove %s from AwaitingReports: %s", message_id, exc)
+            with _STORAGE, contextlib.suppress(ResourceNotFoundError):
+                self._table.delete_entity(hour_bucket(sent_at), message_id)
+        except StorageUnavailable as exc:
+            log.warning("could not remove %s from AwaitingReports: %s", message_id, exc.detail)
 
     def due_buckets(self, now: datetime, timeout: timedelta) -> list[str]:
         """Hour partitions not swept yet whose messages are all older than `timeout`."""
         last_due = hour_bucket(now - timeout - timedelta(hours=1))
-        try:
-            cursor = self._table.get_entity(CURSOR_PARTITION, "")["Last"]
-            start = _bucket_time(str(cursor)) + timedelta(hours=1)
-        except ResourceNotFoundError:
-            start = now - timeout - MAX_CATCH_UP
-        except AzureError as exc:
-            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+        with _STORAGE:
+            try:
+                cursor = self._table.get_entity(CURSOR_PARTITION, "")["Last"]
+                start = _bucket_time(str(cursor)) + timedelta(hours=1)
+            except ResourceNotFoundError:  # never swept yet
+                start = now - timeout - MAX_CATCH_UP
         start = max(start, now - timeout - MAX_CATCH_UP)
         buckets, t = [], start.replace(minute=0, second=0, microsecond=0)
         while hour_bucket(t) <= last_due:
@@ -82,21 +80,17 @@ class AwaitingReportStore:
             t += timedelta(hours=1)
         return buckets
 
+    @_STORAGE
     def entries(self, bucket: str) -> list[AwaitingEntry]:
         """The messages of one hour partition."""
-        try:
-            return [AwaitingEntry(bucket, str(e["RowKey"])) for e in self._table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": bucket}, select=["RowKey"])]
-        except AzureError as exc:
-            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+        return [AwaitingEntry(bucket, str(e["RowKey"])) for e in self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": bucket}, select=["RowKey"])]
 
+    @_STORAGE
     def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
         """Delete a swept partition's rows and move the cursor past it."""
-        try:
-            for e in entries:
-                with contextlib.suppress(ResourceNotFoundError):
-                    self._table.delete_entity(e.bucket, e.message_id)
-            self._table.upsert_entity({"PartitionKey": CURSOR_PARTITION, "RowKey": "",
-                                       "Last": bucket}, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            raise StorageUnavailable(f"AwaitingReports storage failed: {exc}") from exc
+        for e in entries:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._table.delete_entity(e.bucket, e.message_id)
+        self._table.upsert_entity({"PartitionKey": CURSOR_PARTITION, "RowKey": "",
+                                   "Last": bucket}, mode=UpdateMode.REPLACE)

@@ -22,13 +22,13 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.table_batches import write_new_rows
 from sms_core.errors import NotFound, StorageUnavailable
 from sms_core.models.records import Campaign, RecipientRow, Run, run_key, token_hash
@@ -37,10 +37,7 @@ CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
 _JSON_PART_CHARS = 30_000  # a Table string property holds at most 32K UTF-16 characters
 _CHANGE_RETRIES = 8
-
-
-def _storage(exc: AzureError) -> StorageUnavailable:
-    return StorageUnavailable(f"Campaign storage failed: {type(exc).__name__}: {exc}")
+_STORAGE = storage_errors("Campaign")
 
 
 def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
@@ -122,36 +119,32 @@ class CampaignStore:
         token = secrets.token_urlsafe(24)
         return token, token_hash(token)
 
+    @_STORAGE
     def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
-        try:
-            write_new_rows(self._r, [_row_entity(r, campaign.id) for r in rows])
-            self._t.create_entity(_campaign_entity(campaign))
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        write_new_rows(self._r, [_row_entity(r, campaign.id) for r in rows])
+        self._t.create_entity(_campaign_entity(campaign))
 
     def get(self, campaign_id: str) -> Campaign:
         """The campaign, or NotFound."""
         if not campaign_id.isalnum() or len(campaign_id) > 64:
             raise NotFound(f"No campaign with id '{campaign_id}'.")
-        try:
-            return _campaign(self._t.get_entity(CAMPAIGN_PK, campaign_id))
-        except ResourceNotFoundError:
-            raise NotFound(f"No campaign with id '{campaign_id}'.") from None
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        with _STORAGE:
+            try:
+                return _campaign(self._t.get_entity(CAMPAIGN_PK, campaign_id))
+            except ResourceNotFoundError:
+                raise NotFound(f"No campaign with id '{campaign_id}'.") from None
 
     def save(self, campaign: Campaign) -> bool:
         """Replace the campaign if nobody changed it since it was read; False on a conflict."""
         campaign.updated_at = datetime.now(UTC)
-        try:
-            meta = self._t.update_entity(_campaign_entity(campaign), mode=UpdateMode.REPLACE,
-                                         etag=campaign.etag,
-                                         match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            return False
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        with _STORAGE:
+            try:
+                meta = self._t.update_entity(_campaign_entity(campaign),
+                                             mode=UpdateMode.REPLACE, etag=campaign.etag,
+                                             match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return False
         campaign.etag = meta.get("etag", campaign.etag)
         return True
 
@@ -169,35 +162,26 @@ class CampaignStore:
     def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
         """Campaigns in creation order, `limit` at a time, after the id `after`."""
         filt = "PartitionKey eq @pk" + (" and RowKey gt @after" if after else "")
-        try:
+        with _STORAGE:
             it = self._t.query_entities(filt, parameters={"pk": CAMPAIGN_PK, "after": after or ""},
                                         results_per_page=limit)
-            items = [_campaign(e) for e in next(it.by_page())]
-        except StopIteration:
-            items = []
-        except AzureError as exc:
-            raise _storage(exc) from exc
+            items = [_campaign(e) for e in next(it.by_page(), [])]
         return items[:limit], (items[limit - 1].id if len(items) >= limit else None)
 
+    @_STORAGE
     def with_status(self, status: str) -> list[Campaign]:
         """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
-        try:
-            return [_campaign(e) for e in self._t.query_entities(
-                "PartitionKey eq @pk and Status eq @s", parameters={"pk": CAMPAIGN_PK,
-                                                                   "s": status})]
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        return [_campaign(e) for e in self._t.query_entities(
+            "PartitionKey eq @pk and Status eq @s", parameters={"pk": CAMPAIGN_PK, "s": status})]
 
     # -- recipients ---------------------------------------------------------------------------
 
+    @_STORAGE
     def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
         """The valid rows with index in [lo, hi): one range query."""
-        try:
-            return [_recipient_row(e) for e in self._r.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
-                parameters={"pk": campaign_id, "lo": f"{lo:05d}", "hi": f"{hi:05d}"})]
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        return [_recipient_row(e) for e in self._r.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
+            parameters={"pk": campaign_id, "lo": f"{lo:05d}", "hi": f"{hi:05d}"})]
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -205,12 +189,9 @@ class CampaignStore:
         """Create the run (or return it when it already exists: a retried start)."""
         entity = {"PartitionKey": campaign_id, "RowKey": f"run.{key}", "Kind": "run",
                   "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC)}
-        try:
-            with contextlib.suppress(ResourceExistsError):
-                self._t.create_entity(entity)
-            run = self.run(campaign_id, key)
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        with _STORAGE, contextlib.suppress(ResourceExistsError):  # a retried start
+            self._t.create_entity(entity)
+        run = self.run(campaign_id, key)
         assert run is not None
         return run
 
@@ -224,12 +205,10 @@ class CampaignStore:
         return self._runs(campaign_id, "run.", "run/")
 
     def _runs(self, campaign_id: str, lo: str, hi: str) -> list[Run]:
-        try:
+        with _STORAGE:
             rows = list(self._t.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": campaign_id, "lo": lo, "hi": hi}))
-        except AzureError as exc:
-            raise _storage(exc) from exc
         runs: dict[str, Run] = {}
         for e in rows:
             if e.get("Kind") == "run":
@@ -241,14 +220,12 @@ class CampaignStore:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
         return [runs[k] for k in sorted(runs)]
 
+    @_STORAGE
     def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
         """Record that a fan-out chunk is done (idempotent)."""
-        try:
-            self._t.upsert_entity({"PartitionKey": run.campaign_id,
-                                   "RowKey": f"run.{run.key}.chunk.{chunk:05d}", "Kind": "chunk",
-                                   "Run": run.key, "Chunk": chunk, **counts})
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        self._t.upsert_entity({"PartitionKey": run.campaign_id,
+                               "RowKey": f"run.{run.key}.chunk.{chunk:05d}", "Kind": "chunk",
+                               "Run": run.key, "Chunk": chunk, **counts})
 
     def set_run_status(self, run: Run, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
@@ -256,44 +233,35 @@ class CampaignStore:
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
                   "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
                   "FinishedAt": finished}
-        try:
-            meta = self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,
-                                         match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            return False
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        with _STORAGE:
+            try:
+                meta = self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,
+                                             match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return False
         run.status, run.finished_at, run.etag = status, finished, meta.get("etag", run.etag)
         return True
 
     # -- schedule index -----------------------------------------------------------------------
 
+    @_STORAGE
     def schedule(self, campaign_id: str, due: datetime) -> None:
         """Put a run of the campaign in the schedule index (idempotent)."""
-        try:
-            self._t.upsert_entity({"PartitionKey": SCHEDULE_PK,
-                                   "RowKey": f"{run_key(due)}.{campaign_id}",
-                                   "Campaign": campaign_id, "Due": due})
-        except AzureError as exc:
-            raise _storage(exc) from exc
+        self._t.upsert_entity({"PartitionKey": SCHEDULE_PK,
+                               "RowKey": f"{run_key(due)}.{campaign_id}",
+                               "Campaign": campaign_id, "Due": due})
 
     def due(self, now: datetime) -> Iterator[tuple[str, str]]:
         """(campaign id, run key) of every schedule entry due at `now`, oldest first."""
-        try:
+        with _STORAGE:  # not a decorator: this is a generator, the query runs on first next()
             rows = list(self._t.query_entities(
                 "PartitionKey eq @pk and RowKey le @hi",
                 parameters={"pk": SCHEDULE_PK, "hi": run_key(now) + "~"}))
-        except AzureError as exc:
-            raise _storage(exc) from exc
         for e in rows:
             key, _, cid = str(e["RowKey"]).partition(".")
             yield cid, key
 
     def unschedule(self, campaign_id: str, key: str) -> None:
         """Remove a schedule entry (a no-op when it is gone)."""
-        try:
+        with _STORAGE, contextlib.suppress(ResourceNotFoundError):
             self._t.delete_entity(SCHEDULE_PK, f"{key}.{campaign_id}")
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise _storage(exc) from exc

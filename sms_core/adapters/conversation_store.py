@@ -15,17 +15,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
-from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.records import ConversationEntry
 
 if TYPE_CHECKING:
     pass
 
 MAX_PAGE = 200
+_STORAGE = storage_errors("Conversation")
 
 
 def _encode_token(token: Any) -> str | None:
@@ -63,23 +65,19 @@ class ConversationStore:
             if e.tag:
                 row["Tag"] = e.tag
             self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
-        try:
+        with _STORAGE:
             run_all(put, entries)
-        except AzureError as exc:
-            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
 
     def last_outbound(self, our_number: str, their_number: str, since: datetime,
                       until: datetime) -> ConversationEntry | None:
         """The latest message we sent this person in [since, until], if any (one range query)."""
         lo = since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         hi = until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "|~"
-        try:
+        with _STORAGE:
             rows = list(self._table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
                 " and Direction eq 'outbound'",
                 parameters={"pk": f"{our_number}|{their_number}", "lo": lo, "hi": hi}))
-        except AzureError as exc:
-            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
         if not rows:
             return None
         r = max(rows, key=lambda row: str(row["RowKey"]))
@@ -95,15 +93,15 @@ class ConversationStore:
             "PartitionKey eq @pk", parameters={"pk": f"{our_number}|{their_number}"},
             results_per_page=limit).by_page(
                 continuation_token=_decode_token(continuation) if continuation else None)
-        try:
-            rows = list(next(pages, []))
-        except HttpResponseError as exc:
-            if exc.status_code == 400:
-                raise RequestInvalid("The continuation token is not valid.",
-                                     [FieldError("continuationToken", "not valid")]) from None
-            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
-        except AzureError as exc:
-            raise StorageUnavailable(f"Conversation storage failed: {exc}") from exc
+        with _STORAGE:
+            try:
+                rows = list(next(pages, []))
+            except HttpResponseError as exc:
+                if exc.status_code == 400:  # the service refused the token we passed on
+                    raise RequestInvalid("The continuation token is not valid.",
+                                         [FieldError("continuationToken", "not valid")]
+                                         ) from None
+                raise
         entries = [ConversationEntry(our_number=our_number, their_number=their_number,
                                      direction=r["Direction"], message_id=r["MessageId"],
                                      text=r["Text"], at=r["At"], keyword=r.get("Keyword"))

@@ -1,8 +1,9 @@
-"""Decoding Event Grid payloads as they really arrive.
+"""Decoding Event Grid payloads as they really arrive, into our own types.
 
 Queue messages may be base64 text or raw JSON, hold one event or an array; events may use the
 Event Grid schema (`eventType`, `data`) or CloudEvents 1.0 (`type`, `data`); ACS has sent keys in
-camelCase and PascalCase (even `Tag`), and `from` without its `+`.
+camelCase and PascalCase (even `Tag`), and `from` without its `+`. Use cases see only
+`InboundSms` and `DeliveryReport`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.models.events import DeliveryReport, InboundSms
+from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+
+# Event types, compared case-insensitively.
+SMS_RECEIVED = "microsoft.communication.smsreceived"
+DELIVERY_REPORT_RECEIVED = "microsoft.communication.smsdeliveryreportreceived"
+SUBSCRIPTION_VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
 
 
 def ci_get(mapping: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -78,3 +87,72 @@ def decode_payload(body: bytes | str) -> list[GridEvent]:
                                 time=ci_get(item, "eventTime") or ci_get(item, "time"),
                                 raw=item))
     return events
+
+
+def validation_code(events: list[GridEvent]) -> str | None:
+    """The code of a subscription-validation event among `events`, if there is one."""
+    for event in events:
+        if event.type.lower() == SUBSCRIPTION_VALIDATION:
+            code = ci_get(event.data, "validationCode")
+            if not isinstance(code, str):
+                raise RequestInvalid("The validation event has no validationCode.",
+                                     [FieldError("data.validationCode", "required")])
+            return code
+    return None
+
+
+def inbound_sms(event: GridEvent) -> InboundSms:
+    """An `SMSReceived` event normalised (keys in any case, numbers without '+')."""
+    data = event.data
+    raw_from, raw_to = ci_get(data, "from"), ci_get(data, "to")
+    text = ci_get(data, "message")
+    errors = [FieldError(f"data.{name}", "required") for name, value in
+              (("from", raw_from), ("to", raw_to)) if not isinstance(value, str) or not value]
+    if errors:
+        raise RequestInvalid(f"SMSReceived event {event.id} is incomplete.", errors)
+    try:
+        their = to_e164(str(raw_from))
+        ours = sender_to_e164_or_shortcode(str(raw_to))
+    except InvalidPhoneNumber as exc:
+        raise RequestInvalid(f"SMSReceived event {event.id}: {exc.reason}",
+                             [FieldError("data.from", exc.reason)]) from None
+    received = _parse_time(ci_get(data, "receivedTimestamp")) or _parse_time(event.time)
+    return InboundSms(id=str(ci_get(data, "messageId") or event.id), their_number=their,
+                      our_number=ours, text=text if isinstance(text, str) else "",
+                      received_at=received or datetime.now(UTC))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    # .NET writes 7 fractional digits; Python reads at most 6.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{tz}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def delivery_report(event: GridEvent) -> DeliveryReport:
+    """An `SMSDeliveryReportReceived` event as our type (keys in any case)."""
+    data = event.data
+    details = ci_get(data, "deliveryStatusDetails")
+    stamp = ci_get(data, "receivedTimestamp")
+    return DeliveryReport(
+        event_id=event.id, provider_message_id=str(ci_get(data, "messageId") or ""),
+        status=str(ci_get(data, "deliveryStatus") or ""),
+        details=None if details is None else str(details),
+        attempts=ci_get(data, "deliveryAttempts"),
+        received_timestamp=None if stamp is None else str(stamp), raw=dict(event.raw))
+
+
+def delivery_reports(body: bytes | str) -> list[DeliveryReport]:
+    """The delivery reports in a queue message (other event types are left out)."""
+    return [delivery_report(e) for e in decode_payload(body)
+            if e.type.lower() == DELIVERY_REPORT_RECEIVED]

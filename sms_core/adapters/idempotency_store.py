@@ -9,14 +9,18 @@ stored messages without sending anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from sms_core.errors import Conflict, StorageUnavailable
+from sms_core.adapters.azure_errors import storage_errors
+from sms_core.errors import Conflict
 from sms_core.models.records import IdempotencyClaim
+
+_STORAGE = storage_errors("Idempotency")
 
 
 def _digest(text: str) -> str:
@@ -34,27 +38,22 @@ class IdempotencyStore:
         pk = _digest(key)
         fp = _digest(fingerprint)
         batch = "k" + pk[:31]
-        try:
+        with _STORAGE:
             try:
                 self._table.create_entity({"PartitionKey": pk, "RowKey": "", "Fingerprint": fp,
                                            "Batch": batch, "Completed": False,
                                            "CreatedAt": datetime.now(UTC)})
                 return IdempotencyClaim(batch, False)
-            except ResourceExistsError:
+            except ResourceExistsError:  # a retry, or the key reused: compare the bodies
                 existing = self._table.get_entity(pk, "")
-        except AzureError as exc:
-            raise StorageUnavailable(f"Idempotency storage failed: {exc}") from exc
         if existing["Fingerprint"] != fp:
             raise Conflict("This Idempotency-Key was already used with a different request "
                            "body; use a new key for a new request.")
         return IdempotencyClaim(str(existing["Batch"]), bool(existing["Completed"]))
 
+    @_STORAGE
     def complete(self, key: str) -> None:
         """Mark the key's acceptance as complete (everything written and enqueued)."""
-        try:
+        with contextlib.suppress(ResourceNotFoundError):  # cannot happen: the claim wrote it
             self._table.update_entity({"PartitionKey": _digest(key), "RowKey": "",
                                        "Completed": True}, mode=UpdateMode.MERGE)
-        except ResourceNotFoundError:  # pragma: no cover - the claim wrote it
-            pass
-        except AzureError as exc:
-            raise StorageUnavailable(f"Idempotency storage failed: {exc}") from exc

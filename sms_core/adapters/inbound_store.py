@@ -11,11 +11,12 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
 
-from sms_core.errors import StorageUnavailable
+from sms_core.adapters.azure_errors import storage_errors
 
+_STORAGE = storage_errors("Inbound")
 _FORBIDDEN = set('/\\#?') | {chr(c) for c in range(32)} | {chr(127)}
 
 
@@ -31,24 +32,19 @@ class InboundStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
+    @_STORAGE
     def claim(self, inbound_id: str, fields: dict[str, Any]) -> bool:
         """Record the message; False when it was already fully processed (skip it)."""
         try:
-            try:
-                self._table.create_entity({"PartitionKey": _key(inbound_id), "RowKey": "",
-                                           "Done": False, "SeenAt": datetime.now(UTC),
-                                           **fields})
-                return True
-            except ResourceExistsError:
-                existing = self._table.get_entity(_key(inbound_id), "", select=["Done"])
-                return not bool(existing.get("Done"))
-        except AzureError as exc:
-            raise StorageUnavailable(f"Inbound storage failed: {exc}") from exc
+            self._table.create_entity({"PartitionKey": _key(inbound_id), "RowKey": "",
+                                       "Done": False, "SeenAt": datetime.now(UTC), **fields})
+            return True
+        except ResourceExistsError:
+            existing = self._table.get_entity(_key(inbound_id), "", select=["Done"])
+            return not bool(existing.get("Done"))
 
+    @_STORAGE
     def complete(self, inbound_id: str) -> None:
         """Mark the message fully processed."""
-        try:
-            self._table.update_entity({"PartitionKey": _key(inbound_id), "RowKey": "",
-                                       "Done": True}, mode=UpdateMode.MERGE)
-        except AzureError as exc:
-            raise StorageUnavailable(f"Inbound storage failed: {exc}") from exc
+        self._table.update_entity({"PartitionKey": _key(inbound_id), "RowKey": "",
+                                   "Done": True}, mode=UpdateMode.MERGE)

@@ -16,13 +16,13 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     HttpResponseError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
 from sms_core.models.messages import MessageEvent, MessagePublic, MessageStatus
@@ -30,6 +30,7 @@ from sms_core.models.records import Change, Decide, MessageRecord, split_message
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
 _MAX_CONFLICT_RETRIES = 8
+_STORAGE = storage_errors("Message")
 
 
 def _row(index: int) -> str:
@@ -83,15 +84,6 @@ def _record(e: Any) -> MessageRecord:
     )
 
 
-def _error_code(exc: HttpResponseError) -> str | None:
-    code = getattr(exc, "error_code", None)
-    return str(code) if code is not None else None
-
-
-def _storage_error(exc: AzureError) -> StorageUnavailable:
-    return StorageUnavailable(f"Table storage failed: {type(exc).__name__}: {exc}")
-
-
 class MessageStore:
     """Reads and writes messages and their history."""
 
@@ -115,26 +107,26 @@ class MessageStore:
 
     def _create_chunk(self, chunk: Sequence[MessageRecord]) -> list[MessageRecord]:
         ops: list[Any] = [("create", _entity(r)) for r in chunk]
-        try:
-            self._table.submit_transaction(ops)
-            return list(chunk)
-        except TableTransactionError as exc:
-            if _error_code(exc) != "EntityAlreadyExists":
-                raise _storage_error(exc) from exc
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
+        with _STORAGE:
+            try:
+                self._table.submit_transaction(ops)
+                return list(chunk)
+            except TableTransactionError as exc:
+                if error_code(exc) != "EntityAlreadyExists":
+                    raise
         stored = {r.index: r for r in self.load(chunk[0].batch,
                                                 [r.index for r in chunk])}
         missing = [r for r in chunk if r.index not in stored]
         if missing:  # part of the chunk exists: insert the rest one by one
             for r in missing:
-                try:
-                    self._table.create_entity(_entity(r))
-                    stored[r.index] = r
-                except HttpResponseError as exc:
-                    if exc.status_code != 409:
-                        raise _storage_error(exc) from exc
-                    stored.update({x.index: x for x in self.load(r.batch, [r.index])})
+                with _STORAGE:
+                    try:
+                        self._table.create_entity(_entity(r))
+                        stored[r.index] = r
+                    except HttpResponseError as exc:
+                        if exc.status_code != 409:
+                            raise
+                        stored.update({x.index: x for x in self.load(r.batch, [r.index])})
         return [stored[r.index] for r in chunk]
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
@@ -200,18 +192,17 @@ class MessageStore:
                         {"mode": UpdateMode.REPLACE, "etag": rec.etag,
                          "match_condition": MatchConditions.IfNotModified}))
             updated[rec.index] = new
-        try:
-            results = (self._single_update(ops[0]) if len(ops) == 1
-                       else self._table.submit_transaction(ops))
-        except ResourceModifiedError:
-            return None
-        except TableTransactionError as exc:
-            if _error_code(exc) in ("UpdateConditionNotSatisfied", "EntityAlreadyExists",
-                                  "ResourceNotFound"):
+        with _STORAGE:
+            try:
+                results = (self._single_update(ops[0]) if len(ops) == 1
+                           else self._table.submit_transaction(ops))
+            except ResourceModifiedError:
                 return None
-            raise _storage_error(exc) from exc
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
+            except TableTransactionError as exc:
+                if error_code(exc) in ("UpdateConditionNotSatisfied", "EntityAlreadyExists",
+                                       "ResourceNotFound"):
+                    return None
+                raise
         # Keep the new ETags so the caller can chain another conditional change.
         by_row = {}
         for (_, entity, *_rest), res in zip(ops, results, strict=True):
@@ -235,11 +226,9 @@ class MessageStore:
         if indices:
             filt += " and RowKey ge @lo and RowKey le @hi"
             params.update(lo=_row(min(indices)), hi=_row(max(indices)))
-        try:
+        with _STORAGE:
             rows = [_record(e) for e in
                     self._table.query_entities(filt, parameters=params)]
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
         if indices:
             keep = set(indices)
             rows = [r for r in rows if r.index in keep]
@@ -247,35 +236,30 @@ class MessageStore:
 
     def pending(self, batch: str) -> list[MessageRecord]:
         """The messages of a batch still queued or scheduled (one partition query)."""
-        try:
+        with _STORAGE:
             return [_record(e) for e in self._table.query_entities(
                 "PartitionKey eq @pk and Kind eq 'message' and "
                 "(Status eq 'queued' or Status eq 'scheduled')", parameters={"pk": batch})]
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
 
     def status_counts(self, batch: str) -> dict[str, int]:
         """How many messages of a batch are in each status (reads only the Status column)."""
         counts: dict[str, int] = {}
-        try:
+        with _STORAGE:
             for e in self._table.query_entities("PartitionKey eq @pk and Kind eq 'message'",
                                                 parameters={"pk": batch}, select=["Status"]):
                 counts[e["Status"]] = counts.get(e["Status"], 0) + 1
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
         return counts
 
     def get(self, public_id: str) -> MessagePublic:
         """One message with its full history; NotFound when there is no such message."""
         batch, index = split_message_id(public_id)
-        try:
-            entities = list(self._table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                parameters={"pk": batch, "lo": _row(index), "hi": _row(index) + "/"}))
-        except ResourceNotFoundError:
-            entities = []
-        except AzureError as exc:
-            raise _storage_error(exc) from exc
+        with _STORAGE:
+            try:
+                entities = list(self._table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                    parameters={"pk": batch, "lo": _row(index), "hi": _row(index) + "/"}))
+            except ResourceNotFoundError:  # no table yet: no such message
+                entities = []
         msg = next((e for e in entities if e.get("Kind") == "message"), None)
         if msg is None:
             raise NotFound(f"No message with id '{public_id}'.")

@@ -19,16 +19,18 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from sms_core.adapters.azure_errors import storage_errors
 from sms_core.errors import StorageUnavailable
 
 _ROW = "pace"
+# Another instance moved the sender's entity first: `reserve` reads it again and retries.
+_CONFLICTS = (ResourceExistsError, ResourceModifiedError)
 
 
 class SenderPacer:
@@ -53,13 +55,14 @@ class SenderPacer:
             for _ in range(50):
                 try:
                     return self._try_reserve(sender, count)
-                except (ResourceExistsError, ResourceModifiedError):
+                except _CONFLICTS:
                     self._known.pop(sender, None)  # another instance moved it: read again
-                except AzureError as exc:
-                    self._known.pop(sender, None)
-                    raise StorageUnavailable(f"Pacing storage failed: {exc}") from exc
+                except StorageUnavailable:
+                    self._known.pop(sender, None)  # the write may have happened: read again
+                    raise
         raise StorageUnavailable(f"Could not reserve a send slot for {sender}: too much contention")
 
+    @storage_errors("Pacing", keep=_CONFLICTS)
     def _try_reserve(self, sender: str, count: int) -> float:
         now = self._clock()
         known = self._known.get(sender)

@@ -11,7 +11,7 @@ import contextlib
 import threading
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
     QueueClient,
@@ -20,7 +20,8 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from sms_core.errors import SettingsError, StorageUnavailable
+from sms_core.adapters.azure_errors import storage_errors
+from sms_core.errors import SettingsError
 from sms_core.settings import Settings
 
 # Table names (alphanumeric by Azure's rules). Documented in docs/architecture.md.
@@ -101,15 +102,13 @@ class StorageClients:
             return self._table_service
 
     def probe(self) -> None:
-        """One cheap call that fails fast (no retries) when storage does not answer."""
+        """One cheap call that fails fast (no retries); StorageUnavailable when it fails."""
         with self._lock:
             if self._probe_service is None:
                 self._probe_service = self._new_table_service(
                     retry_total=0, connection_timeout=3, read_timeout=5)
-        try:
+        with storage_errors("Table"):
             next(iter(self._probe_service.list_tables(results_per_page=1)), None)
-        except AzureError as exc:
-            raise StorageUnavailable(f"Storage does not answer: {type(exc).__name__}") from exc
 
     def queue_service(self) -> QueueServiceClient:
         """The Queue service client for the configured account."""
@@ -147,14 +146,14 @@ class StorageClients:
         """Create every table and queue (with its poison twin) that does not exist yet.
 
         In Azure the Bicep template creates them; locally and in tests this does.
+        StorageUnavailable when storage fails.
         """
-        try:
+        with storage_errors("Table"):
             for name in ALL_TABLES:
                 with contextlib.suppress(ResourceExistsError):
                     self.table_service().create_table(name)
+        with storage_errors("Queue"):
             for name in ALL_QUEUES:
                 for q in (name, f"{name}-poison"):
                     with contextlib.suppress(ResourceExistsError):
                         self.queue_service().create_queue(q)
-        except AzureError as exc:
-            raise StorageUnavailable(f"Storage does not answer: {type(exc).__name__}") from exc

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sms_core.models.records import MessageRecord
+
 SIGNATURE_HEADER = "X-SMS-Signature"
 
 
@@ -85,3 +87,36 @@ class WebhookDelivery:
 def webhook_backoff_s(attempt: int) -> int:
     """Delay before webhook attempt `attempt + 1`: 30 s doubling, capped at one hour."""
     return int(min(30 * 2 ** max(0, attempt - 1), 3600))
+
+
+# One builder per app event: (type, id, data), the id stable for the fact it tells.
+AppEvent = tuple[str, str, dict[str, Any]]
+STATUS_EVENT = "sms.status"
+OPTOUT_CHANGED_EVENT = "optout.changed"
+RECEIVED_EVENT = "sms.received"
+
+
+def status_event(record: MessageRecord) -> AppEvent:
+    """`sms.status`: a message's current status (id `status-<message id>-<status>`)."""
+    data: dict[str, Any] = {"id": record.id, "status": str(record.status), "from": record.sender,
+                            "to": record.to, "tag": record.tag,
+                            "providerMessageId": record.provider_message_id,
+                            "error": record.error, "at": record.updated_at.isoformat()}
+    return STATUS_EVENT, f"status-{record.id}-{record.status}", data
+
+
+def optout_changed_event(event_id: str, sender: str, recipient: str, *, opted_out: bool,
+                         scope: str, source: str, **details: Any) -> AppEvent:
+    """`optout.changed`: a recipient's opt-out state changed (`details`: keyword, reason, ...)."""
+    data: dict[str, Any] = {"from": sender, "to": recipient, "optedOut": opted_out,
+                            "scope": scope, "source": source, **details}
+    return OPTOUT_CHANGED_EVENT, event_id, data
+
+
+def received_event(inbound_id: str, sender: str, recipient: str, text: str, *,
+                   keyword: str | None, keyword_kind: str | None,
+                   received_at: datetime) -> AppEvent:
+    """`sms.received`: a person wrote to one of our numbers (id `received-<inbound id>`)."""
+    return RECEIVED_EVENT, f"received-{inbound_id}", {
+        "id": inbound_id, "from": sender, "to": recipient, "message": text,
+        "keyword": keyword, "keywordKind": keyword_kind, "receivedAt": received_at.isoformat()}

@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 
+from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.messages import MAX_MESSAGE_CHARS, MAX_TAG_CHARS
+from sms_core.rules.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
 from sms_core.rules.quiet_hours import QuietHours
 
 MAX_CAMPAIGN_RECIPIENTS = 100_000  # message row keys hold 5 digits
@@ -218,3 +220,16 @@ class FanoutJob(BaseModel):
     def encode(self) -> str:
         """The queue message text."""
         return self.model_dump_json(by_alias=True)
+
+
+def invalid_field(field_name: str, message: str) -> RequestInvalid:
+    """A 400 about one field, saying what is wrong with it."""
+    return RequestInvalid(f"{field_name}: {message}", [FieldError(field_name, message)])
+
+
+def csv_audience_rows(text: str, field_name: str = "body") -> list[AudienceRow]:
+    """A CSV audience as rows, or a 400 naming the field and the line of the malformed row."""
+    try:
+        return parse_audience_csv(text, max_rows=MAX_CAMPAIGN_RECIPIENTS)
+    except CsvAudienceError as exc:
+        raise invalid_field(field_name, str(exc)) from None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sms_core.errors import NotFound
+from sms_core.models.events import DeliveryReport
 from sms_core.models.messages import MessageStatus
 
 
@@ -258,6 +259,7 @@ class UnmatchedReport:
     event_id: str
     event: dict[str, Any]
     received_at: datetime | None
+    report: DeliveryReport | None = None  # None: not a delivery report (an invalid inbound)
 
 
 @dataclass(frozen=True, slots=True)

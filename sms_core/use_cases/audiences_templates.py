@@ -1,53 +1,55 @@
-"""`/api/audiences` and `/api/templates`: saving the parts a campaign picks by id."""
+"""`/api/audiences` and `/api/templates`: the saved parts a campaign picks by id."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from sms_core.bootstrap import Services
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.models.campaigns import MAX_NAME_CHARS, AudienceRequest, TemplateRequest
-from sms_core.models.messages import parse_model
-from sms_core.models.records import Member
-from sms_core.use_cases.campaigns import compile_template, csv_text, is_csv, parse_csv_audience
+from sms_core.models.campaigns import TemplateRequest
+from sms_core.models.queries import AudienceUpload
+from sms_core.use_cases.campaigns import compile_template
+from sms_core.use_cases.ports import Audiences, Templates
 
 
-def create_audience(services: Services, body: bytes, content_type: str | None,
-                    params: Mapping[str, str]) -> dict[str, Any]:
-    """Save an audience from JSON (`recipients` or `csv`) or a `text/csv` upload (`?name=`)."""
-    if is_csv(content_type):
-        name = (params.get("name") or "").strip()
-        if not name or len(name) > MAX_NAME_CHARS:
-            raise RequestInvalid("A CSV upload names its audience with ?name=.",
-                                 [FieldError("name", "required query parameter (1-200 chars)")])
-        members = [Member(r.to, r.attributes) for r in parse_csv_audience(csv_text(body))]
-    else:
-        request: AudienceRequest = parse_model(AudienceRequest, body)
-        name = request.name
-        if request.csv is not None:
-            members = [Member(r.to, r.attributes) for r in parse_csv_audience(request.csv,
-                                                                              "csv")]
-        else:
-            members = [Member(r.to, r.attributes()) for r in request.recipients or []]
-    if not members:
+def create_audience(audiences: Audiences, upload: AudienceUpload) -> dict[str, Any]:
+    """Save an audience (its members in the order given)."""
+    if not upload.members:
         raise RequestInvalid("The audience has no members.",
                              [FieldError("recipients", "at least one member is required")])
-    return services.audiences.create(name, members).public()
+    return audiences.create(upload.name, upload.members).public()
 
 
-def audiences_list(services: Services) -> dict[str, Any]:
+def audiences_list(audiences: Audiences) -> dict[str, Any]:
     """Every saved audience."""
-    return {"audiences": [a.public() for a in services.audiences.all()]}
+    return {"audiences": [a.public() for a in audiences.all()]}
 
 
-def create_template(services: Services, body: bytes) -> dict[str, Any]:
+def get_audience(audiences: Audiences, audience_id: str) -> dict[str, Any]:
+    """One audience, without its members (NotFound when there is none)."""
+    return audiences.get(audience_id).public()
+
+
+def delete_audience(audiences: Audiences, audience_id: str) -> None:
+    """Remove a saved audience; campaigns prepared from it keep their own snapshot."""
+    audiences.delete(audience_id)
+
+
+def create_template(templates: Templates, request: TemplateRequest) -> dict[str, Any]:
     """Save a template after checking its placeholders."""
-    request: TemplateRequest = parse_model(TemplateRequest, body)
     template = compile_template(request.text, "text")
-    return services.templates.create(request.name, request.text, template.variables).public()
+    return templates.create(request.name, request.text, template.variables).public()
 
 
-def templates_list(services: Services) -> dict[str, Any]:
+def templates_list(templates: Templates) -> dict[str, Any]:
     """Every saved template."""
-    return {"templates": [t.public() for t in services.templates.all()]}
+    return {"templates": [t.public() for t in templates.all()]}
+
+
+def get_template(templates: Templates, template_id: str) -> dict[str, Any]:
+    """One template (NotFound when there is none)."""
+    return templates.get(template_id).public()
+
+
+def delete_template(templates: Templates, template_id: str) -> None:
+    """Remove a saved template; campaigns keep the text they were given."""
+    templates.delete(template_id)

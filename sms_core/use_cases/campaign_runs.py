@@ -22,8 +22,8 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
-from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
 from sms_core.models.campaigns import FanoutJob, ScheduleIn
@@ -36,7 +36,9 @@ from sms_core.models.messages import (
 )
 from sms_core.models.records import Campaign, Change, MessageRecord, Run, run_key, run_time
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
-from sms_core.use_cases.announcements import announce, count_accepted
+from sms_core.settings import Settings
+from sms_core.use_cases.ports import Audiences, Campaigns, Jobs, OptOuts, Templates
+from sms_core.use_cases.status_changes import StatusDeps, status_changes
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,31 @@ _CANCEL_SLICE = 500
 _RETRIES = 8
 
 
+
+class CampaignDeps(StatusDeps, Protocol):
+    """The ports campaigns need: their store, the saved parts, opt-outs and both queues."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def campaigns(self) -> Campaigns: ...
+    @property
+    def audiences(self) -> Audiences: ...
+    @property
+    def templates(self) -> Templates: ...
+    @property
+    def optouts(self) -> OptOuts: ...
+    @property
+    def jobs(self) -> Jobs: ...
+    @property
+    def campaign_jobs(self) -> Jobs: ...
+
+
 def _chunks(campaign: Campaign) -> int:
     return max(1, -(-campaign.total // CHUNK_ROWS))
 
 
-def arm(services: Services, campaign_id: str, due: datetime) -> None:
+def arm(deps: CampaignDeps, campaign_id: str, due: datetime) -> None:
     """Make sure the run due at `due` fires: now, or by a delayed job on `sms-campaigns`.
 
     Runs further out than a queue message can wait are fired by the timer (`run_due`), which
@@ -58,31 +80,31 @@ def arm(services: Services, campaign_id: str, due: datetime) -> None:
     delay = (due - datetime.now(UTC)).total_seconds()
     if delay <= 1:
         key = run_key(due)
-        if fire(services, campaign_id, key, first_chunk_inline=True):
+        if fire(deps, campaign_id, key, first_chunk_inline=True):
             # The confirming request writes the first chunk itself, so a small campaign leaves
             # at once instead of after the queue's next poll; its job, enqueued with a delay,
             # finds the chunk done (or does it, if this request dies first).
             try:
-                fan_out_chunk(services, campaign_id, key, 0)
+                fan_out_chunk(deps, campaign_id, key, 0)
             except Exception:
                 log.exception("campaign %s: first chunk of run %s left to its job",
                               campaign_id, key)
     elif delay < MAX_VISIBILITY_S:
-        services.campaign_jobs.enqueue(
+        deps.campaign_jobs.enqueue(
             FanoutJob(kind="fire", campaign=campaign_id, run=run_key(due)), delay)
 
 
 FIRST_CHUNK_GRACE_S = 30  # how long the first chunk's job waits when the request does it
 
 
-def fire(services: Services, campaign_id: str, key: str, *,
+def fire(deps: CampaignDeps, campaign_id: str, key: str, *,
          first_chunk_inline: bool = False) -> bool:
     """Start the run `key` of a campaign (idempotent) and schedule the next one, if any.
 
     Returns True when this call started the run. With `first_chunk_inline` the first chunk's
     job is enqueued with a delay: the caller means to fan that chunk out itself.
     """
-    store = services.campaigns
+    store = deps.campaigns
     try:
         campaign = store.get(campaign_id)
     except NotFound:
@@ -95,7 +117,7 @@ def fire(services: Services, campaign_id: str, key: str, *,
         store.unschedule(campaign_id, key)
         return False
     run = store.start_run(campaign_id, key, _chunks(campaign))
-    _enqueue_chunks(services, run, FIRST_CHUNK_GRACE_S if first_chunk_inline else 0)
+    _enqueue_chunks(deps, run, FIRST_CHUNK_GRACE_S if first_chunk_inline else 0)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
 
@@ -108,27 +130,27 @@ def fire(services: Services, campaign_id: str, key: str, *,
 
     campaign = store.change(campaign, record_run)
     if campaign.status == "canceled":
-        cancel_runs(services, campaign)
+        cancel_runs(deps, campaign)
     elif nxt is not None:
         store.schedule(campaign_id, nxt)
-        arm(services, campaign_id, nxt)
+        arm(deps, campaign_id, nxt)
     store.unschedule(campaign_id, key)
     return campaign.status == "sending" and campaign.last_run == key
 
 
-def _enqueue_chunks(services: Services, run: Run, first_delay_s: float) -> None:
+def _enqueue_chunks(deps: CampaignDeps, run: Run, first_delay_s: float) -> None:
     jobs = [FanoutJob(kind="chunk", campaign=run.campaign_id, run=run.key, chunk=n)
             for n in range(run.chunks) if n not in run.done_chunks]
-    run_all(lambda j: services.campaign_jobs.enqueue(j, first_delay_s if j.chunk == 0 else 0),
+    run_all(lambda j: deps.campaign_jobs.enqueue(j, first_delay_s if j.chunk == 0 else 0),
             jobs)
 
 
-def handle_fanout_job(services: Services, job: FanoutJob) -> None:
+def handle_fanout_job(deps: CampaignDeps, job: FanoutJob) -> None:
     """Process one message of `sms-campaigns`."""
     if job.kind == "fire":
-        fire(services, job.campaign, job.run)
+        fire(deps, job.campaign, job.run)
     else:
-        fan_out_chunk(services, job.campaign, job.run, job.chunk)
+        fan_out_chunk(deps, job.campaign, job.run, job.chunk)
 
 
 def _message(campaign: Campaign, run: Run, row_index: int, to: str, body: str, segments: int,
@@ -141,9 +163,9 @@ def _message(campaign: Campaign, run: Run, row_index: int, to: str, body: str, s
                          send_at=send_at)
 
 
-def fan_out_chunk(services: Services, campaign_id: str, key: str, chunk: int) -> None:
+def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) -> None:
     """Write the messages of one chunk of a run and enqueue their dispatch jobs, once."""
-    store = services.campaigns
+    store = deps.campaigns
     campaign = store.get(campaign_id)
     run = store.run(campaign_id, key)
     if run is None or chunk in run.done_chunks:
@@ -153,7 +175,7 @@ def fan_out_chunk(services: Services, campaign_id: str, key: str, chunk: int) ->
         return
     rows = store.recipients(campaign_id, chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
     now = datetime.now(UTC)
-    opted_out = services.optouts.opted_out_among(campaign.sender, [r.to for r in rows])
+    opted_out = deps.optouts.opted_out_among(campaign.sender, [r.to for r in rows])
     quiet = (QuietHours.parse(campaign.quiet_hours["start"], campaign.quiet_hours["end"])
              if campaign.quiet_hours else None)
     fallback = (campaign.schedule or {}).get("timezone") or "UTC"
@@ -170,20 +192,21 @@ def fan_out_chunk(services: Services, campaign_id: str, key: str, chunk: int) ->
             campaign, run, r.index, r.to, r.body, r.segments, r.encoding, now,
             MessageStatus.SCHEDULED if deferred else MessageStatus.QUEUED,
             send_at=when if deferred else None))
-    stored = services.messages.create_batch(records)
+    stored = deps.messages.create_batch(records)
     latest = store.run(campaign_id, key)
     if latest is None or latest.status == "canceled":
         # Canceled while we wrote: the cancel's sweep may have run before our rows existed.
-        _cancel_messages(services, run.batch, stored)
+        _cancel_messages(deps, run.batch, stored)
         store.mark_chunk(run, chunk, {"Skipped": True})
         return
-    count_accepted(services, stored)
+    with status_changes(deps) as changes:
+        changes.created(stored)
     pending = [r for r in stored if r.status in PENDING_STATUSES]
-    _enqueue_dispatch(services, run.batch, pending)
+    _enqueue_dispatch(deps, run.batch, pending)
     store.mark_chunk(run, chunk, {"Messages": len(stored), "Pending": len(pending)})
 
 
-def _enqueue_dispatch(services: Services, batch: str, records: Sequence[MessageRecord]) -> None:
+def _enqueue_dispatch(deps: CampaignDeps, batch: str, records: Sequence[MessageRecord]) -> None:
     by_due: dict[datetime | None, list[int]] = {}
     for r in records:
         by_due.setdefault(r.send_at, []).append(r.index)
@@ -192,7 +215,7 @@ def _enqueue_dispatch(services: Services, batch: str, records: Sequence[MessageR
             for due, indices in by_due.items()
             for i in range(0, len(indices), MAX_RECIPIENTS_PER_CALL)]
     now = time.time()
-    run_all(lambda j: services.jobs.enqueue(
+    run_all(lambda j: deps.jobs.enqueue(
         j, j.not_before.timestamp() - now if j.not_before else 0), jobs)
 
 
@@ -207,57 +230,56 @@ def _cancel_decision(r: MessageRecord) -> Change | None:
                   status=MessageStatus.CANCELED, detail="campaign canceled")
 
 
-def _cancel_messages(services: Services, batch: str,
+def _cancel_messages(deps: CampaignDeps, batch: str,
                      records: Sequence[MessageRecord]) -> None:
     """Cancel the messages that have not left (see `_cancel_decision`)."""
     indices = [r.index for r in records if r.status in PENDING_STATUSES]
     slices = [indices[i:i + _CANCEL_SLICE] for i in range(0, len(indices), _CANCEL_SLICE)]
 
-    def cancel(part: list[int]) -> list[MessageRecord]:
-        return services.messages.apply(batch, part, _cancel_decision)
+    with status_changes(deps) as changes:
+        run_all(lambda part: changes.apply(batch, part, _cancel_decision,
+                                           when=lambda r: r.status == MessageStatus.CANCELED),
+                slices)
 
-    for done in run_all(cancel, slices):
-        announce(services, [r for r in done if r.status == MessageStatus.CANCELED])
 
-
-def cancel_runs(services: Services, campaign: Campaign) -> None:
+def cancel_runs(deps: CampaignDeps, campaign: Campaign) -> None:
     """Cancel every run still sending: mark it, then cancel its waiting messages."""
-    for run in services.campaigns.runs(campaign.id):
+    for run in deps.campaigns.runs(campaign.id):
         for _ in range(_RETRIES):
-            if run.status != "sending" or services.campaigns.set_run_status(run, "canceled"):
+            if run.status != "sending" or deps.campaigns.set_run_status(run, "canceled"):
                 break
-            run = services.campaigns.run(campaign.id, run.key) or run
+            run = deps.campaigns.run(campaign.id, run.key) or run
         if run.status == "canceled":
-            _cancel_messages(services, run.batch, services.messages.pending(run.batch))
+            _cancel_messages(deps, run.batch, deps.messages.pending(run.batch))
 
 
-def refresh_runs(services: Services, campaign: Campaign
+def refresh_runs(deps: CampaignDeps, campaign: Campaign
                  ) -> tuple[Campaign, list[tuple[Run, dict[str, int]]]]:
     """Live counts per run; marks runs (and the campaign) completed when nothing is left."""
     out = []
-    for run in services.campaigns.runs(campaign.id):
-        counts = services.messages.status_counts(run.batch)
+    for run in deps.campaigns.runs(campaign.id):
+        counts = deps.messages.status_counts(run.batch)
         if run.status == "sending" and len(run.done_chunks) >= run.chunks and not any(
                 counts.get(s, 0) for s in PENDING_STATUSES):
-            services.campaigns.set_run_status(run, "completed")
+            deps.campaigns.set_run_status(run, "completed")
         out.append((run, counts))
     if campaign.status == "sending" and all(r.status != "sending" for r, _ in out):
         campaign.status = "scheduled" if campaign.next_run_at else "completed"
-        if not services.campaigns.save(campaign):
-            campaign = services.campaigns.get(campaign.id)
+        if not deps.campaigns.save(campaign):
+            campaign = deps.campaigns.get(campaign.id)
     return campaign, out
 
 
-def run_due(services: Services, now: datetime | None = None) -> int:
+def run_due(deps: CampaignDeps, now: datetime | None = None) -> int:
     """The timer's work: fire every due run, then settle campaigns that finished sending."""
     now = now or datetime.now(UTC)
     fired = 0
-    for campaign_id, key in list(services.campaigns.due(now)):
+    for campaign_id, key in list(deps.campaigns.due(now)):
         try:
-            fire(services, campaign_id, key)
+            fire(deps, campaign_id, key)
             fired += 1
         except Exception:  # one broken campaign must not stop the others; it retries next tick
             log.exception("campaign %s: firing run %s failed", campaign_id, key)
-    for campaign in services.campaigns.with_status("sending"):
-        refresh_runs(services, campaign)
+    for campaign in deps.campaigns.with_status("sending"):
+        refresh_runs(deps, campaign)
     return fired

@@ -8,25 +8,24 @@ the campaign to its schedule (`sms_core.use_cases.campaign_runs` fires runs and 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sms_core.bootstrap import Services
-from sms_core.errors import Conflict, FieldError, NotFound, RequestInvalid
+from sms_core.errors import Conflict, NotFound
 from sms_core.models.campaigns import (
-    MAX_CAMPAIGN_RECIPIENTS,
     AudienceIn,
     CampaignRequest,
     ScheduleIn,
     SendConfirmation,
+    csv_audience_rows,
+    invalid_field,
 )
-from sms_core.models.messages import MAX_MESSAGE_CHARS, parse_model
+from sms_core.models.messages import MAX_MESSAGE_CHARS
+from sms_core.models.queries import PageQuery
 from sms_core.models.records import Campaign, RecipientRow, Run, new_campaign_id
-from sms_core.rules.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
 from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
@@ -37,15 +36,12 @@ from sms_core.rules.templates import (
     TemplateSyntaxError,
     parse_template,
 )
-from sms_core.use_cases.campaign_runs import arm, cancel_runs, refresh_runs
+from sms_core.use_cases.campaign_runs import CampaignDeps, arm, cancel_runs, refresh_runs
+from sms_core.use_cases.ports import Campaigns
 from sms_core.use_cases.sending import resolve_sender
 
 MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
 SAMPLE_COUNT = 3
-
-
-def _invalid(field_name: str, message: str) -> RequestInvalid:
-    return RequestInvalid(f"{field_name}: {message}", [FieldError(field_name, message)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,44 +53,34 @@ class _Source:
     line: int | None = None
 
 
-def load_audience(services: Services, audience: AudienceIn) -> list[_Source]:
+def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
     """The audience rows a campaign asks for (inline, CSV or saved), after its filter."""
     rows: list[_Source]
     if audience.recipients is not None:
         rows = [_Source(r.to, r.attributes()) for r in audience.recipients]
     elif audience.csv is not None:
-        rows = [_Source(r.to, r.attributes, r.line) for r in _csv(audience.csv, "audience.csv")]
+        rows = [_Source(r.to, r.attributes, r.line)
+                for r in csv_audience_rows(audience.csv, "audience.csv")]
     else:
         assert audience.audience_id is not None
         try:
-            members = services.audiences.members(audience.audience_id)
+            members = deps.audiences.members(audience.audience_id)
         except NotFound as exc:
-            raise _invalid("audience.audienceId", exc.detail) from None
+            raise invalid_field("audience.audienceId", exc.detail) from None
         rows = [_Source(m.to, m.attributes) for m in members]
     if audience.filter is not None:
         try:
             rule = parse_filter(audience.filter)
         except FilterSyntaxError as exc:
-            raise _invalid("audience.filter", str(exc)) from None
+            raise invalid_field("audience.filter", str(exc)) from None
         total = len(rows)
         rows = [r for r in rows if rule.matches(r.attributes)]
         if not rows:
-            raise _invalid("audience.filter", f"the filter matches none of the {total} members")
+            raise invalid_field("audience.filter",
+                                f"the filter matches none of the {total} members")
     if not rows:
-        raise _invalid("audience", "the audience has no recipients")
+        raise invalid_field("audience", "the audience has no recipients")
     return rows
-
-
-def _csv(text: str, field_name: str) -> list[AudienceRow]:
-    try:
-        return parse_audience_csv(text, max_rows=MAX_CAMPAIGN_RECIPIENTS)
-    except CsvAudienceError as exc:
-        raise _invalid(field_name, str(exc)) from None
-
-
-def parse_csv_audience(text: str, field_name: str = "body") -> list[AudienceRow]:
-    """A CSV upload as audience rows, or a 400 naming the line of the malformed row."""
-    return _csv(text, field_name)
 
 
 def compile_template(text: str, field_name: str = "template") -> MessageTemplate:
@@ -102,7 +88,7 @@ def compile_template(text: str, field_name: str = "template") -> MessageTemplate
     try:
         return parse_template(text)
     except TemplateSyntaxError as exc:
-        raise _invalid(field_name, str(exc)) from None
+        raise invalid_field(field_name, str(exc)) from None
 
 
 @dataclass
@@ -116,7 +102,7 @@ class _Plan:
     deferred_until: list[datetime] = field(default_factory=list)  # one per deferred recipient
 
 
-def _classify(services: Services, sender: str, template: MessageTemplate,
+def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
               sources: Sequence[_Source], quiet: QuietHours | None, starts_at: datetime,
               fallback_zone: str) -> tuple[_Plan, list[SegmentInfo]]:
     plan = _Plan()
@@ -155,7 +141,7 @@ def _classify(services: Services, sender: str, template: MessageTemplate,
             if info is None:
                 info = segments_by_body[body] = count_segments(body)
             candidates.append((i, number, body, info))
-    opted_out = services.optouts.opted_out_among(sender, [c[1] for c in candidates])
+    opted_out = deps.optouts.opted_out_among(sender, [c[1] for c in candidates])
     sent_infos: list[SegmentInfo] = []
     for i, number, body, info in candidates:
         if number in opted_out:
@@ -217,14 +203,14 @@ def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
     }
 
 
-def _template_text(services: Services, request: CampaignRequest) -> tuple[str, str]:
+def _template_text(deps: CampaignDeps, request: CampaignRequest) -> tuple[str, str]:
     if request.template is not None:
         return request.template, "template"
     assert request.template_id is not None
     try:
-        return services.templates.get(request.template_id).text, "templateId"
+        return deps.templates.get(request.template_id).text, "templateId"
     except NotFound as exc:
-        raise _invalid("templateId", exc.detail) from None
+        raise invalid_field("templateId", exc.detail) from None
 
 
 def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
@@ -232,71 +218,23 @@ def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
         return now
     first = schedule.next_after(now)
     if first is None:
-        raise _invalid("schedule.sendAt", "is in the past")
+        raise invalid_field("schedule.sendAt", "is in the past")
     return first
 
 
-# Query parameters of a `text/csv` campaign upload, and where each goes in the JSON body.
-_UPLOAD_PARAMS = {"name": ("name",), "from": ("from",), "template": ("template",),
-                  "templateId": ("templateId",), "tag": ("tag",),
-                  "filter": ("audience", "filter"), "sendAt": ("schedule", "sendAt"),
-                  "cron": ("schedule", "cron"), "timezone": ("schedule", "timezone"),
-                  "quietStart": ("quietHours", "start"), "quietEnd": ("quietHours", "end")}
-
-
-def is_csv(content_type: str | None) -> bool:
-    """True for a `text/csv` (or `application/csv`) body."""
-    return (content_type or "").split(";")[0].strip().lower() in ("text/csv", "application/csv")
-
-
-def csv_text(body: bytes | str | None) -> str:
-    """An uploaded CSV as text (UTF-8, with or without a byte-order mark), or a 400."""
-    if isinstance(body, str):
-        return body
-    try:
-        return (body or b"").decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _invalid("body", "the CSV must be UTF-8 text") from None
-
-
-def _upload_as_json(body: bytes | str | None, params: dict[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(_UPLOAD_PARAMS) - {"code"})
-    if unknown:
-        raise _invalid(unknown[0], "unknown query parameter for a CSV upload (use one of "
-                                   + ", ".join(_UPLOAD_PARAMS) + ")")
-    out: dict[str, Any] = {"audience": {"csv": csv_text(body)}}
-    for name, path in _UPLOAD_PARAMS.items():
-        if params.get(name):
-            target = out
-            for key in path[:-1]:
-                target = target.setdefault(key, {})
-            target[path[-1]] = params[name]
-    return out
-
-
-def prepare_campaign(services: Services, body: bytes | str | None,
-                     content_type: str | None = None,
-                     params: dict[str, str] | None = None) -> dict[str, Any]:
-    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing.
-
-    The body is the JSON request, or a `text/csv` audience with the other fields as query
-    parameters (`name`, `from`, `template`/`templateId`, `tag`, `filter`, `sendAt`, `cron`,
-    `timezone`, `quietStart`, `quietEnd`).
-    """
-    if is_csv(content_type):
-        body = json.dumps(_upload_as_json(body, params or {}))
-    request: CampaignRequest = parse_model(CampaignRequest, body)
-    sender = resolve_sender(request.from_, services.settings.default_from)
-    text, template_field = _template_text(services, request)
+def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> dict[str, Any]:
+    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing."""
+    sender = resolve_sender(request.from_, deps.settings.default_from)
+    text, template_field = _template_text(deps, request)
     template = compile_template(text, template_field)
-    sources = load_audience(services, request.audience)
+    sources = load_audience(deps, request.audience)
     now = datetime.now(UTC)
     starts_at = _first_run(request.schedule, now)
     quiet = request.quiet_hours.window() if request.quiet_hours else None
     fallback = (request.schedule.timezone if request.schedule else None) or "UTC"
-    plan, infos = _classify(services, sender, template, sources, quiet, starts_at, fallback)
-    rate = services.settings.sender_rate_per_minute
-    token, token_hash = services.campaigns.new_token()
+    plan, infos = _classify(deps, sender, template, sources, quiet, starts_at, fallback)
+    rate = deps.settings.sender_rate_per_minute
+    token, token_hash = deps.campaigns.new_token()
     campaign = Campaign(
         id=new_campaign_id(), name=request.name, sender=sender, template=text,
         status="prepared", created_at=now, updated_at=now, total=len(sources),
@@ -305,30 +243,29 @@ def prepare_campaign(services: Services, body: bytes | str | None,
         delivery_report=request.delivery_report,
         schedule=request.schedule.public() if request.schedule else None,
         quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None)
-    services.campaigns.create(campaign, plan.rows)
-    return {**campaign_view(services, campaign), "confirmationToken": token}
+    deps.campaigns.create(campaign, plan.rows)
+    return {**campaign_view(deps, campaign), "confirmationToken": token}
 
 
-def confirm_send(services: Services, campaign_id: str, body: bytes | str | None
-                 ) -> dict[str, Any]:
+def confirm_send(deps: CampaignDeps, campaign_id: str,
+                 confirmation: SendConfirmation) -> dict[str, Any]:
     """`POST /api/campaigns/{id}/send`: confirm with the token from the preparation.
 
     A retry with the same token answers with the campaign as it is now and starts nothing new.
     """
-    confirmation: SendConfirmation = parse_model(SendConfirmation, body)
-    campaign = services.campaigns.get(campaign_id)
+    campaign = deps.campaigns.get(campaign_id)
     if not campaign.token_matches(confirmation.confirmation_token):
         raise Conflict("confirmationToken does not match this campaign's preparation: use the "
                        "token returned by POST /api/campaigns for this campaign.")
     if campaign.status == "canceled":
         raise Conflict("The campaign was canceled; prepare a new one to send it.")
     if campaign.status != "prepared":
-        return campaign_view(services, campaign)
+        return campaign_view(deps, campaign)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     now = datetime.now(UTC)
     due = (schedule.next_after(now) if schedule else None) or now
     # The schedule index first: if this request dies here, the timer still fires the run.
-    services.campaigns.schedule(campaign.id, due)
+    deps.campaigns.schedule(campaign.id, due)
 
     def to_scheduled(c: Campaign) -> bool:
         if c.status != "prepared":
@@ -336,17 +273,17 @@ def confirm_send(services: Services, campaign_id: str, body: bytes | str | None
         c.status, c.next_run_at = "scheduled", due
         return True
 
-    campaign = services.campaigns.change(campaign, to_scheduled)
-    arm(services, campaign.id, due)
-    return campaign_view(services, services.campaigns.get(campaign.id))
+    campaign = deps.campaigns.change(campaign, to_scheduled)
+    arm(deps, campaign.id, due)
+    return campaign_view(deps, deps.campaigns.get(campaign.id))
 
 
-def cancel_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
+def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> dict[str, Any]:
     """`POST /api/campaigns/{id}/cancel`: no further runs; queued messages become canceled.
 
     Messages already handed to ACS (or being handed right now) are not called back.
     """
-    campaign = services.campaigns.get(campaign_id)
+    campaign = deps.campaigns.get(campaign_id)
     if campaign.status == "completed":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
 
@@ -356,11 +293,11 @@ def cancel_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
         c.status, c.next_run_at = "canceled", None
         return True
 
-    campaign = services.campaigns.change(campaign, to_canceled)
+    campaign = deps.campaigns.change(campaign, to_canceled)
     if campaign.status != "canceled":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
-    cancel_runs(services, campaign)
-    return campaign_view(services, campaign)
+    cancel_runs(deps, campaign)
+    return campaign_view(deps, campaign)
 
 
 def _counts_view(counts: dict[str, int]) -> dict[str, int]:
@@ -394,11 +331,11 @@ def campaign_summary(campaign: Campaign) -> dict[str, Any]:
     return out
 
 
-def campaign_view(services: Services, campaign: Campaign) -> dict[str, Any]:
+def campaign_view(deps: CampaignDeps, campaign: Campaign) -> dict[str, Any]:
     """The campaign with its preview, its runs and live counts over all runs."""
     # A campaign that was never confirmed has no runs to read.
     campaign, runs = ((campaign, []) if campaign.status == "prepared"
-                      else refresh_runs(services, campaign))
+                      else refresh_runs(deps, campaign))
     totals: dict[str, int] = {}
     run_views = []
     for run, counts in runs:
@@ -409,25 +346,12 @@ def campaign_view(services: Services, campaign: Campaign) -> dict[str, Any]:
             "counts": _counts_view(totals), "runs": run_views}
 
 
-def get_campaign(services: Services, campaign_id: str) -> dict[str, Any]:
+def get_campaign(deps: CampaignDeps, campaign_id: str) -> dict[str, Any]:
     """`GET /api/campaigns/{id}`."""
-    return campaign_view(services, services.campaigns.get(campaign_id))
+    return campaign_view(deps, deps.campaigns.get(campaign_id))
 
 
-def list_campaigns(services: Services, params: dict[str, str]) -> dict[str, Any]:
+def list_campaigns(campaigns: Campaigns, query: PageQuery) -> dict[str, Any]:
     """`GET /api/campaigns?limit=&after=`: oldest first, paged by the last id seen."""
-    raw = params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise _invalid("limit", "a whole number from 1 to 200")
-    items, after = services.campaigns.page(int(raw), params.get("after") or None)
+    items, after = campaigns.page(query.limit, query.after)
     return {"campaigns": [campaign_summary(c) for c in items], "next": after}
-
-
-def campaign_action(services: Services, campaign_id: str, action: str,
-                    body: bytes | str | None) -> dict[str, Any]:
-    """`POST /api/campaigns/{id}/send|cancel`."""
-    if action == "send":
-        return confirm_send(services, campaign_id, body)
-    if action == "cancel":
-        return cancel_campaign(services, campaign_id)
-    raise NotFound(f"No campaign action '{action}': use send or cancel.")

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from sms_core.adapters.conversation_store import MAX_PAGE
-from sms_core.bootstrap import Services
-from sms_core.errors import FieldError, RequestInvalid
-from sms_core.models.messages import parse_recipient, parse_sender
+from sms_core.models.messages import parse_sender
+from sms_core.models.queries import ConversationQuery
+from sms_core.settings import Settings
+from sms_core.use_cases.ports import Conversations
 
 
-def conversation_page(services: Services, number: str,
-                      params: Mapping[str, str]) -> dict[str, Any]:
-    """`GET /api/conversations/{number}?from=&limit=&continuationToken=` (`from` defaults to
-    SMS_DEFAULT_FROM)."""
-    sender = parse_sender(params.get("from") or services.settings.default_from)
-    their = parse_recipient(number, "number")
-    raw_limit = params.get("limit") or "50"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise RequestInvalid(f"limit must be 1..{MAX_PAGE}.",
-                             [FieldError("limit", f"an integer from 1 to {MAX_PAGE}")])
-    entries, token = services.conversations.page(sender, their, int(raw_limit),
-                                                 params.get("continuationToken"))
+class ConversationDeps(Protocol):
+    """The ports reading a conversation needs."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def conversations(self) -> Conversations: ...
+
+
+def conversation_page(deps: ConversationDeps, query: ConversationQuery) -> dict[str, Any]:
+    """One page of a conversation, oldest first; our number defaults to SMS_DEFAULT_FROM."""
+    sender = query.sender or parse_sender(deps.settings.default_from)
+    entries, token = deps.conversations.page(sender, query.their_number, query.limit,
+                                             query.continuation)
     return {"messages": [e.public() for e in entries], "continuationToken": token}

@@ -20,8 +20,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Protocol
 
-from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
 from sms_core.models.messages import (
@@ -32,13 +32,41 @@ from sms_core.models.messages import (
     SendOutcome,
 )
 from sms_core.models.records import Change, ConversationEntry, MessageRecord
-from sms_core.use_cases.announcements import announce
+from sms_core.use_cases.ports import (
+    AwaitingReports,
+    Conversations,
+    Jobs,
+    OptOuts,
+    Pacer,
+    ProviderIds,
+    SmsGateway,
+)
+from sms_core.use_cases.status_changes import StatusChanges, StatusDeps, status_changes
 
 log = logging.getLogger(__name__)
 
 INLINE_WAIT_S = 1.0  # a pacing slot closer than this is waited for in-process
 MAX_ATTEMPTS = 8  # ACS outages: about 2 hours of backoff before a message is marked failed
 _REPEATABILITY_NS = uuid.UUID("6f0b3d0e-5c1a-4c36-9a59-7a1b0c2d3e4f")
+
+
+class DispatchDeps(StatusDeps, Protocol):
+    """The ports dispatch needs."""
+
+    @property
+    def jobs(self) -> Jobs: ...
+    @property
+    def pacer(self) -> Pacer: ...
+    @property
+    def optouts(self) -> OptOuts: ...
+    @property
+    def gateway(self) -> SmsGateway: ...
+    @property
+    def provider_ids(self) -> ProviderIds: ...
+    @property
+    def awaiting_reports(self) -> AwaitingReports: ...
+    @property
+    def conversations(self) -> Conversations: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,34 +98,39 @@ def _to_status(status: MessageStatus, detail: str, error: str | None = None,
     return Change(fields={"error": error, **fields}, status=status, detail=detail)
 
 
-def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> DispatchResult:
+def dispatch(deps: DispatchDeps, job: DispatchJob, *, attempt: int = 1) -> DispatchResult:
     """Process one dispatch job. Safe to run more than once for the same job.
 
     `attempt` is the queue's dequeue count: a storage failure raises, and the host retries the
     job; provider failures are retried by re-enqueueing with backoff and then recorded.
     """
-    store = services.messages
+    with status_changes(deps) as changes:
+        return _dispatch(deps, changes, job, attempt)
+
+
+def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
+              attempt: int) -> DispatchResult:
     now = time.time()
     if job.not_before is not None and job.not_before.timestamp() > now + INLINE_WAIT_S:
-        services.jobs.enqueue(job, job.not_before.timestamp() - now)
+        deps.jobs.enqueue(job, job.not_before.timestamp() - now)
         return DispatchResult(deferred=len(job.indices))
-    loaded = store.load(job.batch, job.indices)
+    loaded = deps.messages.load(job.batch, job.indices)
     records = [r for r in loaded if _pending(r)]
     if attempt > 1:  # a redelivery: the crashed attempt may not have told the app
-        announce(services, [r for r in loaded if not _pending(r)])
+        changes.republish(r for r in loaded if not _pending(r))
     if any(r.cancel_requested for r in records):
-        announce(services, store.apply(job.batch, [r.index for r in records if r.cancel_requested],
-                                       _cancel_if_requested))
+        changes.apply(job.batch, [r.index for r in records if r.cancel_requested],
+                      _cancel_if_requested)
         records = [r for r in records if not r.cancel_requested]
     if not records:
         return DispatchResult()
     sender = records[0].sender
 
-    slot = job.slot_at if job.slot_at is not None else services.pacer.reserve(sender, len(records))
+    slot = job.slot_at if job.slot_at is not None else deps.pacer.reserve(sender, len(records))
     wait = slot - time.time()
     if wait > INLINE_WAIT_S:
-        services.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
-                                                     "slot_at": slot}), wait)
+        deps.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
+                                                 "slot_at": slot}), wait)
         return DispatchResult(deferred=len(records))
     if wait > 0:
         time.sleep(wait)
@@ -106,25 +139,24 @@ def dispatch(services: Services, job: DispatchJob, *, attempt: int = 1) -> Dispa
     first_sent = format_datetime(first_sent_at, usegmt=True)
     # Only a first attempt writes: a redelivered job finds its ids already stored.
     unclaimed = [r for r in records if not r.first_sent]
-    claimed = [r for r in records if r.first_sent] + ([r for r in store.apply(
+    claimed = [r for r in records if r.first_sent] + ([r for r in deps.messages.apply(
         job.batch, [r.index for r in unclaimed],
         lambda r: None if not _pending(r) or r.first_sent else Change(fields={
             "repeatability_id": repeatability_id(r), "first_sent": first_sent,
             "first_sent_at": first_sent_at}),
         preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
-    opted_out = services.optouts.opted_out_among(
+    opted_out = deps.optouts.opted_out_among(
         sender, [r.to for r in claimed if not r.optout_exempt])
     blocked = [r for r in claimed if r.to in opted_out]
     if blocked:
-        announce(services, store.apply(
-            job.batch, [r.index for r in blocked], lambda r: _to_status(
-                MessageStatus.BLOCKED, "recipient opted out before the send",
-                f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None))
+        changes.apply(job.batch, [r.index for r in blocked], lambda r: _to_status(
+            MessageStatus.BLOCKED, "recipient opted out before the send",
+            f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None)
     to_send = [r for r in claimed if r.to not in opted_out]
     if not to_send:
         return DispatchResult(blocked=len(blocked))
-    result = _send(services, job, to_send, attempt=job_attempt(job, attempt))
+    result = _send(deps, changes, job, to_send, attempt=job_attempt(job, attempt))
     return DispatchResult(sent=result.sent, failed=result.failed, blocked=len(blocked),
                           deferred=result.deferred)
 
@@ -164,24 +196,23 @@ class _CallResult:
     error: ProviderRejected | ProviderUnavailable | ProviderThrottled | None = None
 
 
-def _call(services: Services, records: list[MessageRecord]) -> _CallResult:
+def _call(gateway: SmsGateway, records: list[MessageRecord]) -> _CallResult:
     first = records[0]
     calls = [OutboundSms(r.to, r.repeatability_id or repeatability_id(r),
                          r.first_sent or format_datetime(datetime.now(UTC), usegmt=True))
              for r in records]
     try:
-        return _CallResult(records, services.gateway.send(
+        return _CallResult(records, gateway.send(
             first.sender, calls, first.body, tag=first.tag,
             delivery_report=first.delivery_report))
     except (ProviderThrottled, ProviderUnavailable, ProviderRejected) as exc:
         return _CallResult(records, error=exc)
 
 
-def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
-          attempt: int) -> DispatchResult:
+def _send(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
+          records: list[MessageRecord], *, attempt: int) -> DispatchResult:
     """Call ACS once per group of the job (concurrently), then record all results at once."""
-    store = services.messages
-    calls = run_all(lambda group: _call(services, group), _same_content(records))
+    calls = run_all(lambda group: _call(deps.gateway, group), _same_content(records))
     by_index: dict[int, SendOutcome] = {}
     failures: dict[int, str] = {}  # whole-call failures: index -> reason
     throttled: list[int] = []
@@ -206,10 +237,10 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
     now = datetime.now(UTC)
     accepted = [(r, by_index[r.index]) for r in records
                 if r.index in by_index and by_index[r.index].accepted]
-    services.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
+    deps.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
                                  if o.provider_message_id)
-    services.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
-    services.conversations.record(ConversationEntry(
+    deps.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
+    deps.conversations.record(ConversationEntry(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
         text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)
     waiting = set(retry) | set(throttled)
@@ -231,14 +262,13 @@ def _send(services: Services, job: DispatchJob, records: list[MessageRecord], *,
 
     settled = [r for r in records if r.index not in waiting]
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
-    done = store.apply(job.batch, [r.index for r in settled], decide,
-                       preloaded=settled) if settled else []
-    announce(services, done)
+    done = changes.apply(job.batch, [r.index for r in settled], decide,
+                         preloaded=settled) if settled else []
     if throttled:
-        services.jobs.enqueue(job.model_copy(update={"indices": throttled, "slot_at": None}),
-                              retry_after)
+        deps.jobs.enqueue(job.model_copy(update={"indices": throttled, "slot_at": None}),
+                          retry_after)
     if retry:
-        services.jobs.enqueue(job.model_copy(update={
+        deps.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)

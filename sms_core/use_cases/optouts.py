@@ -10,39 +10,23 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
-
 from optout_store import GLOBAL_SENDER
-from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
-from sms_core.models.messages import parse_recipient, parse_sender
+from sms_core.models.messages import parse_sender
+from sms_core.models.optouts import OptOutRecipient, OptOutRequest
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
+from sms_core.use_cases.optout_changes import OptOutChangeDeps, change_optout
+from sms_core.use_cases.ports import OptOuts
 
 Action = Literal["add", "remove", "check"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "check")
 INVALID_NUMBER = "Invalid recipient phone number format"
 
 
-class OptOutRecipient(BaseModel):
-    """One recipient of an opt-out request."""
-
-    model_config = ConfigDict(extra="forbid")
-    to: StrictStr
-
-
-class OptOutRequest(BaseModel):
-    """Body of `POST /api/optouts/{add|remove|check}`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: StrictStr = Field(alias="from")
-    recipients: list[OptOutRecipient] = Field(min_length=1, max_length=100)
-
-
-def change_optouts(services: Services, action: str, request: OptOutRequest) -> dict[str, Any]:
+def change_optouts(deps: OptOutChangeDeps, action: str, request: OptOutRequest) -> dict[str, Any]:
     """Run add, remove or check for every recipient; one entry each, in request order."""
     if action not in ACTIONS:
         raise RequestInvalid(f"Unknown opt-out action '{action}': use add, remove or check.",
@@ -55,47 +39,41 @@ def change_optouts(services: Services, action: str, request: OptOutRequest) -> d
         except InvalidPhoneNumber:
             numbers.append(None)
     valid = [n for n in numbers if n]
-    opted = services.optouts.opted_out_among(sender, valid) if action == "check" else set()
+    opted = deps.optouts.opted_out_among(sender, valid) if action == "check" else set()
     def entry(item: tuple[OptOutRecipient, str | None]) -> dict[str, Any]:
         recipient, number = item
         if number is None:
             return {"to": recipient.to, "httpStatusCode": 400, "errorMessage": INVALID_NUMBER}
         if action == "check":
             return {"to": number, "httpStatusCode": 200, "isOptedOut": number in opted}
-        return _change_one(services, action, sender, number)
+        return _change_one(deps, action, sender, number)
 
     # Each change is its own read and writes; run them side by side, answer in request order.
     return {"value": run_all(entry, zip(request.recipients, numbers, strict=True))}
 
 
-def _change_one(services: Services, action: str, sender: str, number: str) -> dict[str, Any]:
-    opting_out = action == "add"
+def _change_one(deps: OptOutChangeDeps, action: str, sender: str,
+                number: str) -> dict[str, Any]:
     try:
-        change = services.optouts.opt_out if opting_out else services.optouts.opt_in
-        if change(sender, number, source="api"):
-            services.app_events.publish("optout.changed", f"optout-api-{uuid.uuid4().hex}", {
-                "from": sender, "to": number, "optedOut": opting_out,
-                "scope": services.settings.optout_scope, "source": "api"})
+        change_optout(deps, sender, number, opted_out=action == "add", source="api",
+                      event_id=f"optout-api-{uuid.uuid4().hex}")
     except StorageUnavailable as exc:
         return {"to": number, "httpStatusCode": 500, "errorMessage": exc.detail}
     return {"to": number, "httpStatusCode": 200}
 
 
-def optout_history(services: Services, params: Mapping[str, str]) -> dict[str, Any]:
+def optout_history(optouts: OptOuts, sender: str, recipient: str) -> dict[str, Any]:
     """`GET /api/optouts/history?from=&to=`: every change of the pair, oldest first."""
-    sender = parse_sender(params.get("from"))
-    recipient = parse_recipient(params.get("to"))
-    return {"value": [e.public() for e in services.optouts.history(sender, recipient)]}
+    return {"value": [e.public() for e in optouts.history(sender, recipient)]}
 
 
-def optout_export_csv(services: Services, params: Mapping[str, str]) -> str:
+def optout_export_csv(optouts: OptOuts, sender: str) -> str:
     """`GET /api/optouts/export?from=`: the current opt-out list of a sender (and global) as CSV."""
-    sender = parse_sender(params.get("from"))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["from", "to", "scope", "optedOutAt", "source", "keyword"])
     for partition in dict.fromkeys((sender, GLOBAL_SENDER)):
-        for rec in services.optouts.list_opted_out(partition):
+        for rec in optouts.list_opted_out(partition):
             writer.writerow([sender, rec.recipient,
                              "global" if partition == GLOBAL_SENDER else "sender",
                              rec.updated_at.isoformat(), rec.source or "", rec.keyword or ""])

@@ -7,11 +7,28 @@ pass the in-memory fakes of `tests/unit/fakes.py`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
 
+from optout_store.store import OptOutEntry, OptOutRecord, Source
 from sms_core.models.app_events import WebhookDelivery
-from sms_core.models.messages import OutboundSms, SendOutcome
+from sms_core.models.messages import MessagePublic, OutboundSms, SendOutcome
+from sms_core.models.records import (
+    AudienceInfo,
+    AwaitingEntry,
+    Campaign,
+    ConversationEntry,
+    Decide,
+    IdempotencyClaim,
+    Member,
+    MessageRecord,
+    RecipientRow,
+    Run,
+    TemplateInfo,
+    UnmatchedReport,
+)
+from sms_core.rules.analytics import AnalyticsReport, Fact
 
 
 class WebhookPoster(Protocol):
@@ -48,4 +65,345 @@ class WebhookOutbox(Protocol):
 
     def give_up(self, delivery: WebhookDelivery) -> None:
         """Keep a delivery that used all its attempts where an operator finds it."""
+        ...
+
+
+class Messages(Protocol):
+    """The messages and their history (one partition per send request)."""
+
+    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
+        """Insert the records of one batch with entity-group transactions (run in parallel)."""
+        ...
+
+    def apply(self, batch: str, indices: Iterable[int], decide: Decide,
+              preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
+        """Apply `decide` to each message of the batch, atomically per message and ETag-guarded."""
+        ...
+
+    def load(self, batch: str, indices: Sequence[int] | None = None) -> list[MessageRecord]:
+        """The messages of a batch (only those in `indices` if given), one partition query."""
+        ...
+
+    def pending(self, batch: str) -> list[MessageRecord]:
+        """The messages of a batch still queued or scheduled (one partition query)."""
+        ...
+
+    def status_counts(self, batch: str) -> dict[str, int]:
+        """How many messages of a batch are in each status (reads only the Status column)."""
+        ...
+
+    def get(self, public_id: str) -> MessagePublic:
+        """One message with its full history; NotFound when there is no such message."""
+        ...
+
+
+
+class OptOuts(Protocol):
+    """The opt-out state per sender (or global) and its append-only history."""
+
+    def is_opted_out(self, sender: str, recipient: str) -> bool:
+        """True when `recipient` opted out of `sender` or globally."""
+        ...
+
+    def opted_out_among(self, sender: str, recipients: Iterable[str]) -> set[str]:
+        """The subset of `recipients` that opted out of `sender` (or globally)."""
+        ...
+
+    def get(self, sender: str, recipient: str) -> OptOutRecord | None:
+        """The stored state of the pair in the configured scope, or None if never changed."""
+        ...
+
+    def opt_out(self, sender: str, recipient: str, *, source: Source,
+                keyword: str | None = None, text: str | None = None,
+                inbound_message_id: str | None = None, reason: str | None = None,
+                at: datetime | None = None) -> bool:
+        """Record an opt-out. Returns True if the state changed (False if already opted out)."""
+        ...
+
+    def opt_in(self, sender: str, recipient: str, *, source: Source,
+               keyword: str | None = None, text: str | None = None,
+               inbound_message_id: str | None = None, reason: str | None = None,
+               at: datetime | None = None) -> bool:
+        """Clear an opt-out. Returns True if the state changed (False if not opted out)."""
+        ...
+
+    def list_opted_out(self, partition: str) -> list[OptOutRecord]:
+        """Every recipient currently opted out in one partition (a sender, or `global`)."""
+        ...
+
+    def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
+        """Every change of the pair (in the configured scope), oldest first."""
+        ...
+
+
+
+class IdempotencyKeys(Protocol):
+    """Idempotency-Key bindings of `POST /api/messages`."""
+
+    def claim(self, key: str, fingerprint: str) -> IdempotencyClaim:
+        """Bind `key` to this request, or return the existing binding; 409 on another body."""
+        ...
+
+    def complete(self, key: str) -> None:
+        """Mark the key's acceptance as complete (everything written and enqueued)."""
+        ...
+
+
+
+class Pacer(Protocol):
+    """Pacing per sender number, shared by every dispatcher instance."""
+
+    def reserve(self, sender: str, count: int) -> float:
+        """Reserve `count` messages for `sender`; returns the epoch second they may be sent."""
+        ...
+
+
+
+class Jobs(Protocol):
+    """A queue of jobs (`sms-outbound`, `sms-campaigns`)."""
+
+    def enqueue(self, job: Job, delay_s: float = 0) -> None:
+        """Put one job on the queue, visible after `delay_s` seconds (capped at ~6 days)."""
+        ...
+
+    def enqueue_many(self, jobs: Sequence[Job], delay_s: float = 0) -> None:
+        """Put many jobs on the queue concurrently (the Queue API has no batch send)."""
+        ...
+
+
+
+class Campaigns(Protocol):
+    """Campaigns, their runs, fan-out markers, schedule index and recipient snapshots."""
+
+    def new_token(self) -> tuple[str, str]:
+        """A fresh confirmation token and the hash that is stored in its place."""
+        ...
+
+    def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
+        """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
+        ...
+
+    def get(self, campaign_id: str) -> Campaign:
+        """The campaign, or NotFound."""
+        ...
+
+    def save(self, campaign: Campaign) -> bool:
+        """Replace the campaign if nobody changed it since it was read; False on a conflict."""
+        ...
+
+    def change(self, campaign: Campaign, mutate: Callable[[Campaign], bool]) -> Campaign:
+        """Apply `mutate` (False: nothing to change) and save, re-reading on an ETag conflict."""
+        ...
+
+    def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
+        """Campaigns in creation order, `limit` at a time, after the id `after`."""
+        ...
+
+    def with_status(self, status: str) -> list[Campaign]:
+        """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
+        ...
+
+    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
+        """The valid rows with index in [lo, hi): one range query."""
+        ...
+
+    def start_run(self, campaign_id: str, key: str, chunks: int) -> Run:
+        """Create the run (or return it when it already exists: a retried start)."""
+        ...
+
+    def run(self, campaign_id: str, key: str) -> Run | None:
+        """One run with its done chunks, or None."""
+        ...
+
+    def runs(self, campaign_id: str) -> list[Run]:
+        """Every run of the campaign, oldest first."""
+        ...
+
+    def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
+        """Record that a fan-out chunk is done (idempotent)."""
+        ...
+
+    def set_run_status(self, run: Run, status: str) -> bool:
+        """Move a run to `status` if it did not change meanwhile; False on a conflict."""
+        ...
+
+    def schedule(self, campaign_id: str, due: datetime) -> None:
+        """Put a run of the campaign in the schedule index (idempotent)."""
+        ...
+
+    def due(self, now: datetime) -> Iterator[tuple[str, str]]:
+        """(campaign id, run key) of every schedule entry due at `now`, oldest first."""
+        ...
+
+    def unschedule(self, campaign_id: str, key: str) -> None:
+        """Remove a schedule entry (a no-op when it is gone)."""
+        ...
+
+
+
+class Audiences(Protocol):
+    """Saved audiences and their members."""
+
+    def create(self, name: str, members: Sequence[Member]) -> AudienceInfo:
+        """Save members, then the audience row (a crash leaves nothing visible)."""
+        ...
+
+    def get(self, audience_id: str) -> AudienceInfo:
+        """The audience, or NotFound."""
+        ...
+
+    def all(self) -> list[AudienceInfo]:
+        """Every saved audience, oldest first."""
+        ...
+
+    def members(self, audience_id: str) -> list[Member]:
+        """All members of an audience in their saved order (one partition query)."""
+        ...
+
+    def delete(self, audience_id: str) -> None:
+        """Delete an audience: invisible at once, its member rows removed after."""
+        ...
+
+
+
+class Templates(Protocol):
+    """Saved templates."""
+
+    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateInfo:
+        """Save a template."""
+        ...
+
+    def get(self, template_id: str) -> TemplateInfo:
+        """The template, or NotFound."""
+        ...
+
+    def all(self) -> list[TemplateInfo]:
+        """Every saved template, oldest first."""
+        ...
+
+    def delete(self, template_id: str) -> None:
+        """Delete a template (campaigns keep the text they were prepared with)."""
+        ...
+
+
+
+class Conversations(Protocol):
+    """Both directions of every conversation."""
+
+    def record(self, entries: Iterable[ConversationEntry]) -> None:
+        """Upsert entries (concurrently: each conversation is its own partition)."""
+        ...
+
+    def last_outbound(
+        self, our_number: str, their_number: str, since: datetime, until: datetime,
+    ) -> ConversationEntry | None:
+        """The latest message we sent this person in [since, until], if any (one range query)."""
+        ...
+
+    def page(
+        self, our_number: str, their_number: str, limit: int = 50, continuation: str | None = None,
+    ) -> tuple[list[ConversationEntry], str | None]:
+        """One page of the conversation, oldest first, and the token of the next page."""
+        ...
+
+
+
+class Analytics(Protocol):
+    """Usage and engagement counters, each fact counted once."""
+
+    def record(self, facts: Sequence[Fact]) -> int:
+        """Count each fact exactly once, ever; returns how many were newly counted."""
+        ...
+
+    def query(
+        self, start: date, end: date, sender: str | None = None, tag: str | None = None,
+    ) -> AnalyticsReport:
+        """Counters and rates per day from `start` to `end` (both included), with totals."""
+        ...
+
+
+
+class AwaitingReports(Protocol):
+    """Sent messages still waiting for their delivery report."""
+
+    def add(self, sent: Iterable[tuple[str, datetime]]) -> None:
+        """Remember (message id, sent at) pairs; upserts, so a resend is harmless."""
+        ...
+
+    def remove(self, message_id: str, sent_at: datetime) -> None:
+        """Forget a message whose report arrived (best effort: the sweep double-checks)."""
+        ...
+
+    def due_buckets(self, now: datetime, timeout: timedelta) -> list[str]:
+        """Hour partitions not swept yet whose messages are all older than `timeout`."""
+        ...
+
+    def entries(self, bucket: str) -> list[AwaitingEntry]:
+        """The messages of one hour partition."""
+        ...
+
+    def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
+        """Delete a swept partition's rows and move the cursor past it."""
+        ...
+
+
+
+class InboundLedger(Protocol):
+    """Inbound messages seen: an Event Grid redelivery is processed once."""
+
+    def claim(self, inbound_id: str, fields: dict[str, Any]) -> bool:
+        """Record the message; False when it was already fully processed (skip it)."""
+        ...
+
+    def complete(self, inbound_id: str) -> None:
+        """Mark the message fully processed."""
+        ...
+
+
+
+class AppEvents(Protocol):
+    """Where events for the app go (`sms-events`, and the webhook outbox)."""
+
+    def publish(
+        self, event_type: str, event_id: str, data: Mapping[str, Any], at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Send one event to the app (queue, and webhook outbox when a webhook is set)."""
+        ...
+
+    def publish_many(self, events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Publish several events concurrently (the Queue API has no batch send)."""
+        ...
+
+
+
+class ProviderIds(Protocol):
+    """ACS message id -> our message id, and the reports that matched none yet."""
+
+    def record(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Store (provider id, message id) pairs; one partition each, written concurrently."""
+        ...
+
+    def lookup(self, provider_id: str) -> str | None:
+        """Our message id for an ACS message id, or None."""
+        ...
+
+    def keep_unmatched(self, provider_id: str, event_id: str, event: dict[str, Any]) -> None:
+        """Keep a report whose message we do not know (yet), for reconciliation."""
+        ...
+
+    def unmatched(self) -> list[UnmatchedReport]:
+        """Every kept report (the table holds only the few reports that found no message)."""
+        ...
+
+    def forget_unmatched(self, provider_id: str, event_id: str) -> None:
+        """Delete a kept report once it has been applied."""
+        ...
+
+
+
+class StorageProbe(Protocol):
+    """Something that tells whether storage answers."""
+
+    def probe(self) -> None:
+        """Return when storage answers; raise StorageUnavailable otherwise."""
         ...

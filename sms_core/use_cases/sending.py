@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
-from sms_core.bootstrap import Services
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
@@ -19,7 +19,22 @@ from sms_core.models.messages import (
 from sms_core.models.records import MessageRecord, new_batch_id
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.segments import count_segments
-from sms_core.use_cases.announcements import count_accepted
+from sms_core.settings import Settings
+from sms_core.use_cases.ports import IdempotencyKeys, Jobs, OptOuts
+from sms_core.use_cases.status_changes import StatusDeps, status_changes
+
+
+class SendDeps(StatusDeps, Protocol):
+    """The ports accepting a send request needs."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def optouts(self) -> OptOuts: ...
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+    @property
+    def jobs(self) -> Jobs: ...
 
 
 def resolve_sender(request_from: str | None, default_from: str | None) -> str:
@@ -42,7 +57,7 @@ def _result(record: MessageRecord) -> RecipientResult:
                            else None)
 
 
-def _plan(services: Services, request: SendRequest, sender: str, batch: str,
+def _plan(optouts: OptOuts, request: SendRequest, sender: str, batch: str,
           now: datetime, optout_exempt: bool) -> list[MessageRecord]:
     """One record per recipient, in request order, with its initial status decided."""
     seg = count_segments(request.message)
@@ -54,7 +69,7 @@ def _plan(services: Services, request: SendRequest, sender: str, batch: str,
             normalised.append(to_e164(raw))
         except InvalidPhoneNumber as exc:
             normalised.append(exc)
-    opted_out = set() if optout_exempt else services.optouts.opted_out_among(
+    opted_out = set() if optout_exempt else optouts.opted_out_among(
         sender, {n for n in normalised if isinstance(n, str)})
     first_index: dict[str, int] = {}
     records = []
@@ -81,7 +96,7 @@ def _plan(services: Services, request: SendRequest, sender: str, batch: str,
     return records
 
 
-def accept_send(services: Services, request: SendRequest,
+def accept_send(deps: SendDeps, request: SendRequest,
                 idempotency_key: str | None = None, *,
                 optout_exempt: bool = False) -> SendResponse:
     """Accept a send request: every recipient gets a stored message and pending ones a job.
@@ -90,20 +105,20 @@ def accept_send(services: Services, request: SendRequest,
     new; a retry after a crash finishes the first attempt's work; another body is a 409.
     `optout_exempt` is only for the confirmation of a STOP (see `accept_reply`).
     """
-    sender = resolve_sender(request.from_, services.settings.default_from)
+    sender = resolve_sender(request.from_, deps.settings.default_from)
     batch = new_batch_id()
     if idempotency_key is not None:
-        claim = services.idempotency.claim(validate_key(idempotency_key),
-                                           request.fingerprint())
+        claim = deps.idempotency.claim(validate_key(idempotency_key),
+                                       request.fingerprint())
         batch = claim.batch
         if claim.completed:
-            stored = services.messages.load(batch)
+            stored = deps.messages.load(batch)
             if len(stored) == len(request.recipients):
                 return SendResponse(messages=[_result(r) for r in stored])
     now = datetime.now(UTC)
-    stored = services.messages.create_batch(
-        _plan(services, request, sender, batch, now, optout_exempt))
-    count_accepted(services, stored)
+    with status_changes(deps) as changes:
+        stored = changes.create_batch(
+            _plan(deps.optouts, request, sender, batch, now, optout_exempt))
     pending = [r for r in stored if r.initial_status in PENDING_STATUSES]
     if pending:
         send_at = pending[0].send_at
@@ -112,13 +127,13 @@ def accept_send(services: Services, request: SendRequest,
                             indices=[r.index for r in pending[i:i + MAX_RECIPIENTS_PER_CALL]],
                             not_before=send_at if delay > 0 else None)
                 for i in range(0, len(pending), MAX_RECIPIENTS_PER_CALL)]
-        services.jobs.enqueue_many(jobs, delay_s=delay)
+        deps.jobs.enqueue_many(jobs, delay_s=delay)
     if idempotency_key is not None:
-        services.idempotency.complete(idempotency_key)
+        deps.idempotency.complete(idempotency_key)
     return SendResponse(messages=[_result(r) for r in stored])
 
 
-def accept_reply(services: Services, our_number: str, their_number: str, text: str,
+def accept_reply(deps: SendDeps, our_number: str, their_number: str, text: str,
                  inbound_id: str, *, confirms_opt_out: bool = False) -> SendResponse:
     """Send an automatic reply to an inbound message, exactly once per inbound message.
 
@@ -128,5 +143,5 @@ def accept_reply(services: Services, our_number: str, their_number: str, text: s
     """
     request = SendRequest.model_validate({"from": our_number, "to": their_number,
                                           "message": text, "tag": "auto-reply"})
-    return accept_send(services, request, f"reply-{inbound_id}"[:255],
+    return accept_send(deps, request, f"reply-{inbound_id}"[:255],
                        optout_exempt=confirms_opt_out)

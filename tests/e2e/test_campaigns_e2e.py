@@ -91,6 +91,8 @@ def test_quiet_hours_defer_and_cancel_stops_the_rest(stack: Stack) -> None:
     view = stack.wait_for(lambda: (lambda c: c if c["counts"]["queued"] == 3 else None)(
         campaign(stack, prepared["id"])), 30, "the NL recipients to wait for the morning")
     assert view["status"] == "sending"
+    paused = stack.api.post(f"/campaigns/{prepared['id']}/pause")
+    assert paused.status_code == 404, paused.text  # only send and cancel are actions
     r = stack.api.post(f"/campaigns/{prepared['id']}/cancel")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "canceled" and r.json()["counts"]["canceled"] == 3

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sms_core.adapters.event_grid import delivery_reports
 from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus, SendRequest
-from sms_core.use_cases.delivery_reports import handle_delivery_reports
+from sms_core.use_cases.delivery_reports import apply_delivery_reports
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.sending import accept_send
 from tests.integration.conftest import dlr_client, take_jobs
@@ -41,6 +42,11 @@ def _has_hidden(services: Services) -> bool:
 
 def status(services: Services, message_id: str) -> MessageStatus:
     return services.messages.get(message_id).status
+
+
+def handle_delivery_reports(services: Services, body: bytes | str) -> int:
+    """What the `delivery_report` function does with one queue message."""
+    return apply_delivery_reports(services, delivery_reports(body))
 
 
 def apply_reports(services: Services, storage: str, queue: str, expected: int,

@@ -20,8 +20,20 @@ from sms_core.models.campaigns import FanoutJob
 from sms_core.models.messages import MessageStatus
 from sms_core.models.records import run_batch
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
-from sms_core.use_cases.campaigns import campaign_action, get_campaign, prepare_campaign
+from sms_core.use_cases.campaigns import (
+    cancel_campaign,
+    confirm_send,
+    get_campaign,
+    prepare_campaign,
+)
 from sms_core.use_cases.dispatch import dispatch
+from sms_http.requests import (
+    audience_upload,
+    campaign_request,
+    page_query,
+    send_confirmation,
+    template_request,
+)
 from tests.integration.conftest import (
     SENDER,
     make_services,
@@ -75,12 +87,12 @@ def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -
 def prepare(services: Services, **body: Any) -> dict[str, Any]:
     body.setdefault("name", "spring sale")
     body.setdefault("template", "Hi {{name}}, 20% off today!")
-    return prepare_campaign(services, json.dumps(body))
+    return prepare_campaign(services, campaign_request(json.dumps(body), None, {}))
 
 
 def send(services: Services, prepared: dict[str, Any]) -> dict[str, Any]:
-    return campaign_action(services, prepared["id"], "send",
-                           json.dumps({"confirmationToken": prepared["confirmationToken"]}))
+    return confirm_send(services, prepared["id"], send_confirmation(
+        json.dumps({"confirmationToken": prepared["confirmationToken"]})))
 
 
 def texts(emulator: AcsEmulator, number: str) -> list[str]:
@@ -117,7 +129,8 @@ def test_confirmed_campaign_reaches_every_valid_recipient_once(services: Service
     out = prepare(services, audience={"recipients": [
         {"to": n, "vars": {"name": f"N{i}"}} for i, n in enumerate(people)]}, tag="spring")
     with pytest.raises(Conflict):
-        campaign_action(services, out["id"], "send", json.dumps({"confirmationToken": "nope"}))
+        confirm_send(services, out["id"], send_confirmation(json.dumps(
+            {"confirmationToken": "nope"})))
     sent = send(services, out)
     assert sent["status"] == "sending"
     drain(services)
@@ -175,7 +188,7 @@ def test_cancel_stops_what_has_not_left(services: Services, emulator: AcsEmulato
     dispatch(services, jobs[0])  # the first job leaves
     emulator.state.throttle_next(SENDER, calls=1, retry_after_s=1)
     dispatch(services, jobs[1])  # claimed, throttled by ACS, put back for a retry
-    view = campaign_action(services, out["id"], "cancel", None)
+    view = cancel_campaign(services, out["id"])
     assert view["status"] == "canceled"
     # The throttled job's messages are flagged, not yet canceled: it may be in an ACS call.
     assert view["counts"]["canceled"] == len(jobs[2].indices)
@@ -283,10 +296,11 @@ def test_saved_audience_with_filter_and_saved_template(services: Services,
     seattle, free, portland = new_number(), new_number(), new_number()
     csv = (f"phone,city,plan,first_name\n{seattle},Seattle,pro,Ann\n{free},Seattle,free,Bo\n"
            f"{portland},Portland,pro,Cy\n")
-    audience = create_audience(services, csv.encode(), "text/csv", {"name": "customers"})
+    audience = create_audience(services.audiences, audience_upload(
+        csv.encode(), "text/csv", {"name": "customers"}))
     assert audience["size"] == 3 and audience["columns"] == ["city", "plan", "first_name"]
-    template = create_template(services, json.dumps(
-        {"name": "promo", "text": "{{First_Name}}, Seattle deals inside"}).encode())
+    template = create_template(services.templates, template_request(json.dumps(
+        {"name": "promo", "text": "{{First_Name}}, Seattle deals inside"}).encode()))
     assert template["variables"] == ["First_Name"]
     out = prepare(services, template=None, templateId=template["id"],
                   audience={"audienceId": audience["id"],
@@ -301,9 +315,10 @@ def test_saved_audience_with_filter_and_saved_template(services: Services,
 def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEmulator) -> None:
     ann, bo = new_number(), new_number()
     csv = f"mobile,first_name\n{ann},Ann\n{bo},Bo\n12,Cy\n".encode()
-    out = prepare_campaign(services, csv, "text/csv; charset=utf-8",
-                           {"name": "csv upload", "template": "Hello {{first_name}}",
-                            "filter": "first_name != 'Bo'", "code": "function-key"})
+    out = prepare_campaign(services, campaign_request(
+        csv, "text/csv; charset=utf-8", {"name": "csv upload", "template": "Hello {{first_name}}",
+                                         "filter": "first_name != 'Bo'",
+                                         "code": "function-key"}))
     assert out["preview"]["recipients"] == {"total": 2, "valid": 1, "invalid": 1,
                                             "duplicates": 0, "optedOut": 0, "deferred": 0}
     assert out["preview"]["invalidRows"][0]["line"] == 4
@@ -320,7 +335,7 @@ def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEm
     ]
     for body, params, field, words in bad_cases:
         with pytest.raises(RequestInvalid) as info:
-            prepare_campaign(services, body, "text/csv", params)
+            prepare_campaign(services, campaign_request(body, "text/csv", params))
         assert info.value.errors[0].field == field and words in info.value.errors[0].message
 
 
@@ -337,20 +352,20 @@ def test_new_rows_written_again_after_a_crash_are_not_an_error(services: Service
 
 def test_bad_library_and_listing_inputs_are_4xx_naming_the_field(services: Services) -> None:
     from sms_core.use_cases.audiences_templates import create_audience, create_template
-    from sms_core.use_cases.campaigns import list_campaigns
     ann = new_number()
     cases: list[tuple[Any, str]] = [
-        (lambda: create_template(services, b'{"name": "t", "text": "Hi {{ }}"}'), "text"),
-        (lambda: create_template(services, b'{"name": "t"}'), "text"),
-        (lambda: create_audience(services, json.dumps(
+        (lambda: create_template(services.templates, template_request(
+            b'{"name": "t", "text": "Hi {{ }}"}')), "text"),
+        (lambda: template_request(b'{"name": "t"}'), "text"),
+        (lambda: audience_upload(json.dumps(
             {"name": "a", "recipients": [{"to": ann}], "csv": "to\n" + ann}).encode(),
             "application/json", {}), "body"),
-        (lambda: create_audience(services, f"to\n{ann}\n".encode(), "text/csv", {}), "name"),
-        (lambda: create_audience(services, b"to,city\n", "text/csv", {"name": "empty"}),
-         "recipients"),
-        (lambda: create_audience(services, b'{"name": "a", "csv": "city\\nSeattle\\n"}',
+        (lambda: audience_upload(f"to\n{ann}\n".encode(), "text/csv", {}), "name"),
+        (lambda: create_audience(services.audiences, audience_upload(
+            b"to,city\n", "text/csv", {"name": "empty"})), "recipients"),
+        (lambda: audience_upload(b'{"name": "a", "csv": "city\\nSeattle\\n"}',
                                  "application/json", {}), "csv"),
-        (lambda: list_campaigns(services, {"limit": "0"}), "limit"),
+        (lambda: page_query({"limit": "0"}), "limit"),
     ]
     for call, field in cases:
         with pytest.raises(RequestInvalid) as info:
@@ -358,9 +373,6 @@ def test_bad_library_and_listing_inputs_are_4xx_naming_the_field(services: Servi
         assert info.value.errors[0].field == field, info.value.errors
     assert all(a.name not in ("a", "empty") for a in services.audiences.all())  # nothing saved
     with pytest.raises(NotFound):
-        campaign_action(services, "cnope", "send", b'{"confirmationToken": "x"}')
-    out = prepare(services, template="Hi", audience={"recipients": [{"to": ann}]})
-    with pytest.raises(NotFound):
-        campaign_action(services, out["id"], "pause", None)
+        confirm_send(services, "cnope", send_confirmation(b'{"confirmationToken": "x"}'))
     with pytest.raises(RequestInvalid):
-        campaign_action(services, out["id"], "send", b'{"token": "x"}')
+        send_confirmation(b'{"token": "x"}')

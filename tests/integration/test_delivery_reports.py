@@ -10,9 +10,8 @@ from typing import Any
 from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus
-from sms_core.use_cases.delivery_reports import handle_delivery_reports
 from tests.integration.conftest import SENDER, new_number
-from tests.integration.flows import apply_reports, run_all_jobs, send
+from tests.integration.flows import apply_reports, handle_delivery_reports, run_all_jobs, send
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"
 

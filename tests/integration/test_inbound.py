@@ -18,8 +18,8 @@ from sms_core.bootstrap import Services
 from sms_core.errors import RequestInvalid
 from sms_core.models.messages import MessageStatus, SendRequest
 from sms_core.use_cases.dispatch import dispatch
-from sms_core.use_cases.inbound import abuse_protection_handshake, handle_webhook
 from sms_core.use_cases.sending import accept_send
+from sms_http.event_grid import abuse_protection_handshake, inbound_post
 from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"
@@ -71,7 +71,7 @@ def run_jobs(services: Services) -> None:
 
 def test_subscription_validation_handshake_answers_the_code(services: Services) -> None:
     event = (FIXTURES / "eventgrid-subscription-validation-event.docs.json").read_bytes()
-    answer = handle_webhook(services, event)
+    answer = inbound_post(services, event)
     assert answer.status == 200
     assert answer.body == fixture("eventgrid-subscription-validation-response.docs.json")
 
@@ -96,7 +96,7 @@ def test_verbatim_samples_are_relayed_and_recorded(services: Services, events_qu
     # Each test run needs its own inbound id: the sample's id is fixed.
     text = raw.decode().replace("Incoming_20200918002745d29ebbea",
                                 f"Incoming_{uuid.uuid4().hex[:20]}")
-    answer = handle_webhook(services, text.encode())
+    answer = inbound_post(services, text.encode())
     assert answer.status == 200 and answer.body == {"received": 1, "invalid": 0}
     (event,) = app_events(events_queue)
     assert event["type"] == "sms.received"
@@ -112,8 +112,8 @@ def test_stop_opts_out_replies_once_and_blocks_later_sends(
         services: Services, emulator: AcsEmulator, events_queue: QueueClient) -> None:
     person = new_number()
     stop = sms_event(person, SENDER, "Stop. Thank you")
-    handle_webhook(services, stop)
-    handle_webhook(services, stop)  # Event Grid delivers it again
+    inbound_post(services, stop)
+    inbound_post(services, stop)  # Event Grid delivers it again
     assert services.optouts.is_opted_out(SENDER, person)
     run_jobs(services)
     inbox = emulator.state.inbox(person)
@@ -135,8 +135,8 @@ def test_stop_opts_out_replies_once_and_blocks_later_sends(
 def test_start_resubscribes_and_messages_flow_again(
         services: Services, emulator: AcsEmulator, events_queue: QueueClient) -> None:
     person = new_number()
-    handle_webhook(services, sms_event(person, SENDER, "STOP"))
-    handle_webhook(services, sms_event(person, SENDER, "unstop", pascal=True))
+    inbound_post(services, sms_event(person, SENDER, "STOP"))
+    inbound_post(services, sms_event(person, SENDER, "unstop", pascal=True))
     assert not services.optouts.is_opted_out(SENDER, person)
     resp = accept_send(services, SendRequest.model_validate({"to": person, "message": "Back"}))
     assert resp.messages[0].status == MessageStatus.QUEUED
@@ -152,7 +152,7 @@ def test_start_resubscribes_and_messages_flow_again(
 def test_french_stop_gets_the_french_reply(services: Services, emulator: AcsEmulator,
                                            events_queue: QueueClient) -> None:
     person = new_number()
-    handle_webhook(services, sms_event(person, SENDER, "ARRÊT"))
+    inbound_post(services, sms_event(person, SENDER, "ARRÊT"))
     run_jobs(services)
     (reply,) = emulator.state.inbox(person)
     assert reply["message"] != ("You have successfully been unsubscribed to messages from this "
@@ -166,9 +166,9 @@ def test_help_replies_with_help_text_but_not_to_an_opted_out_person(
                              SMS_HELP_TEXT="Acme alerts. Reply STOP to cancel.")
     services.__dict__["app_events"] = AppEventQueue(services.storage.queue("sms-events"), None)
     person, other = new_number(), new_number()
-    handle_webhook(services, sms_event(person, SENDER, "help"))
+    inbound_post(services, sms_event(person, SENDER, "help"))
     services.optouts.opt_out(SENDER, other, source="api")
-    handle_webhook(services, sms_event(other, SENDER, "HELP"))
+    inbound_post(services, sms_event(other, SENDER, "HELP"))
     run_jobs(services)
     assert [m["message"] for m in emulator.state.inbox(person)] == [
         "Acme alerts. Reply STOP to cancel."]
@@ -180,7 +180,7 @@ def test_auto_reply_off_sends_nothing(azurite_connection_string: str,
     services = make_services(azurite_connection_string, emulator, SMS_AUTO_REPLY="false")
     services.__dict__["app_events"] = AppEventQueue(services.storage.queue("sms-events"), None)
     person = new_number()
-    handle_webhook(services, sms_event(person, SENDER, "STOP"))
+    inbound_post(services, sms_event(person, SENDER, "STOP"))
     assert services.optouts.is_opted_out(SENDER, person)
     assert take_jobs(services) == []
 
@@ -191,7 +191,7 @@ def test_stop_while_200_messages_are_queued_stops_all_of_them(
     for i in range(200):
         accept_send(services, SendRequest.model_validate(
             {"to": person, "message": f"Update {i}"}))
-    handle_webhook(services, sms_event(person, SENDER, "STOP"))
+    inbound_post(services, sms_event(person, SENDER, "STOP"))
     run_jobs(services)
     inbox = [m["message"] for m in emulator.state.inbox(person)]
     assert inbox == ["You have successfully been unsubscribed to messages from this number. "
@@ -201,7 +201,7 @@ def test_stop_while_200_messages_are_queued_stops_all_of_them(
 def test_ordinary_message_is_relayed_without_action(
         services: Services, emulator: AcsEmulator, events_queue: QueueClient) -> None:
     person = new_number()
-    handle_webhook(services, sms_event(person, SENDER, "I am stopping by at 5"))
+    inbound_post(services, sms_event(person, SENDER, "I am stopping by at 5"))
     assert not services.optouts.is_opted_out(SENDER, person)
     assert take_jobs(services) == []
     (event,) = app_events(events_queue)
@@ -211,12 +211,12 @@ def test_ordinary_message_is_relayed_without_action(
 @pytest.mark.parametrize("body", [b"{not json", b"", b'[{"eventType": 5}]'])
 def test_malformed_payload_is_a_400(services: Services, body: bytes) -> None:
     with pytest.raises(RequestInvalid):
-        handle_webhook(services, body)
+        inbound_post(services, body)
 
 
 def test_unknown_event_types_are_acknowledged(services: Services) -> None:
     body = json.dumps([{"id": "1", "eventType": "Microsoft.Storage.BlobCreated", "data": {}}])
-    assert handle_webhook(services, body.encode()).status == 200
+    assert inbound_post(services, body.encode()).status == 200
 
 
 def test_conversation_pages_both_directions_in_time_order(
@@ -225,7 +225,7 @@ def test_conversation_pages_both_directions_in_time_order(
     accept_send(services, SendRequest.model_validate({"to": person, "message": "Hi there"}))
     run_jobs(services)
     for i in range(4):
-        handle_webhook(services, sms_event(person, SENDER, f"reply {i}"))
+        inbound_post(services, sms_event(person, SENDER, f"reply {i}"))
     seen, token, pages = [], None, 0
     while True:
         page, token = services.conversations.page(SENDER, person, 2, token)

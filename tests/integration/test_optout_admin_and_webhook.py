@@ -27,13 +27,10 @@ from sms_core.models.app_events import (
     verify,
 )
 from sms_core.models.messages import parse_model
-from sms_core.use_cases.optouts import (
-    OptOutRequest,
-    change_optouts,
-    optout_export_csv,
-    optout_history,
-)
+from sms_core.models.optouts import OptOutRequest
+from sms_core.use_cases.optouts import change_optouts, optout_export_csv, optout_history
 from sms_core.use_cases.webhook_delivery import deliver_webhook
+from sms_http.requests import optout_pair_query
 from tests.integration.conftest import make_services, new_number
 
 OUR = "+18005550111"
@@ -56,7 +53,7 @@ def test_add_check_remove_in_acs_shapes(services: Services) -> None:
                                  {"to": b, "httpStatusCode": 200, "isOptedOut": False}]}
     change_optouts(services, "remove", request([a]))
     assert change_optouts(services, "check", request([a]))["value"][0]["isOptedOut"] is False
-    history = optout_history(services, {"from": OUR, "to": a})["value"]
+    history = optout_history(services.optouts, OUR, a)["value"]
     assert [h["action"] for h in history] == ["opt-out", "opt-in"]
     assert {h["source"] for h in history} == {"api"}
 
@@ -80,7 +77,7 @@ def test_bad_sender_and_action_are_400(services: Services) -> None:
     with pytest.raises(RequestInvalid, match="action"):
         change_optouts(services, "delete", request([new_number()]))
     with pytest.raises(RequestInvalid):
-        optout_history(services, {"from": OUR})
+        optout_pair_query({"from": OUR})
 
 
 def test_export_lists_current_opt_outs_as_csv(services: Services) -> None:
@@ -88,7 +85,7 @@ def test_export_lists_current_opt_outs_as_csv(services: Services) -> None:
     a, b = new_number(), new_number()
     change_optouts(services, "add", request([a, b], sender=sender))
     change_optouts(services, "remove", request([b], sender=sender))
-    rows = list(csv.DictReader(io.StringIO(optout_export_csv(services, {"from": sender}))))
+    rows = list(csv.DictReader(io.StringIO(optout_export_csv(services.optouts, sender))))
     mine = [r for r in rows if r["scope"] == "sender"]
     assert [r["to"] for r in mine] == [a] and mine[0]["source"] == "api"
 

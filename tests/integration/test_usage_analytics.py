@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
-from sms_core.use_cases.announcements import analytics_report
-from sms_core.use_cases.delivery_reports import handle_delivery_reports
+from sms_core.use_cases.analytics import analytics_report
 from sms_core.use_cases.dispatch import dispatch
-from sms_core.use_cases.inbound import handle_webhook
+from sms_http.event_grid import inbound_post
+from sms_http.requests import analytics_query
 from tests.integration.conftest import make_services, new_number, take_jobs
-from tests.integration.flows import run_all_jobs, send
+from tests.integration.flows import handle_delivery_reports, run_all_jobs, send
 from tests.integration.test_delivery_reports import report_for
 from tests.integration.test_inbound import sms_event
 
@@ -23,8 +23,9 @@ def today() -> str:
 
 
 def figures(services: Services, **params: str) -> dict[str, object]:
-    report = analytics_report(services, {"from": today(), "to": today(), **params})
-    return dict(report["totals"])
+    report = analytics_report(services.analytics,
+                              analytics_query({"from": today(), "to": today(), **params}))
+    return dict(report.totals)
 
 
 def test_figures_follow_sends_reports_replies_and_opt_outs(
@@ -53,10 +54,10 @@ def test_figures_follow_sends_reports_replies_and_opt_outs(
         handle_delivery_reports(services, report)
         handle_delivery_reports(services, report)  # redelivered report
     reply = sms_event(a, sender, "Thanks!")
-    handle_webhook(services, reply)
-    handle_webhook(services, reply)  # Event Grid redelivery
-    handle_webhook(services, sms_event(a, sender, "One more thing"))  # same message: 1 response
-    handle_webhook(services, sms_event(c, sender, "STOP"))
+    inbound_post(services, reply)
+    inbound_post(services, reply)  # Event Grid redelivery
+    inbound_post(services, sms_event(a, sender, "One more thing"))  # same message: 1 response
+    inbound_post(services, sms_event(c, sender, "STOP"))
     run_all_jobs(services)  # sends the STOP confirmation
 
     totals = figures(services, sender=sender, tag=tag)
@@ -83,7 +84,7 @@ def test_analytics_query_validates_its_parameters(services: Services) -> None:
                             .date().isoformat()}, "to"),
                           ({"from": today(), "to": today(), "sender": "nobody!"}, "sender")):
         with pytest.raises(RequestInvalid) as info:
-            analytics_report(services, params)
+            analytics_query(params)
         assert field in [e.field for e in info.value.errors]
 
 

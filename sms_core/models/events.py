@@ -1,0 +1,43 @@
+"""What ACS tells us through Event Grid, as our own types (decoded in `adapters.event_grid`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sms_core.errors import RequestInvalid
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """An inbound SMS (`SMSReceived`), numbers in E.164 (or a short code for ours)."""
+
+    id: str
+    their_number: str
+    our_number: str
+    text: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery report (`SMSDeliveryReportReceived`) for one message ACS accepted."""
+
+    event_id: str
+    provider_message_id: str
+    status: str  # ACS's deliveryStatus as sent: Delivered, Failed, Expired, or one ACS adds
+    details: str | None
+    attempts: Any
+    received_timestamp: str | None
+    raw: Mapping[str, Any]  # the whole event, kept when the message is not known yet
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidInbound:
+    """An `SMSReceived` event we cannot use (kept for a person to look at, never dropped)."""
+
+    event_id: str
+    raw: Mapping[str, Any]
+    error: RequestInvalid

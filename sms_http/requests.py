@@ -1,0 +1,147 @@
+"""Parsing HTTP requests into typed requests: query strings, bodies and content types.
+
+Everything a route reads from the wire is turned into a model here, at the edge, so use cases
+receive typed values and never see bytes, headers or query dicts. Errors are `RequestInvalid`
+naming the field (a query parameter or a body member), like every validation error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sms_core.errors import FieldError, RequestInvalid
+from sms_core.models.campaigns import (
+    MAX_NAME_CHARS,
+    AudienceRequest,
+    CampaignRequest,
+    SendConfirmation,
+    TemplateRequest,
+    csv_audience_rows,
+    invalid_field,
+)
+from sms_core.models.messages import parse_model, parse_recipient, parse_sender
+from sms_core.models.queries import (
+    MAX_PAGE_SIZE,
+    AnalyticsQuery,
+    AudienceUpload,
+    ConversationQuery,
+    OptOutPairQuery,
+    PageQuery,
+)
+from sms_core.models.records import Member
+from sms_core.rules.analytics import parse_date_range
+
+
+def analytics_query(params: Mapping[str, str]) -> AnalyticsQuery:
+    """The analytics query: a date range of at most 366 days, optionally a sender and a tag."""
+    start, end = parse_date_range(params)
+    sender = parse_sender(params["sender"], "sender") if params.get("sender") else None
+    return AnalyticsQuery(start, end, sender, params.get("tag") or None)
+
+
+def optout_pair_query(params: Mapping[str, str]) -> OptOutPairQuery:
+    """`?from=<our number>&to=<recipient>` of the opt-out history."""
+    return OptOutPairQuery(parse_sender(params.get("from")), parse_recipient(params.get("to")))
+
+
+def sender_query(params: Mapping[str, str]) -> str:
+    """`?from=<our number>` (required)."""
+    return parse_sender(params.get("from"))
+
+
+# Query parameters of a `text/csv` campaign upload, and where each goes in the JSON body.
+_UPLOAD_PARAMS = {"name": ("name",), "from": ("from",), "template": ("template",),
+                  "templateId": ("templateId",), "tag": ("tag",),
+                  "filter": ("audience", "filter"), "sendAt": ("schedule", "sendAt"),
+                  "cron": ("schedule", "cron"), "timezone": ("schedule", "timezone"),
+                  "quietStart": ("quietHours", "start"), "quietEnd": ("quietHours", "end")}
+
+
+def is_csv(content_type: str | None) -> bool:
+    """True for a `text/csv` (or `application/csv`) body."""
+    return (content_type or "").split(";")[0].strip().lower() in ("text/csv", "application/csv")
+
+
+def csv_text(body: bytes | str | None) -> str:
+    """An uploaded CSV as text (UTF-8, with or without a byte-order mark), or a 400."""
+    if isinstance(body, str):
+        return body
+    try:
+        return (body or b"").decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise invalid_field("body", "the CSV must be UTF-8 text") from None
+
+
+def _upload_as_json(body: bytes | str | None, params: dict[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(_UPLOAD_PARAMS) - {"code"})
+    if unknown:
+        raise invalid_field(unknown[0], "unknown query parameter for a CSV upload (use one of "
+                                   + ", ".join(_UPLOAD_PARAMS) + ")")
+    out: dict[str, Any] = {"audience": {"csv": csv_text(body)}}
+    for name, path in _UPLOAD_PARAMS.items():
+        if params.get(name):
+            target = out
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = params[name]
+    return out
+
+
+def campaign_request(body: bytes | str | None, content_type: str | None,
+                     params: Mapping[str, str]) -> CampaignRequest:
+    """`POST /api/campaigns`: the JSON request, or a `text/csv` audience whose other fields
+    are query parameters (`name`, `from`, `template`/`templateId`, `tag`, `filter`, `sendAt`,
+    `cron`, `timezone`, `quietStart`, `quietEnd`)."""
+    if is_csv(content_type):
+        body = json.dumps(_upload_as_json(body, dict(params)))
+    request: CampaignRequest = parse_model(CampaignRequest, body)
+    return request
+
+
+def send_confirmation(body: bytes | str | None) -> SendConfirmation:
+    """`POST /api/campaigns/{id}/send`: `{"confirmationToken"}`."""
+    confirmation: SendConfirmation = parse_model(SendConfirmation, body)
+    return confirmation
+
+
+def page_query(params: Mapping[str, str], *, default: int = 50,
+               most: int = MAX_PAGE_SIZE) -> PageQuery:
+    """`?limit=&after=` of a listing."""
+    raw = params.get("limit") or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise invalid_field("limit", f"a whole number from 1 to {most}")
+    return PageQuery(int(raw), params.get("after") or None)
+
+
+def audience_upload(body: bytes | str | None, content_type: str | None,
+                    params: Mapping[str, str]) -> AudienceUpload:
+    """`POST /api/audiences`: JSON (`recipients` or `csv`), or a `text/csv` body with `?name=`."""
+    if is_csv(content_type):
+        name = (params.get("name") or "").strip()
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise RequestInvalid("A CSV upload names its audience with ?name=.",
+                                 [FieldError("name", "required query parameter (1-200 chars)")])
+        rows = csv_audience_rows(csv_text(body))
+        return AudienceUpload(name, [Member(r.to, r.attributes) for r in rows])
+    request: AudienceRequest = parse_model(AudienceRequest, body)
+    if request.csv is not None:
+        members = [Member(r.to, r.attributes) for r in csv_audience_rows(request.csv, "csv")]
+    else:
+        members = [Member(r.to, r.attributes()) for r in request.recipients or []]
+    return AudienceUpload(request.name, members)
+
+
+def template_request(body: bytes | str | None) -> TemplateRequest:
+    """`POST /api/templates`: `{"name", "text"}`."""
+    request: TemplateRequest = parse_model(TemplateRequest, body)
+    return request
+
+
+def conversation_query(number: str, params: Mapping[str, str]) -> ConversationQuery:
+    """`GET /api/conversations/{number}?from=&limit=&continuationToken=`."""
+    sender = parse_sender(params["from"]) if params.get("from") else None
+    page = page_query(params)
+    return ConversationQuery(sender, parse_recipient(number, "number"), page.limit,
+                             params.get("continuationToken") or None)
