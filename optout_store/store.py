@@ -17,56 +17,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from optout_store.records import GLOBAL_SENDER, OptOutEntry, OptOutRecord, Source
 from sms_core.adapters.azure_errors import storage_errors
 
-GLOBAL_SENDER = "global"
 _STORAGE = storage_errors("Opt-out")
-Source = Literal["keyword", "api", "carrier", "admin"]
-
-
-@dataclass(frozen=True, slots=True)
-class OptOutRecord:
-    """The current opt-out state of one (sender, recipient) pair."""
-
-    sender: str
-    recipient: str
-    opted_out: bool
-    updated_at: datetime
-    source: str | None = None
-    keyword: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OptOutEntry:
-    """One row of the append-only history."""
-
-    sender: str
-    recipient: str
-    action: Literal["opt-out", "opt-in"]
-    at: datetime
-    source: str
-    keyword: str | None = None
-    text: str | None = None
-    inbound_message_id: str | None = None
-    reason: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape of a history entry."""
-        d: dict[str, Any] = {"from": self.sender, "to": self.recipient, "action": self.action,
-                             "at": self.at.isoformat(), "source": self.source}
-        for key, value in (("keyword", self.keyword), ("text", self.text),
-                           ("inboundMessageId", self.inbound_message_id),
-                           ("reason", self.reason)):
-            if value is not None:
-                d[key] = value
-        return d
 
 
 def _row_suffix(info: dict[str, Any]) -> str:
@@ -158,7 +118,8 @@ class OptOutStore:
         partition = self._partition_for(sender)
         now = info.get("at") or datetime.now(UTC)
         before = self.get(sender, recipient)
-        changed = before is None or before.opted_out != opted_out
+        # Never changed counts as opted in: a START from someone who never opted out is none.
+        changed = (before.opted_out if before is not None else False) != opted_out
         # History first: an audit row without a state change is harmless on a retry, a state
         # change without its audit row would not be.
         entry = OptOutEntry(sender=partition, recipient=recipient,

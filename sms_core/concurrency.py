@@ -1,12 +1,14 @@
-"""Running independent storage calls side by side.
+"""Running independent storage calls side by side: the one pool of the app.
 
 Table transactions cannot span partitions and the Queue API has no batch send, so bulk paths
-issue many small requests; they are I/O-bound and run on one shared pool. A function run by
-`run_all` must not call `run_all` itself (it would wait on the pool it occupies).
+issue many small requests; they are I/O-bound and run on one shared pool. A function that
+`run_all` runs may call `run_all` again: the nested call runs inline on its worker, because
+waiting for the pool from inside the pool could wait for ever once every worker waits.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,12 +16,22 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sms-io")
+POOL_SIZE = 16
+_POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="sms-io")
+_worker = threading.local()
+
+
+def _in_worker(fn: Callable[[T], R], item: T) -> R:
+    _worker.busy = True
+    try:
+        return fn(item)
+    finally:
+        _worker.busy = False
 
 
 def run_all(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`fn` over `items` concurrently, results in order; a single item runs inline."""
+    """`fn` over `items` concurrently, results in order; one item, or a nested call, inline."""
     batch = list(items)
-    if len(batch) <= 1:
+    if len(batch) <= 1 or getattr(_worker, "busy", False):
         return [fn(item) for item in batch]
-    return list(_POOL.map(fn, batch))
+    return list(_POOL.map(lambda item: _in_worker(fn, item), batch))

@@ -38,25 +38,6 @@ from sms_core.models.messages import MAX_RECIPIENTS_PER_CALL, OutboundSms, SendO
 from sms_core.settings import Settings
 
 
-def parse_acs_connection_string(value: str) -> tuple[str, str]:
-    """(endpoint, access key) from `endpoint=...;accesskey=...`, keeping the endpoint's scheme.
-
-    The SDK's own parser drops the scheme and forces https, which rules out the local emulator.
-    """
-    parts: dict[str, str] = {}
-    for element in value.split(";"):
-        key, sep, val = element.partition("=")
-        if sep:
-            parts[key.strip().lower()] = val.strip()
-    endpoint, key = parts.get("endpoint", ""), parts.get("accesskey", "")
-    if not endpoint or not key:
-        raise SettingsError("ACS_CONNECTION_STRING must look like "
-                            "'endpoint=https://<resource>.communication.azure.com/;accesskey=<key>'")
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    return endpoint.rstrip("/"), key
-
-
 def _retry_after(exc: HttpResponseError) -> float:
     headers: Any = getattr(exc.response, "headers", None) or {}
     raw = headers.get("Retry-After") or headers.get("retry-after") or "1"
@@ -105,8 +86,9 @@ class AcsSmsGateway:
         options: dict[str, Any] = {"retry_total": 2, "retry_status": 0,
                                    "retry_backoff_factor": 0.2, "connection_timeout": 10,
                                    "read_timeout": 30}
-        if settings.acs_connection_string:
-            endpoint, key = parse_acs_connection_string(settings.acs_connection_string)
+        credentials = settings.acs_credentials()
+        if credentials is not None:
+            endpoint, key = credentials
             self._client = SmsClient(endpoint, AzureKeyCredential(key), **options)
         elif settings.acs_endpoint:
             from azure.identity import DefaultAzureCredential

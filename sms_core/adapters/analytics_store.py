@@ -64,7 +64,6 @@ import random
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -80,6 +79,7 @@ from azure.data.tables import (
 )
 
 from sms_core.adapters.azure_errors import error_code, storage_errors
+from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
 from sms_core.rules.analytics import COUNTERS, AnalyticsReport, Fact, check_range, rates
 
@@ -91,9 +91,6 @@ _HASHED_HEAD = 64
 _FORBIDDEN = re.compile(r"[%|~/\\#?\x00-\x1f\x7f-\x9f]")
 
 # Separate pools, because a write task waits for ledger reads: sharing one pool could deadlock.
-_WRITE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="analytics-write")
-_READ_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="analytics-read")
-_QUERY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="analytics-query")
 
 
 # -- facts and keys ---------------------------------------------------------------------------
@@ -223,7 +220,7 @@ class AnalyticsStore:
         items = list(groups.items())
         if len(items) == 1:
             return self._record_group(*items[0])
-        return sum(_WRITE_POOL.map(lambda item: self._record_group(*item), items))
+        return sum(run_all(lambda item: self._record_group(*item), items))
 
     def _record_group(self, group: _Group, facts: list[Fact]) -> int:
         counter: _Counter | None = None
@@ -338,7 +335,7 @@ class AnalyticsStore:
                     raise
                 return False
 
-        found = list(_READ_POOL.map(exists, keys))
+        found = run_all(exists, keys)
         return {k for k, hit in zip(keys, found, strict=True) if hit}
 
     # -- reads --------------------------------------------------------------------------------
@@ -352,7 +349,7 @@ class AnalyticsStore:
         """
         check_range(start, end)
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        per_day = list(_QUERY_POOL.map(lambda d: self._day_counts(d, sender, tag), days))
+        per_day = run_all(lambda d: self._day_counts(d, sender, tag), days)
         totals: dict[str, int] = {name: 0 for name in COUNTERS}
         rows: list[dict[str, Any]] = []
         for day, counts in zip(days, per_day, strict=True):

@@ -19,8 +19,8 @@ What maps to what (`storage_errors`):
       `is_unreadable_answer`): it broke on a malformed body
     an exception type listed in `keep`                                 itself: the adapter
                                                                          handles it around the block
-    anything else: `SmsError`s, and `TypeError`/`KeyError`/...          itself: a bug stays a bug
-      raised by our code or by the SDK rejecting our input               (and is never retried)
+    anything else: `SmsError`s, and `TypeError`/`KeyError`/...          itself: a bug stays a bug,
+      raised by our code or by the SDK rejecting our input               not a storage outage
 
 The expected answers an adapter handles itself (ResourceNotFoundError, ResourceExistsError,
 ResourceModifiedError, TableTransactionError with a given error code) are caught inside the block

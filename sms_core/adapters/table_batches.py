@@ -9,6 +9,7 @@ from typing import Any
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from sms_core.adapters.azure_errors import error_code
 from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
 from sms_core.concurrency import run_all
 
@@ -20,7 +21,8 @@ def write_new_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> No
 
     Inserts, not upserts: the service (and Azurite far more) does less work for an insert. Rows
     can exist only when a crashed attempt is retried with the same keys; that chunk is then
-    written again as upserts, so the call stays idempotent. Azure errors propagate.
+    written again as upserts, so the call stays idempotent. Azure errors propagate: the
+    calling store translates them (`azure_errors.storage_errors`).
     """
     chunks = [entities[i:i + ENTITY_GROUP_LIMIT]
               for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
@@ -31,7 +33,7 @@ def write_new_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> No
                 try:
                     table.submit_transaction([("create", e) for e in chunk])
                 except TableTransactionError as exc:
-                    if getattr(exc, "error_code", None) != "EntityAlreadyExists":
+                    if error_code(exc) != "EntityAlreadyExists":
                         raise
                     table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
                                               for e in chunk])

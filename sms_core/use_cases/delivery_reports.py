@@ -83,24 +83,36 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
         error = None if new_status == MessageStatus.DELIVERED else (details or acs_status)
         return Change(fields={"error": error}, status=new_status, detail=detail, data=data)
 
+    preloaded = None
+    if new_status is not None and delivery_code(details) == CARRIER_OPT_OUT:
+        preloaded = deps.messages.load(batch, [index])
+        if preloaded and can_transition(preloaded[0].status, new_status):
+            _carrier_opt_out(deps, preloaded[0], details)
     toll_free = delivery_code(details) == UNVERIFIED_TOLL_FREE
     # Announced also on a redelivered report: ids make it idempotent for app and analytics.
-    done = changes.apply(batch, [index], decide,
+    done = changes.apply(batch, [index], decide, preloaded=preloaded,
                          extra={"unverifiedTollFree": 1} if toll_free else None,
                          when=lambda r: new_status is not None and r.status == new_status)
     changed = bool(done) and new_status is not None and done[0].status == new_status
     if changed and done[0].sent_at is not None:
         deps.awaiting_reports.remove(done[0].id, done[0].sent_at)
-    if changed and delivery_code(details) == CARRIER_OPT_OUT:
-        record = done[0]
-        deps.analytics.record([Fact(id=f"optout-carrier-{record.id}",
-                                        day=utc_day(record.sent_at or record.created_at),
-                                        sender=record.sender, tag=record.tag,
-                                        counts={"optOuts": 1})])
-        change_optout(deps, record.sender, record.to, opted_out=True, source="carrier",
-                      event_id=f"optout-carrier-{record.id}", reason=str(details),
-                      event_details={"reason": details})
     return changed
+
+
+def _carrier_opt_out(deps: ReportDeps, record: MessageRecord, details: str | None) -> None:
+    """The carrier says the recipient opted out (4007): record it, once per message.
+
+    Done before the report changes the message's status: a redelivery after a crash in between
+    finds the message not failed yet and does it again (the store sees no change the second
+    time); a redelivery after the change finds it failed and does nothing, so a START the
+    person sent meanwhile is not undone.
+    """
+    deps.analytics.record([Fact(id=f"optout-carrier-{record.id}",
+                                day=utc_day(record.sent_at or record.created_at),
+                                sender=record.sender, tag=record.tag, counts={"optOuts": 1})])
+    change_optout(deps, record.sender, record.to, opted_out=True, source="carrier",
+                  event_id=f"optout-carrier-{record.id}", reason=str(details),
+                  event_details={"reason": details})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +165,9 @@ def reconcile_reports(deps: ReportDeps) -> ReconcileResult:
     applied, unmatched, invalid = 0, 0, 0
     oldest: datetime | None = None
     for kept in deps.provider_ids.unmatched():
-        if kept.provider_id == "invalid-inbound":
+        if kept.provider_id == "invalid-inbound" or kept.report is None:
+            # An inbound event we could not use, or a report that no longer reads back (cut at
+            # the 30,000 characters a row keeps): kept for a person, never forgotten unread.
             invalid += 1
             continue
         if deps.provider_ids.lookup(kept.provider_id) is None:
@@ -161,12 +175,11 @@ def reconcile_reports(deps: ReportDeps) -> ReconcileResult:
             received = kept.received_at
             oldest = received if oldest is None or (received and received < oldest) else oldest
             continue
-        if kept.report is not None:
-            apply_delivery_reports(deps, [kept.report])
+        apply_delivery_reports(deps, [kept.report])
         deps.provider_ids.forget_unmatched(kept.provider_id, kept.event_id)
         applied += 1
     if unmatched or invalid:
         log.warning("reconcile: %d delivery report(s) still match no message (oldest %s); "
-                    "%d invalid inbound event(s) kept in UnmatchedReports", unmatched,
+                    "%d unusable event(s) kept in UnmatchedReports", unmatched,
                     oldest, invalid)
     return ReconcileResult(applied, unmatched, invalid, oldest)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from optout_store.store import Source
+from optout_store.records import Source
 from sms_core.models.app_events import optout_changed_event
 from sms_core.settings import Settings
 from sms_core.use_cases.ports import AppEvents, OptOuts

@@ -12,7 +12,7 @@ import io
 import uuid
 from typing import Any, Literal
 
-from optout_store import GLOBAL_SENDER
+from optout_store.records import GLOBAL_SENDER
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
 from sms_core.models.messages import parse_sender

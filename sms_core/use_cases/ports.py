@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from optout_store.store import OptOutEntry, OptOutRecord, Source
+from optout_store.records import OptOutEntry, OptOutRecord, Source
 from sms_core.models.app_events import WebhookDelivery
 from sms_core.models.messages import MessagePublic, OutboundSms, SendOutcome
 from sms_core.models.records import (

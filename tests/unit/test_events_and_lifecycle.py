@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sms_core.adapters.acs_gateway import parse_acs_connection_string
 from sms_core.adapters.event_grid import ci_get, decode_payload
 from sms_core.errors import RequestInvalid, SettingsError
 from sms_core.models.messages import MessageStatus as S
 from sms_core.models.messages import can_transition
-from sms_core.settings import load_settings
+from sms_core.settings import load_settings, parse_acs_connection_string
 from sms_core.use_cases.delivery_reports import delivery_code
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eventgrid"
@@ -86,8 +85,8 @@ def test_acs_connection_string_keeps_its_scheme() -> None:
         "http://127.0.0.1:7072", "a2V5")
     assert parse_acs_connection_string("Endpoint=contoso.communication.azure.com;AccessKey=k") \
         == ("https://contoso.communication.azure.com", "k")
-    with pytest.raises(SettingsError, match="ACS_CONNECTION_STRING"):
-        parse_acs_connection_string("endpoint=https://x/")
+    with pytest.raises(SettingsError, match="ACS_CONNECTION_STRING: must look like"):
+        load_settings(ACS_CONNECTION_STRING="endpoint=https://x/")
 
 
 def test_identity_based_storage_settings_build_service_uris() -> None:

@@ -1,0 +1,52 @@
+"""The opt-out state as the rest of the app sees it: records, the global scope, the sources.
+
+No I/O here: `optout_store.store` keeps them in Table storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+GLOBAL_SENDER = "global"
+
+
+Source = Literal["keyword", "api", "carrier", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutRecord:
+    """The current opt-out state of one (sender, recipient) pair."""
+
+    sender: str
+    recipient: str
+    opted_out: bool
+    updated_at: datetime
+    source: str | None = None
+    keyword: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutEntry:
+    """One row of the append-only history."""
+
+    sender: str
+    recipient: str
+    action: Literal["opt-out", "opt-in"]
+    at: datetime
+    source: str
+    keyword: str | None = None
+    text: str | None = None
+    inbound_message_id: str | None = None
+    reason: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of a history entry."""
+        d: dict[str, Any] = {"from": self.sender, "to": self.recipient, "action": self.action,
+                             "at": self.at.isoformat(), "source": self.source}
+        for key, value in (("keyword", self.keyword), ("text", self.text),
+                           ("inboundMessageId", self.inbound_message_id),
+                           ("reason", self.reason)):
+            if value is not None:
+                d[key] = value
+        return d

@@ -1,0 +1,250 @@
+"""Campaigns: prepare, review, confirm, fan out, cancel, list (`campaigns`, `campaign_runs`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sms_core.errors import Conflict, ProviderThrottled, RequestInvalid
+from sms_core.models.campaigns import FanoutJob, SendConfirmation
+from sms_core.models.messages import DispatchJob, MessageStatus
+from sms_core.models.queries import PageQuery
+from sms_core.models.records import Member
+from sms_core.use_cases.campaign_runs import CHUNK_ROWS, handle_fanout_job, run_due
+from sms_core.use_cases.campaigns import (
+    cancel_campaign,
+    confirm_send,
+    get_campaign,
+    list_campaigns,
+    prepare_campaign,
+)
+from sms_core.use_cases.dispatch import dispatch
+from sms_http.requests import campaign_request
+from tests.unit.fakes import SENDER, FakeDeps
+from tests.unit.use_cases.steps import ALICE, BOB, CAROL, DAVE, campaign, run_jobs
+
+
+def confirm(deps: FakeDeps, prepared: dict[str, Any],
+            token: str | None = None) -> dict[str, Any]:
+    return confirm_send(deps, prepared["id"], SendConfirmation.model_validate(
+        {"confirmationToken": token or prepared["confirmationToken"]}))
+
+
+def run_campaign_jobs(deps: FakeDeps) -> None:
+    """Everything on `sms-campaigns`, then everything on `sms-outbound`."""
+    for job, _delay in deps.campaign_jobs.take(FanoutJob):
+        handle_fanout_job(deps, job)
+    run_jobs(deps)
+
+
+def test_prepare_counts_every_recipient_exactly_and_sends_nothing(deps: FakeDeps) -> None:
+    deps.optouts.opt_out(SENDER, CAROL, source="keyword", keyword="STOP")
+    prepared = prepare_campaign(deps, campaign(audience={"recipients": [
+        {"to": ALICE, "vars": {"name": "Alice"}},
+        {"to": "bogus", "vars": {"name": "X"}},
+        {"to": BOB},  # no name: the template cannot be filled
+        {"to": "+1 425 555 0101", "vars": {"name": "Alice again"}},
+        {"to": CAROL, "vars": {"name": "Carol"}},
+        {"to": DAVE, "vars": {"name": "Dave"}}]}))
+    assert prepared["status"] == "prepared" and prepared["confirmationToken"]
+    preview = prepared["preview"]
+    assert preview["recipients"] == {"total": 6, "valid": 2, "invalid": 2, "duplicates": 1,
+                                     "optedOut": 1, "deferred": 0}
+    assert [(r["index"], r["to"]) for r in preview["invalidRows"]] == [(1, "bogus"), (2, BOB)]
+    assert "name" in preview["invalidRows"][1]["reason"]
+    assert [s["message"] for s in preview["samples"]] == [
+        "Hi Alice, 20% off today", "Hi Dave, 20% off today"]
+    assert preview["segments"] == {"min": 1, "max": 1, "total": 2}
+    assert preview["encoding"] == "GSM-7"
+    assert prepared["runs"] == [] and prepared["counts"]["queued"] == 0
+    assert deps.gateway.calls == [] and deps.messages.all() == []
+    assert deps.jobs.enqueued == [] and deps.campaign_jobs.enqueued == []
+
+
+def test_a_request_that_cannot_be_prepared_saves_nothing(deps: FakeDeps) -> None:
+    with pytest.raises(RequestInvalid) as exc:
+        prepare_campaign(deps, campaign(template="Hi {{name"))
+    assert [e.field for e in exc.value.errors] == ["template"]
+    with pytest.raises(RequestInvalid) as exc:
+        prepare_campaign(deps, campaign(template=None, templateId="tnope"))
+    assert [e.field for e in exc.value.errors] == ["templateId"]
+    assert list_campaigns(deps.campaigns, PageQuery(10, None))["campaigns"] == []
+
+
+def test_confirm_with_a_wrong_token_is_a_conflict_and_starts_nothing(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    with pytest.raises(Conflict):
+        confirm(deps, prepared, token="not-the-token")
+    assert get_campaign(deps, prepared["id"])["status"] == "prepared"
+    assert deps.messages.all() == [] and deps.jobs.enqueued == []
+
+
+def test_confirm_fires_the_first_chunk_and_the_messages_go_out(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    view = confirm(deps, prepared)
+    assert view["status"] == "sending" and view["runCount"] == 1
+    (run,) = view["runs"]
+    assert run["status"] == "sending" and run["counts"]["queued"] == 2
+    # The request wrote the first chunk itself; its job waits, then finds it done.
+    ((chunk_job, delay),) = deps.campaign_jobs.decoded(FanoutJob)
+    assert (chunk_job.kind, chunk_job.chunk, delay) == ("chunk", 0, 30)
+    assert len(deps.jobs.dispatch_jobs()) == 1
+    run_campaign_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == ["Hi Alice, 20% off today"]
+    assert deps.gateway.texts_to(DAVE) == ["Hi Dave, 20% off today"]
+    assert {c.tag for c in deps.gateway.calls} == {"spring"}
+    done = get_campaign(deps, prepared["id"])
+    assert done["status"] == "completed" and done["runs"][0]["status"] == "completed"
+    assert done["counts"]["sent"] == 2 and done["counts"]["queued"] == 0
+
+
+def test_confirming_again_starts_nothing_new(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    confirm(deps, prepared)
+    jobs, messages = list(deps.jobs.enqueued), deps.messages.all()
+    again = confirm(deps, prepared)
+    assert again["runCount"] == 1 and len(again["runs"]) == 1
+    assert deps.jobs.enqueued == jobs and deps.messages.all() == messages
+
+
+def test_an_opt_out_after_preparation_wins(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    deps.optouts.opt_out(SENDER, DAVE, source="keyword", keyword="STOP")
+    confirm(deps, prepared)
+    run_campaign_jobs(deps)
+    assert deps.gateway.texts_to(DAVE) == []
+    assert get_campaign(deps, prepared["id"])["counts"]["blocked"] == 1
+
+
+def test_a_scheduled_campaign_fires_when_due(deps: FakeDeps) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    prepared = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()}))
+    view = confirm(deps, prepared)
+    assert view["status"] == "scheduled" and view["nextRunAt"] == at.isoformat()
+    ((fire, delay),) = deps.campaign_jobs.decoded(FanoutJob)
+    assert fire.kind == "fire" and 7190 < delay <= 7200
+    assert deps.messages.all() == []
+    assert run_due(deps, now=at - timedelta(minutes=1)) == 0
+    assert run_due(deps, now=at) == 1
+    run_campaign_jobs(deps)
+    assert len(deps.gateway.delivered) == 2
+
+
+def test_cancel_stops_the_messages_that_have_not_left(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    confirm(deps, prepared)
+    view = cancel_campaign(deps, prepared["id"])
+    assert view["status"] == "canceled"
+    assert view["counts"]["canceled"] == 2 and view["runs"][0]["status"] == "canceled"
+    run_campaign_jobs(deps)
+    assert deps.gateway.calls == []
+    assert {r.status for r in deps.messages.all()} == {MessageStatus.CANCELED}
+    assert {e["data"]["status"] for e in deps.app_events.of_type("sms.status")} == {"canceled"}
+
+
+def test_a_canceled_schedule_never_fires(deps: FakeDeps) -> None:
+    at = datetime.now(UTC) + timedelta(hours=2)
+    prepared = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()}))
+    confirm(deps, prepared)
+    cancel_campaign(deps, prepared["id"])
+    run_campaign_jobs(deps)  # the delayed fire job arrives anyway
+    assert run_due(deps, now=at + timedelta(minutes=1)) == 0
+    assert deps.messages.all() == [] and deps.gateway.calls == []
+    assert deps.campaigns.scheduled() == []
+    with pytest.raises(Conflict):
+        confirm(deps, prepared)
+
+
+def test_a_completed_campaign_cannot_be_canceled(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    confirm(deps, prepared)
+    run_campaign_jobs(deps)
+    assert get_campaign(deps, prepared["id"])["status"] == "completed"
+    with pytest.raises(Conflict):
+        cancel_campaign(deps, prepared["id"])
+
+
+def test_list_pages_through_the_campaigns_by_id(deps: FakeDeps) -> None:
+    ids = sorted(prepare_campaign(deps, campaign(name=f"c{n}"))["id"] for n in range(3))
+    first = list_campaigns(deps.campaigns, PageQuery(2, None))
+    assert [c["id"] for c in first["campaigns"]] == ids[:2] and first["next"] == ids[1]
+    second = list_campaigns(deps.campaigns, PageQuery(2, first["next"]))
+    assert [c["id"] for c in second["campaigns"]] == ids[2:] and second["next"] is None
+    assert first["campaigns"][0]["recipients"]["valid"] == 2
+    assert "confirmationToken" not in first["campaigns"][0]
+
+
+def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
+    template = deps.templates.create("promo", "Hello {{name}}", ["name"])
+    audience = deps.audiences.create("vip", [Member(ALICE, {"name": "Alice", "tier": "gold"}),
+                                             Member(BOB, {"name": "Bob", "tier": "silver"})])
+    prepared = prepare_campaign(deps, campaign(
+        template=None, templateId=template.id,
+        audience={"audienceId": audience.id, "filter": "tier = 'gold'"}))
+    assert prepared["templateId"] == template.id
+    assert prepared["preview"]["recipients"]["total"] == 1
+    confirm(deps, prepared)
+    run_campaign_jobs(deps)
+    assert deps.gateway.delivered == [(ALICE, "Hello Alice")]
+
+
+def test_a_csv_upload_is_prepared_like_json(deps: FakeDeps) -> None:
+    request = campaign_request(f"to,name\n{ALICE},Alice\n{BOB},\n".encode(), "text/csv",
+                               {"name": "From CSV", "template": "Hi {{name}}"})
+    prepared = prepare_campaign(deps, request)
+    counts = prepared["preview"]["recipients"]
+    assert (counts["total"], counts["valid"], counts["invalid"]) == (2, 1, 1)
+    assert prepared["preview"]["invalidRows"][0]["line"] == 3
+
+
+def test_recipients_in_their_quiet_hours_wait_until_the_window_ends(deps: FakeDeps) -> None:
+    local_now = datetime.now(ZoneInfo("America/Los_Angeles"))  # the zone of +1 425 numbers
+    start, end = local_now - timedelta(hours=1), local_now + timedelta(hours=1)
+    prepared = prepare_campaign(deps, campaign(quietHours={
+        "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}))
+    assert prepared["preview"]["recipients"]["deferred"] == 2
+    confirm(deps, prepared)
+    records = deps.messages.all()
+    assert {r.status for r in records} == {MessageStatus.SCHEDULED}
+    (due,) = {r.send_at for r in records}  # when the window ends, in their zone
+    assert due is not None and local_now < due <= end
+    ((job, _),) = deps.jobs.take(DispatchJob)
+    assert job.not_before == due
+    dispatch(deps, job)  # too early: the job goes back on the queue
+    assert deps.gateway.calls == []
+    ((_, delay),) = deps.jobs.decoded(DispatchJob)
+    assert 0 < delay <= 3600
+
+
+def test_a_large_campaign_fans_out_in_chunks_each_exactly_once(deps: FakeDeps) -> None:
+    numbers = [f"+1425555{2000 + i:04d}" for i in range(CHUNK_ROWS + 1)]
+    prepared = prepare_campaign(deps, campaign(template="Hello!", audience={
+        "recipients": [{"to": n} for n in numbers]}))
+    confirm(deps, prepared)
+    chunk_jobs = [job for job, _ in deps.campaign_jobs.take(FanoutJob)]
+    assert sorted(j.chunk for j in chunk_jobs) == [0, 1]
+    for job in chunk_jobs * 2:  # every chunk job redelivered once
+        handle_fanout_job(deps, job)
+    assert sorted(r.to for r in deps.messages.all()) == sorted(numbers)
+    jobs = deps.jobs.dispatch_jobs()
+    assert sorted(i for j in jobs for i in j.indices) == list(range(CHUNK_ROWS + 1))
+    assert max(len(j.indices) for j in jobs) == 100
+    assert get_campaign(deps, prepared["id"])["counts"]["queued"] == CHUNK_ROWS + 1
+
+
+def test_a_message_caught_in_a_throttled_call_is_canceled_when_it_comes_back(
+        deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign(template="Hello from us"))  # one ACS call
+    confirm(deps, prepared)
+    deps.gateway.fail_next(ProviderThrottled("busy", retry_after=5))
+    ((job, _),) = deps.jobs.take(DispatchJob)
+    dispatch(deps, job)  # claimed, then throttled: back on the queue
+    cancel_campaign(deps, prepared["id"])
+    assert {r.cancel_requested for r in deps.messages.all()} == {True}
+    run_jobs(deps)
+    assert len(deps.gateway.calls) == 1 and deps.gateway.delivered == []
+    assert {r.status for r in deps.messages.all()} == {MessageStatus.CANCELED}
+    assert get_campaign(deps, prepared["id"])["counts"]["canceled"] == 2

@@ -1,0 +1,183 @@
+"""Accepting a send request (`accept_send`, `accept_reply`) against in-memory ports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sms_core.errors import Conflict, RequestInvalid, StorageUnavailable
+from sms_core.models.messages import DispatchJob, MessageStatus
+from sms_core.use_cases.ports import Job
+from sms_core.use_cases.sending import accept_reply
+from tests.unit.fakes import SENDER, FakeDeps
+from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
+
+
+def test_every_recipient_is_answered_in_request_order_and_queued_in_one_job(
+        deps: FakeDeps) -> None:
+    answer = send(deps, to=[ALICE, BOB, CAROL], message="Hi")
+    assert [(m.to, m.status) for m in answer.messages] == [
+        (ALICE, MessageStatus.QUEUED), (BOB, MessageStatus.QUEUED), (CAROL, MessageStatus.QUEUED)]
+    batch = answer.messages[0].id.rsplit("-", 1)[0]
+    assert [m.id for m in answer.messages] == [f"{batch}-{i:05d}" for i in range(3)]
+    assert all(m.segments == 1 and m.encoding == "GSM-7" and m.error is None
+               for m in answer.messages)
+    assert deps.jobs.decoded(DispatchJob) == [(DispatchJob(batch=batch, indices=[0, 1, 2]), 0)]
+    assert [r.to for r in deps.messages.all()] == [ALICE, BOB, CAROL]
+    assert deps.gateway.calls == []  # accepting sends nothing itself
+
+
+def test_an_invalid_number_is_rejected_and_the_others_still_go(deps: FakeDeps) -> None:
+    answer = send(deps, to=[ALICE, "12", BOB], message="Hi")
+    assert [m.status for m in answer.messages] == [
+        MessageStatus.QUEUED, MessageStatus.REJECTED, MessageStatus.QUEUED]
+    assert answer.messages[1].to == "12" and answer.messages[1].error
+    (job,) = deps.jobs.dispatch_jobs()
+    assert job.indices == [0, 2]
+    assert deps.analytics.totals()["rejected"] == 1
+    assert deps.app_events.published == []  # stored rejected: no sms.status for it
+
+
+def test_a_repeated_number_is_rejected_naming_its_first_index(deps: FakeDeps) -> None:
+    answer = send(deps, to=[ALICE, BOB, "+1 (425) 555-0101"], message="Hi")
+    third = answer.messages[2]
+    assert third.status == MessageStatus.REJECTED and third.to == ALICE
+    assert third.error == "duplicate recipient: same number as to[0]"
+    (job,) = deps.jobs.dispatch_jobs()
+    assert job.indices == [0, 1]
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == ["Hi"]  # once
+
+
+def test_an_opted_out_recipient_is_blocked_up_front(deps: FakeDeps) -> None:
+    deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
+    answer = send(deps, to=[ALICE, BOB], message="Sale!")
+    bob = answer.messages[1]
+    assert bob.status == MessageStatus.BLOCKED
+    assert bob.error == f"{BOB} opted out of messages from {SENDER}"
+    (job,) = deps.jobs.dispatch_jobs()
+    assert job.indices == [0]
+    assert deps.analytics.totals()["blocked"] == 1
+    run_jobs(deps)
+    assert deps.gateway.texts_to(BOB) == []
+
+
+def test_an_opt_out_of_another_sender_does_not_block(deps: FakeDeps) -> None:
+    deps.optouts.opt_out("+18005550199", ALICE, source="api")
+    (entry,) = send(deps, to=ALICE, message="Hi").messages
+    assert entry.status == MessageStatus.QUEUED
+
+
+def test_send_at_in_the_future_is_scheduled_with_a_delayed_job(deps: FakeDeps) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    answer = send(deps, to=[ALICE, BOB], message="Later", sendAt=at.isoformat())
+    assert [m.status for m in answer.messages] == [MessageStatus.SCHEDULED] * 2
+    ((job, delay),) = deps.jobs.decoded(DispatchJob)
+    assert job.not_before == at and job.indices == [0, 1]
+    assert 7190 < delay <= 7200
+    assert deps.messages.record(answer.messages[0].id).send_at == at
+
+
+def test_send_at_in_the_past_is_sent_now(deps: FakeDeps) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    (entry,) = send(deps, to=ALICE, message="Now", sendAt=at.isoformat()).messages
+    assert entry.status == MessageStatus.QUEUED
+    (job,) = deps.jobs.dispatch_jobs()
+    assert job.not_before is None
+
+
+def test_a_large_request_is_cut_into_jobs_of_at_most_100(deps: FakeDeps) -> None:
+    numbers = [f"+1425555{1000 + i:04d}" for i in range(250)]
+    answer = send(deps, to=numbers, message="Hi all")
+    jobs = deps.jobs.dispatch_jobs()
+    assert [len(j.indices) for j in jobs] == [100, 100, 50]
+    assert [i for j in jobs for i in j.indices] == list(range(250))
+    assert {j.batch for j in jobs} == {answer.messages[0].id.rsplit("-", 1)[0]}
+
+
+def test_an_idempotent_replay_answers_the_same_and_enqueues_nothing_new(
+        deps: FakeDeps) -> None:
+    first = send(deps, "order-42", to=[ALICE, BOB], message="Your order shipped")
+    again = send(deps, "order-42", to=[ALICE, BOB], message="Your order shipped")
+    assert again == first
+    assert len(deps.jobs.enqueued) == 1
+    assert len(deps.messages.all()) == 2
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == ["Your order shipped"]
+
+
+def test_a_replay_after_the_messages_were_sent_still_answers_as_first(deps: FakeDeps) -> None:
+    first = send(deps, "k-1", to=ALICE, message="Hi")
+    run_jobs(deps)
+    again = send(deps, "k-1", to=ALICE, message="Hi")
+    assert again == first  # the first answer (queued), not the current status
+    assert deps.jobs.enqueued == [] and len(deps.gateway.calls) == 1
+
+
+def test_a_replay_after_a_crash_finishes_what_the_first_attempt_started(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    def queue_down(jobs: Sequence[Job], delay_s: float = 0) -> None:
+        raise StorageUnavailable("Job queue sms-outbound failed")
+
+    monkeypatch.setattr(deps.jobs, "enqueue_many", queue_down)
+    with pytest.raises(StorageUnavailable):
+        send(deps, "k-2", to=[ALICE, BOB], message="Hi")  # messages stored, no job yet
+    monkeypatch.undo()
+    stored = deps.messages.all()
+    again = send(deps, "k-2", to=[ALICE, BOB], message="Hi")
+    assert [m.id for m in again.messages] == [r.id for r in stored]
+    assert deps.messages.all() == stored
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == deps.gateway.texts_to(BOB) == ["Hi"]
+    assert send(deps, "k-2", to=[ALICE, BOB], message="Hi") == again
+    assert deps.jobs.enqueued == []
+
+
+def test_the_same_key_with_another_body_is_a_conflict(deps: FakeDeps) -> None:
+    send(deps, "order-42", to=ALICE, message="Your order shipped")
+    with pytest.raises(Conflict):
+        send(deps, "order-42", to=ALICE, message="Something else")
+    assert len(deps.jobs.enqueued) == 1
+    assert len(deps.messages.all()) == 1
+
+
+def test_a_bad_idempotency_key_is_a_400(deps: FakeDeps) -> None:
+    with pytest.raises(RequestInvalid) as exc:
+        send(deps, "has space", to=ALICE, message="Hi")
+    assert [e.field for e in exc.value.errors] == ["Idempotency-Key"]
+    assert deps.messages.all() == []
+
+
+def test_no_sender_at_all_is_a_400_naming_from() -> None:
+    deps = FakeDeps.build(SMS_DEFAULT_FROM="")
+    with pytest.raises(RequestInvalid) as exc:
+        send(deps, to=ALICE, message="Hi")
+    assert [e.field for e in exc.value.errors] == ["from"]
+    assert deps.messages.all() == [] and deps.jobs.enqueued == []
+
+
+def test_the_request_sender_wins_over_the_default(deps: FakeDeps) -> None:
+    (entry,) = send(deps, **{"from": "+18335550111"}, to=ALICE, message="Hi").messages
+    assert deps.messages.record(entry.id).sender == "+18335550111"
+
+
+def test_a_reply_reaches_an_opted_out_person_only_when_it_confirms_the_opt_out(
+        deps: FakeDeps) -> None:
+    deps.optouts.opt_out(SENDER, ALICE, source="keyword", keyword="STOP")
+    other = accept_reply(deps, SENDER, ALICE, "Thanks for your message", "in-1")
+    assert other.messages[0].status == MessageStatus.BLOCKED
+    confirmation = accept_reply(deps, SENDER, ALICE, "You are unsubscribed", "in-2",
+                                confirms_opt_out=True)
+    assert confirmation.messages[0].status == MessageStatus.QUEUED
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == ["You are unsubscribed"]
+
+
+def test_a_reply_is_accepted_once_per_inbound_message(deps: FakeDeps) -> None:
+    first = accept_reply(deps, SENDER, ALICE, "Reply HELP for help", "in-7")
+    again = accept_reply(deps, SENDER, ALICE, "Reply HELP for help", "in-7")
+    assert again == first
+    assert len(deps.jobs.enqueued) == 1
+    assert deps.messages.record(first.messages[0].id).tag == "auto-reply"
