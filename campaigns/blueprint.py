@@ -37,16 +37,17 @@ def campaigns(req: func.HttpRequest) -> func.HttpResponse:
     """POST prepares (JSON, or text/csv + query fields): 201 with the preview and the
     confirmationToken, nothing sent. GET lists campaigns."""
     if req.method == "GET":
-        return handle(lambda: json_response(list_campaigns(get_services().campaigns,
-                                                           page_query(req.params))))
+        return handle(lambda: json_response(list_campaigns(
+            get_services().campaigns, page_query(req.params)).public()))
     return handle(lambda: json_response(prepare_campaign(get_services(), campaign_request(
-        req.get_body(), req.headers.get("Content-Type"), req.params)), status=201))
+        req.get_body(), req.headers.get("Content-Type"), req.params)).public(), status=201))
 
 
 @bp.route(route="campaigns/{id}", methods=["GET"])
 def campaign(req: func.HttpRequest) -> func.HttpResponse:
     """Status, preview, runs and live counts of one campaign."""
-    return handle(lambda: json_response(get_campaign(get_services(), req.route_params["id"])))
+    return handle(lambda: json_response(
+        get_campaign(get_services(), req.route_params["id"]).public()))
 
 
 @bp.route(route="campaigns/{id}/{action:alpha}", methods=["POST"])
@@ -57,9 +58,10 @@ def campaign_actions(req: func.HttpRequest) -> func.HttpResponse:
     def run() -> func.HttpResponse:
         if action == "send":
             return json_response(confirm_send(get_services(), campaign_id,
-                                              send_confirmation(req.get_body())), status=202)
+                                              send_confirmation(req.get_body())).public(),
+                                 status=202)
         if action == "cancel":
-            return json_response(cancel_campaign(get_services(), campaign_id))
+            return json_response(cancel_campaign(get_services(), campaign_id).public())
         raise NotFound(f"No campaign action '{action}': use send or cancel.")
 
     return handle(run)
@@ -81,9 +83,10 @@ def campaign_scheduler(timer: func.TimerRequest) -> None:
 def audiences(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves an audience (JSON, or text/csv with ?name=); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(saved.audiences_list(get_services().audiences)))
+        return handle(lambda: json_response(
+            saved.audiences_list(get_services().audiences).public()))
     return handle(lambda: json_response(saved.create_audience(get_services().audiences, (
-        audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params))),
+        audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params))).public(),
         status=201))
 
 
@@ -96,7 +99,7 @@ def audience(req: func.HttpRequest) -> func.HttpResponse:
         if req.method == "DELETE":
             saved.delete_audience(get_services().audiences, audience_id)
             return func.HttpResponse(status_code=204)
-        return json_response(saved.get_audience(get_services().audiences, audience_id))
+        return json_response(saved.get_audience(get_services().audiences, audience_id).public())
 
     return handle(run)
 
@@ -105,9 +108,10 @@ def audience(req: func.HttpRequest) -> func.HttpResponse:
 def templates(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves a template ({{var}} placeholders checked); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(saved.templates_list(get_services().templates)))
+        return handle(lambda: json_response(
+            saved.templates_list(get_services().templates).public()))
     return handle(lambda: json_response(saved.create_template(
-        get_services().templates, template_request(req.get_body())), status=201))
+        get_services().templates, template_request(req.get_body())).public(), status=201))
 
 
 @bp.route(route="templates/{id}", methods=["GET", "DELETE"])
@@ -119,6 +123,6 @@ def template(req: func.HttpRequest) -> func.HttpResponse:
         if req.method == "DELETE":
             saved.delete_template(get_services().templates, template_id)
             return func.HttpResponse(status_code=204)
-        return json_response(saved.get_template(get_services().templates, template_id))
+        return json_response(saved.get_template(get_services().templates, template_id).public())
 
     return handle(run)

@@ -32,4 +32,4 @@ def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
 def conversations(req: func.HttpRequest) -> func.HttpResponse:
     """Both directions of one conversation (`?from=<our number>`), in time order, paged."""
     return handle(lambda: json_response(conversation_page(
-        get_services(), conversation_query(req.route_params.get("number", ""), req.params))))
+        get_services(), conversation_query(req.route_params["number"], req.params)).public()))

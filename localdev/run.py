@@ -26,12 +26,12 @@ from pathlib import Path
 from types import FrameType
 
 from localdev.azurite import Azurite, start_azurite
+from localdev.func_host import DEFAULT_FUNCTION_KEY, DEFAULT_MASTER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".localdev"
 
 DEFAULT_ACS_ACCESS_KEY = "bG9jYWwtYWNzLWVtdWxhdG9yLWtleQ=="  # the emulator's public dev key
-DEFAULT_FUNCTION_KEY = "local-dev-key"
 DEFAULT_SENDER = "+18005550100"
 AZURITE_QUEUE_PORT = 10001
 AZURITE_TABLE_PORT = 10002
@@ -227,6 +227,8 @@ def start_stack(stack: Stack, stop: threading.Event) -> str:
         f"  Storage:      {storage_note}",
         f"  Function key: {key}  (header x-functions-key or query ?code=; "
         f"set LOCAL_FUNCTION_KEY to change)",
+        f"  Master key:   {env.get('LOCAL_MASTER_KEY') or DEFAULT_MASTER_KEY}  (admin routes "
+        f"and every function; set LOCAL_MASTER_KEY to change)",
         "",
         "Send an SMS:",
         f"  curl -s -X POST {functions_url}/api/messages {auth} "

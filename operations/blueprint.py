@@ -29,7 +29,7 @@ def optouts_admin(req: func.HttpRequest) -> func.HttpResponse:
     """`add`, `remove`, `check`: ACS Opt-Out API shapes over our opt-out store."""
     return handle(lambda: json_response(change_optouts(
         get_services(), req.route_params.get("action", ""),
-        parse_model(OptOutRequest, req.get_body()))))
+        parse_model(OptOutRequest, req.get_body())).public()))
 
 
 @bp.route(route="optouts/history", methods=["GET"])
@@ -38,7 +38,8 @@ def optouts_history(req: func.HttpRequest) -> func.HttpResponse:
 
     def run() -> func.HttpResponse:
         pair = optout_pair_query(req.params)
-        return json_response(optout_history(get_services().optouts, pair.sender, pair.recipient))
+        return json_response(optout_history(get_services().optouts, pair.sender,
+                                            pair.recipient).public())
 
     return handle(run)
 

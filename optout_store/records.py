@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 GLOBAL_SENDER = "global"
 
@@ -39,14 +39,3 @@ class OptOutEntry:
     text: str | None = None
     inbound_message_id: str | None = None
     reason: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape of a history entry."""
-        d: dict[str, Any] = {"from": self.sender, "to": self.recipient, "action": self.action,
-                             "at": self.at.isoformat(), "source": self.source}
-        for key, value in (("keyword", self.keyword), ("text", self.text),
-                           ("inboundMessageId", self.inbound_message_id),
-                           ("reason", self.reason)):
-            if value is not None:
-                d[key] = value
-        return d

@@ -25,7 +25,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.models.messages import MessageEvent, MessagePublic, MessageStatus
+from sms_core.models.messages import MessageEvent, MessageStatus
 from sms_core.models.records import Change, Decide, MessageRecord, split_message_id
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
@@ -250,8 +250,9 @@ class MessageStore:
                 counts[e["Status"]] = counts.get(e["Status"], 0) + 1
         return counts
 
-    def get(self, public_id: str) -> MessagePublic:
-        """One message with its full history; NotFound when there is no such message."""
+    def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
+        """One message and the events of its history, oldest first (one range query);
+        NotFound when there is no such message."""
         batch, index = split_message_id(public_id)
         with _STORAGE:
             try:
@@ -263,17 +264,9 @@ class MessageStore:
         msg = next((e for e in entities if e.get("Kind") == "message"), None)
         if msg is None:
             raise NotFound(f"No message with id '{public_id}'.")
-        rec = _record(msg)
-        history = [MessageEvent(status=rec.initial_status, at=rec.created_at)]
         events = sorted((e for e in entities if e.get("Kind") == "event"),
                         key=lambda e: str(e["RowKey"]))
-        for e in events:
-            data = json.loads(e["Data"]) if e.get("Data") else None
-            history.append(MessageEvent(status=MessageStatus(e["Status"]), at=e["At"],
-                                        detail=e.get("Detail"), data=data))
-        return MessagePublic(
-            id=rec.id, from_=rec.sender, to=rec.to, message=rec.body, status=rec.status,
-            error=rec.error, tag=rec.tag, segments=rec.segments, encoding=rec.encoding,
-            delivery_report=rec.delivery_report, provider_message_id=rec.provider_message_id,
-            created_at=rec.created_at, updated_at=rec.updated_at, send_at=rec.send_at,
-            sent_at=rec.sent_at, history=history)
+        return _record(msg), [
+            MessageEvent(status=MessageStatus(e["Status"]), at=e["At"], detail=e.get("Detail"),
+                         data=json.loads(e["Data"]) if e.get("Data") else None)
+            for e in events]

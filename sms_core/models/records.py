@@ -196,11 +196,6 @@ class AudienceInfo:
     columns: list[str]
     created_at: datetime
 
-    def public(self) -> dict[str, Any]:
-        """The JSON shape."""
-        return {"id": self.id, "name": self.name, "size": self.size, "columns": self.columns,
-                "createdAt": self.created_at.isoformat()}
-
 
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
@@ -211,11 +206,6 @@ class TemplateInfo:
     text: str
     variables: list[str]
     created_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape."""
-        return {"id": self.id, "name": self.name, "text": self.text,
-                "variables": self.variables, "createdAt": self.created_at.isoformat()}
 
 
 Direction = Literal["inbound", "outbound"]
@@ -237,18 +227,6 @@ class ConversationEntry:
     def row_key(self) -> str:
         """Sortable by time; unique per message."""
         return f"{self.at.strftime('%Y%m%dT%H%M%S.%fZ')}|{self.direction[:3]}|{self.message_id}"
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape of an entry in `GET /api/conversations/{number}`."""
-        d: dict[str, Any] = {"id": self.message_id, "direction": self.direction,
-                             "from": self.their_number if self.direction == "inbound"
-                             else self.our_number,
-                             "to": self.our_number if self.direction == "inbound"
-                             else self.their_number,
-                             "message": self.text, "at": self.at.isoformat()}
-        if self.keyword:
-            d["keyword"] = self.keyword
-        return d
 
 
 @dataclass(frozen=True, slots=True)

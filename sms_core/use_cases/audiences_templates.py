@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.models.campaign_views import (
+    AudienceListPublic,
+    AudiencePublic,
+    TemplateListPublic,
+    TemplatePublic,
+)
 from sms_core.models.campaigns import TemplateRequest
 from sms_core.models.queries import AudienceUpload
 from sms_core.use_cases.campaigns import compile_template
 from sms_core.use_cases.ports import Audiences, Templates
 
 
-def create_audience(audiences: Audiences, upload: AudienceUpload) -> dict[str, Any]:
+def create_audience(audiences: Audiences, upload: AudienceUpload) -> AudiencePublic:
     """Save an audience (its members in the order given)."""
     if not upload.members:
         raise RequestInvalid("The audience has no members.",
                              [FieldError("recipients", "at least one member is required")])
-    return audiences.create(upload.name, upload.members).public()
+    return AudiencePublic.of(audiences.create(upload.name, upload.members))
 
 
-def audiences_list(audiences: Audiences) -> dict[str, Any]:
+def audiences_list(audiences: Audiences) -> AudienceListPublic:
     """Every saved audience."""
-    return {"audiences": [a.public() for a in audiences.all()]}
+    return AudienceListPublic(audiences=[AudiencePublic.of(a) for a in audiences.all()])
 
 
-def get_audience(audiences: Audiences, audience_id: str) -> dict[str, Any]:
+def get_audience(audiences: Audiences, audience_id: str) -> AudiencePublic:
     """One audience, without its members (NotFound when there is none)."""
-    return audiences.get(audience_id).public()
+    return AudiencePublic.of(audiences.get(audience_id))
 
 
 def delete_audience(audiences: Audiences, audience_id: str) -> None:
@@ -34,20 +38,20 @@ def delete_audience(audiences: Audiences, audience_id: str) -> None:
     audiences.delete(audience_id)
 
 
-def create_template(templates: Templates, request: TemplateRequest) -> dict[str, Any]:
+def create_template(templates: Templates, request: TemplateRequest) -> TemplatePublic:
     """Save a template after checking its placeholders."""
     template = compile_template(request.text, "text")
-    return templates.create(request.name, request.text, template.variables).public()
+    return TemplatePublic.of(templates.create(request.name, request.text, template.variables))
 
 
-def templates_list(templates: Templates) -> dict[str, Any]:
+def templates_list(templates: Templates) -> TemplateListPublic:
     """Every saved template."""
-    return {"templates": [t.public() for t in templates.all()]}
+    return TemplateListPublic(templates=[TemplatePublic.of(t) for t in templates.all()])
 
 
-def get_template(templates: Templates, template_id: str) -> dict[str, Any]:
+def get_template(templates: Templates, template_id: str) -> TemplatePublic:
     """One template (NotFound when there is none)."""
-    return templates.get(template_id).public()
+    return TemplatePublic.of(templates.get(template_id))
 
 
 def delete_template(templates: Templates, template_id: str) -> None:

@@ -8,13 +8,25 @@ the campaign to its schedule (`sms_core.use_cases.campaign_runs` fires runs and 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sms_core.errors import Conflict, NotFound
+from sms_core.models.campaign_views import (
+    CampaignListPublic,
+    CampaignPublic,
+    CampaignSummaryPublic,
+    EstimatePublic,
+    InvalidRowPublic,
+    PreparedCampaignPublic,
+    PreviewPublic,
+    RecipientCountsPublic,
+    SamplePublic,
+    SegmentRangePublic,
+)
 from sms_core.models.campaigns import (
     AudienceIn,
     CampaignRequest,
@@ -25,7 +37,7 @@ from sms_core.models.campaigns import (
 )
 from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
-from sms_core.models.records import Campaign, RecipientRow, Run, new_campaign_id
+from sms_core.models.records import Campaign, RecipientRow, new_campaign_id
 from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
@@ -96,9 +108,8 @@ class _Plan:
     """The classified snapshot and what the preview says about it."""
 
     rows: list[RecipientRow] = field(default_factory=list)
-    invalid_rows: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("total", "valid", "invalid", "duplicates", "optedOut", "deferred"), 0))
+    invalid_rows: list[InvalidRowPublic] = field(default_factory=list)
+    counts: RecipientCountsPublic = field(default_factory=RecipientCountsPublic)
     deferred_until: list[datetime] = field(default_factory=list)  # one per deferred recipient
 
 
@@ -125,16 +136,14 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
             reason = str(exc)
         if reason is not None:
             verdicts[i] = RecipientRow(i, number, "invalid", reason=reason)
-            plan.counts["invalid"] += 1
+            plan.counts.invalid += 1
             if len(plan.invalid_rows) < MAX_LISTED_INVALID:
-                entry: dict[str, Any] = {"index": i, "to": src.to, "reason": reason}
-                if src.line is not None:
-                    entry["line"] = src.line
-                plan.invalid_rows.append(entry)
+                plan.invalid_rows.append(
+                    InvalidRowPublic(index=i, to=src.to, reason=reason, line=src.line))
         elif number in seen:
             verdicts[i] = RecipientRow(i, number, "duplicate",
                                        reason=f"same number as row {seen[number]}")
-            plan.counts["duplicates"] += 1
+            plan.counts.duplicates += 1
         else:
             seen[number] = i
             info = segments_by_body.get(body)
@@ -147,18 +156,18 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
         if number in opted_out:
             verdicts[i] = RecipientRow(i, number, "optedOut",
                                        reason=f"{number} opted out of messages from {sender}")
-            plan.counts["optedOut"] += 1
+            plan.counts.opted_out += 1
             continue
         verdicts[i] = RecipientRow(i, number, "valid", body=body, segments=info.segments,
                                    encoding=info.encoding)
-        plan.counts["valid"] += 1
+        plan.counts.valid += 1
         sent_infos.append(info)
         if quiet is not None:
             allowed = next_allowed(quiet, zones_for(number), starts_at, fallback_zone)
             if allowed > starts_at:
-                plan.counts["deferred"] += 1
+                plan.counts.deferred += 1
                 plan.deferred_until.append(allowed)
-    plan.counts["total"] = len(sources)
+    plan.counts.total = len(sources)
     plan.rows = [v for v in verdicts if v is not None]
     return plan, sent_infos
 
@@ -175,32 +184,33 @@ def _paced_finish(starts_at: datetime, now_count: int, deferred: Sequence[dateti
 
 
 def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
-             starts_at: datetime) -> dict[str, Any]:
+             starts_at: datetime) -> PreviewPublic:
     ucs2: dict[str, None] = {}
     for info in infos:
         ucs2.update(dict.fromkeys(info.ucs2_characters))
     encodings = {info.encoding for info in infos}
     finishes_at = _paced_finish(starts_at, len(infos) - len(plan.deferred_until),
                                 plan.deferred_until, rate_per_minute)
-    samples = [{"to": r.to, "message": r.body, "segments": r.segments, "encoding": r.encoding}
-               for r in plan.rows if r.verdict == "valid"][:SAMPLE_COUNT]
-    return {
-        "recipients": plan.counts,
-        "invalidRows": plan.invalid_rows,
-        "invalidRowsTruncated": plan.counts["invalid"] > len(plan.invalid_rows),
-        "segments": {"min": min((i.segments for i in infos), default=0),
-                     "max": max((i.segments for i in infos), default=0),
-                     "total": sum(i.segments for i in infos)},
-        "encoding": (encodings.pop() if len(encodings) == 1 else
-                     "mixed" if encodings else None),
-        "ucs2Characters": list(ucs2)[:100],
-        "samples": samples,
-        "estimate": {"ratePerMinute": rate_per_minute,
-                     "durationSeconds": math.ceil((finishes_at - starts_at).total_seconds()),
-                     "startsAt": starts_at.isoformat(), "finishesAt": finishes_at.isoformat(),
-                     "deferredUntil": (max(plan.deferred_until).isoformat()
-                                       if plan.deferred_until else None)},
-    }
+    valid_rows = (r for r in plan.rows if r.verdict == "valid")
+    samples = [SamplePublic(to=r.to, message=r.body, segments=r.segments, encoding=r.encoding)
+               for r in itertools.islice(valid_rows, SAMPLE_COUNT)]
+    return PreviewPublic(
+        recipients=plan.counts,
+        invalid_rows=plan.invalid_rows,
+        invalid_rows_truncated=plan.counts.invalid > len(plan.invalid_rows),
+        segments=SegmentRangePublic(min=min((i.segments for i in infos), default=0),
+                                    max=max((i.segments for i in infos), default=0),
+                                    total=sum(i.segments for i in infos)),
+        encoding=(encodings.pop() if len(encodings) == 1 else
+                  "mixed" if encodings else None),
+        ucs2_characters=list(ucs2)[:100],
+        samples=samples,
+        estimate=EstimatePublic(
+            rate_per_minute=rate_per_minute,
+            duration_seconds=math.ceil((finishes_at - starts_at).total_seconds()),
+            starts_at=starts_at, finishes_at=finishes_at,
+            deferred_until=max(plan.deferred_until) if plan.deferred_until else None),
+    )
 
 
 def _template_text(deps: CampaignDeps, request: CampaignRequest) -> tuple[str, str]:
@@ -222,7 +232,7 @@ def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
     return first
 
 
-def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> dict[str, Any]:
+def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> PreparedCampaignPublic:
     """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing."""
     sender = resolve_sender(request.from_, deps.settings.default_from)
     text, template_field = _template_text(deps, request)
@@ -238,17 +248,18 @@ def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> dict[str, 
     campaign = Campaign(
         id=new_campaign_id(), name=request.name, sender=sender, template=text,
         status="prepared", created_at=now, updated_at=now, total=len(sources),
-        valid=plan.counts["valid"], preview=_preview(plan, infos, rate, starts_at),
+        valid=plan.counts.valid, preview=_preview(plan, infos, rate, starts_at).public(),
         token_hash=token_hash, template_id=request.template_id, tag=request.tag,
         delivery_report=request.delivery_report,
         schedule=request.schedule.public() if request.schedule else None,
         quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None)
     deps.campaigns.create(campaign, plan.rows)
-    return {**campaign_view(deps, campaign), "confirmationToken": token}
+    return PreparedCampaignPublic(**dict(campaign_view(deps, campaign)),
+                                  confirmation_token=token)
 
 
 def confirm_send(deps: CampaignDeps, campaign_id: str,
-                 confirmation: SendConfirmation) -> dict[str, Any]:
+                 confirmation: SendConfirmation) -> CampaignPublic:
     """`POST /api/campaigns/{id}/send`: confirm with the token from the preparation.
 
     A retry with the same token answers with the campaign as it is now and starts nothing new.
@@ -278,7 +289,7 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
     return campaign_view(deps, deps.campaigns.get(campaign.id))
 
 
-def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> dict[str, Any]:
+def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     """`POST /api/campaigns/{id}/cancel`: no further runs; queued messages become canceled.
 
     Messages already handed to ACS (or being handed right now) are not called back.
@@ -300,58 +311,21 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> dict[str, Any]:
     return campaign_view(deps, campaign)
 
 
-def _counts_view(counts: dict[str, int]) -> dict[str, int]:
-    keys = ("queued", "sent", "delivered", "failed", "blocked", "canceled", "expired")
-    out = dict.fromkeys(keys, 0)
-    for status, n in counts.items():
-        key = "queued" if status == "scheduled" else status
-        if key in out:
-            out[key] += n
-    return out
-
-
-def _run_view(run: Run, counts: dict[str, int]) -> dict[str, Any]:
-    return {"id": run.key, "status": run.status, "startedAt": run.started_at.isoformat(),
-            "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
-            "counts": _counts_view(counts)}
-
-
-def campaign_summary(campaign: Campaign) -> dict[str, Any]:
-    """The campaign without live counts (for listings)."""
-    out: dict[str, Any] = {
-        "id": campaign.id, "name": campaign.name, "status": campaign.status,
-        "from": campaign.sender, "template": campaign.template,
-        "createdAt": campaign.created_at.isoformat(),
-        "updatedAt": campaign.updated_at.isoformat(), "runCount": campaign.runs,
-        "recipients": campaign.preview.get("recipients", {})}
-    optional = {"templateId": campaign.template_id, "tag": campaign.tag,
-                "schedule": campaign.schedule, "quietHours": campaign.quiet_hours,
-                "nextRunAt": campaign.next_run_at.isoformat() if campaign.next_run_at else None}
-    out.update({k: v for k, v in optional.items() if v is not None})
-    return out
-
-
-def campaign_view(deps: CampaignDeps, campaign: Campaign) -> dict[str, Any]:
+def campaign_view(deps: CampaignDeps, campaign: Campaign) -> CampaignPublic:
     """The campaign with its preview, its runs and live counts over all runs."""
     # A campaign that was never confirmed has no runs to read.
     campaign, runs = ((campaign, []) if campaign.status == "prepared"
                       else refresh_runs(deps, campaign))
-    totals: dict[str, int] = {}
-    run_views = []
-    for run, counts in runs:
-        run_views.append(_run_view(run, counts))
-        for k, v in counts.items():
-            totals[k] = totals.get(k, 0) + v
-    return {**campaign_summary(campaign), "preview": campaign.preview,
-            "counts": _counts_view(totals), "runs": run_views}
+    return CampaignPublic.with_runs(campaign, runs)
 
 
-def get_campaign(deps: CampaignDeps, campaign_id: str) -> dict[str, Any]:
+def get_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     """`GET /api/campaigns/{id}`."""
     return campaign_view(deps, deps.campaigns.get(campaign_id))
 
 
-def list_campaigns(campaigns: Campaigns, query: PageQuery) -> dict[str, Any]:
+def list_campaigns(campaigns: Campaigns, query: PageQuery) -> CampaignListPublic:
     """`GET /api/campaigns?limit=&after=`: oldest first, paged by the last id seen."""
     items, after = campaigns.page(query.limit, query.after)
-    return {"campaigns": [campaign_summary(c) for c in items], "next": after}
+    return CampaignListPublic(campaigns=[CampaignSummaryPublic.of(c) for c in items],
+                              next=after)

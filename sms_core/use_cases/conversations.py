@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
+from sms_core.models.conversations import ConversationMessagePublic, ConversationPagePublic
 from sms_core.models.messages import parse_sender
 from sms_core.models.queries import ConversationQuery
 from sms_core.settings import Settings
@@ -19,9 +20,10 @@ class ConversationDeps(Protocol):
     def conversations(self) -> Conversations: ...
 
 
-def conversation_page(deps: ConversationDeps, query: ConversationQuery) -> dict[str, Any]:
+def conversation_page(deps: ConversationDeps, query: ConversationQuery) -> ConversationPagePublic:
     """One page of a conversation, oldest first; our number defaults to SMS_DEFAULT_FROM."""
     sender = query.sender or parse_sender(deps.settings.default_from)
     entries, token = deps.conversations.page(sender, query.their_number, query.limit,
                                              query.continuation)
-    return {"messages": [e.public() for e in entries], "continuationToken": token}
+    return ConversationPagePublic(messages=[ConversationMessagePublic.of(e) for e in entries],
+                                  continuation_token=token)

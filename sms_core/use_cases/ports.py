@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from optout_store.records import OptOutEntry, OptOutRecord, Source
 from sms_core.models.app_events import WebhookDelivery
-from sms_core.models.messages import MessagePublic, OutboundSms, SendOutcome
+from sms_core.models.messages import MessageEvent, OutboundSms, SendOutcome
 from sms_core.models.records import (
     AudienceInfo,
     AwaitingEntry,
@@ -92,8 +92,8 @@ class Messages(Protocol):
         """How many messages of a batch are in each status (reads only the Status column)."""
         ...
 
-    def get(self, public_id: str) -> MessagePublic:
-        """One message with its full history; NotFound when there is no such message."""
+    def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
+        """One message and the events of its history, oldest first; NotFound if unknown."""
         ...
 
 

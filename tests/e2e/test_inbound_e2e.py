@@ -74,7 +74,8 @@ def test_a_stop_delivered_twice_gets_one_reply(stack: Stack) -> None:
 
 def test_stop_stops_a_backlog_of_200_queued_messages(stack: Stack) -> None:
     person = number()
-    send_at = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
+    # Far enough ahead that queueing 200 on a loaded machine and the STOP both come first.
+    send_at = (datetime.now(UTC) + timedelta(seconds=20)).isoformat()
 
     def queue_one(i: int) -> str:
         r = stack.api.post("/messages", json={"to": person, "message": f"Update {i}",
@@ -84,9 +85,9 @@ def test_stop_stops_a_backlog_of_200_queued_messages(stack: Stack) -> None:
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(queue_one, range(200)))
     stack.emulator.reply(person, SENDER, "STOP")
-    stack.wait_for(lambda: {stack.status_of(i) for i in ids[::20]} == {"blocked"}, 60,
+    stack.wait_for(lambda: {stack.status_of(i) for i in ids[::20]} == {"blocked"}, 90,
                    "the queued messages to be blocked")
-    stack.wait_for(lambda: all(stack.status_of(i) == "blocked" for i in ids), 60,
+    stack.wait_for(lambda: all(stack.status_of(i) == "blocked" for i in ids), 90,
                    "all 200 to be blocked")
     assert texts(stack, person) == [STOP_REPLY]
 

@@ -10,6 +10,7 @@ from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus, SendRequest
 from sms_core.use_cases.delivery_reports import apply_delivery_reports
 from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_send
 from tests.integration.conftest import dlr_client, take_jobs
 
@@ -41,7 +42,7 @@ def _has_hidden(services: Services) -> bool:
 
 
 def status(services: Services, message_id: str) -> MessageStatus:
-    return services.messages.get(message_id).status
+    return get_message(services.messages, message_id).status
 
 
 def handle_delivery_reports(services: Services, body: bytes | str) -> int:

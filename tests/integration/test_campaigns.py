@@ -85,14 +85,21 @@ def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -
 
 
 def prepare(services: Services, **body: Any) -> dict[str, Any]:
+    """`POST /api/campaigns`: the JSON of the 201."""
     body.setdefault("name", "spring sale")
     body.setdefault("template", "Hi {{name}}, 20% off today!")
-    return prepare_campaign(services, campaign_request(json.dumps(body), None, {}))
+    return prepare_campaign(services, campaign_request(json.dumps(body), None, {})).public()
 
 
 def send(services: Services, prepared: dict[str, Any]) -> dict[str, Any]:
+    """`POST /api/campaigns/{id}/send`: the JSON of the 202."""
     return confirm_send(services, prepared["id"], send_confirmation(
-        json.dumps({"confirmationToken": prepared["confirmationToken"]})))
+        json.dumps({"confirmationToken": prepared["confirmationToken"]}))).public()
+
+
+def view_of(services: Services, campaign_id: str) -> dict[str, Any]:
+    """`GET /api/campaigns/{id}`: the JSON of the answer."""
+    return get_campaign(services, campaign_id).public()
 
 
 def texts(emulator: AcsEmulator, number: str) -> list[str]:
@@ -136,7 +143,7 @@ def test_confirmed_campaign_reaches_every_valid_recipient_once(services: Service
     drain(services)
     for i, n in enumerate(people):
         assert texts(emulator, n) == [f"Hi N{i}, 20% off today!"]
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     assert view["status"] == "completed" and view["runs"][0]["finishedAt"] is not None
     assert view["counts"]["sent"] + view["counts"]["delivered"] == 30
     # A retried confirmation starts nothing new.
@@ -173,7 +180,7 @@ def test_optout_after_preparation_wins(services: Services, emulator: AcsEmulator
     send(services, out)
     drain(services)
     assert texts(emulator, late) == [] and texts(emulator, other) == ["Hello"]
-    assert get_campaign(services, out["id"])["counts"]["blocked"] == 1
+    assert view_of(services, out["id"])["counts"]["blocked"] == 1
 
 
 def test_cancel_stops_what_has_not_left(services: Services, emulator: AcsEmulator) -> None:
@@ -188,14 +195,14 @@ def test_cancel_stops_what_has_not_left(services: Services, emulator: AcsEmulato
     dispatch(services, jobs[0])  # the first job leaves
     emulator.state.throttle_next(SENDER, calls=1, retry_after_s=1)
     dispatch(services, jobs[1])  # claimed, throttled by ACS, put back for a retry
-    view = cancel_campaign(services, out["id"])
+    view = cancel_campaign(services, out["id"]).public()
     assert view["status"] == "canceled"
     # The throttled job's messages are flagged, not yet canceled: it may be in an ACS call.
     assert view["counts"]["canceled"] == len(jobs[2].indices)
     dispatch(services, jobs[2])
     drain(services)  # the throttled job comes back and cancels its messages
     assert sum(len(texts(emulator, n)) for n in people) == len(jobs[0].indices)
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     assert view["counts"]["canceled"] == 250 - len(jobs[0].indices)
     with pytest.raises(Conflict):
         send(services, out)
@@ -210,11 +217,11 @@ def test_send_at_fires_from_the_schedule_index(services: Services,
     assert send(services, out)["status"] == "scheduled"
     assert take_fanout(services) == []  # beyond a queue message's wait: the timer's job
     run_due(services, at - timedelta(minutes=1))
-    assert get_campaign(services, out["id"])["status"] == "scheduled"
+    assert view_of(services, out["id"])["status"] == "scheduled"
     run_due(services, at + timedelta(seconds=30))
     drain(services)
     assert texts(emulator, person) == ["Later"]
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     assert view["status"] == "completed" and len(view["runs"]) == 1
 
 
@@ -227,12 +234,12 @@ def test_cron_runs_are_separate_deliveries(services: Services, emulator: AcsEmul
     assert first.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%a %H:%M") == "Mon 09:00"
     run_due(services, first + timedelta(seconds=5))
     drain(services)
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     second = datetime.fromisoformat(view["nextRunAt"])
     assert view["status"] == "scheduled" and second - first == timedelta(days=7)
     run_due(services, second + timedelta(seconds=5))
     drain(services)
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     assert len(view["runs"]) == 2 and texts(emulator, person) == ["Weekly news"] * 2
     assert all(r["counts"]["sent"] + r["counts"]["delivered"] == 1 for r in view["runs"])
 
@@ -254,7 +261,7 @@ def test_quiet_hours_defer_to_the_recipients_morning(services: Services,
     send(services, out)
     drain(services, delayed=False)  # the deferred job waits for the end of the window
     assert texts(emulator, us) == ["Goedemorgen"]
-    view = get_campaign(services, out["id"])
+    view = view_of(services, out["id"])
     assert view["counts"]["queued"] == 1 and view["status"] == "sending"
     batch = run_batch(out["id"], view["runs"][0]["id"])
     waiting = services.messages.pending(batch)
@@ -297,10 +304,10 @@ def test_saved_audience_with_filter_and_saved_template(services: Services,
     csv = (f"phone,city,plan,first_name\n{seattle},Seattle,pro,Ann\n{free},Seattle,free,Bo\n"
            f"{portland},Portland,pro,Cy\n")
     audience = create_audience(services.audiences, audience_upload(
-        csv.encode(), "text/csv", {"name": "customers"}))
+        csv.encode(), "text/csv", {"name": "customers"})).public()
     assert audience["size"] == 3 and audience["columns"] == ["city", "plan", "first_name"]
     template = create_template(services.templates, template_request(json.dumps(
-        {"name": "promo", "text": "{{First_Name}}, Seattle deals inside"}).encode()))
+        {"name": "promo", "text": "{{First_Name}}, Seattle deals inside"}).encode())).public()
     assert template["variables"] == ["First_Name"]
     out = prepare(services, template=None, templateId=template["id"],
                   audience={"audienceId": audience["id"],
@@ -318,7 +325,7 @@ def test_csv_upload_with_fields_in_the_query(services: Services, emulator: AcsEm
     out = prepare_campaign(services, campaign_request(
         csv, "text/csv; charset=utf-8", {"name": "csv upload", "template": "Hello {{first_name}}",
                                          "filter": "first_name != 'Bo'",
-                                         "code": "function-key"}))
+                                         "code": "function-key"})).public()
     assert out["preview"]["recipients"] == {"total": 2, "valid": 1, "invalid": 1,
                                             "duplicates": 0, "optedOut": 0, "deferred": 0}
     assert out["preview"]["invalidRows"][0]["line"] == 4

@@ -10,6 +10,7 @@ from typing import Any
 from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus
+from sms_core.use_cases.messages import get_message
 from tests.integration.conftest import SENDER, new_number
 from tests.integration.flows import apply_reports, handle_delivery_reports, run_all_jobs, send
 
@@ -33,7 +34,7 @@ def report_for(provider_id: str, status: str, details: str, pascal: bool = False
 def sent_message(services: Services, **body: Any) -> Any:
     (entry,) = send(services, **body).messages
     run_all_jobs(services)
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.SENT
     return msg
 
@@ -49,7 +50,7 @@ def test_carrier_opt_out_4007_records_an_opt_out(
     (entry,) = send(services, to=person, message="Hello?").messages
     run_all_jobs(services)
     apply_reports(services, azurite_connection_string, dlr_queue_name, 1)
-    assert services.messages.get(entry.id).status == MessageStatus.FAILED
+    assert get_message(services.messages, entry.id).status == MessageStatus.FAILED
     assert services.optouts.is_opted_out(SENDER, person)
     (change,) = services.optouts.history(SENDER, person)
     assert change.source == "carrier" and "4007" in (change.reason or "")
@@ -61,7 +62,7 @@ def test_unknown_status_is_kept_as_detail_and_duplicates_are_no_ops(
     odd = report_for(msg.provider_message_id, "Sending", "Handed to the carrier")
     handle_delivery_reports(services, odd)
     handle_delivery_reports(services, odd)  # redelivered
-    after = services.messages.get(msg.id)
+    after = get_message(services.messages, msg.id)
     assert after.status == MessageStatus.SENT
     notes = [h for h in after.history if h.detail and "Sending" in h.detail]
     assert len(notes) == 1 and notes[0].status == MessageStatus.SENT
@@ -71,7 +72,7 @@ def test_unknown_status_is_kept_as_detail_and_duplicates_are_no_ops(
     handle_delivery_reports(services, delivered)
     late_failure = report_for(msg.provider_message_id, "Failed", "9999: unknown")
     handle_delivery_reports(services, late_failure)  # terminal states never regress
-    final = services.messages.get(msg.id)
+    final = get_message(services.messages, msg.id)
     assert final.status == MessageStatus.DELIVERED
     assert [h.status for h in final.history].count(MessageStatus.DELIVERED) == 1
     attempts = final.history[-1].data["deliveryAttempts"]  # type: ignore[index]
@@ -99,13 +100,13 @@ def test_sent_without_report_expires_after_the_timeout(services: Services,
     handle_delivery_reports(services, report_for(reported.provider_message_id, "Delivered",
                                                  "No error."))
     expire_overdue(services, now=datetime.now(UTC) + timedelta(hours=71))
-    assert services.messages.get(msg.id).status == MessageStatus.SENT
+    assert get_message(services.messages, msg.id).status == MessageStatus.SENT
     later = datetime.now(UTC) + timedelta(hours=74)
     result = expire_overdue(services, now=later)
-    expired = services.messages.get(msg.id)
+    expired = get_message(services.messages, msg.id)
     assert expired.status == MessageStatus.EXPIRED and expired.error
     assert expired.history[-1].detail == "no delivery report"
-    assert services.messages.get(reported.id).status == MessageStatus.DELIVERED
+    assert get_message(services.messages, reported.id).status == MessageStatus.DELIVERED
     assert result.expired >= 1
     assert expire_overdue(services, now=later).buckets == 0  # the cursor moved on
 
@@ -118,11 +119,11 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
     # Simulate the race: the report arrived before the provider id was indexed.
     services.provider_ids._index.delete_entity(msg.provider_message_id, "")
     handle_delivery_reports(services, report_for(msg.provider_message_id, "Delivered", "ok"))
-    assert services.messages.get(msg.id).status == MessageStatus.SENT
+    assert get_message(services.messages, msg.id).status == MessageStatus.SENT
     services.provider_ids.record([(msg.provider_message_id, msg.id)])
     result = reconcile_reports(services)
     assert result.applied >= 1
-    assert services.messages.get(msg.id).status == MessageStatus.DELIVERED
+    assert get_message(services.messages, msg.id).status == MessageStatus.DELIVERED
     kept = list(services.provider_ids._unmatched.query_entities(
         "PartitionKey eq @pk", parameters={"pk": msg.provider_message_id}))
     assert kept == []
@@ -163,6 +164,6 @@ def test_verbatim_samples_apply_in_both_casings_and_queue_encodings(
                 msg.provider_message_id)
             body = text if encoding == "raw" else base64.b64encode(text.encode()).decode()
             assert handle_delivery_reports(services, body) == 1, (name, encoding)
-            final = services.messages.get(msg.id)
+            final = get_message(services.messages, msg.id)
             assert final.status == MessageStatus.DELIVERED, (name, encoding)
             assert final.history[-1].detail == "delivery report: Delivered (No error.)"

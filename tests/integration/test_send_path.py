@@ -12,6 +12,7 @@ from sms_core.bootstrap import Services
 from sms_core.errors import Conflict, RequestInvalid
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.messages import get_message
 from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
 from tests.integration.flows import apply_reports, run_all_jobs, send, status
 
@@ -29,12 +30,12 @@ def test_send_reaches_handset_and_goes_queued_sent_delivered(
     assert run_all_jobs(services) == 1
     inbox = emulator.state.inbox(to)
     assert [m["message"] for m in inbox] == ["Hello from Azure Functions"]
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.SENT
     assert msg.provider_message_id == inbox[0]["messageId"]
 
     assert apply_reports(services, azurite_connection_string, dlr_queue_name, 1) == 1
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.DELIVERED
     assert [h.status for h in msg.history] == ["queued", "sent", "delivered"]
     assert msg.tag == "welcome"
@@ -74,7 +75,7 @@ def test_stop_after_queueing_still_blocks_at_dispatch(
     services.optouts.opt_out(SENDER, to, source="keyword", keyword="STOP")
     run_all_jobs(services)
     assert emulator.state.inbox(to) == []
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.BLOCKED
     assert emulator.state.requests() == []
 
@@ -139,7 +140,7 @@ def test_crash_between_acs_call_and_recording_does_not_send_twice(
     services.__dict__["gateway"] = real
     dispatch(services, job, attempt=2)  # the queue redelivers the job
     assert len(emulator.state.inbox(to)) == 1
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.SENT
     assert msg.provider_message_id == emulator.state.inbox(to)[0]["messageId"]
     assert len(emulator.state.requests()) == 2  # the resend reached ACS and was de-duplicated
@@ -168,7 +169,7 @@ def test_unreachable_number_ends_failed_with_the_acs_reason(
     (entry,) = send(services, to="+14255550000", message="Anyone there?").messages
     run_all_jobs(services)
     apply_reports(services, azurite_connection_string, dlr_queue_name, 1)
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.FAILED
     assert msg.error and msg.error.startswith("4006")
 
@@ -183,7 +184,7 @@ def test_per_recipient_failure_in_a_202_is_recorded(
     resp = send(services, to=[bad, good], message="Mixed")
     run_all_jobs(services)
     assert status(services, resp.messages[0].id) == MessageStatus.FAILED
-    assert services.messages.get(resp.messages[0].id).error == "Invalid To phone number."
+    assert get_message(services.messages, resp.messages[0].id).error == "Invalid To phone number."
     assert status(services, resp.messages[1].id) == MessageStatus.SENT
 
 
@@ -196,7 +197,7 @@ def test_scheduled_message_waits_for_send_at(
     assert take_jobs(services) == []  # invisible until it is due
     run_all_jobs(services)
     assert len(emulator.state.inbox(to)) == 1
-    msg = services.messages.get(entry.id)
+    msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.SENT and msg.sent_at and msg.sent_at >= send_at
 
 
@@ -219,4 +220,5 @@ def test_a_stale_write_is_re_decided_against_the_current_state(services: Service
     (after,) = services.messages.apply(batch, [index], mark_failed, preloaded=stale)
     assert decisions == [MessageStatus.QUEUED, MessageStatus.DELIVERED]
     assert after.status == MessageStatus.DELIVERED
-    assert [h.status for h in services.messages.get(entry.id).history] == ["queued", "delivered"]
+    history = get_message(services.messages, entry.id).history
+    assert [h.status for h in history] == ["queued", "delivered"]

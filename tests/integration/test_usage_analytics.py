@@ -10,6 +10,7 @@ from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
 from sms_core.use_cases.analytics import analytics_report
 from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.messages import get_message
 from sms_http.event_grid import inbound_post
 from sms_http.requests import analytics_query
 from tests.integration.conftest import make_services, new_number, take_jobs
@@ -46,7 +47,7 @@ def test_figures_follow_sends_reports_replies_and_opt_outs(
         dispatch(services, job)
         dispatch(services, job, attempt=2)  # a redelivered job counts nothing twice
     run_all_jobs(services)
-    by_id = {m.to: services.messages.get(m.id) for m in resp.messages[:3]}
+    by_id = {m.to: get_message(services.messages, m.id) for m in resp.messages[:3]}
     for number, status, details in ((a, "Delivered", "No error."),
                                     (b, "Failed", "4010: Message was blocked due to the "
                                                   "toll-free number not being verified.")):
@@ -101,7 +102,7 @@ def test_four_parallel_ingesters_keep_figures_exact(
     run_all_jobs(services)
     reports = []
     for i, entry in enumerate(resp.messages):
-        provider_id = services.messages.get(entry.id).provider_message_id
+        provider_id = get_message(services.messages, entry.id).provider_message_id
         status, details = (("Failed", "4006: unreachable") if i % 4 == 0
                            else ("Delivered", "No error."))
         reports.append(report_for(provider_id, status, details))

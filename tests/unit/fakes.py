@@ -42,7 +42,6 @@ from sms_core.models.messages import (
     PENDING_STATUSES,
     DispatchJob,
     MessageEvent,
-    MessagePublic,
     OutboundSms,
     SendOutcome,
 )
@@ -172,20 +171,13 @@ class FakeMessages:
             counts[str(r.status)] = counts.get(str(r.status), 0) + 1
         return counts
 
-    def get(self, public_id: str) -> MessagePublic:
+    def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
         batch, index = split_message_id(public_id)
         with self._lock:
             rec = self._rows.get((batch, index))
             if rec is None:
                 raise NotFound(f"No message with id '{public_id}'.")
-            events = list(self._events[(batch, index)])
-        history = [MessageEvent(status=rec.initial_status, at=rec.created_at), *events]
-        return MessagePublic(
-            id=rec.id, from_=rec.sender, to=rec.to, message=rec.body, status=rec.status,
-            error=rec.error, tag=rec.tag, segments=rec.segments, encoding=rec.encoding,
-            delivery_report=rec.delivery_report, provider_message_id=rec.provider_message_id,
-            created_at=rec.created_at, updated_at=rec.updated_at, send_at=rec.send_at,
-            sent_at=rec.sent_at, history=history)
+            return _copy_record(rec), list(self._events[(batch, index)])
 
     # -- for tests ----------------------------------------------------------------------------
 

@@ -223,7 +223,7 @@ AZURE_ERRORS: list[Callable[[], BaseException]] = [
 # (storage named in the message, a call of a real adapter on the fake client `c`)
 CALLS: list[tuple[str, Callable[[Any], object]]] = [
     ("Message", lambda c: MessageStore(c).load("b1")),
-    ("Message", lambda c: MessageStore(c).get("b1-00000")),
+    ("Message", lambda c: MessageStore(c).with_history("b1-00000")),
     ("Message", lambda c: MessageStore(c).create_batch([record()])),
     ("Job queue", lambda c: JobQueue(c).enqueue(DispatchJob(batch="b1", indices=[0]))),
     ("Event queue", lambda c: AppEventQueue(c, None).publish("t", "e1", {})),
@@ -356,7 +356,7 @@ def test_not_found_answers_are_what_the_adapters_make_of_them() -> None:
         return azure_error(ResourceNotFoundError, "ResourceNotFound", 404)
     missing: Any = Raising(gone)
     with pytest.raises(NotFound):
-        MessageStore(missing).get("b1-00000")
+        MessageStore(missing).with_history("b1-00000")
     with pytest.raises(NotFound):
         CampaignStore(missing, missing).get("c1")
     with pytest.raises(NotFound):

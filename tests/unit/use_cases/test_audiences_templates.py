@@ -26,19 +26,19 @@ def test_an_audience_is_saved_with_its_members_in_order(deps: FakeDeps) -> None:
     upload = audience_upload(
         b'{"name": "VIP", "recipients": [{"to": "+14255550101", "vars": {"city": "Seattle"}},'
         b' {"to": "+14255550102", "vars": {"plan": "gold"}}]}', "application/json", {})
-    saved = create_audience(deps.audiences, upload)
+    saved = create_audience(deps.audiences, upload).public()
     assert (saved["name"], saved["size"], saved["columns"]) == ("VIP", 2, ["city", "plan"])
     assert [m.to for m in deps.audiences.members(saved["id"])] == [ALICE, BOB]
-    assert get_audience(deps.audiences, saved["id"]) == saved
-    assert audiences_list(deps.audiences) == {"audiences": [saved]}
+    assert get_audience(deps.audiences, saved["id"]).public() == saved
+    assert audiences_list(deps.audiences).public() == {"audiences": [saved]}
 
 
 def test_a_csv_audience_keeps_its_columns(deps: FakeDeps) -> None:
     upload = audience_upload(f"to,first_name\n{ALICE},Alice\n".encode(), "text/csv",
                              {"name": "From CSV"})
     saved = create_audience(deps.audiences, upload)
-    assert saved["columns"] == ["first_name"]
-    (member,) = deps.audiences.members(saved["id"])
+    assert saved.columns == ["first_name"]
+    (member,) = deps.audiences.members(saved.id)
     assert member.attributes == {"first_name": "Alice"}
 
 
@@ -47,41 +47,42 @@ def test_an_audience_without_members_is_a_400_and_saves_nothing(deps: FakeDeps) 
         create_audience(deps.audiences, audience_upload(
             b'{"name": "Empty", "recipients": []}', "application/json", {}))
     assert [e.field for e in exc.value.errors] == ["recipients"]
-    assert audiences_list(deps.audiences) == {"audiences": []}
+    assert audiences_list(deps.audiences).public() == {"audiences": []}
 
 
 def test_a_deleted_audience_is_gone_and_campaigns_cannot_pick_it(deps: FakeDeps) -> None:
     saved = create_audience(deps.audiences, audience_upload(
         b'{"name": "Gone", "recipients": [{"to": "+14255550101"}]}', "application/json", {}))
-    delete_audience(deps.audiences, saved["id"])
+    delete_audience(deps.audiences, saved.id)
     with pytest.raises(NotFound):
-        get_audience(deps.audiences, saved["id"])
+        get_audience(deps.audiences, saved.id)
     with pytest.raises(NotFound):
-        delete_audience(deps.audiences, saved["id"])
+        delete_audience(deps.audiences, saved.id)
     with pytest.raises(RequestInvalid) as exc:
-        prepare_campaign(deps, campaign(audience={"audienceId": saved["id"]}))
+        prepare_campaign(deps, campaign(audience={"audienceId": saved.id}))
     assert [e.field for e in exc.value.errors] == ["audience.audienceId"]
 
 
 def test_a_template_is_saved_with_its_variables(deps: FakeDeps) -> None:
     saved = create_template(deps.templates, TemplateRequest(
-        name="Welcome", text="Hi {{ First_Name }}, your code is {{code}} ({{first_name}})"))
+        name="Welcome", text="Hi {{ First_Name }}, your code is {{code}} ({{first_name}})")
+    ).public()
     assert (saved["name"], saved["variables"]) == ("Welcome", ["First_Name", "code"])
-    assert get_template(deps.templates, saved["id"]) == saved
-    assert templates_list(deps.templates) == {"templates": [saved]}
+    assert get_template(deps.templates, saved["id"]).public() == saved
+    assert templates_list(deps.templates).public() == {"templates": [saved]}
 
 
 def test_a_template_with_a_broken_placeholder_is_a_400_naming_text(deps: FakeDeps) -> None:
     with pytest.raises(RequestInvalid) as exc:
         create_template(deps.templates, TemplateRequest(name="Bad", text="Hi {{name"))
     assert [e.field for e in exc.value.errors] == ["text"]
-    assert templates_list(deps.templates) == {"templates": []}
+    assert templates_list(deps.templates).public() == {"templates": []}
 
 
 def test_deleting_a_template_keeps_campaigns_prepared_from_it(deps: FakeDeps) -> None:
     saved = create_template(deps.templates, TemplateRequest(name="T", text="Hi {{name}}"))
-    prepared = prepare_campaign(deps, campaign(template=None, templateId=saved["id"]))
-    delete_template(deps.templates, saved["id"])
+    prepared = prepare_campaign(deps, campaign(template=None, templateId=saved.id))
+    delete_template(deps.templates, saved.id)
     with pytest.raises(NotFound):
-        get_template(deps.templates, saved["id"])
-    assert deps.campaigns.get(prepared["id"]).template == "Hi {{name}}"
+        get_template(deps.templates, saved.id)
+    assert deps.campaigns.get(prepared.id).template == "Hi {{name}}"

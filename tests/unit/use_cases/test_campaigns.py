@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from sms_core.errors import Conflict, ProviderThrottled, RequestInvalid
+from sms_core.models.campaign_views import CampaignPublic, PreparedCampaignPublic
 from sms_core.models.campaigns import FanoutJob, SendConfirmation
 from sms_core.models.messages import DispatchJob, MessageStatus
 from sms_core.models.queries import PageQuery
@@ -27,10 +27,10 @@ from tests.unit.fakes import SENDER, FakeDeps
 from tests.unit.use_cases.steps import ALICE, BOB, CAROL, DAVE, campaign, run_jobs
 
 
-def confirm(deps: FakeDeps, prepared: dict[str, Any],
-            token: str | None = None) -> dict[str, Any]:
-    return confirm_send(deps, prepared["id"], SendConfirmation.model_validate(
-        {"confirmationToken": token or prepared["confirmationToken"]}))
+def confirm(deps: FakeDeps, prepared: PreparedCampaignPublic,
+            token: str | None = None) -> CampaignPublic:
+    return confirm_send(deps, prepared.id, SendConfirmation.model_validate(
+        {"confirmationToken": token or prepared.confirmation_token}))
 
 
 def run_campaign_jobs(deps: FakeDeps) -> None:
@@ -48,7 +48,7 @@ def test_prepare_counts_every_recipient_exactly_and_sends_nothing(deps: FakeDeps
         {"to": BOB},  # no name: the template cannot be filled
         {"to": "+1 425 555 0101", "vars": {"name": "Alice again"}},
         {"to": CAROL, "vars": {"name": "Carol"}},
-        {"to": DAVE, "vars": {"name": "Dave"}}]}))
+        {"to": DAVE, "vars": {"name": "Dave"}}]})).public()
     assert prepared["status"] == "prepared" and prepared["confirmationToken"]
     preview = prepared["preview"]
     assert preview["recipients"] == {"total": 6, "valid": 2, "invalid": 2, "duplicates": 1,
@@ -71,20 +71,20 @@ def test_a_request_that_cannot_be_prepared_saves_nothing(deps: FakeDeps) -> None
     with pytest.raises(RequestInvalid) as exc:
         prepare_campaign(deps, campaign(template=None, templateId="tnope"))
     assert [e.field for e in exc.value.errors] == ["templateId"]
-    assert list_campaigns(deps.campaigns, PageQuery(10, None))["campaigns"] == []
+    assert list_campaigns(deps.campaigns, PageQuery(10, None)).campaigns == []
 
 
 def test_confirm_with_a_wrong_token_is_a_conflict_and_starts_nothing(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign())
     with pytest.raises(Conflict):
         confirm(deps, prepared, token="not-the-token")
-    assert get_campaign(deps, prepared["id"])["status"] == "prepared"
+    assert get_campaign(deps, prepared.id).status == "prepared"
     assert deps.messages.all() == [] and deps.jobs.enqueued == []
 
 
 def test_confirm_fires_the_first_chunk_and_the_messages_go_out(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign())
-    view = confirm(deps, prepared)
+    view = confirm(deps, prepared).public()
     assert view["status"] == "sending" and view["runCount"] == 1
     (run,) = view["runs"]
     assert run["status"] == "sending" and run["counts"]["queued"] == 2
@@ -96,7 +96,7 @@ def test_confirm_fires_the_first_chunk_and_the_messages_go_out(deps: FakeDeps) -
     assert deps.gateway.texts_to(ALICE) == ["Hi Alice, 20% off today"]
     assert deps.gateway.texts_to(DAVE) == ["Hi Dave, 20% off today"]
     assert {c.tag for c in deps.gateway.calls} == {"spring"}
-    done = get_campaign(deps, prepared["id"])
+    done = get_campaign(deps, prepared.id).public()
     assert done["status"] == "completed" and done["runs"][0]["status"] == "completed"
     assert done["counts"]["sent"] == 2 and done["counts"]["queued"] == 0
 
@@ -106,7 +106,7 @@ def test_confirming_again_starts_nothing_new(deps: FakeDeps) -> None:
     confirm(deps, prepared)
     jobs, messages = list(deps.jobs.enqueued), deps.messages.all()
     again = confirm(deps, prepared)
-    assert again["runCount"] == 1 and len(again["runs"]) == 1
+    assert again.run_count == 1 and len(again.runs) == 1
     assert deps.jobs.enqueued == jobs and deps.messages.all() == messages
 
 
@@ -116,13 +116,13 @@ def test_an_opt_out_after_preparation_wins(deps: FakeDeps) -> None:
     confirm(deps, prepared)
     run_campaign_jobs(deps)
     assert deps.gateway.texts_to(DAVE) == []
-    assert get_campaign(deps, prepared["id"])["counts"]["blocked"] == 1
+    assert get_campaign(deps, prepared.id).counts.blocked == 1
 
 
 def test_a_scheduled_campaign_fires_when_due(deps: FakeDeps) -> None:
     at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     prepared = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()}))
-    view = confirm(deps, prepared)
+    view = confirm(deps, prepared).public()
     assert view["status"] == "scheduled" and view["nextRunAt"] == at.isoformat()
     ((fire, delay),) = deps.campaign_jobs.decoded(FanoutJob)
     assert fire.kind == "fire" and 7190 < delay <= 7200
@@ -136,7 +136,7 @@ def test_a_scheduled_campaign_fires_when_due(deps: FakeDeps) -> None:
 def test_cancel_stops_the_messages_that_have_not_left(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign())
     confirm(deps, prepared)
-    view = cancel_campaign(deps, prepared["id"])
+    view = cancel_campaign(deps, prepared.id).public()
     assert view["status"] == "canceled"
     assert view["counts"]["canceled"] == 2 and view["runs"][0]["status"] == "canceled"
     run_campaign_jobs(deps)
@@ -149,7 +149,7 @@ def test_a_canceled_schedule_never_fires(deps: FakeDeps) -> None:
     at = datetime.now(UTC) + timedelta(hours=2)
     prepared = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()}))
     confirm(deps, prepared)
-    cancel_campaign(deps, prepared["id"])
+    cancel_campaign(deps, prepared.id)
     run_campaign_jobs(deps)  # the delayed fire job arrives anyway
     assert run_due(deps, now=at + timedelta(minutes=1)) == 0
     assert deps.messages.all() == [] and deps.gateway.calls == []
@@ -162,16 +162,16 @@ def test_a_completed_campaign_cannot_be_canceled(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign())
     confirm(deps, prepared)
     run_campaign_jobs(deps)
-    assert get_campaign(deps, prepared["id"])["status"] == "completed"
+    assert get_campaign(deps, prepared.id).status == "completed"
     with pytest.raises(Conflict):
-        cancel_campaign(deps, prepared["id"])
+        cancel_campaign(deps, prepared.id)
 
 
 def test_list_pages_through_the_campaigns_by_id(deps: FakeDeps) -> None:
-    ids = sorted(prepare_campaign(deps, campaign(name=f"c{n}"))["id"] for n in range(3))
-    first = list_campaigns(deps.campaigns, PageQuery(2, None))
+    ids = sorted(prepare_campaign(deps, campaign(name=f"c{n}")).id for n in range(3))
+    first = list_campaigns(deps.campaigns, PageQuery(2, None)).public()
     assert [c["id"] for c in first["campaigns"]] == ids[:2] and first["next"] == ids[1]
-    second = list_campaigns(deps.campaigns, PageQuery(2, first["next"]))
+    second = list_campaigns(deps.campaigns, PageQuery(2, first["next"])).public()
     assert [c["id"] for c in second["campaigns"]] == ids[2:] and second["next"] is None
     assert first["campaigns"][0]["recipients"]["valid"] == 2
     assert "confirmationToken" not in first["campaigns"][0]
@@ -184,8 +184,8 @@ def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign(
         template=None, templateId=template.id,
         audience={"audienceId": audience.id, "filter": "tier = 'gold'"}))
-    assert prepared["templateId"] == template.id
-    assert prepared["preview"]["recipients"]["total"] == 1
+    assert prepared.template_id == template.id
+    assert prepared.preview.recipients.total == 1
     confirm(deps, prepared)
     run_campaign_jobs(deps)
     assert deps.gateway.delivered == [(ALICE, "Hello Alice")]
@@ -194,7 +194,7 @@ def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
 def test_a_csv_upload_is_prepared_like_json(deps: FakeDeps) -> None:
     request = campaign_request(f"to,name\n{ALICE},Alice\n{BOB},\n".encode(), "text/csv",
                                {"name": "From CSV", "template": "Hi {{name}}"})
-    prepared = prepare_campaign(deps, request)
+    prepared = prepare_campaign(deps, request).public()
     counts = prepared["preview"]["recipients"]
     assert (counts["total"], counts["valid"], counts["invalid"]) == (2, 1, 1)
     assert prepared["preview"]["invalidRows"][0]["line"] == 3
@@ -205,7 +205,7 @@ def test_recipients_in_their_quiet_hours_wait_until_the_window_ends(deps: FakeDe
     start, end = local_now - timedelta(hours=1), local_now + timedelta(hours=1)
     prepared = prepare_campaign(deps, campaign(quietHours={
         "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}))
-    assert prepared["preview"]["recipients"]["deferred"] == 2
+    assert prepared.preview.recipients.deferred == 2
     confirm(deps, prepared)
     records = deps.messages.all()
     assert {r.status for r in records} == {MessageStatus.SCHEDULED}
@@ -232,7 +232,7 @@ def test_a_large_campaign_fans_out_in_chunks_each_exactly_once(deps: FakeDeps) -
     jobs = deps.jobs.dispatch_jobs()
     assert sorted(i for j in jobs for i in j.indices) == list(range(CHUNK_ROWS + 1))
     assert max(len(j.indices) for j in jobs) == 100
-    assert get_campaign(deps, prepared["id"])["counts"]["queued"] == CHUNK_ROWS + 1
+    assert get_campaign(deps, prepared.id).counts.queued == CHUNK_ROWS + 1
 
 
 def test_a_message_caught_in_a_throttled_call_is_canceled_when_it_comes_back(
@@ -242,9 +242,52 @@ def test_a_message_caught_in_a_throttled_call_is_canceled_when_it_comes_back(
     deps.gateway.fail_next(ProviderThrottled("busy", retry_after=5))
     ((job, _),) = deps.jobs.take(DispatchJob)
     dispatch(deps, job)  # claimed, then throttled: back on the queue
-    cancel_campaign(deps, prepared["id"])
+    cancel_campaign(deps, prepared.id)
     assert {r.cancel_requested for r in deps.messages.all()} == {True}
     run_jobs(deps)
     assert len(deps.gateway.calls) == 1 and deps.gateway.delivered == []
     assert {r.status for r in deps.messages.all()} == {MessageStatus.CANCELED}
-    assert get_campaign(deps, prepared["id"])["counts"]["canceled"] == 2
+    assert get_campaign(deps, prepared.id).counts.canceled == 2
+
+
+def test_the_answers_keep_their_json_shape(deps: FakeDeps) -> None:
+    """Key order, left-out optionals, nulls and time formats, as openapi.yaml and README show."""
+    summary_keys = ["id", "name", "status", "from", "template", "createdAt", "updatedAt",
+                    "runCount", "recipients"]
+    view_keys = ["preview", "counts", "runs"]
+    prepared = prepare_campaign(deps, campaign(tag=None, audience={"recipients": [
+        {"to": ALICE, "vars": {"name": "Alice"}}, {"to": "bogus", "vars": {"name": "X"}}]}))
+    body = prepared.public()
+    assert list(body) == [*summary_keys, *view_keys, "confirmationToken"]
+    assert body["createdAt"] == prepared.created_at.isoformat()
+    assert body["createdAt"].endswith("+00:00")
+    assert body["preview"]["invalidRows"] == [
+        {"index": 1, "to": "bogus", "reason": "'bogus' is not a phone number"}]  # no line
+    assert body["preview"]["estimate"]["deferredUntil"] is None
+    assert body["preview"]["estimate"]["startsAt"].endswith("+00:00")
+    # The preview is stored as it is answered.
+    assert deps.campaigns.get(prepared.id).preview == body["preview"]
+    nobody = prepare_campaign(deps, campaign(audience={"recipients": [{"to": "bogus"}]}))
+    assert nobody.public()["preview"]["encoding"] is None
+
+    at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    later = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()},
+                                            quietHours={"start": "22:00", "end": "07:00"}))
+    scheduled = confirm(deps, later).public()
+    assert list(scheduled) == [*summary_keys, "tag", "schedule", "quietHours", "nextRunAt",
+                               *view_keys]
+    assert scheduled["schedule"] == {"sendAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert scheduled["quietHours"] == {"start": "22:00", "end": "07:00"}
+    assert scheduled["nextRunAt"] == at.isoformat()
+
+    now = confirm(deps, prepared).public()
+    (run,) = now["runs"]
+    assert list(run) == ["id", "status", "startedAt", "finishedAt", "counts"]
+    assert run["finishedAt"] is None and run["startedAt"].endswith("+00:00")
+    assert list(run["counts"]) == ["queued", "sent", "delivered", "failed", "blocked",
+                                   "canceled", "expired"]
+    listed = list_campaigns(deps.campaigns, PageQuery(10, None)).public()
+    assert list(listed) == ["campaigns", "next"] and listed["next"] is None
+    assert {tuple(c) for c in listed["campaigns"]} == {
+        tuple(summary_keys), (*summary_keys, "tag"),
+        (*summary_keys, "tag", "schedule", "quietHours", "nextRunAt")}

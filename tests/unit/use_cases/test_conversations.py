@@ -22,7 +22,7 @@ def test_both_directions_oldest_first(deps: FakeDeps) -> None:
     run_jobs(deps)
     send(deps, to=BOB, message="Not in Alice's conversation")
     run_jobs(deps)
-    page = conversation_page(deps, conversation_query("+1 425 555 0101", {}))
+    page = conversation_page(deps, conversation_query("+1 425 555 0101", {})).public()
     assert page["continuationToken"] is None
     assert [(m["direction"], m["from"], m["to"], m["message"]) for m in page["messages"]] == [
         ("inbound", ALICE, SENDER, "Is the shop open?"),
@@ -32,7 +32,7 @@ def test_both_directions_oldest_first(deps: FakeDeps) -> None:
 
 def test_a_keyword_message_shows_its_keyword(deps: FakeDeps) -> None:
     receive_inbound(deps, [inbound("stop")])
-    first = conversation_page(deps, conversation_query(ALICE, {}))["messages"][0]
+    first = conversation_page(deps, conversation_query(ALICE, {})).public()["messages"][0]
     assert first["keyword"] == "STOP"
 
 
@@ -43,7 +43,7 @@ def test_pages_follow_the_continuation_token(deps: FakeDeps) -> None:
     seen: list[str] = []
     token: str | None = None
     for _ in range(5):
-        page = conversation_page(deps, ConversationQuery(None, ALICE, 2, token))
+        page = conversation_page(deps, ConversationQuery(None, ALICE, 2, token)).public()
         seen += [m["message"] for m in page["messages"]]
         token = page["continuationToken"]
         if token is None:
@@ -53,13 +53,13 @@ def test_pages_follow_the_continuation_token(deps: FakeDeps) -> None:
 
 def test_another_of_our_numbers_is_another_conversation(deps: FakeDeps) -> None:
     receive_inbound(deps, [inbound("hello", ours="+18005550199")])
-    assert conversation_page(deps, conversation_query(ALICE, {}))["messages"] == []
-    other = conversation_page(deps, conversation_query(ALICE, {"from": "+18005550199"}))
+    assert conversation_page(deps, conversation_query(ALICE, {})).public()["messages"] == []
+    other = conversation_page(deps, conversation_query(ALICE, {"from": "+18005550199"})).public()
     assert [m["message"] for m in other["messages"]] == ["hello"]
 
 
 def test_without_a_default_sender_our_number_is_required() -> None:
     deps = FakeDeps.build(SMS_DEFAULT_FROM="")
     with pytest.raises(RequestInvalid) as exc:
-        conversation_page(deps, conversation_query(ALICE, {}))
+        conversation_page(deps, conversation_query(ALICE, {})).public()
     assert [e.field for e in exc.value.errors] == ["from"]

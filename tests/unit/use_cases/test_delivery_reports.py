@@ -11,6 +11,7 @@ from sms_core.use_cases.delivery_reports import (
     reconcile_reports,
 )
 from sms_core.use_cases.inbound import receive_inbound
+from sms_core.use_cases.messages import get_message
 from tests.unit.fakes import SENDER, FakeDeps
 from tests.unit.use_cases.steps import ALICE, BOB, inbound, report, send, sent
 
@@ -26,7 +27,7 @@ def status_events(deps: FakeDeps, status: str) -> list[str]:
 def test_delivered_moves_a_sent_message_to_delivered(deps: FakeDeps) -> None:
     msg = sent(deps, tag="welcome")
     assert apply_delivery_reports(deps, [report(msg.provider_message_id, "Delivered")]) == 1
-    view = deps.messages.get(msg.id)
+    view = get_message(deps.messages, msg.id)
     assert view.status == MessageStatus.DELIVERED and view.error is None
     last = view.history[-1]
     assert last.detail == "delivery report: Delivered (No error.)"
@@ -49,11 +50,11 @@ def test_failed_keeps_acs_reason_as_the_error(deps: FakeDeps) -> None:
 def test_a_terminal_state_never_regresses(deps: FakeDeps) -> None:
     msg = sent(deps)
     apply_delivery_reports(deps, [report(msg.provider_message_id, "Delivered")])
-    history = deps.messages.get(msg.id).history
+    history = get_message(deps.messages, msg.id).history
     assert apply_delivery_reports(deps, [report(msg.provider_message_id, "Failed",
                                                 "late failure")]) == 0
-    assert deps.messages.get(msg.id).status == MessageStatus.DELIVERED
-    assert deps.messages.get(msg.id).history == history
+    assert get_message(deps.messages, msg.id).status == MessageStatus.DELIVERED
+    assert get_message(deps.messages, msg.id).history == history
     assert deps.analytics.totals()["failed"] == 0
     assert status_events(deps, "failed") == []
 
@@ -71,9 +72,9 @@ def test_a_redelivered_report_changes_nothing(deps: FakeDeps) -> None:
     msg = sent(deps)
     delivered = report(msg.provider_message_id, "Delivered")
     apply_delivery_reports(deps, [delivered])
-    history = deps.messages.get(msg.id).history
+    history = get_message(deps.messages, msg.id).history
     apply_delivery_reports(deps, [delivered])
-    assert deps.messages.get(msg.id).history == history
+    assert get_message(deps.messages, msg.id).history == history
     assert deps.analytics.totals()["delivered"] == 1
     assert set(status_events(deps, "delivered")) == {f"status-{msg.id}-delivered"}
 
@@ -83,12 +84,12 @@ def test_a_status_acs_adds_later_is_noted_once_and_leaves_the_lifecycle(deps: Fa
     odd = report(msg.provider_message_id, "Buffered", "queued at the carrier")
     assert apply_delivery_reports(deps, [odd]) == 0
     apply_delivery_reports(deps, [odd])  # redelivered
-    view = deps.messages.get(msg.id)
+    view = get_message(deps.messages, msg.id)
     assert view.status == MessageStatus.SENT
     notes = [e for e in view.history if e.detail and "Buffered" in e.detail]
     assert len(notes) == 1 and notes[0].status == MessageStatus.SENT
     apply_delivery_reports(deps, [report(msg.provider_message_id, "Delivered")])
-    assert deps.messages.get(msg.id).status == MessageStatus.DELIVERED
+    assert get_message(deps.messages, msg.id).status == MessageStatus.DELIVERED
 
 
 def test_carrier_code_4007_opts_the_recipient_out_and_tells_the_app_once(

@@ -12,6 +12,7 @@ from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavail
 from sms_core.models.messages import DispatchJob, MessageStatus, SendOutcome
 from sms_core.models.records import Change
 from sms_core.use_cases.dispatch import MAX_ATTEMPTS, backoff_s, dispatch, repeatability_id
+from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_reply
 from tests.unit.fakes import SENDER, FakeDeps
 from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
@@ -46,7 +47,7 @@ def test_a_job_is_one_acs_call_and_every_message_is_sent_and_indexed(deps: FakeD
     (entry,) = deps.conversations.page(SENDER, ALICE)[0]
     assert (entry.direction, entry.message_id, entry.text, entry.tag) == (
         "outbound", ids[0], "Hi", "welcome")
-    assert deps.messages.get(ids[0]).history[-1].detail == "accepted by ACS"
+    assert get_message(deps.messages, ids[0]).history[-1].detail == "accepted by ACS"
 
 
 def test_without_delivery_report_nothing_waits_for_one(deps: FakeDeps) -> None:
@@ -127,7 +128,7 @@ def test_a_redelivery_after_a_crash_mid_call_is_deduplicated_by_acs(
     first, second = deps.gateway.calls
     assert first.recipients == second.recipients
     assert deps.gateway.texts_to(ALICE) == ["Hello"]  # one SMS on the handset
-    assert deps.messages.get(ids[0]).history[-1].detail == (
+    assert get_message(deps.messages, ids[0]).history[-1].detail == (
         "accepted by ACS (duplicate of an earlier attempt)")
 
 
@@ -221,7 +222,7 @@ def test_a_recipient_acs_refuses_with_4xx_fails_with_its_reason(deps: FakeDeps) 
     assert (result.sent, result.failed, result.deferred) == (1, 1, 0)
     bob = deps.messages.record(ids[1])
     assert bob.status == MessageStatus.FAILED and bob.error == "Invalid destination number"
-    assert deps.messages.get(ids[1]).history[-1].detail == "ACS refused the message (400)"
+    assert get_message(deps.messages, ids[1]).history[-1].detail == "ACS refused the message (400)"
     assert deps.jobs.enqueued == []
     assert bob.id not in deps.awaiting_reports.waiting()
 

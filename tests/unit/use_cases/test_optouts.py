@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sms_core.errors import RequestInvalid
-from sms_core.models.optouts import OptOutRequest
+from sms_core.models.optouts import OptOutHistoryPublic, OptOutRequest, OptOutResultsPublic
 from sms_core.use_cases.optouts import (
     INVALID_NUMBER,
     change_optouts,
@@ -24,8 +24,8 @@ def request(*to: str, sender: str = SENDER) -> OptOutRequest:
     return OptOutRequest.model_validate({"from": sender, "recipients": [{"to": t} for t in to]})
 
 
-def values(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    value: list[dict[str, Any]] = answer["value"]
+def values(answer: OptOutResultsPublic | OptOutHistoryPublic) -> list[dict[str, Any]]:
+    value: list[dict[str, Any]] = answer.public()["value"]
     return value
 
 
@@ -112,7 +112,7 @@ def test_history_lists_every_change_oldest_first(deps: FakeDeps) -> None:
     assert (first["from"], first["to"], first["keyword"], first["text"],
             first["inboundMessageId"]) == (SENDER, ALICE, "STOP", "Stop!", "in-1")
     assert "keyword" not in history[1]
-    assert optout_history(deps.optouts, SENDER, BOB) == {"value": []}
+    assert optout_history(deps.optouts, SENDER, BOB).public() == {"value": []}
 
 
 def test_export_lists_the_current_opt_outs_as_csv(deps: FakeDeps) -> None:
