@@ -1,6 +1,6 @@
 """The function app: checks the settings, creates the `FunctionApp`, registers the blueprints.
 
-The Python worker (and `localdev/func_host.py`) index this module. Each blueprint package is
+The Python worker (and `localdev/func_host/`) index this module. Each blueprint package is
 named for what it serves; the function names Azure sees are the names of the decorated functions
 and are contract (infra/ alerts and the postdeploy hook use them). A bad app setting fails the
 import, so the host reports it at start-up, naming the setting, and runs no function.
