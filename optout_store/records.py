@@ -15,7 +15,7 @@ Source = Literal["keyword", "api", "carrier", "admin"]
 
 
 @dataclass(frozen=True, slots=True)
-class OptOutRecord:
+class OptOutStateRecord:
     """The current opt-out state of one (sender, recipient) pair."""
 
     sender: str
@@ -27,7 +27,7 @@ class OptOutRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OptOutEntry:
+class OptOutHistoryRecord:
     """One row of the append-only history."""
 
     sender: str

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from optout_store.records import GLOBAL_SENDER, OptOutEntry, OptOutRecord, Source
+from optout_store.records import GLOBAL_SENDER, OptOutHistoryRecord, OptOutStateRecord, Source
 from sms_core.adapters.azure_errors import storage_errors
 
 _STORAGE = storage_errors("Opt-out")
@@ -83,14 +83,14 @@ class OptOutStore:
             select=["RowKey"])
         return {str(r["RowKey"]) for r in rows} & wanted
 
-    def get(self, sender: str, recipient: str) -> OptOutRecord | None:
+    def get(self, sender: str, recipient: str) -> OptOutStateRecord | None:
         """The stored state of the pair in the configured scope, or None if never changed."""
         with _STORAGE:
             try:
                 e = self._state.get_entity(self._partition_for(sender), recipient)
             except ResourceNotFoundError:  # never changed
                 return None
-        return OptOutRecord(sender=sender, recipient=recipient, opted_out=bool(e["OptedOut"]),
+        return OptOutStateRecord(sender=sender, recipient=recipient, opted_out=bool(e["OptedOut"]),
                             updated_at=e["UpdatedAt"], source=e.get("Source"),
                             keyword=e.get("Keyword"))
 
@@ -122,7 +122,7 @@ class OptOutStore:
         changed = (before.opted_out if before is not None else False) != opted_out
         # History first: an audit row without a state change is harmless on a retry, a state
         # change without its audit row would not be.
-        entry = OptOutEntry(sender=partition, recipient=recipient,
+        entry = OptOutHistoryRecord(sender=partition, recipient=recipient,
                             action="opt-out" if opted_out else "opt-in", at=now,
                             source=str(info["source"]), keyword=info.get("keyword"),
                             text=info.get("text"),
@@ -150,25 +150,25 @@ class OptOutStore:
             self._state.upsert_entity(state, mode=UpdateMode.REPLACE)
         return changed
 
-    def list_opted_out(self, partition: str) -> list[OptOutRecord]:
+    def list_opted_out(self, partition: str) -> list[OptOutStateRecord]:
         """Every recipient currently opted out in one partition (a sender, or `global`)."""
         with _STORAGE:
             rows = list(self._state.query_entities(
                 "PartitionKey eq @pk and OptedOut eq true", parameters={"pk": partition}))
-        return [OptOutRecord(sender=partition, recipient=str(r["RowKey"]), opted_out=True,
+        return [OptOutStateRecord(sender=partition, recipient=str(r["RowKey"]), opted_out=True,
                              updated_at=r["UpdatedAt"], source=r.get("Source"),
                              keyword=r.get("Keyword")) for r in rows]
 
     # -- audit --------------------------------------------------------------------------------
 
-    def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
+    def history(self, sender: str, recipient: str) -> list[OptOutHistoryRecord]:
         """Every change of the pair (in the configured scope), oldest first."""
         partition = self._partition_for(sender)
         with _STORAGE:
             rows = list(self._history.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": f"{partition}|{recipient}"}))
         rows.sort(key=lambda r: str(r["RowKey"]))
-        return [OptOutEntry(sender=partition, recipient=recipient, action=r["Action"],
+        return [OptOutHistoryRecord(sender=partition, recipient=recipient, action=r["Action"],
                             at=r["At"], source=r["Source"], keyword=r.get("Keyword"),
                             text=r.get("Text"), inbound_message_id=r.get("InboundMessageId"),
                             reason=r.get("Reason")) for r in rows]

@@ -30,7 +30,7 @@ from sms_core.models.queries import (
     OptOutPairQuery,
     PageQuery,
 )
-from sms_core.models.records import Member
+from sms_core.models.records import MemberRecord
 from sms_core.rules.analytics import parse_date_range
 
 
@@ -124,12 +124,12 @@ def audience_upload(body: bytes | str | None, content_type: str | None,
             raise RequestInvalid("A CSV upload names its audience with ?name=.",
                                  [FieldError("name", "required query parameter (1-200 chars)")])
         rows = csv_audience_rows(csv_text(body))
-        return AudienceUpload(name, [Member(r.to, r.attributes) for r in rows])
+        return AudienceUpload(name, [MemberRecord(r.to, r.attributes) for r in rows])
     request: AudienceRequest = parse_model(AudienceRequest, body)
     if request.csv is not None:
-        members = [Member(r.to, r.attributes) for r in csv_audience_rows(request.csv, "csv")]
+        members = [MemberRecord(r.to, r.attributes) for r in csv_audience_rows(request.csv, "csv")]
     else:
-        members = [Member(r.to, r.attributes()) for r in request.recipients or []]
+        members = [MemberRecord(r.to, r.attributes()) for r in request.recipients or []]
     return AudienceUpload(request.name, members)
 
 

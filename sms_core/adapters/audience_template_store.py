@@ -20,7 +20,7 @@ from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
 from sms_core.adapters.table_batches import write_new_rows
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
-from sms_core.models.records import AudienceInfo, Member, TemplateInfo, new_batch_id
+from sms_core.models.records import AudienceRecord, MemberRecord, TemplateRecord, new_batch_id
 
 AUDIENCE_PK = "audience"
 TEMPLATE_PK = "template"
@@ -45,12 +45,12 @@ class AudienceStore:
     def __init__(self, table: TableClient) -> None:
         self._t = table
 
-    def create(self, name: str, members: Sequence[Member]) -> AudienceInfo:
+    def create(self, name: str, members: Sequence[MemberRecord]) -> AudienceRecord:
         """Save members, then the audience row (a crash leaves nothing visible)."""
         columns: dict[str, None] = {}
         for m in members:
             columns.update(dict.fromkeys(m.attributes))
-        info = AudienceInfo("a" + new_batch_id(), name, len(members), list(columns),
+        info = AudienceRecord("a" + new_batch_id(), name, len(members), list(columns),
                             datetime.now(UTC))
         rows = [{"PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
                  "Attributes": json.dumps(m.attributes, ensure_ascii=False)}
@@ -63,23 +63,23 @@ class AudienceStore:
                                    "CreatedAt": info.created_at})
         return info
 
-    def get(self, audience_id: str) -> AudienceInfo:
+    def get(self, audience_id: str) -> AudienceRecord:
         """The audience, or NotFound."""
         return _audience(_get_row(self._t, AUDIENCE_PK, audience_id, "audience"))
 
     @_AUDIENCE_STORAGE
-    def all(self) -> list[AudienceInfo]:
+    def all(self) -> list[AudienceRecord]:
         """Every saved audience, oldest first."""
         return [_audience(e) for e in self._t.query_entities(
             "PartitionKey eq @pk", parameters={"pk": AUDIENCE_PK})]
 
-    def members(self, audience_id: str) -> list[Member]:
+    def members(self, audience_id: str) -> list[MemberRecord]:
         """All members of an audience in their saved order (one partition query)."""
         self.get(audience_id)
         with _AUDIENCE_STORAGE:
-            return [Member(e["To"], json.loads(e["Attributes"])) for e in self._t.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": audience_id},
-                select=["To", "Attributes"])]
+            rows = self._t.query_entities("PartitionKey eq @pk", parameters={"pk": audience_id},
+                                          select=["To", "Attributes"])
+            return [MemberRecord(e["To"], json.loads(e["Attributes"])) for e in rows]
 
     def delete(self, audience_id: str) -> None:
         """Delete an audience: invisible at once, its member rows removed after."""
@@ -94,8 +94,8 @@ class AudienceStore:
                 [("delete", {"PartitionKey": audience_id, "RowKey": k}) for k in c]), chunks)
 
 
-def _audience(e: Any) -> AudienceInfo:
-    return AudienceInfo(e["RowKey"], e["Name"], int(e["Size"]), json.loads(e["Columns"]),
+def _audience(e: Any) -> AudienceRecord:
+    return AudienceRecord(e["RowKey"], e["Name"], int(e["Size"]), json.loads(e["Columns"]),
                         e["CreatedAt"])
 
 
@@ -105,9 +105,9 @@ class TemplateStore:
     def __init__(self, table: TableClient) -> None:
         self._t = table
 
-    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateInfo:
+    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateRecord:
         """Save a template."""
-        info = TemplateInfo("t" + new_batch_id(), name, text, list(variables),
+        info = TemplateRecord("t" + new_batch_id(), name, text, list(variables),
                             datetime.now(UTC))
         with _TEMPLATE_STORAGE:
             self._t.create_entity({"PartitionKey": TEMPLATE_PK, "RowKey": info.id,
@@ -116,12 +116,12 @@ class TemplateStore:
                                    "CreatedAt": info.created_at})
         return info
 
-    def get(self, template_id: str) -> TemplateInfo:
+    def get(self, template_id: str) -> TemplateRecord:
         """The template, or NotFound."""
         return _template(_get_row(self._t, TEMPLATE_PK, template_id, "template"))
 
     @_TEMPLATE_STORAGE
-    def all(self) -> list[TemplateInfo]:
+    def all(self) -> list[TemplateRecord]:
         """Every saved template, oldest first."""
         return [_template(e) for e in self._t.query_entities(
             "PartitionKey eq @pk", parameters={"pk": TEMPLATE_PK})]
@@ -133,6 +133,6 @@ class TemplateStore:
             self._t.delete_entity(TEMPLATE_PK, template_id)
 
 
-def _template(e: Any) -> TemplateInfo:
-    return TemplateInfo(e["RowKey"], e["Name"], e["Text"], json.loads(e["Variables"]),
+def _template(e: Any) -> TemplateRecord:
+    return TemplateRecord(e["RowKey"], e["Name"], e["Text"], json.loads(e["Variables"]),
                         e["CreatedAt"])

@@ -24,7 +24,7 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
-from sms_core.models.records import AwaitingEntry
+from sms_core.models.records import AwaitingRecord
 
 log = logging.getLogger(__name__)
 _STORAGE = storage_errors("AwaitingReports")
@@ -81,13 +81,13 @@ class AwaitingReportStore:
         return buckets
 
     @_STORAGE
-    def entries(self, bucket: str) -> list[AwaitingEntry]:
+    def entries(self, bucket: str) -> list[AwaitingRecord]:
         """The messages of one hour partition."""
-        return [AwaitingEntry(bucket, str(e["RowKey"])) for e in self._table.query_entities(
+        return [AwaitingRecord(bucket, str(e["RowKey"])) for e in self._table.query_entities(
             "PartitionKey eq @pk", parameters={"pk": bucket}, select=["RowKey"])]
 
     @_STORAGE
-    def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
+    def finish_bucket(self, bucket: str, entries: list[AwaitingRecord]) -> None:
         """Delete a swept partition's rows and move the cursor past it."""
         for e in entries:
             with contextlib.suppress(ResourceNotFoundError):

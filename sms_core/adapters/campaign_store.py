@@ -31,7 +31,7 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.table_batches import write_new_rows
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.models.records import Campaign, RecipientRow, Run, run_key, token_hash
+from sms_core.models.records import CampaignRecord, RecipientRecord, RunRecord, run_key, token_hash
 
 CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
@@ -55,7 +55,7 @@ def _get_json(entity: Any, name: str, default: Any = None) -> Any:
     return json.loads("".join(str(entity[f"{name}{i}"]) for i in range(count)))
 
 
-def _campaign_entity(item: Campaign) -> dict[str, Any]:
+def _campaign_entity(item: CampaignRecord) -> dict[str, Any]:
     """The Table entity of a campaign."""
     e: dict[str, Any] = {
         "PartitionKey": CAMPAIGN_PK, "RowKey": item.id, "Name": item.name,
@@ -73,9 +73,9 @@ def _campaign_entity(item: Campaign) -> dict[str, Any]:
         e["QuietHours"] = json.dumps(item.quiet_hours)
     return e
 
-def _campaign(e: Any) -> Campaign:
+def _campaign(e: Any) -> CampaignRecord:
     """A campaign from its Table entity, keeping its ETag."""
-    return Campaign(
+    return CampaignRecord(
         id=e["RowKey"], name=e["Name"], sender=e["From"], template=e["Template"],
         status=e["Status"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
         total=int(e["Total"]), valid=int(e["Valid"]), preview=_get_json(e, "Preview", {}),
@@ -87,7 +87,7 @@ def _campaign(e: Any) -> Campaign:
         runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"))
 
 
-def _row_entity(item: RecipientRow, campaign_id: str) -> dict[str, Any]:
+def _row_entity(item: RecipientRecord, campaign_id: str) -> dict[str, Any]:
     """The Table entity of a snapshot row."""
     e: dict[str, Any] = {"PartitionKey": campaign_id, "RowKey": f"{item.index:05d}",
                          "To": item.to, "Verdict": item.verdict}
@@ -97,9 +97,9 @@ def _row_entity(item: RecipientRow, campaign_id: str) -> dict[str, Any]:
         e["Reason"] = item.reason
     return e
 
-def _recipient_row(e: Any) -> RecipientRow:
+def _recipient_row(e: Any) -> RecipientRecord:
     """A snapshot row from its Table entity."""
-    return RecipientRow(index=int(e["RowKey"]), to=e["To"], verdict=e["Verdict"],
+    return RecipientRecord(index=int(e["RowKey"]), to=e["To"], verdict=e["Verdict"],
                body=e.get("Body", ""), segments=int(e.get("Segments", 0)),
                encoding=e.get("Encoding", "GSM-7"), reason=e.get("Reason"))
 
@@ -120,12 +120,12 @@ class CampaignStore:
         return token, token_hash(token)
 
     @_STORAGE
-    def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
+    def create(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
         write_new_rows(self._r, [_row_entity(r, campaign.id) for r in rows])
         self._t.create_entity(_campaign_entity(campaign))
 
-    def get(self, campaign_id: str) -> Campaign:
+    def get(self, campaign_id: str) -> CampaignRecord:
         """The campaign, or NotFound."""
         if not campaign_id.isalnum() or len(campaign_id) > 64:
             raise NotFound(f"No campaign with id '{campaign_id}'.")
@@ -135,7 +135,7 @@ class CampaignStore:
             except ResourceNotFoundError:
                 raise NotFound(f"No campaign with id '{campaign_id}'.") from None
 
-    def save(self, campaign: Campaign) -> bool:
+    def save(self, campaign: CampaignRecord) -> bool:
         """Replace the campaign if nobody changed it since it was read; False on a conflict."""
         campaign.updated_at = datetime.now(UTC)
         with _STORAGE:
@@ -148,7 +148,8 @@ class CampaignStore:
         campaign.etag = meta.get("etag", campaign.etag)
         return True
 
-    def change(self, campaign: Campaign, mutate: Callable[[Campaign], bool]) -> Campaign:
+    def change(self, campaign: CampaignRecord,
+               mutate: Callable[[CampaignRecord], bool]) -> CampaignRecord:
         """Apply `mutate` (False: nothing to change) and save, re-reading on an ETag conflict.
 
         Returns the campaign as stored afterwards; mutate sees the latest state each time.
@@ -159,7 +160,7 @@ class CampaignStore:
             campaign = self.get(campaign.id)
         raise StorageUnavailable(f"Campaign {campaign.id} kept changing; try again")
 
-    def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
+    def page(self, limit: int, after: str | None) -> tuple[list[CampaignRecord], str | None]:
         """Campaigns in creation order, `limit` at a time, after the id `after`."""
         filt = "PartitionKey eq @pk" + (" and RowKey gt @after" if after else "")
         with _STORAGE:
@@ -169,7 +170,7 @@ class CampaignStore:
         return items[:limit], (items[limit - 1].id if len(items) >= limit else None)
 
     @_STORAGE
-    def with_status(self, status: str) -> list[Campaign]:
+    def with_status(self, status: str) -> list[CampaignRecord]:
         """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
         return [_campaign(e) for e in self._t.query_entities(
             "PartitionKey eq @pk and Status eq @s", parameters={"pk": CAMPAIGN_PK, "s": status})]
@@ -177,7 +178,7 @@ class CampaignStore:
     # -- recipients ---------------------------------------------------------------------------
 
     @_STORAGE
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
+    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
         """The valid rows with index in [lo, hi): one range query."""
         return [_recipient_row(e) for e in self._r.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
@@ -185,7 +186,7 @@ class CampaignStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> Run:
+    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
         """Create the run (or return it when it already exists: a retried start)."""
         entity = {"PartitionKey": campaign_id, "RowKey": f"run.{key}", "Kind": "run",
                   "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC)}
@@ -195,39 +196,39 @@ class CampaignStore:
         assert run is not None
         return run
 
-    def run(self, campaign_id: str, key: str) -> Run | None:
+    def run(self, campaign_id: str, key: str) -> RunRecord | None:
         """One run with its done chunks, or None."""
         runs = self._runs(campaign_id, f"run.{key}", f"run.{key}/")
         return runs[0] if runs else None
 
-    def runs(self, campaign_id: str) -> list[Run]:
+    def runs(self, campaign_id: str) -> list[RunRecord]:
         """Every run of the campaign, oldest first."""
         return self._runs(campaign_id, "run.", "run/")
 
-    def _runs(self, campaign_id: str, lo: str, hi: str) -> list[Run]:
+    def _runs(self, campaign_id: str, lo: str, hi: str) -> list[RunRecord]:
         with _STORAGE:
             rows = list(self._t.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": campaign_id, "lo": lo, "hi": hi}))
-        runs: dict[str, Run] = {}
+        runs: dict[str, RunRecord] = {}
         for e in rows:
             if e.get("Kind") == "run":
                 key = str(e["RowKey"])[4:]
-                runs[key] = Run(campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
-                                e.get("FinishedAt"), e.metadata.get("etag"))
+                runs[key] = RunRecord(campaign_id, key, int(e["Chunks"]), e["Status"],
+                                      e["StartedAt"], e.get("FinishedAt"), e.metadata.get("etag"))
         for e in rows:
             if e.get("Kind") == "chunk" and e["Run"] in runs:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
         return [runs[k] for k in sorted(runs)]
 
     @_STORAGE
-    def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
+    def mark_chunk(self, run: RunRecord, chunk: int, counts: dict[str, int]) -> None:
         """Record that a fan-out chunk is done (idempotent)."""
         self._t.upsert_entity({"PartitionKey": run.campaign_id,
                                "RowKey": f"run.{run.key}.chunk.{chunk:05d}", "Kind": "chunk",
                                "Run": run.key, "Chunk": chunk, **counts})
 
-    def set_run_status(self, run: Run, status: str) -> bool:
+    def set_run_status(self, run: RunRecord, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
         finished = datetime.now(UTC)
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",

@@ -21,7 +21,7 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.models.records import ConversationEntry
+from sms_core.models.records import ConversationRecord
 
 if TYPE_CHECKING:
     pass
@@ -54,9 +54,9 @@ class ConversationStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
-    def record(self, entries: Iterable[ConversationEntry]) -> None:
+    def record(self, entries: Iterable[ConversationRecord]) -> None:
         """Upsert entries (concurrently: each conversation is its own partition)."""
-        def put(e: ConversationEntry) -> None:
+        def put(e: ConversationRecord) -> None:
             row: dict[str, Any] = {"PartitionKey": f"{e.our_number}|{e.their_number}",
                                    "RowKey": e.row_key(), "Direction": e.direction,
                                    "MessageId": e.message_id, "Text": e.text, "At": e.at}
@@ -69,7 +69,7 @@ class ConversationStore:
             run_all(put, entries)
 
     def last_outbound(self, our_number: str, their_number: str, since: datetime,
-                      until: datetime) -> ConversationEntry | None:
+                      until: datetime) -> ConversationRecord | None:
         """The latest message we sent this person in [since, until], if any (one range query)."""
         lo = since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         hi = until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "|~"
@@ -81,12 +81,12 @@ class ConversationStore:
         if not rows:
             return None
         r = max(rows, key=lambda row: str(row["RowKey"]))
-        return ConversationEntry(our_number=our_number, their_number=their_number,
+        return ConversationRecord(our_number=our_number, their_number=their_number,
                                  direction="outbound", message_id=r["MessageId"], text=r["Text"],
                                  at=r["At"], tag=r.get("Tag"))
 
     def page(self, our_number: str, their_number: str, limit: int = 50,
-             continuation: str | None = None) -> tuple[list[ConversationEntry], str | None]:
+             continuation: str | None = None) -> tuple[list[ConversationRecord], str | None]:
         """One page of the conversation, oldest first, and the token of the next page."""
         limit = max(1, min(limit, MAX_PAGE))
         pages = self._table.query_entities(
@@ -102,7 +102,7 @@ class ConversationStore:
                                          [FieldError("continuationToken", "not valid")]
                                          ) from None
                 raise
-        entries = [ConversationEntry(our_number=our_number, their_number=their_number,
+        entries = [ConversationRecord(our_number=our_number, their_number=their_number,
                                      direction=r["Direction"], message_id=r["MessageId"],
                                      text=r["Text"], at=r["At"], keyword=r.get("Keyword"))
                    for r in rows]

@@ -20,7 +20,7 @@ from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.event_grid import delivery_reports
 from sms_core.concurrency import run_all
 from sms_core.errors import RequestInvalid
-from sms_core.models.records import UnmatchedReport
+from sms_core.models.records import UnmatchedReportRecord
 
 _INDEX_STORAGE = storage_errors("Provider index")
 _UNMATCHED_STORAGE = storage_errors("Unmatched report")
@@ -56,7 +56,7 @@ class ProviderIndex:
             "PartitionKey": provider_id or "unknown", "RowKey": event_id,
             "Event": json.dumps(event)[:30000], "ReceivedAt": datetime.now(UTC)})
 
-    def unmatched(self) -> list[UnmatchedReport]:
+    def unmatched(self) -> list[UnmatchedReportRecord]:
         """Every kept report (the table holds only the few reports that found no message)."""
         with _UNMATCHED_STORAGE:
             rows = list(self._unmatched.list_entities())
@@ -69,13 +69,13 @@ class ProviderIndex:
             self._unmatched.delete_entity(provider_id, event_id)
 
 
-def _kept(row: Any) -> UnmatchedReport:
+def _kept(row: Any) -> UnmatchedReportRecord:
     """A kept row, its event decoded again (an invalid inbound SMS is kept here too)."""
     try:
         event = dict(json.loads(row["Event"]))
         reports = delivery_reports(json.dumps(event))
     except (ValueError, TypeError, RequestInvalid):  # cut at 30,000 characters, or not JSON
         event, reports = {"Event": str(row.get("Event", ""))}, []
-    return UnmatchedReport(provider_id=str(row["PartitionKey"]), event_id=str(row["RowKey"]),
+    return UnmatchedReportRecord(provider_id=str(row["PartitionKey"]), event_id=str(row["RowKey"]),
                            event=event, received_at=row.get("ReceivedAt"),
                            report=reports[0] if reports else None)

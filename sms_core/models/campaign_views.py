@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from sms_core.models.records import AudienceInfo, Campaign, Run, TemplateInfo
+from sms_core.models.records import AudienceRecord, CampaignRecord, RunRecord, TemplateRecord
 
 
 def _iso(moment: datetime) -> str:
@@ -162,7 +162,7 @@ class RunPublic(_Public):
     counts: CampaignCountsPublic
 
     @classmethod
-    def of(cls, run: Run, statuses: Mapping[str, int]) -> RunPublic:
+    def of(cls, run: RunRecord, statuses: Mapping[str, int]) -> RunPublic:
         """The view of a stored run and the status tally of its messages."""
         return cls(id=run.key, status=run.status, started_at=run.started_at,
                    finished_at=run.finished_at, counts=CampaignCountsPublic.of(statuses))
@@ -189,7 +189,7 @@ class CampaignSummaryPublic(_Public):
                                             exclude_if=_unset)
 
     @classmethod
-    def of(cls, campaign: Campaign,
+    def of(cls, campaign: CampaignRecord,
            recipients: RecipientCountsPublic | None = None) -> CampaignSummaryPublic:
         """The summary of a stored campaign (its counts from the stored preview, unless given)."""
         return cls(
@@ -214,8 +214,8 @@ class CampaignPublic(CampaignSummaryPublic):
     runs: list[RunPublic]
 
     @classmethod
-    def with_runs(cls, campaign: Campaign,
-                runs: Sequence[tuple[Run, Mapping[str, int]]]) -> CampaignPublic:
+    def with_runs(cls, campaign: CampaignRecord,
+                runs: Sequence[tuple[RunRecord, Mapping[str, int]]]) -> CampaignPublic:
         """The view of a stored campaign and of its runs with their status tallies."""
         preview = PreviewPublic.model_validate(campaign.preview)
         totals: dict[str, int] = {}
@@ -252,7 +252,7 @@ class AudiencePublic(_Public):
     created_at: IsoDatetime = Field(serialization_alias="createdAt")
 
     @classmethod
-    def of(cls, info: AudienceInfo) -> AudiencePublic:
+    def of(cls, info: AudienceRecord) -> AudiencePublic:
         """The view of a stored audience."""
         return cls(id=info.id, name=info.name, size=info.size, columns=info.columns,
                    created_at=info.created_at)
@@ -274,7 +274,7 @@ class TemplatePublic(_Public):
     created_at: IsoDatetime = Field(serialization_alias="createdAt")
 
     @classmethod
-    def of(cls, info: TemplateInfo) -> TemplatePublic:
+    def of(cls, info: TemplateRecord) -> TemplatePublic:
         """The view of a stored template."""
         return cls(id=info.id, name=info.name, text=info.text, variables=info.variables,
                    created_at=info.created_at)

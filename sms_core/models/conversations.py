@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sms_core.models.records import ConversationEntry
+from sms_core.models.records import ConversationRecord
 
 
 class ConversationMessagePublic(BaseModel):
@@ -21,7 +21,7 @@ class ConversationMessagePublic(BaseModel):
     keyword: str | None = None
 
     @classmethod
-    def of(cls, entry: ConversationEntry) -> ConversationMessagePublic:
+    def of(cls, entry: ConversationRecord) -> ConversationMessagePublic:
         """The view of a stored entry: `from`/`to` as the message travelled."""
         inbound = entry.direction == "inbound"
         return cls(id=entry.message_id, direction=entry.direction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sms_core.models.records import Member
+from sms_core.models.records import MemberRecord
 
 MAX_PAGE_SIZE = 200  # items in one page of any listing
 
@@ -51,4 +51,4 @@ class AudienceUpload:
     """`POST /api/audiences`: a name and the members, however they were uploaded."""
 
     name: str
-    members: list[Member]
+    members: list[MemberRecord]

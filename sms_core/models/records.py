@@ -117,7 +117,7 @@ def token_hash(token: str) -> str:
 
 
 @dataclass
-class Campaign:
+class CampaignRecord:
     """A prepared campaign as stored."""
 
     id: str
@@ -147,7 +147,7 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientRow:
+class RecipientRecord:
     """One row of a campaign's prepared snapshot."""
 
     index: int
@@ -160,7 +160,7 @@ class RecipientRow:
 
 
 @dataclass
-class Run:
+class RunRecord:
     """One delivery of a campaign: its message batch and fan-out progress."""
 
     campaign_id: str
@@ -179,7 +179,7 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class MemberRecord:
     """One member of an audience: a number (as given) and its attributes."""
 
     to: str
@@ -187,7 +187,7 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
-class AudienceInfo:
+class AudienceRecord:
     """A saved audience without its members."""
 
     id: str
@@ -198,7 +198,7 @@ class AudienceInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class TemplateInfo:
+class TemplateRecord:
     """A saved template."""
 
     id: str
@@ -212,7 +212,7 @@ Direction = Literal["inbound", "outbound"]
 
 
 @dataclass(frozen=True, slots=True)
-class ConversationEntry:
+class ConversationRecord:
     """One message of a conversation."""
 
     our_number: str
@@ -230,7 +230,7 @@ class ConversationEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class UnmatchedReport:
+class UnmatchedReportRecord:
     """A delivery report (or invalid inbound event) kept because it matched no message yet."""
 
     provider_id: str
@@ -249,7 +249,7 @@ class IdempotencyClaim:
 
 
 @dataclass(frozen=True, slots=True)
-class AwaitingEntry:
+class AwaitingRecord:
     """A message still waiting for its report."""
 
     bucket: str

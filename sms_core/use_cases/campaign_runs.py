@@ -34,7 +34,14 @@ from sms_core.models.messages import (
     DispatchJob,
     MessageStatus,
 )
-from sms_core.models.records import Campaign, Change, MessageRecord, Run, run_key, run_time
+from sms_core.models.records import (
+    CampaignRecord,
+    Change,
+    MessageRecord,
+    RunRecord,
+    run_key,
+    run_time,
+)
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 from sms_core.settings import Settings
 from sms_core.use_cases.ports import Audiences, Campaigns, Jobs, OptOuts, Templates
@@ -67,7 +74,7 @@ class CampaignDeps(StatusDeps, Protocol):
     def campaign_jobs(self) -> Jobs: ...
 
 
-def _chunks(campaign: Campaign) -> int:
+def _chunks(campaign: CampaignRecord) -> int:
     return max(1, -(-campaign.total // CHUNK_ROWS))
 
 
@@ -121,7 +128,7 @@ def fire(deps: CampaignDeps, campaign_id: str, key: str, *,
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
 
-    def record_run(c: Campaign) -> bool:
+    def record_run(c: CampaignRecord) -> bool:
         if c.status in ("canceled", "completed") or (c.last_run is not None
                                                       and c.last_run >= key):
             return False
@@ -138,7 +145,7 @@ def fire(deps: CampaignDeps, campaign_id: str, key: str, *,
     return campaign.status == "sending" and campaign.last_run == key
 
 
-def _enqueue_chunks(deps: CampaignDeps, run: Run, first_delay_s: float) -> None:
+def _enqueue_chunks(deps: CampaignDeps, run: RunRecord, first_delay_s: float) -> None:
     jobs = [FanoutJob(kind="chunk", campaign=run.campaign_id, run=run.key, chunk=n)
             for n in range(run.chunks) if n not in run.done_chunks]
     run_all(lambda j: deps.campaign_jobs.enqueue(j, first_delay_s if j.chunk == 0 else 0),
@@ -153,9 +160,9 @@ def handle_fanout_job(deps: CampaignDeps, job: FanoutJob) -> None:
         fan_out_chunk(deps, job.campaign, job.run, job.chunk)
 
 
-def _message(campaign: Campaign, run: Run, row_index: int, to: str, body: str, segments: int,
-             encoding: str, now: datetime, status: MessageStatus, error: str | None = None,
-             send_at: datetime | None = None) -> MessageRecord:
+def _message(campaign: CampaignRecord, run: RunRecord, row_index: int, to: str, body: str,
+             segments: int, encoding: str, now: datetime, status: MessageStatus,
+             error: str | None = None, send_at: datetime | None = None) -> MessageRecord:
     return MessageRecord(batch=run.batch, index=row_index, sender=campaign.sender, to=to,
                          body=body, status=status, initial_status=status, segments=segments,
                          encoding=encoding, created_at=now, updated_at=now, tag=campaign.tag,
@@ -242,7 +249,7 @@ def _cancel_messages(deps: CampaignDeps, batch: str,
                 slices)
 
 
-def cancel_runs(deps: CampaignDeps, campaign: Campaign) -> None:
+def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
     """Cancel every run still sending: mark it, then cancel its waiting messages."""
     for run in deps.campaigns.runs(campaign.id):
         for _ in range(_RETRIES):
@@ -253,8 +260,8 @@ def cancel_runs(deps: CampaignDeps, campaign: Campaign) -> None:
             _cancel_messages(deps, run.batch, deps.messages.pending(run.batch))
 
 
-def refresh_runs(deps: CampaignDeps, campaign: Campaign
-                 ) -> tuple[Campaign, list[tuple[Run, dict[str, int]]]]:
+def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
+                 ) -> tuple[CampaignRecord, list[tuple[RunRecord, dict[str, int]]]]:
     """Live counts per run; marks runs (and the campaign) completed when nothing is left."""
     out = []
     for run in deps.campaigns.runs(campaign.id):

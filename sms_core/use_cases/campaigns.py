@@ -37,7 +37,7 @@ from sms_core.models.campaigns import (
 )
 from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
-from sms_core.models.records import Campaign, RecipientRow, new_campaign_id
+from sms_core.models.records import CampaignRecord, RecipientRecord, new_campaign_id
 from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
@@ -107,7 +107,7 @@ def compile_template(text: str, field_name: str = "template") -> MessageTemplate
 class _Plan:
     """The classified snapshot and what the preview says about it."""
 
-    rows: list[RecipientRow] = field(default_factory=list)
+    rows: list[RecipientRecord] = field(default_factory=list)
     invalid_rows: list[InvalidRowPublic] = field(default_factory=list)
     counts: RecipientCountsPublic = field(default_factory=RecipientCountsPublic)
     deferred_until: list[datetime] = field(default_factory=list)  # one per deferred recipient
@@ -120,7 +120,7 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
     seen: dict[str, int] = {}
     candidates: list[tuple[int, str, str, SegmentInfo]] = []
     segments_by_body: dict[str, SegmentInfo] = {}
-    verdicts: list[RecipientRow | None] = [None] * len(sources)
+    verdicts: list[RecipientRecord | None] = [None] * len(sources)
     for i, src in enumerate(sources):
         reason: str | None = None
         number = src.to.strip()
@@ -135,13 +135,13 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
         except MissingVariables as exc:
             reason = str(exc)
         if reason is not None:
-            verdicts[i] = RecipientRow(i, number, "invalid", reason=reason)
+            verdicts[i] = RecipientRecord(i, number, "invalid", reason=reason)
             plan.counts.invalid += 1
             if len(plan.invalid_rows) < MAX_LISTED_INVALID:
                 plan.invalid_rows.append(
                     InvalidRowPublic(index=i, to=src.to, reason=reason, line=src.line))
         elif number in seen:
-            verdicts[i] = RecipientRow(i, number, "duplicate",
+            verdicts[i] = RecipientRecord(i, number, "duplicate",
                                        reason=f"same number as row {seen[number]}")
             plan.counts.duplicates += 1
         else:
@@ -154,11 +154,11 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
     sent_infos: list[SegmentInfo] = []
     for i, number, body, info in candidates:
         if number in opted_out:
-            verdicts[i] = RecipientRow(i, number, "optedOut",
+            verdicts[i] = RecipientRecord(i, number, "optedOut",
                                        reason=f"{number} opted out of messages from {sender}")
             plan.counts.opted_out += 1
             continue
-        verdicts[i] = RecipientRow(i, number, "valid", body=body, segments=info.segments,
+        verdicts[i] = RecipientRecord(i, number, "valid", body=body, segments=info.segments,
                                    encoding=info.encoding)
         plan.counts.valid += 1
         sent_infos.append(info)
@@ -245,7 +245,7 @@ def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> PreparedCa
     plan, infos = _classify(deps, sender, template, sources, quiet, starts_at, fallback)
     rate = deps.settings.sender_rate_per_minute
     token, token_hash = deps.campaigns.new_token()
-    campaign = Campaign(
+    campaign = CampaignRecord(
         id=new_campaign_id(), name=request.name, sender=sender, template=text,
         status="prepared", created_at=now, updated_at=now, total=len(sources),
         valid=plan.counts.valid, preview=_preview(plan, infos, rate, starts_at).public(),
@@ -278,7 +278,7 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
     # The schedule index first: if this request dies here, the timer still fires the run.
     deps.campaigns.schedule(campaign.id, due)
 
-    def to_scheduled(c: Campaign) -> bool:
+    def to_scheduled(c: CampaignRecord) -> bool:
         if c.status != "prepared":
             return False
         c.status, c.next_run_at = "scheduled", due
@@ -298,7 +298,7 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     if campaign.status == "completed":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
 
-    def to_canceled(c: Campaign) -> bool:
+    def to_canceled(c: CampaignRecord) -> bool:
         if c.status in ("canceled", "completed"):
             return False
         c.status, c.next_run_at = "canceled", None
@@ -311,7 +311,7 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     return campaign_view(deps, campaign)
 
 
-def campaign_view(deps: CampaignDeps, campaign: Campaign) -> CampaignPublic:
+def campaign_view(deps: CampaignDeps, campaign: CampaignRecord) -> CampaignPublic:
     """The campaign with its preview, its runs and live counts over all runs."""
     # A campaign that was never confirmed has no runs to read.
     campaign, runs = ((campaign, []) if campaign.status == "prepared"

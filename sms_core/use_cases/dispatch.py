@@ -31,7 +31,7 @@ from sms_core.models.messages import (
     OutboundSms,
     SendOutcome,
 )
-from sms_core.models.records import Change, ConversationEntry, MessageRecord
+from sms_core.models.records import Change, ConversationRecord, MessageRecord
 from sms_core.use_cases.ports import (
     AwaitingReports,
     Conversations,
@@ -240,7 +240,7 @@ def _send(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     deps.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
                                  if o.provider_message_id)
     deps.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
-    deps.conversations.record(ConversationEntry(
+    deps.conversations.record(ConversationRecord(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
         text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)
     waiting = set(retry) | set(throttled)

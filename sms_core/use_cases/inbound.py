@@ -21,7 +21,7 @@ from typing import Protocol
 from sms_core.errors import RequestInvalid
 from sms_core.models.app_events import received_event
 from sms_core.models.events import InboundSms, InvalidInbound
-from sms_core.models.records import ConversationEntry
+from sms_core.models.records import ConversationRecord
 from sms_core.rules.keywords import KeywordEngine, KeywordMatch
 from sms_core.use_cases.analytics import InboundCountDeps, count_inbound
 from sms_core.use_cases.optout_changes import OptOutChangeDeps, change_optout
@@ -74,7 +74,7 @@ def receive_sms(deps: InboundDeps, sms: InboundSms) -> None:
         log.info("inbound %s already processed", sms.id)
         return
     match = deps.keywords.match(sms.text)
-    deps.conversations.record([ConversationEntry(
+    deps.conversations.record([ConversationRecord(
         our_number=sms.our_number, their_number=sms.their_number, direction="inbound",
         message_id=sms.id, text=sms.text, at=sms.received_at,
         keyword=match.keyword if match else None)])

@@ -11,22 +11,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from optout_store.records import OptOutEntry, OptOutRecord, Source
+from optout_store.records import OptOutHistoryRecord, OptOutStateRecord, Source
 from sms_core.models.app_events import WebhookDelivery
 from sms_core.models.messages import MessageEvent, OutboundSms, SendOutcome
 from sms_core.models.records import (
-    AudienceInfo,
-    AwaitingEntry,
-    Campaign,
-    ConversationEntry,
+    AudienceRecord,
+    AwaitingRecord,
+    CampaignRecord,
+    ConversationRecord,
     Decide,
     IdempotencyClaim,
-    Member,
+    MemberRecord,
     MessageRecord,
-    RecipientRow,
-    Run,
-    TemplateInfo,
-    UnmatchedReport,
+    RecipientRecord,
+    RunRecord,
+    TemplateRecord,
+    UnmatchedReportRecord,
 )
 from sms_core.rules.analytics import AnalyticsReport, Fact
 
@@ -109,7 +109,7 @@ class OptOuts(Protocol):
         """The subset of `recipients` that opted out of `sender` (or globally)."""
         ...
 
-    def get(self, sender: str, recipient: str) -> OptOutRecord | None:
+    def get(self, sender: str, recipient: str) -> OptOutStateRecord | None:
         """The stored state of the pair in the configured scope, or None if never changed."""
         ...
 
@@ -127,11 +127,11 @@ class OptOuts(Protocol):
         """Clear an opt-out. Returns True if the state changed (False if not opted out)."""
         ...
 
-    def list_opted_out(self, partition: str) -> list[OptOutRecord]:
+    def list_opted_out(self, partition: str) -> list[OptOutStateRecord]:
         """Every recipient currently opted out in one partition (a sender, or `global`)."""
         ...
 
-    def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
+    def history(self, sender: str, recipient: str) -> list[OptOutHistoryRecord]:
         """Every change of the pair (in the configured scope), oldest first."""
         ...
 
@@ -179,51 +179,52 @@ class Campaigns(Protocol):
         """A fresh confirmation token and the hash that is stored in its place."""
         ...
 
-    def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
+    def create(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
         ...
 
-    def get(self, campaign_id: str) -> Campaign:
+    def get(self, campaign_id: str) -> CampaignRecord:
         """The campaign, or NotFound."""
         ...
 
-    def save(self, campaign: Campaign) -> bool:
+    def save(self, campaign: CampaignRecord) -> bool:
         """Replace the campaign if nobody changed it since it was read; False on a conflict."""
         ...
 
-    def change(self, campaign: Campaign, mutate: Callable[[Campaign], bool]) -> Campaign:
+    def change(self, campaign: CampaignRecord,
+               mutate: Callable[[CampaignRecord], bool]) -> CampaignRecord:
         """Apply `mutate` (False: nothing to change) and save, re-reading on an ETag conflict."""
         ...
 
-    def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
+    def page(self, limit: int, after: str | None) -> tuple[list[CampaignRecord], str | None]:
         """Campaigns in creation order, `limit` at a time, after the id `after`."""
         ...
 
-    def with_status(self, status: str) -> list[Campaign]:
+    def with_status(self, status: str) -> list[CampaignRecord]:
         """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
         ...
 
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
+    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
         """The valid rows with index in [lo, hi): one range query."""
         ...
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> Run:
+    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
         """Create the run (or return it when it already exists: a retried start)."""
         ...
 
-    def run(self, campaign_id: str, key: str) -> Run | None:
+    def run(self, campaign_id: str, key: str) -> RunRecord | None:
         """One run with its done chunks, or None."""
         ...
 
-    def runs(self, campaign_id: str) -> list[Run]:
+    def runs(self, campaign_id: str) -> list[RunRecord]:
         """Every run of the campaign, oldest first."""
         ...
 
-    def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
+    def mark_chunk(self, run: RunRecord, chunk: int, counts: dict[str, int]) -> None:
         """Record that a fan-out chunk is done (idempotent)."""
         ...
 
-    def set_run_status(self, run: Run, status: str) -> bool:
+    def set_run_status(self, run: RunRecord, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
         ...
 
@@ -244,19 +245,19 @@ class Campaigns(Protocol):
 class Audiences(Protocol):
     """Saved audiences and their members."""
 
-    def create(self, name: str, members: Sequence[Member]) -> AudienceInfo:
+    def create(self, name: str, members: Sequence[MemberRecord]) -> AudienceRecord:
         """Save members, then the audience row (a crash leaves nothing visible)."""
         ...
 
-    def get(self, audience_id: str) -> AudienceInfo:
+    def get(self, audience_id: str) -> AudienceRecord:
         """The audience, or NotFound."""
         ...
 
-    def all(self) -> list[AudienceInfo]:
+    def all(self) -> list[AudienceRecord]:
         """Every saved audience, oldest first."""
         ...
 
-    def members(self, audience_id: str) -> list[Member]:
+    def members(self, audience_id: str) -> list[MemberRecord]:
         """All members of an audience in their saved order (one partition query)."""
         ...
 
@@ -269,15 +270,15 @@ class Audiences(Protocol):
 class Templates(Protocol):
     """Saved templates."""
 
-    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateInfo:
+    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateRecord:
         """Save a template."""
         ...
 
-    def get(self, template_id: str) -> TemplateInfo:
+    def get(self, template_id: str) -> TemplateRecord:
         """The template, or NotFound."""
         ...
 
-    def all(self) -> list[TemplateInfo]:
+    def all(self) -> list[TemplateRecord]:
         """Every saved template, oldest first."""
         ...
 
@@ -290,19 +291,19 @@ class Templates(Protocol):
 class Conversations(Protocol):
     """Both directions of every conversation."""
 
-    def record(self, entries: Iterable[ConversationEntry]) -> None:
+    def record(self, entries: Iterable[ConversationRecord]) -> None:
         """Upsert entries (concurrently: each conversation is its own partition)."""
         ...
 
     def last_outbound(
         self, our_number: str, their_number: str, since: datetime, until: datetime,
-    ) -> ConversationEntry | None:
+    ) -> ConversationRecord | None:
         """The latest message we sent this person in [since, until], if any (one range query)."""
         ...
 
     def page(
         self, our_number: str, their_number: str, limit: int = 50, continuation: str | None = None,
-    ) -> tuple[list[ConversationEntry], str | None]:
+    ) -> tuple[list[ConversationRecord], str | None]:
         """One page of the conversation, oldest first, and the token of the next page."""
         ...
 
@@ -338,11 +339,11 @@ class AwaitingReports(Protocol):
         """Hour partitions not swept yet whose messages are all older than `timeout`."""
         ...
 
-    def entries(self, bucket: str) -> list[AwaitingEntry]:
+    def entries(self, bucket: str) -> list[AwaitingRecord]:
         """The messages of one hour partition."""
         ...
 
-    def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
+    def finish_bucket(self, bucket: str, entries: list[AwaitingRecord]) -> None:
         """Delete a swept partition's rows and move the cursor past it."""
         ...
 
@@ -391,7 +392,7 @@ class ProviderIds(Protocol):
         """Keep a report whose message we do not know (yet), for reconciliation."""
         ...
 
-    def unmatched(self) -> list[UnmatchedReport]:
+    def unmatched(self) -> list[UnmatchedReportRecord]:
         """Every kept report (the table holds only the few reports that found no message)."""
         ...
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from optout_store import GLOBAL_SENDER, OptOutEntry, OptOutRecord, Source
+from optout_store import GLOBAL_SENDER, OptOutHistoryRecord, OptOutStateRecord, Source
 from sms_core.adapters.event_grid import delivery_reports
 from sms_core.errors import (
     Conflict,
@@ -46,19 +46,19 @@ from sms_core.models.messages import (
     SendOutcome,
 )
 from sms_core.models.records import (
-    AudienceInfo,
-    AwaitingEntry,
-    Campaign,
+    AudienceRecord,
+    AwaitingRecord,
+    CampaignRecord,
     Change,
-    ConversationEntry,
+    ConversationRecord,
     Decide,
     IdempotencyClaim,
-    Member,
+    MemberRecord,
     MessageRecord,
-    RecipientRow,
-    Run,
-    TemplateInfo,
-    UnmatchedReport,
+    RecipientRecord,
+    RunRecord,
+    TemplateRecord,
+    UnmatchedReportRecord,
     new_batch_id,
     run_key,
     split_message_id,
@@ -201,8 +201,9 @@ class FakeOptOuts:
     def __init__(self, scope: Literal["sender", "global"] = "sender") -> None:
         self._scope = scope
         self._lock = threading.Lock()
-        self._state: dict[tuple[str, str], OptOutRecord] = {}
-        self._history: dict[tuple[str, str], dict[str, OptOutEntry]] = {}  # row key -> entry
+        self._state: dict[tuple[str, str], OptOutStateRecord] = {}
+        # (partition, recipient) -> row key -> entry
+        self._history: dict[tuple[str, str], dict[str, OptOutHistoryRecord]] = {}
 
     def _partition_for(self, sender: str) -> str:
         return GLOBAL_SENDER if self._scope == "global" else sender
@@ -217,7 +218,7 @@ class FakeOptOuts:
             return {r for r in set(recipients) for p in partitions
                     if (rec := self._state.get((p, r))) is not None and rec.opted_out}
 
-    def get(self, sender: str, recipient: str) -> OptOutRecord | None:
+    def get(self, sender: str, recipient: str) -> OptOutStateRecord | None:
         with self._lock:
             rec = self._state.get((self._partition_for(sender), recipient))
         return None if rec is None else replace(rec, sender=sender)
@@ -246,7 +247,7 @@ class FakeOptOuts:
         partition, now = self._partition_for(sender), at or _now()
         suffix = (hashlib.sha256(inbound_message_id.encode()).hexdigest()[:12]
                   if inbound_message_id else secrets.token_hex(6))
-        entry = OptOutEntry(sender=partition, recipient=recipient,
+        entry = OptOutHistoryRecord(sender=partition, recipient=recipient,
                             action="opt-out" if opted_out else "opt-in", at=now, source=source,
                             keyword=keyword, text=text, inbound_message_id=inbound_message_id,
                             reason=reason)
@@ -255,17 +256,17 @@ class FakeOptOuts:
             changed = (before.opted_out if before else False) != opted_out
             self._history.setdefault((partition, recipient), {})[
                 f"{_sortable(now)}-{suffix}"] = entry
-            self._state[(partition, recipient)] = OptOutRecord(
+            self._state[(partition, recipient)] = OptOutStateRecord(
                 sender=partition, recipient=recipient, opted_out=opted_out, updated_at=now,
                 source=source, keyword=keyword)
         return changed
 
-    def list_opted_out(self, partition: str) -> list[OptOutRecord]:
+    def list_opted_out(self, partition: str) -> list[OptOutStateRecord]:
         with self._lock:
             return [rec for (p, _), rec in sorted(self._state.items())
                     if p == partition and rec.opted_out]
 
-    def history(self, sender: str, recipient: str) -> list[OptOutEntry]:
+    def history(self, sender: str, recipient: str) -> list[OptOutHistoryRecord]:
         with self._lock:
             rows = self._history.get((self._partition_for(sender), recipient), {})
             return [rows[k] for k in sorted(rows)]
@@ -357,9 +358,9 @@ class FakeCampaigns:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._etags = itertools.count(1)
-        self._campaigns: dict[str, Campaign] = {}
-        self._rows: dict[str, dict[int, RecipientRow]] = {}
-        self._runs: dict[tuple[str, str], Run] = {}
+        self._campaigns: dict[str, CampaignRecord] = {}
+        self._rows: dict[str, dict[int, RecipientRecord]] = {}
+        self._runs: dict[tuple[str, str], RunRecord] = {}
         self.chunk_marks: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._schedule: dict[tuple[str, str], datetime] = {}  # (run key, campaign id) -> due
 
@@ -370,19 +371,19 @@ class FakeCampaigns:
         token = secrets.token_urlsafe(24)
         return token, token_hash(token)
 
-    def create(self, campaign: Campaign, rows: Sequence[RecipientRow]) -> None:
+    def create(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord]) -> None:
         with self._lock:
             self._rows.setdefault(campaign.id, {}).update({r.index: r for r in rows})
             campaign.etag = self._etag()
             self._campaigns[campaign.id] = _copy(campaign)
 
-    def get(self, campaign_id: str) -> Campaign:
+    def get(self, campaign_id: str) -> CampaignRecord:
         with self._lock:
             if campaign_id not in self._campaigns:
                 raise NotFound(f"No campaign with id '{campaign_id}'.")
             return _copy(self._campaigns[campaign_id])
 
-    def save(self, campaign: Campaign) -> bool:
+    def save(self, campaign: CampaignRecord) -> bool:
         with self._lock:
             stored = self._campaigns.get(campaign.id)
             if stored is None or stored.etag != campaign.etag:
@@ -391,38 +392,39 @@ class FakeCampaigns:
             self._campaigns[campaign.id] = _copy(campaign)
             return True
 
-    def change(self, campaign: Campaign, mutate: Callable[[Campaign], bool]) -> Campaign:
+    def change(self, campaign: CampaignRecord,
+               mutate: Callable[[CampaignRecord], bool]) -> CampaignRecord:
         for _ in range(8):
             if not mutate(campaign) or self.save(campaign):
                 return campaign
             campaign = self.get(campaign.id)
         raise StorageUnavailable(f"Campaign {campaign.id} kept changing; try again")
 
-    def page(self, limit: int, after: str | None) -> tuple[list[Campaign], str | None]:
+    def page(self, limit: int, after: str | None) -> tuple[list[CampaignRecord], str | None]:
         with self._lock:
             items = [_copy(self._campaigns[k]) for k in sorted(self._campaigns)
                      if after is None or k > after][:limit]
         return items, (items[-1].id if len(items) >= limit else None)
 
-    def with_status(self, status: str) -> list[Campaign]:
+    def with_status(self, status: str) -> list[CampaignRecord]:
         with self._lock:
             return [_copy(c) for _, c in sorted(self._campaigns.items()) if c.status == status]
 
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRow]:
+    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
         with self._lock:
             rows = self._rows.get(campaign_id, {})
             return [rows[i] for i in sorted(rows) if lo <= i < hi and rows[i].verdict == "valid"]
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> Run:
+    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
         with self._lock:
             if (campaign_id, key) not in self._runs:
-                self._runs[(campaign_id, key)] = Run(campaign_id, key, chunks, "sending", _now(),
-                                                     etag=self._etag())
+                self._runs[(campaign_id, key)] = RunRecord(campaign_id, key, chunks, "sending",
+                                                           _now(), etag=self._etag())
             run = self.run(campaign_id, key)
         assert run is not None
         return run
 
-    def run(self, campaign_id: str, key: str) -> Run | None:
+    def run(self, campaign_id: str, key: str) -> RunRecord | None:
         with self._lock:
             run = self._runs.get((campaign_id, key))
             if run is None:
@@ -430,16 +432,16 @@ class FakeCampaigns:
             done = {n for (c, k, n) in self.chunk_marks if (c, k) == (campaign_id, key)}
             return replace(_copy(run), done_chunks=done)
 
-    def runs(self, campaign_id: str) -> list[Run]:
+    def runs(self, campaign_id: str) -> list[RunRecord]:
         with self._lock:
             keys = sorted(k for c, k in self._runs if c == campaign_id)
             return [r for k in keys if (r := self.run(campaign_id, k)) is not None]
 
-    def mark_chunk(self, run: Run, chunk: int, counts: dict[str, int]) -> None:
+    def mark_chunk(self, run: RunRecord, chunk: int, counts: dict[str, int]) -> None:
         with self._lock:
             self.chunk_marks[(run.campaign_id, run.key, chunk)] = dict(counts)
 
-    def set_run_status(self, run: Run, status: str) -> bool:
+    def set_run_status(self, run: RunRecord, status: str) -> bool:
         with self._lock:
             stored = self._runs.get((run.campaign_id, run.key))
             if stored is None or stored.etag != run.etag:
@@ -481,26 +483,26 @@ class FakeAudiences:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[str, tuple[AudienceInfo, list[Member]]] = {}
+        self._items: dict[str, tuple[AudienceRecord, list[MemberRecord]]] = {}
 
-    def create(self, name: str, members: Sequence[Member]) -> AudienceInfo:
+    def create(self, name: str, members: Sequence[MemberRecord]) -> AudienceRecord:
         columns: dict[str, None] = {}
         for m in members:
             columns.update(dict.fromkeys(m.attributes))
-        info = AudienceInfo("a" + new_batch_id(), name, len(members), list(columns), _now())
+        info = AudienceRecord("a" + new_batch_id(), name, len(members), list(columns), _now())
         with self._lock:
             self._items[info.id] = (info, list(members))
         return info
 
-    def get(self, audience_id: str) -> AudienceInfo:
+    def get(self, audience_id: str) -> AudienceRecord:
         with self._lock:
             return _saved_id("audience", audience_id, self._items)[0]
 
-    def all(self) -> list[AudienceInfo]:
+    def all(self) -> list[AudienceRecord]:
         with self._lock:
             return [info for info, _ in self._items.values()]
 
-    def members(self, audience_id: str) -> list[Member]:
+    def members(self, audience_id: str) -> list[MemberRecord]:
         with self._lock:
             return list(_saved_id("audience", audience_id, self._items)[1])
 
@@ -515,19 +517,19 @@ class FakeTemplates:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[str, TemplateInfo] = {}
+        self._items: dict[str, TemplateRecord] = {}
 
-    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateInfo:
-        info = TemplateInfo("t" + new_batch_id(), name, text, list(variables), _now())
+    def create(self, name: str, text: str, variables: Sequence[str]) -> TemplateRecord:
+        info = TemplateRecord("t" + new_batch_id(), name, text, list(variables), _now())
         with self._lock:
             self._items[info.id] = info
         return info
 
-    def get(self, template_id: str) -> TemplateInfo:
+    def get(self, template_id: str) -> TemplateRecord:
         with self._lock:
             return _saved_id("template", template_id, self._items)
 
-    def all(self) -> list[TemplateInfo]:
+    def all(self) -> list[TemplateRecord]:
         with self._lock:
             return list(self._items.values())
 
@@ -545,27 +547,27 @@ class FakeConversations:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str], dict[str, ConversationEntry]] = {}
+        self._rows: dict[tuple[str, str], dict[str, ConversationRecord]] = {}
 
-    def record(self, entries: Iterable[ConversationEntry]) -> None:
+    def record(self, entries: Iterable[ConversationRecord]) -> None:
         with self._lock:
             for e in entries:  # upserts: a redelivery rewrites the same row
                 self._rows.setdefault((e.our_number, e.their_number), {})[e.row_key()] = e
 
-    def _entries(self, our_number: str, their_number: str) -> list[ConversationEntry]:
+    def _entries(self, our_number: str, their_number: str) -> list[ConversationRecord]:
         with self._lock:
             rows = self._rows.get((our_number, their_number), {})
             return [rows[k] for k in sorted(rows)]
 
     def last_outbound(self, our_number: str, their_number: str, since: datetime,
-                      until: datetime) -> ConversationEntry | None:
+                      until: datetime) -> ConversationRecord | None:
         lo, hi = _sortable(since), _sortable(until) + "|~"
         found = [e for e in self._entries(our_number, their_number)
                  if e.direction == "outbound" and lo <= e.row_key() <= hi]
         return found[-1] if found else None
 
     def page(self, our_number: str, their_number: str, limit: int = 50,
-             continuation: str | None = None) -> tuple[list[ConversationEntry], str | None]:
+             continuation: str | None = None) -> tuple[list[ConversationRecord], str | None]:
         """Pages of `limit` (1..200); the token is opaque to callers (here: an offset)."""
         if continuation is not None and not continuation.isdigit():
             raise RequestInvalid("The continuation token is not valid.")
@@ -661,11 +663,11 @@ class FakeAwaitingReports:
                  for n in itertools.count())
         return list(itertools.takewhile(lambda b: b <= last_due, map(_hour_bucket, hours)))
 
-    def entries(self, bucket: str) -> list[AwaitingEntry]:
+    def entries(self, bucket: str) -> list[AwaitingRecord]:
         with self._lock:
-            return [AwaitingEntry(bucket, m) for m in sorted(self._buckets.get(bucket, ()))]
+            return [AwaitingRecord(bucket, m) for m in sorted(self._buckets.get(bucket, ()))]
 
-    def finish_bucket(self, bucket: str, entries: list[AwaitingEntry]) -> None:
+    def finish_bucket(self, bucket: str, entries: list[AwaitingRecord]) -> None:
         with self._lock:
             for e in entries:
                 self._buckets.get(e.bucket, set()).discard(e.message_id)
@@ -743,7 +745,7 @@ class FakeProviderIds:
         with self._lock:
             self._kept[(provider_id or "unknown", event_id)] = (_copy(event), _now())
 
-    def unmatched(self) -> list[UnmatchedReport]:
+    def unmatched(self) -> list[UnmatchedReportRecord]:
         """Every kept event, decoded again as the real index does (None: not a report)."""
         with self._lock:
             kept = sorted(self._kept.items())
@@ -753,7 +755,7 @@ class FakeProviderIds:
                 reports = delivery_reports(json.dumps(event))
             except RequestInvalid:
                 reports = []
-            out.append(UnmatchedReport(provider_id, event_id, _copy(event), received_at,
+            out.append(UnmatchedReportRecord(provider_id, event_id, _copy(event), received_at,
                                        reports[0] if reports else None))
         return out
 

@@ -59,7 +59,7 @@ from sms_core.errors import (
 )
 from sms_core.models.app_events import WebhookDelivery
 from sms_core.models.messages import DispatchJob, MessageStatus, OutboundSms, SendOutcome
-from sms_core.models.records import Change, Member, MessageRecord
+from sms_core.models.records import Change, MemberRecord, MessageRecord
 from sms_core.rules.analytics import Fact
 from sms_core.settings import load_settings
 
@@ -281,7 +281,7 @@ def test_a_queue_error_without_message_is_storage_unavailable_not_a_type_error()
 @pytest.mark.parametrize(("what", "call"), [
     ("Provider index", lambda t: ProviderIndex(t, t).lookup("acs-1")),  # a point read
     ("Message", lambda t: MessageStore(t).load("b1")),  # a query, failing while iterated
-    ("Audience", lambda t: AudienceStore(t).create("a", [Member(B, {})])),  # a transaction
+    ("Audience", lambda t: AudienceStore(t).create("a", [MemberRecord(B, {})])),  # a transaction
     ("Opt-out", lambda t: OptOutStore(t, t).opt_in(A, B, source="admin")),
 ])
 def test_a_table_error_body_of_another_shape_is_storage_unavailable(

@@ -8,7 +8,7 @@ import pytest
 
 from sms_core.errors import RequestInvalid
 from sms_core.models.queries import AnalyticsQuery
-from sms_core.models.records import ConversationEntry
+from sms_core.models.records import ConversationRecord
 from sms_core.use_cases.analytics import analytics_report, count_inbound
 from sms_core.use_cases.delivery_reports import apply_delivery_reports
 from sms_http.requests import analytics_query
@@ -20,7 +20,7 @@ SENT_AT = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
 
 def we_sent(deps: FakeDeps, to: str, message_id: str, at: datetime = SENT_AT,
             tag: str | None = "promo") -> None:
-    deps.conversations.record([ConversationEntry(
+    deps.conversations.record([ConversationRecord(
         our_number=SENDER, their_number=to, direction="outbound", message_id=message_id,
         text="Sale!", at=at, tag=tag)])
 

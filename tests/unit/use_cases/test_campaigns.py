@@ -12,7 +12,7 @@ from sms_core.models.campaign_views import CampaignPublic, PreparedCampaignPubli
 from sms_core.models.campaigns import FanoutJob, SendConfirmation
 from sms_core.models.messages import DispatchJob, MessageStatus
 from sms_core.models.queries import PageQuery
-from sms_core.models.records import Member
+from sms_core.models.records import MemberRecord
 from sms_core.use_cases.campaign_runs import CHUNK_ROWS, handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
@@ -179,8 +179,8 @@ def test_list_pages_through_the_campaigns_by_id(deps: FakeDeps) -> None:
 
 def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
     template = deps.templates.create("promo", "Hello {{name}}", ["name"])
-    audience = deps.audiences.create("vip", [Member(ALICE, {"name": "Alice", "tier": "gold"}),
-                                             Member(BOB, {"name": "Bob", "tier": "silver"})])
+    audience = deps.audiences.create("vip", [MemberRecord(ALICE, {"name": "Alice", "tier": "gold"}),
+                                             MemberRecord(BOB, {"name": "Bob", "tier": "silver"})])
     prepared = prepare_campaign(deps, campaign(
         template=None, templateId=template.id,
         audience={"audienceId": audience.id, "filter": "tier = 'gold'"}))
