@@ -8,6 +8,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from optout_store import OptOutStore
+from sms_core.use_cases.optouts import optout_history
 from tests.integration.conftest import new_number
 
 
@@ -77,7 +78,7 @@ def test_history_is_append_only_and_complete(store: OptOutStore) -> None:
     entries = store.history(sender, to)
     assert [(e.action, e.source) for e in entries] == [
         ("opt-out", "keyword"), ("opt-out", "carrier"), ("opt-in", "keyword")]
-    first = entries[0].public()
+    first = optout_history(store, sender, to).public()["value"][0]
     assert first["keyword"] == "STOP" and first["text"] == "Stop!"
     assert first["inboundMessageId"] == "in-1" and first["from"] == sender
     record = store.get(sender, to)
