@@ -15,7 +15,7 @@ from sms_core.models.messages import can_transition
 from sms_core.settings import load_settings, parse_acs_connection_string
 from sms_core.use_cases.delivery_reports import delivery_code
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "eventgrid"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "eventgrid"
 SAMPLES = sorted(FIXTURES.glob("*delivery-report*.json"))
 
 
