@@ -712,7 +712,7 @@ def delivery_reports(stack: Stack, numbers: NumberPool, tag: str, count: int, wa
         log(f"delivery reports: function host (delivery_report only), {total} reports "
             f"({warmup} warm-up)")
         host = stack.start_host("func-host-reports", wait=False, disabled=[
-            name for name in function_names() if name != "delivery_report"])
+            name for name in function_names(stack.app_settings()) if name != "delivery_report"])
         try:
             ours_run = watch.time_marks(warmup, total, REPORTS_DEADLINE_S, host.child.problem,
                                         stack.cpu_meter(host), trace)

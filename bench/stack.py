@@ -17,9 +17,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import httpx
 
@@ -37,11 +38,13 @@ EMULATOR_RATE_PER_MINUTE = 100_000_000
 START_DEADLINE_S = 90.0
 
 
-def function_names() -> list[str]:
-    """Every function of the app, as function_app.py registers them."""
-    from function_app import app
+def function_names(app_settings: Mapping[str, str]) -> list[str]:
+    """Every function of the app, indexed as the host does (the app checks its settings as it
+    loads, so it loads with the stack's)."""
+    from localdev.func_host import index_function_app
 
-    return sorted(f.get_function_name() for f in app.get_functions())
+    with mock.patch.dict(os.environ, app_settings):
+        return sorted(f.get_function_name() for f in index_function_app(ROOT))
 
 
 def peak_rss_kib(pid: int) -> int | None:
