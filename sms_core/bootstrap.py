@@ -30,6 +30,7 @@ from sms_core.adapters.storage import (
     CAMPAIGNS_QUEUE,
     CAMPAIGNS_TABLE,
     CONVERSATIONS_TABLE,
+    DELIVERY_REPORTS_QUEUE,
     EVENTS_QUEUE,
     IDEMPOTENCY_TABLE,
     INBOUND_TABLE,
@@ -98,6 +99,11 @@ class Services:
     def jobs(self) -> JobQueue:
         """The `sms-outbound` queue."""
         return JobQueue(self.storage.queue(OUTBOUND_QUEUE))
+
+    @cached_property
+    def report_retries(self) -> JobQueue:
+        """`sms-delivery-reports` itself: reports put back until their message is known."""
+        return JobQueue(self.storage.queue(DELIVERY_REPORTS_QUEUE))
 
     @cached_property
     def campaign_jobs(self) -> JobQueue:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sms_core.errors import FieldError, RequestInvalid
-from sms_core.models.events import DeliveryReport, InboundSms
+from sms_core.models.events import RETRY_MEMBER, DeliveryReport, InboundSms
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 
 # Event types, compared case-insensitively.
@@ -149,7 +149,12 @@ def delivery_report(event: GridEvent) -> DeliveryReport:
         status=str(ci_get(data, "deliveryStatus") or ""),
         details=None if details is None else str(details),
         attempts=ci_get(data, "deliveryAttempts"),
-        received_timestamp=None if stamp is None else str(stamp), raw=dict(event.raw))
+        received_timestamp=None if stamp is None else str(stamp), raw=dict(event.raw),
+        retry=_retry_count(event.raw.get(RETRY_MEMBER)))
+
+
+def _retry_count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def delivery_reports(body: bytes | str) -> list[DeliveryReport]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,24 @@ class DeliveryReport:
     attempts: Any
     received_timestamp: str | None
     raw: Mapping[str, Any]  # the whole event, kept when the message is not known yet
+    retry: int = 0  # how often we put it back on its queue because its message was not known
+
+
+# Our own member on a delivery-report event we put back on its queue: how often it was.
+RETRY_MEMBER = "smsRetry"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportRetry:
+    """A delivery report put back on its queue, to be tried again once its message is known
+    (a report can overtake the write of its message's ACS id)."""
+
+    report: DeliveryReport
+    attempt: int
+
+    def encode(self) -> str:
+        """The queue message text: the event as it came, with the attempt number."""
+        return json.dumps({**self.report.raw, RETRY_MEMBER: self.attempt}, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

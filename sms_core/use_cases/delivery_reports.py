@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sms_core.models.events import DeliveryReport
+from sms_core.models.events import DeliveryReport, DeliveryReportRetry
 from sms_core.models.messages import MessageStatus, can_transition
 from sms_core.models.records import Change, MessageRecord, split_message_id
 from sms_core.rules.analytics import Fact, utc_day
 from sms_core.settings import Settings
 from sms_core.use_cases.optout_changes import change_optout
-from sms_core.use_cases.ports import AwaitingReports, OptOuts, ProviderIds
+from sms_core.use_cases.ports import AwaitingReports, Jobs, OptOuts, ProviderIds
 from sms_core.use_cases.status_changes import StatusChanges, StatusDeps, status_changes
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ _STATUS_BY_ACS = {"delivered": MessageStatus.DELIVERED, "failed": MessageStatus.
                   "expired": MessageStatus.EXPIRED}
 CARRIER_OPT_OUT = 4007  # "The Destination/To number has opted out of receiving messages from you."
 UNVERIFIED_TOLL_FREE = 4010  # "Message was blocked due to the toll-free number not being verified."
+# A report whose message is not known yet is put back on its queue after these delays (seconds):
+# its ACS id is being written by the dispatcher that got it from ACS a moment ago. After the
+# last, it waits for the reconcile timer, kept in UnmatchedReports from the first try on.
+REPORT_RETRY_DELAYS_S = (1, 2, 4, 8, 16)
 _CODE = re.compile(r"^\s*(\d{4})\b")
 
 
@@ -38,6 +42,8 @@ class ReportDeps(StatusDeps, Protocol):
     def awaiting_reports(self) -> AwaitingReports: ...
     @property
     def optouts(self) -> OptOuts: ...
+    @property
+    def report_retries(self) -> Jobs: ...
 
 
 def delivery_code(details: str | None) -> int | None:
@@ -57,12 +63,19 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     """Apply one report. Unknown messages are kept for reconciliation, never dropped."""
     provider_id, acs_status, details = report.provider_message_id, report.status, report.details
     ours = deps.provider_ids.lookup(provider_id) if provider_id else None
+    kept_as = report.event_id or provider_id
     if ours is None:
-        deps.provider_ids.keep_unmatched(provider_id, report.event_id or provider_id,
-                                         dict(report.raw))
-        log.warning("delivery report for unknown ACS message %s kept for reconciliation",
-                    provider_id)
+        # Kept first: if putting it back fails, the reconcile timer still has it.
+        deps.provider_ids.keep_unmatched(provider_id, kept_as, dict(report.raw))
+        if provider_id and report.retry < len(REPORT_RETRY_DELAYS_S):
+            deps.report_retries.enqueue(DeliveryReportRetry(report, report.retry + 1),
+                                        REPORT_RETRY_DELAYS_S[report.retry])
+        else:
+            log.warning("delivery report for unknown ACS message %s kept for reconciliation",
+                        provider_id)
         return False
+    if report.retry:  # a retry that found its message: the kept copy is done with
+        deps.provider_ids.forget_unmatched(provider_id, kept_as)
     new_status = _STATUS_BY_ACS.get(acs_status.lower())
     batch, index = split_message_id(ours)
     data = {"deliveryStatus": acs_status, "deliveryStatusDetails": details,

@@ -58,6 +58,9 @@ def make_services(storage: str, emulator: AcsEmulator, **settings: object) -> Se
     name = f"out-{uuid.uuid4().hex[:12]}"
     services.storage.queue_service().create_queue(name)
     services.jobs = JobQueue(services.storage.queue(name))  # type: ignore[misc]
+    retries = f"dlr-retry-{uuid.uuid4().hex[:12]}"
+    services.storage.queue_service().create_queue(retries)
+    services.report_retries = JobQueue(services.storage.queue(retries))  # type: ignore[misc]
     return services
 
 

@@ -129,6 +129,55 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
     assert kept == []
 
 
+def test_report_that_overtook_its_message_is_applied_from_its_queue_within_seconds(
+        services: Services, emulator: AcsEmulator) -> None:
+    import time
+
+    msg = sent_message(services, to=new_number(), message="Quick again")
+    # The race: the report is read before the dispatcher wrote the ACS id.
+    services.provider_ids._index.delete_entity(msg.provider_message_id, "")
+    handle_delivery_reports(services, report_for(msg.provider_message_id, "Delivered", "ok"))
+    assert get_message(services.messages, msg.id).status == MessageStatus.SENT
+    services.provider_ids.record([(msg.provider_message_id, msg.id)])  # the write lands
+    retries = services.report_retries._queue
+    deadline, applied = time.monotonic() + 30, 0
+    while not applied and time.monotonic() < deadline:
+        for queued in retries.receive_messages(messages_per_page=32, visibility_timeout=30):
+            applied += handle_delivery_reports(services, queued.content)
+            retries.delete_message(queued)
+        time.sleep(0.2)
+    assert applied == 1  # put back once, after a second, and applied then
+    done = get_message(services.messages, msg.id)
+    assert done.status == MessageStatus.DELIVERED
+    assert [h.status for h in done.history].count(MessageStatus.DELIVERED) == 1
+    kept = list(services.provider_ids._unmatched.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": msg.provider_message_id}))
+    assert kept == []  # nothing left for the reconcile timer
+
+
+def test_a_report_for_a_stranger_is_put_back_a_few_times_then_left_to_reconcile(
+        services: Services) -> None:
+    from sms_core.models.events import RETRY_MEMBER
+    from sms_core.use_cases.delivery_reports import REPORT_RETRY_DELAYS_S
+
+    retries = services.report_retries._queue
+
+    def waiting() -> int:  # delayed messages included
+        return int(retries.get_queue_properties().approximate_message_count)
+
+    stranger = f"Outgoing_{uuid.uuid4().hex}"
+    first = report_for(stranger, "Delivered", "No error.")
+    assert handle_delivery_reports(services, first) == 0
+    assert waiting() == 1  # put back, attempt 1
+    last = json.loads(first)
+    last[RETRY_MEMBER] = len(REPORT_RETRY_DELAYS_S)
+    assert handle_delivery_reports(services, json.dumps(last)) == 0
+    assert waiting() == 1  # the last attempt is not put back again
+    kept = list(services.provider_ids._unmatched.query_entities(
+        "PartitionKey eq @pk", parameters={"pk": stranger}))
+    assert len(kept) == 1  # one row for the reconcile timer, however often it was tried
+
+
 def test_every_status_change_is_an_sms_status_event(services: Services,
                                                     emulator: AcsEmulator) -> None:
     from sms_core.adapters.app_events import AppEventQueue

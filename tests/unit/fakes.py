@@ -330,6 +330,11 @@ class FakeJobs:
 
     # -- for tests ----------------------------------------------------------------------------
 
+    def texts(self) -> list[tuple[str, float]]:
+        """Every (queue message text, delay), as stored."""
+        with self._lock:
+            return [(job.encode(), delay) for job, delay in self.enqueued]
+
     def decoded(self, model: type[M]) -> list[tuple[M, float]]:
         """Every (job, delay) as a consumer would read it back from the queue text."""
         with self._lock:
@@ -896,6 +901,7 @@ class FakeDeps:
     pacer: FakePacer = field(default_factory=FakePacer)
     jobs: FakeJobs = field(default_factory=FakeJobs)
     campaign_jobs: FakeJobs = field(default_factory=FakeJobs)
+    report_retries: FakeJobs = field(default_factory=FakeJobs)
     campaigns: FakeCampaigns = field(default_factory=FakeCampaigns)
     audiences: FakeAudiences = field(default_factory=FakeAudiences)
     templates: FakeTemplates = field(default_factory=FakeTemplates)

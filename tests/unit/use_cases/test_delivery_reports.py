@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sms_core.adapters.event_grid import delivery_reports
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.delivery_reports import (
+    REPORT_RETRY_DELAYS_S,
     apply_delivery_reports,
     expire_overdue,
     reconcile_reports,
@@ -66,6 +68,38 @@ def test_a_report_for_an_unknown_acs_id_is_kept_for_reconciliation(deps: FakeDep
     assert (kept.provider_id, kept.event_id) == ("Outgoing_stranger", "dlr-x")
     assert kept.report == stranger
     assert deps.app_events.published == [] and deps.analytics.fact_ids == []
+
+
+def test_a_report_that_overtook_its_message_is_put_back_and_applied_once_known(
+        deps: FakeDeps) -> None:
+    msg = sent(deps)
+    assert msg.provider_message_id is not None
+    early = report(msg.provider_message_id, "Delivered", event_id="dlr-early")
+    del deps.provider_ids.index[msg.provider_message_id]  # read before the dispatcher wrote it
+    assert apply_delivery_reports(deps, [early]) == 0
+    ((retry, delay),) = deps.report_retries.texts()
+    assert delay == REPORT_RETRY_DELAYS_S[0] == 1
+    deps.provider_ids.record([(msg.provider_message_id, msg.id)])  # the write lands
+    (again,) = delivery_reports(retry)
+    assert again.retry == 1 and again.event_id == "dlr-early"
+    assert apply_delivery_reports(deps, [again]) == 1
+    assert get_message(deps.messages, msg.id).status == MessageStatus.DELIVERED
+    assert deps.provider_ids.unmatched() == []  # nothing left for the reconcile timer
+    assert status_events(deps, "delivered") == [f"status-{msg.id}-delivered"]
+
+
+def test_a_report_for_a_stranger_stops_being_put_back_after_the_last_delay(
+        deps: FakeDeps) -> None:
+    body = report("Outgoing_nobody", "Delivered")
+    for attempt in range(1, len(REPORT_RETRY_DELAYS_S) + 1):
+        apply_delivery_reports(deps, [body])
+        ((text, delay),) = deps.report_retries.texts()
+        deps.report_retries.enqueued.clear()
+        (body,) = delivery_reports(text)
+        assert (body.retry, delay) == (attempt, REPORT_RETRY_DELAYS_S[attempt - 1])
+    apply_delivery_reports(deps, [body])
+    assert deps.report_retries.enqueued == []  # left to the reconcile timer
+    assert len(deps.provider_ids.unmatched()) == 1
 
 
 def test_a_redelivered_report_changes_nothing(deps: FakeDeps) -> None:
