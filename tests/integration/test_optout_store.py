@@ -83,3 +83,10 @@ def test_history_is_append_only_and_complete(store: OptOutStore) -> None:
     assert first["inboundMessageId"] == "in-1" and first["from"] == sender
     record = store.get(sender, to)
     assert record is not None and record.opted_out is False and record.keyword == "UNSTOP"
+
+
+def test_an_opt_in_of_someone_never_opted_out_changes_nothing(store: OptOutStore) -> None:
+    sender, to = "+18005550106", new_number()
+    assert store.opt_in(sender, to, source="api") is False  # no optout.changed for the app
+    assert store.opt_out(sender, to, source="api") is True
+    assert store.opt_in(sender, to, source="api") is True

@@ -230,3 +230,11 @@ def test_reconcile_reports_what_still_matches_nothing(deps: FakeDeps) -> None:
     assert (result.applied, result.unmatched, result.invalid_inbound) == (0, 1, 1)
     assert result.oldest_unmatched is not None
     assert len(deps.provider_ids.unmatched()) == 2  # nothing forgotten
+
+
+def test_reconcile_keeps_a_kept_event_it_cannot_read_back(deps: FakeDeps) -> None:
+    # A row cut at the 30,000 characters a Table property holds no longer decodes.
+    deps.provider_ids.keep_unmatched("Outgoing_cut", "dlr-cut", {"eventType": 7})
+    result = reconcile_reports(deps)
+    assert (result.applied, result.invalid_inbound) == (0, 1)
+    assert [k.event_id for k in deps.provider_ids.unmatched()] == ["dlr-cut"]  # never forgotten
