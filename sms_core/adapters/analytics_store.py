@@ -69,7 +69,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import (
     EdmType,
     EntityProperty,
@@ -86,6 +86,7 @@ from sms_core.rules.analytics import COUNTERS, AnalyticsReport, Fact, check_rang
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
 _FACTS_PER_TX = ENTITY_GROUP_LIMIT - 1  # ledger rows, plus the counter row
 _MAX_TRIES = 50  # a busy counter row under many instances can lose a few races in a row
+_CONNECTION_RETRIES = 3  # dropped connections before the failure is the caller's
 _MAX_PART = 200  # escaped characters in one key part before it is hashed
 _HASHED_HEAD = 64
 _FORBIDDEN = re.compile(r"[%|~/\\#?\x00-\x1f\x7f-\x9f]")
@@ -237,6 +238,7 @@ class AnalyticsStore:
         pending = list(chunk)
         if counter is None:
             counter = self._read_counter(group)
+        dropped = 0
         for attempt in range(_MAX_TRIES):
             if not pending:
                 return 0, counter
@@ -274,6 +276,15 @@ class AnalyticsStore:
                         _backoff(attempt)
                         continue
                     raise
+                except (ServiceRequestError, ServiceResponseError):
+                    # The connection dropped: the transaction may or may not have been applied.
+                    # Trying again is safe by design: a ledger row that exists fails the insert
+                    # and its fact is dropped as counted; a changed counter fails its If-Match.
+                    dropped += 1
+                    if dropped > _CONNECTION_RETRIES:
+                        raise
+                    _backoff(attempt)
+                    continue
             etag = results[-1].get("etag") if results else None
             # Without the new ETag the next chunk must read the row again.
             return len(pending), (_Counter(new_values, etag) if etag

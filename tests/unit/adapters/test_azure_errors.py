@@ -441,6 +441,21 @@ def test_analytics_tells_a_missing_row_from_a_missing_table(code: str, counted: 
         assert store.record([fact()]) == counted
 
 
+def test_analytics_tries_a_transaction_again_after_a_dropped_connection() -> None:
+    # Safe by design: a ledger row that exists fails the insert and its fact counts as done.
+    counters = FakeTable(get_entity=azure_error(ResourceNotFoundError, "ResourceNotFound", 404),
+                         submit_transaction=[Step(ServiceResponseError("reset")),
+                                             Step([{"etag": "W/1"}, {"etag": "W/2"}])])
+    assert AnalyticsStore(counters).record([fact()]) == 1  # type: ignore[arg-type]
+    assert counters.calls.count("submit_transaction") == 2
+    down = FakeTable(get_entity=azure_error(ResourceNotFoundError, "ResourceNotFound", 404),
+                     submit_transaction=ServiceResponseError("reset"))
+    with pytest.raises(StorageUnavailable, match=r"^Analytics storage failed: "
+                                                 r"ServiceResponseError"):
+        AnalyticsStore(down).record([fact()])  # type: ignore[arg-type]
+    assert down.calls.count("submit_transaction") == 4  # the first try and three more
+
+
 def test_a_refused_continuation_token_is_a_bad_request() -> None:
     def refused() -> BaseException:
         return azure_error(HttpResponseError, "InvalidInput", 400)
