@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
+from unittest import mock
+
+from sms_core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,11 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @cache
 def app_functions() -> dict[str, dict[str, Any]]:
     """Function name -> `{"scriptFile", "bindings": [...]}` with plain-string values."""
-    import os
-    from unittest import mock
-
-    from sms_core.settings import get_settings
-
     valid = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
              "ACS_CONNECTION_STRING": "endpoint=http://127.0.0.1:9;accesskey=a2V5"}
     # Loaded from its file under a name of its own: a test host may have left another app's

@@ -21,12 +21,12 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.models.queries import MAX_PAGE_SIZE
 from sms_core.models.records import ConversationRecord
 
 if TYPE_CHECKING:
     pass
 
-MAX_PAGE = 200
 _STORAGE = storage_errors("Conversation")
 
 
@@ -88,7 +88,7 @@ class ConversationStore:
     def page(self, our_number: str, their_number: str, limit: int = 50,
              continuation: str | None = None) -> tuple[list[ConversationRecord], str | None]:
         """One page of the conversation, oldest first, and the token of the next page."""
-        limit = max(1, min(limit, MAX_PAGE))
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
         pages = self._table.query_entities(
             "PartitionKey eq @pk", parameters={"pk": f"{our_number}|{their_number}"},
             results_per_page=limit).by_page(

@@ -73,7 +73,7 @@ def _kept(row: Any) -> UnmatchedReportRecord:
     """A kept row, its event decoded again (an invalid inbound SMS is kept here too)."""
     try:
         event = dict(json.loads(row["Event"]))
-        reports = delivery_reports(json.dumps(event))
+        reports = delivery_reports(row["Event"])
     except (ValueError, TypeError, RequestInvalid):  # cut at 30,000 characters, or not JSON
         event, reports = {"Event": str(row.get("Event", ""))}, []
     return UnmatchedReportRecord(provider_id=str(row["PartitionKey"]), event_id=str(row["RowKey"]),

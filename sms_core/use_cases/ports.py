@@ -101,10 +101,6 @@ class Messages(Protocol):
 class OptOuts(Protocol):
     """The opt-out state per sender (or global) and its append-only history."""
 
-    def is_opted_out(self, sender: str, recipient: str) -> bool:
-        """True when `recipient` opted out of `sender` or globally."""
-        ...
-
     def opted_out_among(self, sender: str, recipients: Iterable[str]) -> set[str]:
         """The subset of `recipients` that opted out of `sender` (or globally)."""
         ...

@@ -114,3 +114,15 @@ def test_queue_text_reads_base64_or_raw_json() -> None:
     assert queue_text(job) == job
     assert queue_text(base64.b64encode(job.encode())) == job
     assert queue_text(b"not json, not base64!") == "not json, not base64!"
+
+
+@pytest.mark.parametrize(("value", "retry"), [(2, 2), (0, 0), (-3, 0), ("2", 0), (True, 0),
+                                               (None, 0), (1.5, 0)])
+def test_only_a_positive_whole_smsretry_counts_as_a_put_back(value: object, retry: int) -> None:
+    from sms_core.adapters.event_grid import delivery_reports
+
+    event = {"id": "e1", "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
+             "data": {"messageId": "Outgoing_1", "deliveryStatus": "Delivered"},
+             "smsRetry": value}
+    (report,) = delivery_reports(json.dumps(event))
+    assert report.retry == retry
