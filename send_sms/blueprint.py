@@ -1,4 +1,5 @@
-"""POST /api/messages, GET /api/messages/{id} and the `sms-outbound` dispatcher."""
+"""POST /api/messages, GET /api/messages/{id}, the `sms-outbound` dispatcher and the outbox
+sweeper."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import azure.functions as func
 from sms_core.adapters.event_grid import queue_text
 from sms_core.bootstrap import get_services
 from sms_core.models.messages import DispatchJob, SendRequest, parse_model
+from sms_core.use_cases import outbox
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_send
@@ -43,3 +45,11 @@ def dispatch_sms(msg: func.QueueMessage) -> None:
     job = DispatchJob.model_validate_json(queue_text(msg.get_body()))
     result = dispatch(get_services(), job, attempt=msg.dequeue_count or 1)
     log.debug("dispatched %s: %s", job.batch, result)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="30 * * * * *")
+def sweep_outbox(timer: func.TimerRequest) -> None:
+    """Every minute: accepted messages whose job was never written go on `sms-outbound`."""
+    handed = outbox.sweep_outbox(get_services())
+    if handed:
+        log.warning("outbox sweep handed over %d stranded messages", handed)

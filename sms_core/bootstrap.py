@@ -79,6 +79,11 @@ class Services:
         """The Messages table."""
         return MessageStore(self.storage.table(MESSAGES_TABLE))
 
+    @property
+    def outbox(self) -> MessageStore:
+        """The outbox rows, kept in the Messages table beside the messages they list."""
+        return self.messages
+
     @cached_property
     def optouts(self) -> OptOutStore:
         """The opt-out state and history."""

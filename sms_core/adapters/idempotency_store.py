@@ -2,9 +2,10 @@
 
 Table `IdempotencyKeys`: PartitionKey = SHA-256 of the key (keys may hold characters that Table
 keys forbid), RowKey = "". The row binds the key to the request's fingerprint and to the batch
-id, which is itself derived from the key: a retry after a crash re-runs the same deterministic
-acceptance and finishes what the first attempt started, and a completed one is answered from the
-stored messages without sending anything.
+id chosen when the key was first claimed (a fresh, time-ordered one, so the outbox sweeper finds
+its partition): a retry after a crash re-runs the same deterministic acceptance into that batch
+and finishes what the first attempt started, and a completed one is answered from the stored
+messages without sending anything.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from azure.data.tables import TableClient
 
 from sms_core.adapters.claim_ledger import ClaimLedger
 from sms_core.errors import Conflict
-from sms_core.models.records import IdempotencyClaim
+from sms_core.models.records import IdempotencyClaim, new_batch_id
 
 
 def _digest(text: str) -> str:
@@ -32,7 +33,7 @@ class IdempotencyStore:
         """Bind `key` to this request, or return the existing binding; 409 on another body."""
         pk = _digest(key)
         fp = _digest(fingerprint)
-        claim = self._ledger.claim(pk, {"Fingerprint": fp, "Batch": "k" + pk[:31]})
+        claim = self._ledger.claim(pk, {"Fingerprint": fp, "Batch": new_batch_id()})
         if claim.fields["Fingerprint"] != fp:
             raise Conflict("This Idempotency-Key was already used with a different request "
                            "body; use a new key for a new request.")

@@ -5,6 +5,12 @@ message (`00007`) and `00007.00003` for its 3rd history event. So a message and 
 are one single-partition range query, a whole batch is written with entity-group transactions of
 up to 100 entities, and a status change (message update + history event) is one atomic
 transaction guarded by the message's ETag.
+
+The outbox (docs/architecture.md, "Nothing stranded"): a send request's transactions each carry
+one more row, `~outbox.<chunk>` (after every message key), listing the chunk's pending messages.
+It is deleted once they were sent or their jobs are on the queue. The sweeper finds the rows
+left behind with one range query over the partitions of recent batches (batch ids start with
+their UTC time), from a cursor kept in the row `~outbox` / `cursor`.
 """
 
 from __future__ import annotations
@@ -25,10 +31,20 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.models.messages import MessageEvent, MessageStatus
-from sms_core.models.records import Change, Decide, MessageRecord, split_message_id
+from sms_core.models.messages import PENDING_STATUSES, MessageEvent, MessageStatus
+from sms_core.models.records import (
+    BATCH_TIME_FORMAT,
+    OUTBOX_CHUNK,
+    Change,
+    Decide,
+    MessageRecord,
+    OutboxRecord,
+    split_message_id,
+)
 
 ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 100 operations.
+_OUTBOX_PREFIX = "~outbox."  # '~' sorts after the digits of message and history keys
+_CURSOR_KEY = ("~outbox", "cursor")  # no batch id starts with '~'
 _MAX_CONFLICT_RETRIES = 8
 _STORAGE = storage_errors("Message")
 
@@ -92,21 +108,37 @@ class MessageStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
+    def create_batch(self, records: Sequence[MessageRecord], *,
+                     outbox: bool = False) -> list[MessageRecord]:
         """Insert the records of one batch with entity-group transactions (run in parallel).
 
-        Idempotent: a chunk that already exists (a retry of the same request) is read back and
-        returned as stored, so a replay answers with what was first written.
+        With `outbox`, each transaction (99 messages) also writes the outbox row of its pending
+        messages. Idempotent: a chunk that already exists (a retry of the same request) is read
+        back and returned as stored, so a replay answers with what was first written.
         """
         if not records:
             return []
-        chunks = [records[i:i + ENTITY_GROUP_LIMIT]
-                  for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
-        results = run_all(self._create_chunk, chunks)
+        if outbox:
+            grouped: dict[int, list[MessageRecord]] = {}
+            for r in records:
+                grouped.setdefault(r.index // OUTBOX_CHUNK, []).append(r)
+            chunks: list[tuple[int | None, list[MessageRecord]]] = sorted(grouped.items())
+        else:
+            chunks = [(None, list(records[i:i + ENTITY_GROUP_LIMIT]))
+                      for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
+        results = run_all(lambda c: self._create_chunk(c[1], c[0]), chunks)
         return [r for chunk in results for r in chunk]
 
-    def _create_chunk(self, chunk: Sequence[MessageRecord]) -> list[MessageRecord]:
+    def _create_chunk(self, chunk: Sequence[MessageRecord],
+                      outbox_chunk: int | None) -> list[MessageRecord]:
         ops: list[Any] = [("create", _entity(r)) for r in chunk]
+        pending = [r for r in chunk if r.status in PENDING_STATUSES]
+        if outbox_chunk is not None and pending:
+            ops.append(("create", {
+                "PartitionKey": chunk[0].batch, "RowKey": f"{_OUTBOX_PREFIX}{outbox_chunk:05d}",
+                "Kind": "outbox", "Indices": json.dumps([r.index for r in pending]),
+                "CreatedAt": _now(), **({"SendAt": pending[0].send_at}
+                                        if pending[0].send_at else {})}))
         with _STORAGE:
             try:
                 self._table.submit_transaction(ops)
@@ -216,6 +248,61 @@ class MessageStore:
         # pools for the batch request, which costs more than the storage call itself.
         _, entity, options = op
         return [self._table.update_entity(entity, **options)]
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
+        """Delete the outbox rows of these messages' transactions (they are on their way)."""
+        keys = [f"{_OUTBOX_PREFIX}{c:05d}" for c in sorted({i // OUTBOX_CHUNK for i in indices})]
+        for start in range(0, len(keys), ENTITY_GROUP_LIMIT):
+            part = keys[start:start + ENTITY_GROUP_LIMIT]
+            with _STORAGE:
+                try:
+                    if len(part) == 1:
+                        self._table.delete_entity(batch, part[0])
+                    else:
+                        self._table.submit_transaction(
+                            [("delete", {"PartitionKey": batch, "RowKey": k}) for k in part])
+                    continue
+                except TableTransactionError as exc:
+                    if error_code(exc) != "ResourceNotFound":
+                        raise
+            # One of them was cleared already (the sweeper, a retry): the rest one by one.
+            for k in part:
+                with _STORAGE:
+                    self._table.delete_entity(batch, k)  # a missing entity is no error here
+
+    def stranded(self, since: datetime, until: datetime) -> list[OutboxRecord]:
+        """Outbox rows written before `until` in batches created from `since` on."""
+        with _STORAGE:
+            try:
+                rows = list(self._table.query_entities(
+                    "PartitionKey ge @lo and PartitionKey lt @hi and RowKey ge @rlo and "
+                    "RowKey lt @rhi",
+                    parameters={"lo": since.strftime(BATCH_TIME_FORMAT),
+                                "hi": until.strftime(BATCH_TIME_FORMAT) + "~",
+                                "rlo": _OUTBOX_PREFIX, "rhi": _OUTBOX_PREFIX + "~"}))
+            except ResourceNotFoundError:  # no table yet: nothing was ever sent
+                return []
+        return [OutboxRecord(batch=e["PartitionKey"],
+                             chunk=int(e["RowKey"][len(_OUTBOX_PREFIX):]),
+                             indices=[int(i) for i in json.loads(e["Indices"])],
+                             send_at=e.get("SendAt"), created_at=e["CreatedAt"])
+                for e in rows if e["CreatedAt"] < until]
+
+    def outbox_cursor(self) -> datetime | None:
+        """Up to when the sweeper last found every outbox row (None before its first run)."""
+        with _STORAGE:
+            try:
+                return self._table.get_entity(*_CURSOR_KEY)["Until"]  # type: ignore[no-any-return]
+            except ResourceNotFoundError:
+                return None
+
+    def move_outbox_cursor(self, until: datetime) -> None:
+        """Remember that every outbox row written before `until` was handled."""
+        with _STORAGE:
+            self._table.upsert_entity({"PartitionKey": _CURSOR_KEY[0], "RowKey": _CURSOR_KEY[1],
+                                       "Until": until}, mode=UpdateMode.REPLACE)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -252,6 +252,8 @@ class DispatchJob(BaseModel):
     not_before: datetime | None = Field(None, alias="notBefore")
     slot_at: float | None = Field(None, alias="slotAt")
     attempt: int = 1
+    # A reply to a recipient's keyword: paced ahead of the sender's bulk backlog.
+    priority: bool | None = None
 
     def encode(self) -> str:
         """The queue message text (JSON; the queue client base64-encodes it)."""

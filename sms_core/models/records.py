@@ -20,7 +20,18 @@ from sms_core.models.messages import MessageStatus
 
 def new_batch_id() -> str:
     """A fresh, roughly time-ordered batch id."""
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(6)
+    return datetime.now(UTC).strftime(BATCH_TIME_FORMAT) + secrets.token_hex(6)
+
+
+BATCH_TIME_FORMAT = "%Y%m%d%H%M%S"
+
+
+def batch_time(batch: str) -> datetime | None:
+    """The UTC time a batch id made by `new_batch_id` starts with (None for other ids)."""
+    try:
+        return datetime.strptime(batch[:14], BATCH_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def message_id(batch: str, index: int) -> str:
@@ -238,6 +249,28 @@ class UnmatchedReportRecord:
     event: dict[str, Any]
     received_at: datetime | None
     report: DeliveryReport | None = None  # None: not a delivery report (an invalid inbound)
+
+
+# Messages per entity-group transaction (at most 100 operations) when their outbox row rides
+# along.
+OUTBOX_CHUNK = 99
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """Messages of one transaction whose dispatch may not be on its way yet.
+
+    Written in the same entity-group transaction as the messages it lists, and cleared once they
+    were sent inline or their jobs are on the queue; one still there after a grace period is
+    the trace of a request that died (or whose enqueue failed) half-way, and the sweeper sends
+    its messages.
+    """
+
+    batch: str
+    chunk: int  # the transaction's number within the batch
+    indices: list[int]  # the pending messages it holds
+    send_at: datetime | None
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from sms_core.use_cases.status_changes import StatusChanges, StatusDeps, status_
 log = logging.getLogger(__name__)
 
 INLINE_WAIT_S = 1.0  # a pacing slot closer than this is waited for in-process
+_REPORTED = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.EXPIRED})
 MAX_ATTEMPTS = 8  # ACS outages: about 2 hours of backoff before a message is marked failed
 _REPEATABILITY_NS = uuid.UUID("6f0b3d0e-5c1a-4c36-9a59-7a1b0c2d3e4f")
 
@@ -125,13 +126,18 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     if not records:
         return DispatchResult()
     sender = records[0].sender
-
-    slot = job.slot_at if job.slot_at is not None else deps.pacer.reserve(sender, len(records))
+    early: list[MessageRecord] = []
+    if job.slot_at is None:  # nobody who opted out takes a pacing slot
+        records, early = _block_opted_out(deps, changes, job.batch, records)
+        if not records:
+            return DispatchResult(blocked=len(early))
+    slot = (deps.pacer.reserve(sender, len(records), priority=bool(job.priority))
+            if job.slot_at is None else job.slot_at)
     wait = slot - time.time()
     if wait > INLINE_WAIT_S:
         deps.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
                                                  "slot_at": slot}), wait)
-        return DispatchResult(deferred=len(records))
+        return DispatchResult(blocked=len(early), deferred=len(records))
     if wait > 0:
         time.sleep(wait)
 
@@ -146,19 +152,30 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
             "first_sent_at": first_sent_at}),
         preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
+    # Again right before the call (invariant 1): a STOP may have come while the job waited.
+    to_send, late = _block_opted_out(deps, changes, job.batch, claimed)
+    if late:
+        deps.pacer.give_back(sender, len(late))
+    blocked = len(early) + len(late)
+    if not to_send:
+        return DispatchResult(blocked=blocked)
+    result = send_claimed(deps, changes, job, to_send, attempt=job_attempt(job, attempt))
+    return DispatchResult(sent=result.sent, failed=result.failed, blocked=blocked,
+                          deferred=result.deferred)
+
+
+def _block_opted_out(deps: DispatchDeps, changes: StatusChanges, batch: str,
+                     records: list[MessageRecord]
+                     ) -> tuple[list[MessageRecord], list[MessageRecord]]:
+    """Block the messages whose recipient opted out; returns (the others, those blocked)."""
     opted_out = deps.optouts.opted_out_among(
-        sender, [r.to for r in claimed if not r.optout_exempt])
-    blocked = [r for r in claimed if r.to in opted_out]
+        records[0].sender, [r.to for r in records if not r.optout_exempt]) if records else set()
+    blocked = [r for r in records if r.to in opted_out]
     if blocked:
-        changes.apply(job.batch, [r.index for r in blocked], lambda r: _to_status(
+        changes.apply(batch, [r.index for r in blocked], lambda r: _to_status(
             MessageStatus.BLOCKED, "recipient opted out before the send",
             f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None)
-    to_send = [r for r in claimed if r.to not in opted_out]
-    if not to_send:
-        return DispatchResult(blocked=len(blocked))
-    result = _send(deps, changes, job, to_send, attempt=job_attempt(job, attempt))
-    return DispatchResult(sent=result.sent, failed=result.failed, blocked=len(blocked),
-                          deferred=result.deferred)
+    return [r for r in records if r.to not in opted_out], blocked
 
 
 def _same_content(records: list[MessageRecord]) -> list[list[MessageRecord]]:
@@ -209,9 +226,13 @@ def _call(gateway: SmsGateway, records: list[MessageRecord]) -> _CallResult:
         return _CallResult(records, error=exc)
 
 
-def _send(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
-          records: list[MessageRecord], *, attempt: int) -> DispatchResult:
-    """Call ACS once per group of the job (concurrently), then record all results at once."""
+def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
+                 records: list[MessageRecord], *, attempt: int) -> DispatchResult:
+    """Send claimed messages (repeatability ids stored, slot taken, opt-outs checked).
+
+    One ACS call per group of the job (concurrently), then all results recorded at once;
+    throttled and retryable recipients go back on the queue as a job of their own.
+    """
     calls = run_all(lambda group: _call(deps.gateway, group), _same_content(records))
     by_index: dict[int, SendOutcome] = {}
     failures: dict[int, str] = {}  # whole-call failures: index -> reason
@@ -245,8 +266,19 @@ def _send(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
         text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)
     waiting = set(retry) | set(throttled)
 
+    overtaken: set[int] = set()
+
     def decide(r: MessageRecord) -> Change | None:
-        if not _pending(r) or r.index in waiting:
+        if r.index in waiting:
+            return None
+        if not _pending(r):
+            o = by_index.get(r.index)
+            if (o is not None and o.accepted and r.provider_message_id is None
+                    and r.status in _REPORTED):
+                # Its delivery report overtook this write: keep what only the send knows.
+                overtaken.add(r.index)
+                return Change(fields={"provider_message_id": o.provider_message_id,
+                                      "sent_at": now})
             return None
         if r.index in failures:
             return _to_status(MessageStatus.FAILED, "send failed", failures[r.index])
@@ -264,6 +296,7 @@ def _send(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
     done = changes.apply(job.batch, [r.index for r in settled], decide,
                          preloaded=settled) if settled else []
+    changes.sent_before(r for r in done if r.index in overtaken)
     if throttled:
         deps.jobs.enqueue(job.model_copy(update={"indices": throttled, "slot_at": None}),
                           retry_after)

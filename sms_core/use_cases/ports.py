@@ -23,6 +23,7 @@ from sms_core.models.records import (
     IdempotencyClaim,
     MemberRecord,
     MessageRecord,
+    OutboxRecord,
     RecipientRecord,
     RunRecord,
     TemplateRecord,
@@ -71,8 +72,10 @@ class WebhookOutbox(Protocol):
 class Messages(Protocol):
     """The messages and their history (one partition per send request)."""
 
-    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
-        """Insert the records of one batch with entity-group transactions (run in parallel)."""
+    def create_batch(self, records: Sequence[MessageRecord], *,
+                     outbox: bool = False) -> list[MessageRecord]:
+        """Insert the records of one batch with entity-group transactions (run in parallel);
+        with `outbox`, each transaction also writes the outbox row of its pending messages."""
         ...
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
@@ -96,6 +99,26 @@ class Messages(Protocol):
         """One message and the events of its history, oldest first; NotFound if unknown."""
         ...
 
+
+
+class Outbox(Protocol):
+    """Send requests' messages that may have no job yet (rows written with the messages)."""
+
+    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
+        """These messages were sent or their jobs are on the queue: drop their outbox rows."""
+        ...
+
+    def stranded(self, since: datetime, until: datetime) -> list[OutboxRecord]:
+        """Outbox rows written before `until` in batches created from `since` on."""
+        ...
+
+    def outbox_cursor(self) -> datetime | None:
+        """Up to when every outbox row was handled (None before the first sweep)."""
+        ...
+
+    def move_outbox_cursor(self, until: datetime) -> None:
+        """Remember that every outbox row written before `until` was handled."""
+        ...
 
 
 class OptOuts(Protocol):
@@ -149,8 +172,19 @@ class IdempotencyKeys(Protocol):
 class Pacer(Protocol):
     """Pacing per sender number, shared by every dispatcher instance."""
 
-    def reserve(self, sender: str, count: int) -> float:
-        """Reserve `count` messages for `sender`; returns the epoch second they may be sent."""
+    def reserve(self, sender: str, count: int, *, priority: bool = False) -> float:
+        """Reserve `count` messages for `sender`; returns the epoch second they may be sent.
+        `priority` (keyword replies) takes the slot now, ahead of the bulk backlog."""
+        ...
+
+    def reserve_within(self, sender: str, count: int, within_s: float | None, *,
+                       priority: bool = False) -> float | None:
+        """`reserve` only if the slot is at most `within_s` seconds away, else None (nothing
+        reserved)."""
+        ...
+
+    def give_back(self, sender: str, count: int) -> None:
+        """Return the share of `count` reserved messages that were not sent after all."""
         ...
 
 

@@ -1,11 +1,15 @@
-"""Accepting a send request: validate, check opt-outs, store, enqueue; idempotent with a key."""
+"""Accepting a send request: validate, check opt-outs, store, send or enqueue; idempotent with a
+key."""
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Protocol
 
-from sms_core.errors import FieldError, RequestInvalid
+from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
     PENDING_STATUSES,
@@ -20,21 +24,26 @@ from sms_core.models.records import MessageRecord, new_batch_id
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.segments import count_segments
 from sms_core.settings import Settings
-from sms_core.use_cases.ports import IdempotencyKeys, Jobs, OptOuts
-from sms_core.use_cases.status_changes import StatusDeps, status_changes
+from sms_core.use_cases.dispatch import DispatchDeps, repeatability_id, send_claimed
+from sms_core.use_cases.outbox import behind_the_sweeper, enqueue_dispatch
+from sms_core.use_cases.ports import IdempotencyKeys, OptOuts, Outbox
+from sms_core.use_cases.status_changes import StatusChanges, status_changes
+
+log = logging.getLogger(__name__)
 
 
-class SendDeps(StatusDeps, Protocol):
-    """The ports accepting a send request needs."""
+INLINE_WITHIN_S = 0.5  # a pacing slot this close is waited for by the accepting request
+
+
+class SendDeps(DispatchDeps, Protocol):
+    """The ports accepting a send request needs (sending inline is dispatching)."""
 
     @property
     def settings(self) -> Settings: ...
     @property
-    def optouts(self) -> OptOuts: ...
-    @property
     def idempotency(self) -> IdempotencyKeys: ...
     @property
-    def jobs(self) -> Jobs: ...
+    def outbox(self) -> Outbox: ...
 
 
 def resolve_sender(request_from: str | None, default_from: str | None) -> str:
@@ -98,12 +107,19 @@ def _plan(optouts: OptOuts, request: SendRequest, sender: str, batch: str,
 
 def accept_send(deps: SendDeps, request: SendRequest,
                 idempotency_key: str | None = None, *,
-                optout_exempt: bool = False) -> SendResponse:
-    """Accept a send request: every recipient gets a stored message and pending ones a job.
+                optout_exempt: bool = False, priority: bool = False) -> SendResponse:
+    """Accept a send request: every recipient gets a stored message, and pending ones leave.
+
+    The messages are stored first, with their outbox rows, in one transaction per 99; a request
+    whose pending messages fit one ACS call and whose sender's pace has room sends them right
+    away (no queue between an accepted message and ACS), any other goes on `sms-outbound`. Once
+    the messages are stored the answer is 202: what fails after that is finished by dispatch's
+    retries or by the outbox sweeper (`use_cases/outbox.py`), never by a client's retry.
 
     With an Idempotency-Key, a retry (same body) returns the first answer and sends nothing
     new; a retry after a crash finishes the first attempt's work; another body is a 409.
-    `optout_exempt` is only for the confirmation of a STOP (see `accept_reply`).
+    `optout_exempt` is only for the confirmation of a STOP, `priority` for keyword replies
+    (see `accept_reply`).
     """
     sender = resolve_sender(request.from_, deps.settings.default_from)
     batch = new_batch_id()
@@ -116,21 +132,52 @@ def accept_send(deps: SendDeps, request: SendRequest,
             if len(stored) == len(request.recipients):
                 return SendResponse(messages=[_result(r) for r in stored])
     now = datetime.now(UTC)
+    records = _plan(deps.optouts, request, sender, batch, now, optout_exempt)
+    pending = [r for r in records if r.status == MessageStatus.QUEUED]
+    slot = (deps.pacer.reserve_within(sender, len(pending), INLINE_WITHIN_S, priority=priority)
+            if 0 < len(pending) <= MAX_RECIPIENTS_PER_CALL else None)
+    if slot is not None:  # the claim rides on the accepting transaction
+        first_sent = format_datetime(now, usegmt=True)
+        for r in pending:
+            r.repeatability_id, r.first_sent, r.first_sent_at = (
+                repeatability_id(r), first_sent, now)
     with status_changes(deps) as changes:
-        stored = changes.create_batch(
-            _plan(deps.optouts, request, sender, batch, now, optout_exempt))
-    pending = [r for r in stored if r.initial_status in PENDING_STATUSES]
-    if pending:
-        send_at = pending[0].send_at
-        delay = (send_at - datetime.now(UTC)).total_seconds() if send_at else 0.0
-        jobs = [DispatchJob(batch=batch,
-                            indices=[r.index for r in pending[i:i + MAX_RECIPIENTS_PER_CALL]],
-                            not_before=send_at if delay > 0 else None)
-                for i in range(0, len(pending), MAX_RECIPIENTS_PER_CALL)]
-        deps.jobs.enqueue_many(jobs, delay_s=delay)
+        stored = changes.create_batch(records, outbox=True)
+        # Durable from here on: whatever fails now, the answer is 202.
+        waiting = [r for r in stored if r.status in PENDING_STATUSES]
+        if waiting:
+            _hand_over(deps, changes, batch, waiting, slot, priority)
     if idempotency_key is not None:
-        deps.idempotency.complete(idempotency_key)
+        try:
+            deps.idempotency.complete(idempotency_key)
+        except StorageUnavailable:  # a retry with the key re-reads the stored messages
+            log.warning("could not mark Idempotency-Key of batch %s complete", batch,
+                        exc_info=True)
     return SendResponse(messages=[_result(r) for r in stored])
+
+
+def _hand_over(deps: SendDeps, changes: StatusChanges, batch: str,
+               waiting: list[MessageRecord], slot: float | None, priority: bool) -> None:
+    """Send the stored pending messages inline, or put them on the queue; then clear their
+    outbox rows. A storage failure leaves the rows for the sweeper."""
+    try:
+        if slot is not None and all(r.first_sent for r in waiting):
+            wait = slot - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            send_claimed(deps, changes, DispatchJob(
+                batch=batch, indices=[r.index for r in waiting], priority=priority or None),
+                waiting, attempt=1)
+        else:
+            if slot is not None:  # a retry found them stored unclaimed: the queue claims them
+                deps.pacer.give_back(waiting[0].sender, len(waiting))
+            enqueue_dispatch(deps.jobs, batch, waiting, priority=priority)
+        deps.outbox.clear_outbox(batch, [r.index for r in waiting])
+    except StorageUnavailable:
+        if behind_the_sweeper(batch, datetime.now(UTC)):
+            raise  # a keyed retry of an old batch: 503, and the client's retry finishes it
+        log.warning("batch %s is stored but not handed over; the outbox sweeper will",
+                    batch, exc_info=True)
 
 
 def accept_reply(deps: SendDeps, our_number: str, their_number: str, text: str,
@@ -138,10 +185,12 @@ def accept_reply(deps: SendDeps, our_number: str, their_number: str, text: str,
     """Send an automatic reply to an inbound message, exactly once per inbound message.
 
     The Idempotency-Key is derived from the inbound message id, so Event Grid delivering the
-    same STOP twice yields one reply. Only the confirmation of an opt-out may reach a person who
-    opted out (`confirms_opt_out`); any other reply to them is `blocked` like every message.
+    same STOP twice yields one reply. Replies are paced ahead of the sender's bulk traffic: the
+    person who just wrote is waiting for the answer. Only the confirmation of an opt-out may
+    reach a person who opted out (`confirms_opt_out`); any other reply to them is `blocked` like
+    every message.
     """
     request = SendRequest.model_validate({"from": our_number, "to": their_number,
                                           "message": text, "tag": "auto-reply"})
     return accept_send(deps, request, f"reply-{inbound_id}"[:255],
-                       optout_exempt=confirms_opt_out)
+                       optout_exempt=confirms_opt_out, priority=True)

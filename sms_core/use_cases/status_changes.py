@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Protocol
 
 from sms_core.models.app_events import status_event
@@ -60,9 +61,10 @@ class StatusChanges:
         self._facts: dict[str, Fact] = {}
         self._settled: dict[str, MessageRecord] = {}
 
-    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
+    def create_batch(self, records: Sequence[MessageRecord], *,
+                     outbox: bool = False) -> list[MessageRecord]:
         """Store a send request's messages; those blocked or rejected up front are counted."""
-        stored = self._deps.messages.create_batch(records)
+        stored = self._deps.messages.create_batch(records, outbox=outbox)
         self.created(stored)
         return stored
 
@@ -92,6 +94,11 @@ class StatusChanges:
             if r.status not in PENDING_STATUSES:
                 self._settled[f"{r.id}-{r.status}"] = r
                 self._count(status_fact(r, extra))
+
+    def sent_before(self, records: Iterable[MessageRecord]) -> None:
+        """Count the `sent` of messages whose delivery report was applied before it."""
+        for r in records:
+            self._count(status_fact(replace(r, status=MessageStatus.SENT)))
 
     def _count(self, fact: Fact | None) -> None:
         if fact is not None:

@@ -46,6 +46,7 @@ from sms_core.models.messages import (
     SendOutcome,
 )
 from sms_core.models.records import (
+    OUTBOX_CHUNK,
     AudienceRecord,
     AwaitingRecord,
     CampaignRecord,
@@ -55,6 +56,7 @@ from sms_core.models.records import (
     IdempotencyClaim,
     MemberRecord,
     MessageRecord,
+    OutboxRecord,
     RecipientRecord,
     RunRecord,
     TemplateRecord,
@@ -109,20 +111,47 @@ class FakeMessages:
         self._rows: dict[tuple[str, int], MessageRecord] = {}
         self._events: dict[tuple[str, int], list[MessageEvent]] = {}
         self._etags = itertools.count(1)
+        self.outbox_rows: dict[tuple[str, int], OutboxRecord] = {}
+        self.cursor: datetime | None = None
 
     def _store(self, record: MessageRecord) -> MessageRecord:
         record.etag = f'W/"{next(self._etags)}"'
         self._rows[(record.batch, record.index)] = _copy_record(record)
         return record
 
-    def create_batch(self, records: Sequence[MessageRecord]) -> list[MessageRecord]:
-        """Insert new records; one that exists already (a retry) comes back as first stored."""
+    def create_batch(self, records: Sequence[MessageRecord], *,
+                     outbox: bool = False) -> list[MessageRecord]:
+        """Insert new records; one that exists already (a retry) comes back as first stored.
+        With `outbox`, an outbox row per 99 records (as the real store's transactions)."""
         with self._lock:
             for r in records:
                 if (r.batch, r.index) not in self._rows:
                     self._store(_copy_record(r))
                     self._events[(r.batch, r.index)] = []
+                    if outbox and r.status in PENDING_STATUSES:
+                        key = (r.batch, r.index // OUTBOX_CHUNK)
+                        row = self.outbox_rows.get(key) or OutboxRecord(
+                            batch=r.batch, chunk=key[1], indices=[], send_at=r.send_at,
+                            created_at=_now())
+                        row.indices.append(r.index)
+                        self.outbox_rows[key] = row
             return [_copy_record(self._rows[(r.batch, r.index)]) for r in records]
+
+    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
+        with self._lock:
+            for i in indices:
+                self.outbox_rows.pop((batch, i // OUTBOX_CHUNK), None)
+
+    def stranded(self, since: datetime, until: datetime) -> list[OutboxRecord]:
+        with self._lock:
+            return [replace(r, indices=list(r.indices)) for r in self.outbox_rows.values()
+                    if r.created_at < until and r.batch >= since.strftime("%Y%m%d%H%M%S")]
+
+    def outbox_cursor(self) -> datetime | None:
+        return self.cursor
+
+    def move_outbox_cursor(self, until: datetime) -> None:
+        self.cursor = until
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
               preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
@@ -276,7 +305,7 @@ class FakeOptOuts:
 
 
 class FakeIdempotencyKeys:
-    """`IdempotencyKeys`: a key binds a request fingerprint and a batch derived from the key."""
+    """`IdempotencyKeys`: a key binds a request fingerprint and the batch chosen at its claim."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -284,7 +313,7 @@ class FakeIdempotencyKeys:
 
     def claim(self, key: str, fingerprint: str) -> IdempotencyClaim:
         with self._lock:
-            batch = "k" + hashlib.sha256(key.encode()).hexdigest()[:31]
+            batch = new_batch_id()
             bound_to, claim = self._bound.setdefault(
                 key, (fingerprint, IdempotencyClaim(batch, False)))
         if bound_to != fingerprint:
@@ -300,15 +329,29 @@ class FakeIdempotencyKeys:
 
 
 class FakePacer:
-    """`Pacer`: every slot is `wait_s` from now (0: now, so dispatch never sleeps)."""
+    """`Pacer`: every bulk slot is `wait_s` from now (0: now, so dispatch never sleeps); a
+    priority slot is now. Records what was reserved and given back."""
 
     def __init__(self, wait_s: float = 0.0) -> None:
         self.wait_s = wait_s
+        self.room_now = True  # False: the bulk lane is full, accepted messages are queued
         self.reserved: list[tuple[str, int]] = []
+        self.priority: list[tuple[str, int]] = []
+        self.given_back: list[tuple[str, int]] = []
 
-    def reserve(self, sender: str, count: int) -> float:
-        self.reserved.append((sender, count))
-        return time.time() + self.wait_s
+    def reserve(self, sender: str, count: int, *, priority: bool = False) -> float:
+        (self.priority if priority else self.reserved).append((sender, count))
+        return time.time() + (0.0 if priority else self.wait_s)
+
+    def reserve_within(self, sender: str, count: int, within_s: float | None, *,
+                       priority: bool = False) -> float | None:
+        if not priority and (not self.room_now or (within_s is not None
+                                                   and self.wait_s > within_s)):
+            return None
+        return self.reserve(sender, count, priority=priority)
+
+    def give_back(self, sender: str, count: int) -> None:
+        self.given_back.append((sender, count))
 
 
 class FakeJobs:
@@ -916,6 +959,11 @@ class FakeDeps:
     webhook_outbox: FakeWebhookOutbox = field(default_factory=FakeWebhookOutbox)
     storage: FakeStorageProbe = field(default_factory=FakeStorageProbe)
 
+    @property
+    def outbox(self) -> FakeMessages:
+        """The outbox rows live with the messages, as in the real store."""
+        return self.messages
+
     @classmethod
     def build(cls, **settings: object) -> FakeDeps:
         """Fakes around `load_settings(SMS_DEFAULT_FROM=SENDER, **settings)`."""
@@ -945,6 +993,7 @@ if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
         Jobs,
         Messages,
         OptOuts,
+        Outbox,
         Pacer,
         ProviderIds,
         SmsGateway,
@@ -959,11 +1008,11 @@ if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
     def _ports(d: FakeDeps) -> tuple[
             Messages, OptOuts, IdempotencyKeys, Pacer, Jobs, Jobs, Campaigns, Audiences,
             Templates, Conversations, Analytics, AwaitingReports, InboundLedger, AppEvents,
-            ProviderIds, SmsGateway, WebhookPoster, WebhookOutbox, StorageProbe]:
+            ProviderIds, SmsGateway, WebhookPoster, WebhookOutbox, StorageProbe, Outbox]:
         return (d.messages, d.optouts, d.idempotency, d.pacer, d.jobs, d.campaign_jobs,
                 d.campaigns, d.audiences, d.templates, d.conversations, d.analytics,
                 d.awaiting_reports, d.inbound, d.app_events, d.provider_ids, d.gateway,
-                d.webhook_poster, d.webhook_outbox, d.storage)
+                d.webhook_poster, d.webhook_outbox, d.storage, d.outbox)
 
     def _deps(d: FakeDeps) -> tuple[
             StatusDeps, SendDeps, DispatchDeps, ReportDeps, InboundDeps, CampaignDeps,

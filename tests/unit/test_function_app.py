@@ -9,6 +9,7 @@ CONTRACT = {
     "send_sms": ("httpTrigger", "messages"),
     "message_status": ("httpTrigger", "messages/{id}"),
     "dispatch_sms": ("queueTrigger", "sms-outbound"),
+    "sweep_outbox": ("timerTrigger", "30 * * * * *"),
     "inbound_webhook": ("httpTrigger", "inbound"),
     "conversations": ("httpTrigger", "conversations/{number}"),
     "delivery_report": ("queueTrigger", "sms-delivery-reports"),

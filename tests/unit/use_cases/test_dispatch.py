@@ -19,7 +19,9 @@ from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
 
 
 def queued(deps: FakeDeps, *to: str, **body: Any) -> tuple[list[str], DispatchJob]:
-    """Accept a send to `to` and take its (one) dispatch job off the queue."""
+    """Accept a send to `to` (the sender's pace has no room to send it inline) and take its
+    (one) dispatch job off the queue."""
+    deps.pacer.room_now = False
     answer = send(deps, to=list(to), message=body.pop("message", "Hello"), **body)
     ((job, _),) = deps.jobs.take(DispatchJob)
     return [m.id for m in answer.messages], job
@@ -267,6 +269,7 @@ def test_one_sms_status_per_settled_message_and_facts_counted_once(deps: FakeDep
 
 
 def test_personalised_bodies_in_one_job_go_as_one_call_each(deps: FakeDeps) -> None:
+    deps.pacer.room_now = False
     first = send(deps, to=ALICE, message="Hi Alice").messages[0]
     batch = first.id.rsplit("-", 1)[0]
     # A campaign chunk: one batch, one sender, a rendered text per recipient.

@@ -53,7 +53,7 @@ def test_a_redelivered_stop_changes_nothing_and_replies_nothing_more(deps: FakeD
     receive_inbound(deps, [stop])  # Event Grid delivers it again
     assert deps.app_events.published == published
     assert deps.messages.all() == messages
-    assert len(deps.jobs.enqueued) == 1
+    assert len(deps.gateway.calls) == 1  # the one confirmation, sent as it was accepted
     assert len(deps.optouts.history(SENDER, ALICE)) == 1
     assert deps.analytics.totals()["inbound"] == 1
 

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sms_core.errors import Conflict, RequestInvalid, StorageUnavailable
+from sms_core.errors import Conflict, ProviderThrottled, RequestInvalid, StorageUnavailable
 from sms_core.models.messages import DispatchJob, MessageStatus
+from sms_core.models.records import MessageRecord
+from sms_core.use_cases.dispatch import repeatability_id
+from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_core.use_cases.ports import Job
 from sms_core.use_cases.sending import accept_reply
 from tests.unit.fakes import SENDER, FakeDeps
 from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
+
+
+@pytest.fixture
+def deps() -> FakeDeps:
+    """The sender's pace has no room now: accepted messages go on the queue (the inline send
+    has its own tests below, on `idle`)."""
+    built = FakeDeps.build()
+    built.pacer.room_now = False
+    return built
+
+
+@pytest.fixture
+def idle() -> FakeDeps:
+    """A sender whose pace has room: a small request is sent before it is answered."""
+    return FakeDeps.build()
 
 
 def test_every_recipient_is_answered_in_request_order_and_queued_in_one_job(
@@ -26,7 +44,8 @@ def test_every_recipient_is_answered_in_request_order_and_queued_in_one_job(
                for m in answer.messages)
     assert deps.jobs.decoded(DispatchJob) == [(DispatchJob(batch=batch, indices=[0, 1, 2]), 0)]
     assert [r.to for r in deps.messages.all()] == [ALICE, BOB, CAROL]
-    assert deps.gateway.calls == []  # accepting sends nothing itself
+    assert deps.gateway.calls == []  # no room in the pace: the queue sends them
+    assert deps.messages.outbox_rows == {}  # their job is on the queue
 
 
 def test_an_invalid_number_is_rejected_and_the_others_still_go(deps: FakeDeps) -> None:
@@ -116,23 +135,125 @@ def test_a_replay_after_the_messages_were_sent_still_answers_as_first(deps: Fake
     assert deps.jobs.enqueued == [] and len(deps.gateway.calls) == 1
 
 
+class Crash(Exception):
+    """The process dies here (nothing after this line runs)."""
+
+
 def test_a_replay_after_a_crash_finishes_what_the_first_attempt_started(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    def die(jobs: Sequence[Job], delay_s: float = 0) -> None:
+        raise Crash
+
+    monkeypatch.setattr(deps.jobs, "enqueue_many", die)
+    with pytest.raises(Crash):
+        send(deps, "k-2", to=[ALICE, BOB], message="Hi")  # messages stored, no job yet
+    monkeypatch.undo()
+    stored = deps.messages.all()
+    assert len(deps.messages.outbox_rows) == 1  # the trace the sweeper would find
+    again = send(deps, "k-2", to=[ALICE, BOB], message="Hi")
+    assert [m.id for m in again.messages] == [r.id for r in stored]
+    assert deps.messages.all() == stored and deps.messages.outbox_rows == {}
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == deps.gateway.texts_to(BOB) == ["Hi"]
+    assert send(deps, "k-2", to=[ALICE, BOB], message="Hi") == again
+    assert deps.jobs.enqueued == []
+
+
+def test_a_queue_outage_after_the_messages_are_stored_is_a_202_and_the_sweeper_sends_them(
         deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
     def queue_down(jobs: Sequence[Job], delay_s: float = 0) -> None:
         raise StorageUnavailable("Job queue sms-outbound failed")
 
     monkeypatch.setattr(deps.jobs, "enqueue_many", queue_down)
-    with pytest.raises(StorageUnavailable):
-        send(deps, "k-2", to=[ALICE, BOB], message="Hi")  # messages stored, no job yet
+    answer = send(deps, to=[ALICE, BOB], message="Hi")  # no key: a retry would send twice
+    assert [m.status for m in answer.messages] == [MessageStatus.QUEUED] * 2
     monkeypatch.undo()
-    stored = deps.messages.all()
-    again = send(deps, "k-2", to=[ALICE, BOB], message="Hi")
-    assert [m.id for m in again.messages] == [r.id for r in stored]
-    assert deps.messages.all() == stored
+    assert deps.jobs.enqueued == [] and len(deps.messages.outbox_rows) == 1
+    assert sweep_outbox(deps) == 0  # within the grace period: the request may still be on it
+    assert sweep_outbox(deps, datetime.now(UTC) + GRACE + timedelta(seconds=1)) == 2
+    assert sweep_outbox(deps, datetime.now(UTC) + GRACE + timedelta(seconds=2)) == 0
     run_jobs(deps)
     assert deps.gateway.texts_to(ALICE) == deps.gateway.texts_to(BOB) == ["Hi"]
-    assert send(deps, "k-2", to=[ALICE, BOB], message="Hi") == again
-    assert deps.jobs.enqueued == []
+    assert deps.messages.outbox_rows == {}
+
+
+def test_the_messages_failing_to_store_is_a_503_with_nothing_accepted(
+        idle: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    def table_down(records: Sequence[MessageRecord], *, outbox: bool = False) -> None:
+        raise StorageUnavailable("Message storage failed")
+
+    monkeypatch.setattr(idle.messages, "create_batch", table_down)
+    with pytest.raises(StorageUnavailable):
+        send(idle, to=ALICE, message="Hi")
+    assert idle.gateway.calls == [] and idle.jobs.enqueued == []
+
+
+# -- sent by the accepting request ------------------------------------------------------------
+
+
+def test_a_small_request_with_room_in_the_pace_reaches_acs_before_its_answer(
+        idle: FakeDeps) -> None:
+    (entry,) = send(idle, to=ALICE, message="Your code is 123456", tag="otp").messages
+    assert entry.status == MessageStatus.QUEUED  # the answer names the accepted state
+    assert idle.gateway.texts_to(ALICE) == ["Your code is 123456"]
+    record = idle.messages.record(entry.id)
+    assert record.status == MessageStatus.SENT and record.provider_message_id
+    assert record.repeatability_id == repeatability_id(record) and record.first_sent
+    assert idle.jobs.enqueued == [] and idle.messages.outbox_rows == {}
+    assert idle.pacer.reserved == [(SENDER, 1)]
+    assert idle.provider_ids.lookup(record.provider_message_id) == entry.id
+    assert [e["data"]["status"] for e in idle.app_events.published] == ["sent"]
+    assert idle.analytics.totals()["sent"] == 1
+
+
+def test_more_recipients_than_one_acs_call_holds_go_on_the_queue(idle: FakeDeps) -> None:
+    send(idle, to=[f"+1425555{1000 + i:04d}" for i in range(101)], message="Hi all")
+    assert idle.gateway.calls == [] and idle.pacer.reserved == []
+    assert [len(j.indices) for j in idle.jobs.dispatch_jobs()] == [100, 1]
+
+
+def test_a_scheduled_message_is_never_sent_inline(idle: FakeDeps) -> None:
+    at = datetime.now(UTC) + timedelta(hours=1)
+    send(idle, to=ALICE, message="Later", sendAt=at.isoformat())
+    assert idle.gateway.calls == [] and len(idle.jobs.enqueued) == 1
+
+
+def test_acs_throttling_an_inline_send_puts_it_on_the_queue(idle: FakeDeps) -> None:
+    idle.gateway.fail_next(ProviderThrottled("busy", retry_after=3))
+    (entry,) = send(idle, to=ALICE, message="Hi").messages
+    ((job, delay),) = idle.jobs.decoded(DispatchJob)
+    assert job.indices == [0] and delay == 3
+    assert idle.messages.record(entry.id).status == MessageStatus.QUEUED
+    assert idle.messages.outbox_rows == {}  # its job is on the queue
+    run_jobs(idle)
+    assert idle.gateway.texts_to(ALICE) == ["Hi"]
+
+
+def test_a_storage_failure_after_acs_took_the_message_does_not_send_it_twice(
+        idle: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_record = idle.provider_ids.record
+
+    def index_down(pairs: Iterable[tuple[str, str]]) -> None:
+        raise StorageUnavailable("Provider index failed")
+
+    monkeypatch.setattr(idle.provider_ids, "record", index_down)
+    (entry,) = send(idle, to=ALICE, message="Hi").messages  # still a 202: the row is stored
+    monkeypatch.setattr(idle.provider_ids, "record", real_record)
+    assert idle.gateway.texts_to(ALICE) == ["Hi"]
+    sweep_outbox(idle, datetime.now(UTC) + GRACE + timedelta(seconds=1))
+    run_jobs(idle)
+    assert len(idle.gateway.calls) == 2  # resent with the same repeatability id ...
+    assert idle.gateway.texts_to(ALICE) == ["Hi"]  # ... which ACS de-duplicates
+    assert idle.messages.record(entry.id).status == MessageStatus.SENT
+    assert idle.analytics.totals()["sent"] == 1
+
+
+def test_a_keyword_reply_overtakes_a_full_pace(deps: FakeDeps) -> None:
+    reply = accept_reply(deps, SENDER, ALICE, "You are unsubscribed", "in-9",
+                         confirms_opt_out=True)
+    assert deps.gateway.texts_to(ALICE) == ["You are unsubscribed"]
+    assert deps.pacer.priority == [(SENDER, 1)] and deps.pacer.reserved == []
+    assert deps.messages.record(reply.messages[0].id).status == MessageStatus.SENT
 
 
 def test_the_same_key_with_another_body_is_a_conflict(deps: FakeDeps) -> None:
@@ -179,5 +300,5 @@ def test_a_reply_is_accepted_once_per_inbound_message(deps: FakeDeps) -> None:
     first = accept_reply(deps, SENDER, ALICE, "Reply HELP for help", "in-7")
     again = accept_reply(deps, SENDER, ALICE, "Reply HELP for help", "in-7")
     assert again == first
-    assert len(deps.jobs.enqueued) == 1
+    assert len(deps.gateway.calls) == 1 and deps.jobs.enqueued == []
     assert deps.messages.record(first.messages[0].id).tag == "auto-reply"
