@@ -141,7 +141,10 @@ class MessageStore:
                                         if pending[0].send_at else {})}))
         with _STORAGE:
             try:
-                self._table.submit_transaction(ops)
+                results = self._table.submit_transaction(ops)
+                # The new ETags let the sender inline change them without reading them back.
+                for r, res in zip(chunk, results, strict=False):
+                    r.etag = res.get("etag") if isinstance(res, dict) else None
                 return list(chunk)
             except TableTransactionError as exc:
                 if error_code(exc) != "EntityAlreadyExists":

@@ -20,7 +20,13 @@ from sms_core.models.messages import MessageStatus, SendRequest
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.sending import accept_send
 from sms_http.event_grid import abuse_protection_handshake, inbound_post
-from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+from tests.integration.conftest import (
+    SENDER,
+    make_services,
+    new_number,
+    queue_every_send,
+    take_jobs,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"
 
@@ -187,6 +193,7 @@ def test_auto_reply_off_sends_nothing(azurite_connection_string: str,
 
 def test_stop_while_200_messages_are_queued_stops_all_of_them(
         services: Services, emulator: AcsEmulator, events_queue: QueueClient) -> None:
+    queue_every_send(services)  # the 200 wait on sms-outbound (the sender is busy)
     person = new_number()
     for i in range(200):
         accept_send(services, SendRequest.model_validate(

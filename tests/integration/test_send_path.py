@@ -1,4 +1,9 @@
-"""The send path against real parts: Azurite, the ACS SDK and the ACS emulator."""
+"""The queued send path against real parts: Azurite, the ACS SDK and the ACS emulator.
+
+The sender's bulk lane is kept busy here (`queue_every_send`), so every accepted message goes
+through `sms-outbound` and dispatch; the inline send and the outbox have
+`test_inline_send_and_outbox.py`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,19 @@ from sms_core.errors import Conflict, RequestInvalid
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
-from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+from tests.integration.conftest import (
+    SENDER,
+    make_services,
+    new_number,
+    queue_every_send,
+    take_jobs,
+)
 from tests.integration.flows import apply_reports, run_all_jobs, send, status
+
+
+@pytest.fixture
+def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
+    return queue_every_send(make_services(azurite_connection_string, emulator))
 
 
 def test_send_reaches_handset_and_goes_queued_sent_delivered(
@@ -149,7 +165,8 @@ def test_crash_between_acs_call_and_recording_does_not_send_twice(
 def test_429_from_acs_delays_the_job_but_loses_nothing(
         azurite_connection_string: str, emulator: AcsEmulator) -> None:
     sender = "+18005550199"
-    services = make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)
+    services = queue_every_send(
+        make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender))
     emulator.state.throttle_next(sender, calls=1, retry_after_s=1)
     to = new_number()
     (entry,) = send(services, to=to, message="Patience").messages

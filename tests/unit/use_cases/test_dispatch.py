@@ -280,3 +280,49 @@ def test_personalised_bodies_in_one_job_go_as_one_call_each(deps: FakeDeps) -> N
     assert result.sent == 2
     assert sorted((c.to[0], c.message) for c in deps.gateway.calls) == [
         (ALICE, "Hi Alice"), (BOB, "Hi Bob")]
+
+
+def test_an_opted_out_recipient_takes_no_pacing_slot(deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE, BOB)
+    deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
+    dispatch(deps, job)
+    assert deps.pacer.reserved == [(SENDER, 1)]  # Alice only
+    assert deps.pacer.given_back == []
+
+
+def test_a_stop_while_a_job_waited_for_its_slot_gives_the_slot_back(deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE, BOB)
+    deps.pacer.wait_s = 30
+    dispatch(deps, job)  # reserved 2, back on the queue until the slot
+    ((woken, _),) = deps.jobs.take(DispatchJob)
+    deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
+    deps.pacer.wait_s = 0
+    dispatch(deps, woken.model_copy(update={"slot_at": datetime.now(UTC).timestamp()}))
+    assert deps.gateway.texts_to(ALICE) == ["Hello"] and deps.gateway.texts_to(BOB) == []
+    assert deps.pacer.given_back == [(SENDER, 1)]
+
+
+def test_a_priority_job_takes_the_priority_lane(deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE)
+    dispatch(deps, job.model_copy(update={"priority": True}))
+    assert deps.pacer.priority == [(SENDER, 1)] and deps.pacer.reserved == []
+
+
+def test_a_report_that_overtook_the_send_keeps_the_acs_id_and_the_sent_count(
+        deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE, tag="otp")
+    real_send = deps.gateway.send
+
+    def report_first(*args: Any, **kwargs: Any) -> list[SendOutcome]:
+        outcomes = real_send(*args, **kwargs)
+        batch, index = ids[0].rsplit("-", 1)
+        deps.messages.apply(batch, [int(index)], lambda r: Change(
+            status=MessageStatus.DELIVERED, detail="delivery report: Delivered"))
+        return outcomes
+
+    deps.gateway.send = report_first  # type: ignore[method-assign]
+    dispatch(deps, job)
+    record = deps.messages.record(ids[0])
+    assert record.status == MessageStatus.DELIVERED
+    assert record.provider_message_id and record.sent_at is not None
+    assert deps.analytics.totals()["sent"] == 1 and deps.analytics.totals()["segments"] == 1
