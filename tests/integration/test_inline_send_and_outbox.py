@@ -24,7 +24,7 @@ from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_http.event_grid import inbound_post
-from tests.integration.conftest import SENDER, make_services, new_number, take_jobs
+from tests.integration.conftest import make_services, new_number, take_jobs
 from tests.integration.flows import apply_reports, run_all_jobs, send, status
 from tests.integration.test_inbound import sms_event
 

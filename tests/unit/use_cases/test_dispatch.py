@@ -283,7 +283,7 @@ def test_personalised_bodies_in_one_job_go_as_one_call_each(deps: FakeDeps) -> N
 
 
 def test_an_opted_out_recipient_takes_no_pacing_slot(deps: FakeDeps) -> None:
-    ids, job = queued(deps, ALICE, BOB)
+    _ids, job = queued(deps, ALICE, BOB)
     deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
     dispatch(deps, job)
     assert deps.pacer.reserved == [(SENDER, 1)]  # Alice only
@@ -291,7 +291,7 @@ def test_an_opted_out_recipient_takes_no_pacing_slot(deps: FakeDeps) -> None:
 
 
 def test_a_stop_while_a_job_waited_for_its_slot_gives_the_slot_back(deps: FakeDeps) -> None:
-    ids, job = queued(deps, ALICE, BOB)
+    _ids, job = queued(deps, ALICE, BOB)
     deps.pacer.wait_s = 30
     dispatch(deps, job)  # reserved 2, back on the queue until the slot
     ((woken, _),) = deps.jobs.take(DispatchJob)
@@ -303,7 +303,7 @@ def test_a_stop_while_a_job_waited_for_its_slot_gives_the_slot_back(deps: FakeDe
 
 
 def test_a_priority_job_takes_the_priority_lane(deps: FakeDeps) -> None:
-    ids, job = queued(deps, ALICE)
+    _ids, job = queued(deps, ALICE)
     dispatch(deps, job.model_copy(update={"priority": True}))
     assert deps.pacer.priority == [(SENDER, 1)] and deps.pacer.reserved == []
 
