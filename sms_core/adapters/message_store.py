@@ -165,14 +165,26 @@ class MessageStore:
         return [stored[r.index] for r in chunk]
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
-              preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
+              preloaded: Sequence[MessageRecord] | None = None, *,
+              clear_outbox: bool = False) -> list[MessageRecord]:
         """Apply `decide` to each message of the batch, atomically per message and ETag-guarded.
 
         On a concurrent change (412) the affected messages are reloaded and decided again, so a
         delivery report racing the dispatcher can never be overwritten by a stale write.
-        Returns the records as they are after the change (changed or not).
+        Returns the records as they are after the change (changed or not). With
+        `clear_outbox`, the outbox rows of `indices` are deleted too: in the first transaction
+        when it has room (an inline send: one write for the status and the outbox), else after.
         """
         wanted = sorted(set(indices))
+        outbox = self._outbox_keys(wanted) if clear_outbox else []
+        done = self._apply(batch, wanted, decide, preloaded, outbox)
+        if outbox:  # not folded into a transaction (no room, or nothing changed)
+            self.clear_outbox(batch, wanted)
+        return done
+
+    def _apply(self, batch: str, wanted: list[int], decide: Decide,
+               preloaded: Sequence[MessageRecord] | None, outbox: list[str]
+               ) -> list[MessageRecord]:
         current = {r.index: r for r in (preloaded if preloaded is not None
                                         else self.load(batch, wanted))}
         result: dict[int, MessageRecord] = {}
@@ -190,7 +202,7 @@ class MessageStore:
             per_tx = ENTITY_GROUP_LIMIT // 2  # message update + history event
             for start in range(0, len(plan), per_tx):
                 part = plan[start:start + per_tx]
-                ok = self._commit(batch, part)
+                ok = self._commit(batch, part, outbox)
                 for rec, _change in part:
                     if ok:
                         result[rec.index] = ok[rec.index]
@@ -202,8 +214,26 @@ class MessageStore:
             pending = [i for i in conflicted if i in current]
         raise StorageUnavailable(f"Messages of batch {batch} kept changing; giving up for now")
 
-    def _commit(self, batch: str, part: Sequence[tuple[MessageRecord, Change]]
-                ) -> dict[int, MessageRecord] | None:
+    def _outbox_keys(self, indices: Iterable[int]) -> list[str]:
+        return [f"{_OUTBOX_PREFIX}{c:05d}" for c in sorted({i // OUTBOX_CHUNK for i in indices})]
+
+    def _commit(self, batch: str, part: Sequence[tuple[MessageRecord, Change]],
+                outbox: list[str]) -> dict[int, MessageRecord] | None:
+        """One transaction for `part`; also deletes the `outbox` rows when they fit (and then
+        empties the list). None when a message changed meanwhile."""
+        ops, updated = self._ops(batch, part)
+        if outbox and len(ops) + len(outbox) <= ENTITY_GROUP_LIMIT:
+            with_outbox = ops + [("delete", {"PartitionKey": batch, "RowKey": k})
+                                 for k in outbox]
+            if self._submit(updated, with_outbox):
+                outbox.clear()
+                return updated
+            # A row gone (the sweeper cleared it) fails the whole transaction like a message
+            # that changed: try without the outbox rows, which are then deleted on their own.
+        return updated if self._submit(updated, ops) else None
+
+    def _ops(self, batch: str, part: Sequence[tuple[MessageRecord, Change]]
+             ) -> tuple[list[Any], dict[int, MessageRecord]]:
         now = _now()
         ops: list[Any] = []
         updated: dict[int, MessageRecord] = {}
@@ -227,16 +257,21 @@ class MessageStore:
                         {"mode": UpdateMode.REPLACE, "etag": rec.etag,
                          "match_condition": MatchConditions.IfNotModified}))
             updated[rec.index] = new
+        return ops, updated
+
+    def _submit(self, updated: dict[int, MessageRecord], ops: list[Any]) -> bool:
+        """Submit the operations; False when a message changed meanwhile (or a row to delete is
+        gone). On success the updated records carry their new ETags."""
         with _STORAGE:
             try:
                 results = (self._single_update(ops[0]) if len(ops) == 1
                            else self._table.submit_transaction(ops))
             except ResourceModifiedError:
-                return None
+                return False
             except TableTransactionError as exc:
                 if error_code(exc) in ("UpdateConditionNotSatisfied", "EntityAlreadyExists",
                                        "ResourceNotFound"):
-                    return None
+                    return False
                 raise
         # Keep the new ETags so the caller can chain another conditional change.
         by_row = {}
@@ -244,7 +279,7 @@ class MessageStore:
             by_row[entity["RowKey"]] = res.get("etag") if isinstance(res, dict) else None
         for rec in updated.values():
             rec.etag = by_row.get(_row(rec.index)) or rec.etag
-        return updated
+        return True
 
     def _single_update(self, op: Any) -> list[Any]:
         # A lone conditional update needs no transaction; azure-core would build two thread
@@ -256,7 +291,7 @@ class MessageStore:
 
     def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
         """Delete the outbox rows of these messages' transactions (they are on their way)."""
-        keys = [f"{_OUTBOX_PREFIX}{c:05d}" for c in sorted({i // OUTBOX_CHUNK for i in indices})]
+        keys = self._outbox_keys(indices)
         for start in range(0, len(keys), ENTITY_GROUP_LIMIT):
             part = keys[start:start + ENTITY_GROUP_LIMIT]
             with _STORAGE:

@@ -78,6 +78,7 @@ class DispatchResult:
     failed: int = 0
     blocked: int = 0
     deferred: int = 0
+    outbox_cleared: bool = False  # the inline send's outbox rows went with its last write
 
 
 def backoff_s(attempt: int) -> float:
@@ -227,11 +228,15 @@ def _call(gateway: SmsGateway, records: list[MessageRecord]) -> _CallResult:
 
 
 def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
-                 records: list[MessageRecord], *, attempt: int) -> DispatchResult:
+                 records: list[MessageRecord], *, attempt: int,
+                 clear_outbox: bool = False) -> DispatchResult:
     """Send claimed messages (repeatability ids stored, slot taken, opt-outs checked).
 
     One ACS call per group of the job (concurrently), then all results recorded at once;
-    throttled and retryable recipients go back on the queue as a job of their own.
+    throttled and retryable recipients go back on the queue as a job of their own. With
+    `clear_outbox` (the accepting request sends inline), the messages' outbox rows are deleted
+    with the recording transaction, unless some go back on the queue: then the caller deletes
+    them once that job is there (`outbox_cleared` says which).
     """
     calls = run_all(lambda group: _call(deps.gateway, group), _same_content(records))
     by_index: dict[int, SendOutcome] = {}
@@ -294,8 +299,10 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
 
     settled = [r for r in records if r.index not in waiting]
     # The claimed records carry fresh ETags: no reload unless something changed meanwhile.
+    # Folded only when nothing goes back on the queue: a row must outlive a job not yet written.
+    fold = clear_outbox and not waiting
     done = changes.apply(job.batch, [r.index for r in settled], decide,
-                         preloaded=settled) if settled else []
+                         preloaded=settled, clear_outbox=fold) if settled else []
     changes.sent_before(r for r in done if r.index in overtaken)
     if throttled:
         deps.jobs.enqueue(job.model_copy(update={"indices": throttled, "slot_at": None}),
@@ -305,7 +312,8 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
-    return DispatchResult(sent=sent, failed=failed, deferred=len(retry) + len(throttled))
+    return DispatchResult(sent=sent, failed=failed, deferred=len(retry) + len(throttled),
+                          outbox_cleared=fold)
 
 
 def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:

@@ -79,8 +79,11 @@ class Messages(Protocol):
         ...
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
-              preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
-        """Apply `decide` to each message of the batch, atomically per message and ETag-guarded."""
+              preloaded: Sequence[MessageRecord] | None = None, *,
+              clear_outbox: bool = False) -> list[MessageRecord]:
+        """Apply `decide` to each message of the batch, atomically per message and ETag-guarded;
+        with `clear_outbox`, also delete the outbox rows of `indices` (in the same transaction
+        when it has room)."""
         ...
 
     def load(self, batch: str, indices: Sequence[int] | None = None) -> list[MessageRecord]:

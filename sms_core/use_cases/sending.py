@@ -165,9 +165,11 @@ def _hand_over(deps: SendDeps, changes: StatusChanges, batch: str,
             wait = slot - time.time()
             if wait > 0:
                 time.sleep(wait)
-            send_claimed(deps, changes, DispatchJob(
+            sent = send_claimed(deps, changes, DispatchJob(
                 batch=batch, indices=[r.index for r in waiting], priority=priority or None),
-                waiting, attempt=1)
+                waiting, attempt=1, clear_outbox=True)
+            if sent.outbox_cleared:
+                return
         else:
             if slot is not None:  # a retry found them stored unclaimed: the queue claims them
                 deps.pacer.give_back(waiting[0].sender, len(waiting))

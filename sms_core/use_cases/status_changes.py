@@ -77,13 +77,15 @@ class StatusChanges:
     def apply(self, batch: str, indices: Iterable[int], decide: Decide, *,
               preloaded: Sequence[MessageRecord] | None = None,
               extra: Mapping[str, int] | None = None,
-              when: Callable[[MessageRecord], bool] | None = None) -> list[MessageRecord]:
+              when: Callable[[MessageRecord], bool] | None = None,
+              clear_outbox: bool = False) -> list[MessageRecord]:
         """`Messages.apply`, remembering every settled record (changed or found so).
 
         `when` narrows what is announced (say, only records now in the status a report set);
         `extra` adds counters to their analytics facts.
         """
-        done = self._deps.messages.apply(batch, indices, decide, preloaded)
+        done = self._deps.messages.apply(batch, indices, decide, preloaded,
+                                         clear_outbox=clear_outbox)
         self.republish((r for r in done if when is None or when(r)), extra)
         return done
 

@@ -162,3 +162,24 @@ def test_a_stop_reply_overtakes_a_backlog_paced_at_60_a_minute(
     # At the handset when the webhook answered: no queue, no pacing slot behind the 200.
     assert [m["message"] for m in emulator.state.inbox(waiting)] == [UNSUBSCRIBED]
     assert emulator.state.stats()["accepted"] == 101
+
+
+def test_an_outbox_row_the_sweeper_took_meanwhile_does_not_fail_the_inline_send(
+        services: Services, emulator: AcsEmulator) -> None:
+    real = services.gateway
+    to = new_number()
+
+    class SweptDuringTheCall:
+        def send(self, *args: Any, **kwargs: Any) -> Any:
+            (row,) = [r for r in services.messages.stranded(
+                datetime.now(UTC) - timedelta(minutes=1), datetime.now(UTC) + GRACE)
+                if services.messages.load(r.batch)[0].to == to]
+            services.messages.clear_outbox(row.batch, row.indices)  # as a sweeper would
+            return real.send(*args, **kwargs)
+
+    services.__dict__["gateway"] = SweptDuringTheCall()
+    (entry,) = send(services, to=to, message="Still once").messages
+    services.__dict__["gateway"] = real
+    assert len(emulator.state.inbox(to)) == 1
+    assert status(services, entry.id) == MessageStatus.SENT
+    assert outbox_rows(services, split_message_id(entry.id)[0]) == []

@@ -154,9 +154,11 @@ class FakeMessages:
         self.cursor = until
 
     def apply(self, batch: str, indices: Iterable[int], decide: Decide,
-              preloaded: Sequence[MessageRecord] | None = None) -> list[MessageRecord]:
+              preloaded: Sequence[MessageRecord] | None = None, *,
+              clear_outbox: bool = False) -> list[MessageRecord]:
         """`decide` on each record as stored now (the real store re-decides on an ETag clash);
         the records after the change, changed or not, in index order."""
+        indices = list(indices)
         with self._lock:
             known = ({r.index for r in preloaded} if preloaded is not None
                      else {i for b, i in self._rows if b == batch})
@@ -167,6 +169,8 @@ class FakeMessages:
                 current = _copy_record(self._rows[(batch, i)])
                 change = decide(_copy_record(current))
                 out.append(current if change is None else self._commit(current, change))
+            if clear_outbox:  # with the last write, as the real store does
+                self.clear_outbox(batch, indices)
             return [_copy_record(r) for r in out]
 
     def _commit(self, record: MessageRecord, change: Change) -> MessageRecord:
