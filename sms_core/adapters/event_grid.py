@@ -144,13 +144,24 @@ def delivery_report(event: GridEvent) -> DeliveryReport:
     data = event.data
     details = ci_get(data, "deliveryStatusDetails")
     stamp = ci_get(data, "receivedTimestamp")
+    tag, to = ci_get(data, "tag"), ci_get(data, "to")
     return DeliveryReport(
         event_id=event.id, provider_message_id=str(ci_get(data, "messageId") or ""),
         status=str(ci_get(data, "deliveryStatus") or ""),
         details=None if details is None else str(details),
         attempts=ci_get(data, "deliveryAttempts"),
         received_timestamp=None if stamp is None else str(stamp), raw=dict(event.raw),
-        retry=_retry_count(event.raw.get(RETRY_MEMBER)))
+        retry=_retry_count(event.raw.get(RETRY_MEMBER)),
+        tag=tag if isinstance(tag, str) else None,
+        to=_e164_or_none(to))
+
+
+def _e164_or_none(value: Any) -> str | None:
+    # ACS writes the recipient with "+", the published sample without: both mean one number.
+    try:
+        return to_e164(value) if isinstance(value, str) and value else None
+    except InvalidPhoneNumber:
+        return None
 
 
 def _retry_count(value: Any) -> int:

@@ -359,6 +359,20 @@ class MessageStore:
             rows = [r for r in rows if r.index in keep]
         return rows
 
+    def find_recipient(self, batch: str, first: int, last: int, to: str
+                       ) -> MessageRecord | None:
+        """The message to `to` among indices `first`..`last` of a batch: one range query over
+        at most one send call's rows (a number appears once in a batch)."""
+        with _STORAGE:
+            try:
+                rows = [_record(e) for e in self._table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and "
+                    "Kind eq 'message' and To eq @to",
+                    parameters={"pk": batch, "lo": _row(first), "hi": _row(last), "to": to})]
+            except ResourceNotFoundError:  # no table yet
+                return None
+        return rows[0] if rows else None
+
     def pending(self, batch: str) -> list[MessageRecord]:
         """The messages of a batch still queued or scheduled (one partition query)."""
         with _STORAGE:

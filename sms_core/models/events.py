@@ -34,6 +34,8 @@ class DeliveryReport:
     received_timestamp: str | None
     raw: Mapping[str, Any]  # the whole event, kept when the message is not known yet
     retry: int = 0  # how often we put it back on its queue because its message was not known
+    tag: str | None = None  # the tag of the send call, as ACS echoes it (see `report_route`)
+    to: str | None = None  # the recipient, E.164 with "+"
 
 
 # Our own member on a delivery-report event we put back on its queue: how often it was.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -289,6 +289,39 @@ class OutboundSms:
     to: str
     repeatability_id: str
     first_sent: str  # RFC 1123, the time of the first attempt
+
+
+# The tag we give ACS for a send call, which ACS echoes in each delivery report ("Tag"): it
+# names the batch and the range of message indices of the call, so a report finds its message
+# with one single-partition query and no ACS-id index is written at send time. The app's own
+# tag follows, so ACS's logs still show it.
+_REPORT_TAG = "sms1"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRoute:
+    """Where a delivery report's message is: its batch and the index range of its send call."""
+
+    batch: str
+    first: int
+    last: int
+
+
+def report_tag(batch: str, indices: Sequence[int], tag: str | None) -> str:
+    """The ACS tag of a send call for these messages of `batch` (see `report_route`)."""
+    route = f"{_REPORT_TAG}|{batch}|{min(indices)}-{max(indices)}"
+    return route if tag is None else f"{route}|{tag}"
+
+
+def report_route(acs_tag: str | None) -> ReportRoute | None:
+    """The route in the tag of a delivery report, or None for a tag we did not make."""
+    parts = (acs_tag or "").split("|", 3)
+    if len(parts) < 3 or parts[0] != _REPORT_TAG or not parts[1]:
+        return None
+    first, sep, last = parts[2].partition("-")
+    if not (sep and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        return None
+    return ReportRoute(parts[1], int(first), int(last))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sms_core.models.events import DeliveryReport, DeliveryReportRetry
-from sms_core.models.messages import MessageStatus, can_transition
+from sms_core.models.messages import MessageStatus, can_transition, report_route
 from sms_core.models.records import Change, MessageRecord, split_message_id
 from sms_core.rules.analytics import Fact, utc_day
 from sms_core.settings import Settings
@@ -62,9 +62,9 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
                           report: DeliveryReport) -> bool:
     """Apply one report. Unknown messages are kept for reconciliation, never dropped."""
     provider_id, acs_status, details = report.provider_message_id, report.status, report.details
-    ours = deps.provider_ids.lookup(provider_id) if provider_id else None
+    found = locate(deps, report)
     kept_as = report.event_id or provider_id
-    if ours is None:
+    if found is None:
         # Kept first: if putting it back fails, the reconcile timer still has it.
         deps.provider_ids.keep_unmatched(provider_id, kept_as, dict(report.raw))
         if provider_id and report.retry < len(REPORT_RETRY_DELAYS_S):
@@ -77,7 +77,7 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     if report.retry:  # a retry that found its message: the kept copy is done with
         deps.provider_ids.forget_unmatched(provider_id, kept_as)
     new_status = _STATUS_BY_ACS.get(acs_status.lower())
-    batch, index = split_message_id(ours)
+    batch, index, preloaded = found
     data = {"deliveryStatus": acs_status, "deliveryStatusDetails": details,
             "deliveryAttempts": report.attempts,
             "receivedTimestamp": report.received_timestamp, "eventId": report.event_id}
@@ -96,9 +96,8 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
         error = None if new_status == MessageStatus.DELIVERED else (details or acs_status)
         return Change(fields={"error": error}, status=new_status, detail=detail, data=data)
 
-    preloaded = None
     if new_status is not None and delivery_code(details) == CARRIER_OPT_OUT:
-        preloaded = deps.messages.load(batch, [index])
+        preloaded = preloaded or deps.messages.load(batch, [index])
         if preloaded and can_transition(preloaded[0].status, new_status):
             _carrier_opt_out(deps, preloaded[0], details)
     toll_free = delivery_code(details) == UNVERIFIED_TOLL_FREE
@@ -110,6 +109,27 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     if changed and done[0].sent_at is not None:
         deps.awaiting_reports.remove(done[0].id, done[0].sent_at)
     return changed
+
+
+def locate(deps: ReportDeps, report: DeliveryReport
+           ) -> tuple[str, int, list[MessageRecord] | None] | None:
+    """The batch and index of a report's message (and the message, when it was read on the
+    way), or None when we do not know it (yet).
+
+    The tag our send call gave ACS names the batch and index range (`report_route`): one range
+    query finds the message. A report without such a tag (sent before tags carried the route)
+    is looked up in the ACS-id index.
+    """
+    route = report_route(report.tag)
+    if route is not None and report.to:
+        record = deps.messages.find_recipient(route.batch, route.first, route.last, report.to)
+        return None if record is None else (record.batch, record.index, [record])
+    ours = (deps.provider_ids.lookup(report.provider_message_id)
+            if report.provider_message_id else None)
+    if ours is None:
+        return None
+    batch, index = split_message_id(ours)
+    return batch, index, None
 
 
 def _carrier_opt_out(deps: ReportDeps, record: MessageRecord, details: str | None) -> None:
@@ -183,7 +203,7 @@ def reconcile_reports(deps: ReportDeps) -> ReconcileResult:
             # the 30,000 characters a row keeps): kept for a person, never forgotten unread.
             invalid += 1
             continue
-        if deps.provider_ids.lookup(kept.provider_id) is None:
+        if locate(deps, kept.report) is None:
             unmatched += 1
             received = kept.received_at
             oldest = received if oldest is None or (received and received < oldest) else oldest

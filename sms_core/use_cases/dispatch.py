@@ -8,8 +8,9 @@ Order of work for a job (one batch, one sender, at most 100 recipients):
 3. claim: persist each message's repeatability id and first-sent time *before* calling ACS, so a
    resend after a crash carries the same ids and ACS de-duplicates it;
 4. re-check opt-outs right before the call (invariant 1) and block those who opted out;
-5. call ACS; record `sent` with the provider id (index first, so a fast delivery report finds
-   the message), `failed` with ACS's reason, or put retryable recipients back with backoff.
+5. call ACS, with a tag naming the batch and index range so each delivery report finds its
+   message by one range query (`models.messages.report_tag`); record `sent` with the provider
+   id, `failed` with ACS's reason, or put retryable recipients back with backoff.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sms_core.models.messages import (
     MessageStatus,
     OutboundSms,
     SendOutcome,
+    report_tag,
 )
 from sms_core.models.records import Change, ConversationRecord, MessageRecord
 from sms_core.use_cases.ports import (
@@ -38,7 +40,6 @@ from sms_core.use_cases.ports import (
     Jobs,
     OptOuts,
     Pacer,
-    ProviderIds,
     SmsGateway,
 )
 from sms_core.use_cases.status_changes import StatusChanges, StatusDeps, status_changes
@@ -62,8 +63,6 @@ class DispatchDeps(StatusDeps, Protocol):
     def optouts(self) -> OptOuts: ...
     @property
     def gateway(self) -> SmsGateway: ...
-    @property
-    def provider_ids(self) -> ProviderIds: ...
     @property
     def awaiting_reports(self) -> AwaitingReports: ...
     @property
@@ -221,7 +220,8 @@ def _call(gateway: SmsGateway, records: list[MessageRecord]) -> _CallResult:
              for r in records]
     try:
         return _CallResult(records, gateway.send(
-            first.sender, calls, first.body, tag=first.tag,
+            first.sender, calls, first.body,
+            tag=report_tag(first.batch, [r.index for r in records], first.tag),
             delivery_report=first.delivery_report))
     except (ProviderThrottled, ProviderUnavailable, ProviderRejected) as exc:
         return _CallResult(records, error=exc)
@@ -263,8 +263,6 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     now = datetime.now(UTC)
     accepted = [(r, by_index[r.index]) for r in records
                 if r.index in by_index and by_index[r.index].accepted]
-    deps.provider_ids.record((o.provider_message_id, r.id) for r, o in accepted
-                                 if o.provider_message_id)
     deps.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
     deps.conversations.record(ConversationRecord(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,

@@ -94,6 +94,11 @@ class Messages(Protocol):
         """The messages of a batch still queued or scheduled (one partition query)."""
         ...
 
+    def find_recipient(self, batch: str, first: int, last: int, to: str
+                       ) -> MessageRecord | None:
+        """The message to `to` among indices `first`..`last` of a batch (one range query)."""
+        ...
+
     def status_counts(self, batch: str) -> dict[str, int]:
         """How many messages of a batch are in each status (reads only the Status column)."""
         ...

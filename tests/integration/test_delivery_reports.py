@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from pathlib import Path
@@ -17,8 +18,9 @@ from tests.integration.flows import apply_reports, handle_delivery_reports, run_
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eventgrid"
 
 
-def report_for(provider_id: str, status: str, details: str, pascal: bool = False) -> str:
-    """A delivery report shaped like the docs sample, for one of our messages."""
+def report_for(provider_id: str, status: str, details: str, pascal: bool = False, *,
+               to: str | None = None, tag: str | None = None) -> str:
+    """A delivery report shaped like the docs sample (its `to` and `Tag` unless given)."""
     name = ("eventgrid-schema.sms-delivery-report-received.docs-2022-pascalcase.json" if pascal
             else "eventgrid-schema.sms-delivery-report-received.docs-2025.json")
     (event,) = json.loads((FIXTURES / name).read_text())
@@ -27,8 +29,22 @@ def report_for(provider_id: str, status: str, details: str, pascal: bool = False
     data[keys["messageid"]] = provider_id
     data[keys["deliverystatus"]] = status
     data[keys["deliverystatusdetails"]] = details
+    if to is not None:
+        data[keys["to"]] = to
+    if tag is not None:
+        data[keys.get("tag", "Tag")] = tag
     event["id"] = f"dlr-{uuid.uuid4().hex}"
     return json.dumps(event)
+
+
+def acs_report(emulator: AcsEmulator, msg: Any, status: str, details: str,
+               pascal: bool = False) -> str:
+    """The report ACS sends for one of our sent messages: its recipient and the tag its send
+    call carried, as the handset's copy in the emulator shows them."""
+    (copy,) = [m for m in emulator.state.inbox(msg.to)
+               if m["messageId"] == msg.provider_message_id]
+    return report_for(msg.provider_message_id, status, details, pascal, to=msg.to,
+                      tag=copy["tag"])
 
 
 def sent_message(services: Services, **body: Any) -> Any:
@@ -59,7 +75,7 @@ def test_carrier_opt_out_4007_records_an_opt_out(
 def test_unknown_status_is_kept_as_detail_and_duplicates_are_no_ops(
         services: Services, emulator: AcsEmulator) -> None:
     msg = sent_message(services, to=new_number(), message="Status?")
-    odd = report_for(msg.provider_message_id, "Sending", "Handed to the carrier")
+    odd = acs_report(emulator, msg, "Sending", "Handed to the carrier")
     handle_delivery_reports(services, odd)
     handle_delivery_reports(services, odd)  # redelivered
     after = get_message(services.messages, msg.id)
@@ -67,10 +83,10 @@ def test_unknown_status_is_kept_as_detail_and_duplicates_are_no_ops(
     notes = [h for h in after.history if h.detail and "Sending" in h.detail]
     assert len(notes) == 1 and notes[0].status == MessageStatus.SENT
 
-    delivered = report_for(msg.provider_message_id, "Delivered", "No error.", pascal=True)
+    delivered = acs_report(emulator, msg, "Delivered", "No error.", pascal=True)
     assert handle_delivery_reports(services, delivered) == 1
     handle_delivery_reports(services, delivered)
-    late_failure = report_for(msg.provider_message_id, "Failed", "9999: unknown")
+    late_failure = acs_report(emulator, msg, "Failed", "9999: unknown")
     handle_delivery_reports(services, late_failure)  # terminal states never regress
     final = get_message(services.messages, msg.id)
     assert final.status == MessageStatus.DELIVERED
@@ -97,7 +113,7 @@ def test_sent_without_report_expires_after_the_timeout(services: Services,
     emulator.state.set_outcome(quiet, Outcome.from_json({"deliveryStatus": "Failed"}))
     msg = sent_message(services, to=quiet, message="Anyone?")  # its report is never applied
     reported = sent_message(services, to=new_number(), message="Fine")
-    handle_delivery_reports(services, report_for(reported.provider_message_id, "Delivered",
+    handle_delivery_reports(services, acs_report(emulator, reported, "Delivered",
                                                  "No error."))
     expire_overdue(services, now=datetime.now(UTC) + timedelta(hours=71))
     assert get_message(services.messages, msg.id).status == MessageStatus.SENT
@@ -116,8 +132,8 @@ def test_report_that_overtook_its_message_is_applied_by_reconcile(
     from sms_core.use_cases.delivery_reports import reconcile_reports
 
     msg = sent_message(services, to=new_number(), message="Quick")
-    # Simulate the race: the report arrived before the provider id was indexed.
-    services.provider_ids._index.delete_entity(msg.provider_message_id, "")
+    # A message sent before tags carried the route: its report (the sample's own tag) is found
+    # through the ACS-id index, and it arrived before the provider id was indexed.
     handle_delivery_reports(services, report_for(msg.provider_message_id, "Delivered", "ok"))
     assert get_message(services.messages, msg.id).status == MessageStatus.SENT
     services.provider_ids.record([(msg.provider_message_id, msg.id)])
@@ -134,8 +150,7 @@ def test_report_that_overtook_its_message_is_applied_from_its_queue_within_secon
     import time
 
     msg = sent_message(services, to=new_number(), message="Quick again")
-    # The race: the report is read before the dispatcher wrote the ACS id.
-    services.provider_ids._index.delete_entity(msg.provider_message_id, "")
+    # An unrouted report (see above), read before the ACS id was indexed.
     handle_delivery_reports(services, report_for(msg.provider_message_id, "Delivered", "ok"))
     assert get_message(services.messages, msg.id).status == MessageStatus.SENT
     services.provider_ids.record([(msg.provider_message_id, msg.id)])  # the write lands
@@ -187,7 +202,7 @@ def test_every_status_change_is_an_sms_status_event(services: Services,
     queue = services.storage.queue(name)
     services.__dict__["app_events"] = AppEventQueue(queue, None)
     msg = sent_message(services, to=new_number(), message="Track me", tag="t-42")
-    delivered = report_for(msg.provider_message_id, "Delivered", "No error.")
+    delivered = acs_report(emulator, msg, "Delivered", "No error.")
     handle_delivery_reports(services, delivered)
     handle_delivery_reports(services, delivered)  # redelivered: same event id again
     events = [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]
@@ -205,14 +220,22 @@ def test_verbatim_samples_apply_in_both_casings_and_queue_encodings(
     samples = ["eventgrid-schema.sms-delivery-report-received.docs-2025.json",
                "eventgrid-schema.sms-delivery-report-received.docs-2022-pascalcase.json",
                "cloudevents-schema.sms-delivery-report-received.spec-example.json"]
-    for name in samples:
-        for encoding in ("raw", "base64"):
-            msg = sent_message(services, to=new_number(), message=f"{name} {encoding}")
-            text = (FIXTURES / name).read_text().replace(
-                "Outgoing_202009180022138813a09b-0cbf-4304-9b03-1546683bb910",
-                msg.provider_message_id)
-            body = text if encoding == "raw" else base64.b64encode(text.encode()).decode()
-            assert handle_delivery_reports(services, body) == 1, (name, encoding)
-            final = get_message(services.messages, msg.id)
-            assert final.status == MessageStatus.DELIVERED, (name, encoding)
-            assert final.history[-1].detail == "delivery report: Delivered (No error.)"
+    for name, encoding, routed in itertools.product(samples, ("raw", "base64"), (True, False)):
+        msg = sent_message(services, to=new_number(), message=f"{name} {encoding} {routed}")
+        sample = json.loads((FIXTURES / name).read_text().replace(
+            "Outgoing_202009180022138813a09b-0cbf-4304-9b03-1546683bb910",
+            msg.provider_message_id))
+        event = sample[0] if isinstance(sample, list) else sample
+        keys = {k.lower(): k for k in event["data"]}
+        if routed:  # as ACS echoes our send call: the recipient and the call's tag
+            routed_report = json.loads(acs_report(emulator, msg, "Delivered", "No error."))
+            event["data"][keys["to"]] = msg.to
+            event["data"][keys.get("tag", "Tag")] = routed_report["data"]["Tag"]
+        else:  # a message sent before tags carried the route: found by its indexed ACS id
+            services.provider_ids.record([(msg.provider_message_id, msg.id)])
+        text = json.dumps(sample)
+        body = text if encoding == "raw" else base64.b64encode(text.encode()).decode()
+        assert handle_delivery_reports(services, body) == 1, (name, encoding, routed)
+        final = get_message(services.messages, msg.id)
+        assert final.status == MessageStatus.DELIVERED, (name, encoding, routed)
+        assert final.history[-1].detail == "delivery report: Delivered (No error.)"

@@ -15,7 +15,7 @@ from sms_http.event_grid import inbound_post
 from sms_http.requests import analytics_query
 from tests.integration.conftest import make_services, new_number, take_jobs
 from tests.integration.flows import handle_delivery_reports, run_all_jobs, send
-from tests.integration.test_delivery_reports import report_for
+from tests.integration.test_delivery_reports import acs_report
 from tests.integration.test_inbound import sms_event
 
 
@@ -51,7 +51,7 @@ def test_figures_follow_sends_reports_replies_and_opt_outs(
     for number, status, details in ((a, "Delivered", "No error."),
                                     (b, "Failed", "4010: Message was blocked due to the "
                                                   "toll-free number not being verified.")):
-        report = report_for(by_id[number].provider_message_id, status, details)
+        report = acs_report(emulator, by_id[number], status, details)
         handle_delivery_reports(services, report)
         handle_delivery_reports(services, report)  # redelivered report
     reply = sms_event(a, sender, "Thanks!")
@@ -102,10 +102,10 @@ def test_four_parallel_ingesters_keep_figures_exact(
     run_all_jobs(services)
     reports = []
     for i, entry in enumerate(resp.messages):
-        provider_id = get_message(services.messages, entry.id).provider_message_id
         status, details = (("Failed", "4006: unreachable") if i % 4 == 0
                            else ("Delivered", "No error."))
-        reports.append(report_for(provider_id, status, details))
+        reports.append(acs_report(emulator, get_message(services.messages, entry.id), status,
+                                  details))
     work = reports * 2
     random.Random(7).shuffle(work)
     instances = [make_services(azurite_connection_string, emulator, SMS_DEFAULT_FROM=sender)

@@ -198,6 +198,11 @@ class FakeMessages:
     def pending(self, batch: str) -> list[MessageRecord]:
         return [r for r in self.load(batch) if r.status in PENDING_STATUSES]
 
+    def find_recipient(self, batch: str, first: int, last: int, to: str
+                       ) -> MessageRecord | None:
+        return next((r for r in self.load(batch) if first <= r.index <= last and r.to == to),
+                    None)
+
     def status_counts(self, batch: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         for r in self.load(batch):
@@ -849,6 +854,12 @@ class GatewayCall:
 Step = ProviderError | Mapping[str, tuple[int, str]]
 
 
+# Every ACS id any FakeGateway handed out (unique across tests), with the recipient and the tag
+# of its send call: what ACS echoes in the delivery report (`steps.report` reads it).
+_ACS_IDS = itertools.count(1)
+ACS_SENT: dict[str, tuple[str, str | None]] = {}
+
+
 class FakeGateway:
     """`SmsGateway` as ACS behaves: accepts everyone unless a test scripted otherwise.
 
@@ -862,7 +873,6 @@ class FakeGateway:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._script: deque[Step] = deque()
-        self._ids = itertools.count(1)
         self._accepted: dict[str, str] = {}  # repeatability id -> ACS message id
         self.calls: list[GatewayCall] = []
         self.delivered: list[tuple[str, str]] = []  # (to, text) that reached a handset
@@ -885,17 +895,18 @@ class FakeGateway:
             step: Step = self._script.popleft() if self._script else {}
             if isinstance(step, ProviderError):
                 raise step
-            return [self._outcome(r, message, step) for r in recipients]
+            return [self._outcome(r, message, step, tag) for r in recipients]
 
     def _outcome(self, r: OutboundSms, message: str,
-                 refusals: Mapping[str, tuple[int, str]]) -> SendOutcome:
+                 refusals: Mapping[str, tuple[int, str]], tag: str | None) -> SendOutcome:
         if r.to in refusals:
             status, error = refusals[r.to]
             return SendOutcome(r.to, False, None, status, error)
         if r.repeatability_id in self._accepted:
             return SendOutcome(r.to, True, self._accepted[r.repeatability_id], 202,
                                duplicate=True)
-        provider_id = self._accepted[r.repeatability_id] = f"Outgoing_{next(self._ids):06d}"
+        provider_id = self._accepted[r.repeatability_id] = f"Outgoing_{next(_ACS_IDS):06d}"
+        ACS_SENT[provider_id] = (r.to, tag)
         self.delivered.append((r.to, message))
         return SendOutcome(r.to, True, provider_id, 202)
 

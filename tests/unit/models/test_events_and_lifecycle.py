@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sms_core.adapters.event_grid import ci_get, decode_payload
+from sms_core.adapters.event_grid import ci_get, decode_payload, delivery_reports
 from sms_core.errors import RequestInvalid, SettingsError
 from sms_core.models.messages import MessageStatus as S
-from sms_core.models.messages import can_transition
+from sms_core.models.messages import ReportRoute, can_transition, report_route, report_tag
 from sms_core.settings import load_settings, parse_acs_connection_string
 from sms_core.use_cases.delivery_reports import delivery_code
 
@@ -126,3 +126,24 @@ def test_only_a_positive_whole_smsretry_counts_as_a_put_back(value: object, retr
              "smsRetry": value}
     (report,) = delivery_reports(json.dumps(event))
     assert report.retry == retry
+
+
+def test_the_report_tag_names_the_batch_and_index_range_and_keeps_the_app_tag() -> None:
+    tag = report_tag("20261201120000abcdef012345", [7, 3, 99], "spring|sale")
+    assert tag == "sms1|20261201120000abcdef012345|3-99|spring|sale"
+    assert report_route(tag) == ReportRoute("20261201120000abcdef012345", 3, 99)
+    assert report_route(report_tag("b1", [0], None)) == ReportRoute("b1", 0, 0)
+
+
+@pytest.mark.parametrize("tag", [None, "", "spring", "sms1", "sms1||0-1", "sms1|b|1",
+                                 "sms1|b|x-2", "sms1|b|5-2", "sms2|b|0-1", "Optional tag"])
+def test_a_tag_we_did_not_make_routes_nowhere(tag: str | None) -> None:
+    assert report_route(tag) is None
+
+
+def test_the_published_sample_decodes_its_tag_and_recipient() -> None:
+    body = (FIXTURES / "eventgrid-schema.sms-delivery-report-received.docs-2025.json").read_text()
+    (report,) = delivery_reports(body)
+    assert report.tag == "Optional customer-tag set in the original message"
+    assert report.to == "+15555555555"
+    assert report_route(report.tag) is None  # not ours: found through the ACS-id index

@@ -12,7 +12,7 @@ from sms_core.models.messages import DispatchJob, MessageStatus, SendRequest, Se
 from sms_core.models.records import MessageRecord
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.sending import accept_send
-from tests.unit.fakes import FakeDeps
+from tests.unit.fakes import ACS_SENT, FakeDeps
 
 ALICE = "+14255550101"
 BOB = "+14255550102"
@@ -47,22 +47,30 @@ def sent(deps: FakeDeps, to: str = ALICE, **body: Any) -> MessageRecord:
 
 
 def report(provider_id: str | None, status: str, details: str | None = "No error.",
-           event_id: str | None = None) -> DeliveryReport:
-    """An `SMSDeliveryReportReceived` event for an ACS message id, as Event Grid sends it."""
+           event_id: str | None = None, *, routed: bool = True) -> DeliveryReport:
+    """An `SMSDeliveryReportReceived` event for an ACS message id, as Event Grid sends it:
+    with the recipient and the tag of the send call when a FakeGateway handed out the id.
+    `routed=False`: a report without our route in its tag (a message sent before tags carried
+    it), found through the ACS-id index."""
     event_id = event_id or f"dlr-{next(_ids)}"
+    to, tag = ACS_SENT.get(provider_id or "", ("+14255550101", None))
+    tag = tag if routed else None
     data: dict[str, Any] = {"messageId": provider_id, "from": "+18005550100",
-                            "to": "+14255550101", "deliveryStatus": status,
+                            "to": to, "deliveryStatus": status,
                             "deliveryStatusDetails": details,
                             "deliveryAttempts": [{"timestamp": "2026-01-01T00:00:00Z",
                                                   "segmentsSucceeded": 1,
                                                   "segmentsFailed": 0}],
                             "receivedTimestamp": "2026-01-01T00:00:01Z"}
+    if tag is not None:
+        data["Tag"] = tag  # the published sample's spelling
     raw = {"id": event_id, "eventType": "Microsoft.Communication.SMSDeliveryReportReceived",
            "subject": f"deliveryreport/{provider_id}", "data": data,
            "eventTime": "2026-01-01T00:00:01Z", "dataVersion": "1.0"}
     return DeliveryReport(event_id=event_id, provider_message_id=provider_id or "",
                           status=status, details=details, attempts=data["deliveryAttempts"],
-                          received_timestamp=data["receivedTimestamp"], raw=raw)
+                          received_timestamp=data["receivedTimestamp"], raw=raw,
+                          tag=tag, to=to)
 
 
 def inbound(text: str, their: str = ALICE, ours: str = "+18005550100",

@@ -11,10 +11,12 @@ import pytest
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
 from sms_core.models.messages import DispatchJob, MessageStatus, SendOutcome
 from sms_core.models.records import Change
+from sms_core.use_cases.delivery_reports import locate
 from sms_core.use_cases.dispatch import MAX_ATTEMPTS, backoff_s, dispatch, repeatability_id
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_reply
 from tests.unit.fakes import SENDER, FakeDeps
+from tests.unit.use_cases import steps
 from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
 
 
@@ -31,20 +33,23 @@ def statuses(deps: FakeDeps, ids: list[str]) -> list[MessageStatus]:
     return [deps.messages.record(i).status for i in ids]
 
 
-def test_a_job_is_one_acs_call_and_every_message_is_sent_and_indexed(deps: FakeDeps) -> None:
+def test_a_job_is_one_acs_call_and_every_message_is_sent_and_routable(deps: FakeDeps) -> None:
     ids, job = queued(deps, ALICE, BOB, message="Hi", tag="welcome")
     result = dispatch(deps, job)
     assert (result.sent, result.failed, result.blocked, result.deferred) == (2, 0, 0, 0)
     (call,) = deps.gateway.calls
     assert (call.sender, call.to, call.message, call.tag, call.delivery_report) == (
-        SENDER, [ALICE, BOB], "Hi", "welcome", True)
+        SENDER, [ALICE, BOB], "Hi", f"sms1|{job.batch}|0-1|welcome", True)
     for message_id, outbound in zip(ids, call.recipients, strict=True):
         record = deps.messages.record(message_id)
         assert record.status == MessageStatus.SENT and record.sent_at is not None
         assert record.provider_message_id is not None
-        assert deps.provider_ids.lookup(record.provider_message_id) == message_id
+        # Its report finds it by the tag (batch and index range), no ACS-id index row.
+        report = steps.report(record.provider_message_id, "Delivered")
+        assert locate(deps, report) == (job.batch, record.index, [record])
         assert outbound.repeatability_id == record.repeatability_id == repeatability_id(record)
         assert outbound.first_sent == record.first_sent
+    assert deps.provider_ids.index == {}
     assert deps.awaiting_reports.waiting() == set(ids)
     (entry,) = deps.conversations.page(SENDER, ALICE)[0]
     assert (entry.direction, entry.message_id, entry.text, entry.tag) == (

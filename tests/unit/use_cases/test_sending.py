@@ -9,7 +9,7 @@ import pytest
 
 from sms_core.errors import Conflict, ProviderThrottled, RequestInvalid, StorageUnavailable
 from sms_core.models.messages import DispatchJob, MessageStatus
-from sms_core.models.records import MessageRecord
+from sms_core.models.records import ConversationRecord, MessageRecord
 from sms_core.use_cases.dispatch import repeatability_id
 from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_core.use_cases.ports import Job
@@ -201,7 +201,7 @@ def test_a_small_request_with_room_in_the_pace_reaches_acs_before_its_answer(
     assert record.repeatability_id == repeatability_id(record) and record.first_sent
     assert idle.jobs.enqueued == [] and idle.messages.outbox_rows == {}
     assert idle.pacer.reserved == [(SENDER, 1)]
-    assert idle.provider_ids.lookup(record.provider_message_id) == entry.id
+    assert idle.provider_ids.index == {}  # its report finds it by the tag ACS echoes
     assert [e["data"]["status"] for e in idle.app_events.published] == ["sent"]
     assert idle.analytics.totals()["sent"] == 1
 
@@ -231,14 +231,14 @@ def test_acs_throttling_an_inline_send_puts_it_on_the_queue(idle: FakeDeps) -> N
 
 def test_a_storage_failure_after_acs_took_the_message_does_not_send_it_twice(
         idle: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_record = idle.provider_ids.record
+    real_record = idle.conversations.record
 
-    def index_down(pairs: Iterable[tuple[str, str]]) -> None:
-        raise StorageUnavailable("Provider index failed")
+    def conversations_down(entries: Iterable[ConversationRecord]) -> None:
+        raise StorageUnavailable("Conversation storage failed")
 
-    monkeypatch.setattr(idle.provider_ids, "record", index_down)
+    monkeypatch.setattr(idle.conversations, "record", conversations_down)
     (entry,) = send(idle, to=ALICE, message="Hi").messages  # still a 202: the row is stored
-    monkeypatch.setattr(idle.provider_ids, "record", real_record)
+    monkeypatch.setattr(idle.conversations, "record", real_record)
     assert idle.gateway.texts_to(ALICE) == ["Hi"]
     sweep_outbox(idle, datetime.now(UTC) + GRACE + timedelta(seconds=1))
     run_jobs(idle)
