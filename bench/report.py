@@ -1,4 +1,9 @@
-"""The results table (stdout) and its JSON twin (bench/results/latest.json)."""
+"""The results table (stdout) and its JSON twin (bench/results/latest.json).
+
+A figure may add rows of its own under its standard ones (`detail["_rows"]`, 5-tuples of the
+table's columns) and lines printed under the table (`detail["_lines"]`); detail keys starting
+with `_` are for the table only and stay out of the JSON.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ def _latency(run: Run) -> str:
 
 def _cpu(run: Run) -> str:
     per = run.cpu_ms_per_unit()
-    names = ("host", "azurite", "emulator", "bench", "other")
+    names = ("host", "proxy", "azurite", "emulator", "bench", "other")
     return ", ".join(f"{name} {per[name]:.2f}" for name in names
                      if name in per and per[name] >= 0.005)
 
@@ -66,6 +71,8 @@ def render(figures: list[Figure], memory_kib: dict[str, int | None],
             rows.append((f"   {f.detail.get('time_row', 'time per request')}",
                          f"{f.ours.elapsed_s * 1000:.0f} ms",
                          f"{f.floor.elapsed_s * 1000:.0f} ms", "", ""))
+        for name, value, floor, ratio, target in f.detail.get("_rows", ()):
+            rows.append((str(name), str(value), str(floor), str(ratio), str(target)))
     if not memory_done:
         memory_rows()
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
@@ -74,6 +81,8 @@ def render(figures: list[Figure], memory_kib: dict[str, int | None],
         lines.append("  ".join(cell.ljust(widths[c]) for c, cell in enumerate(row)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for f in figures:
+        lines.extend(f.detail.get("_lines", ()))
     for f in figures:
         busy = max(_busy_share(f.ours), _busy_share(f.floor))
         if busy > 0.10:
@@ -104,7 +113,7 @@ def as_json(figures: list[Figure], memory_kib: dict[str, int | None],
                             "value": round(f.ours.rate, 2), "floor": round(f.floor.rate, 2),
                             "ratio": round(f.ratio, 3), "target": f.target, "met": f.met,
                             "ours": f.ours.as_json(), "floor_run": f.floor.as_json(),
-                            **f.detail}
+                            **{k: v for k, v in f.detail.items() if not k.startswith("_")}}
                     for f in figures},
         "peak_rss_kib": memory_kib,
     }

@@ -55,6 +55,7 @@ from sms_core.bootstrap import Services
 from sms_core.models.messages import SendRequest
 from sms_core.rules.analytics import utc_day
 from sms_core.settings import load_settings
+from sms_core.use_cases.ports import Pacer
 from sms_core.use_cases.sending import accept_send
 
 BODY = "Your verification code is 482913. Reply STOP to opt out."
@@ -210,8 +211,33 @@ def _services(stack: Stack) -> Services:
     return services
 
 
+class _QueueOnlyPacer:
+    """The stack's pacer, except that it never grants a slot for an inline send: `accept_send`
+    then puts every message on `sms-outbound`, as it does when the sender's pace has no room
+    right now, so figure 2 measures the queue trigger's dispatch and nothing is sent while the
+    messages are accepted."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+
+    def reserve(self, sender: str, count: int, *, priority: bool = False) -> float:
+        """The real pacer's `reserve`."""
+        return self._pacer.reserve(sender, count, priority=priority)
+
+    def reserve_within(self, sender: str, count: int, within_s: float | None, *,
+                       priority: bool = False) -> float | None:
+        """Never a slot: the messages are queued."""
+        return None
+
+    def give_back(self, sender: str, count: int) -> None:
+        """The real pacer's `give_back`."""
+        self._pacer.give_back(sender, count)
+
+
 def _pre_accept(services: Services, recipients: list[str], tag: str) -> None:
-    """Accept one single-recipient send per number with sms_core itself (no host consuming)."""
+    """Accept one single-recipient send per number with sms_core itself (no host consuming),
+    every one queued on `sms-outbound` (no inline send: see `_QueueOnlyPacer`)."""
+    services.pacer = _QueueOnlyPacer(services.pacer)  # type: ignore[assignment]
     requests = [SendRequest.model_validate({"to": to, "message": BODY, "tag": tag})
                 for to in recipients]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -388,11 +414,12 @@ def _queue_count(services: Services, name: str) -> int:
 
 def _verify_inbound(api: Api, services: Services, grid: EventGrid, stopped: list[str],
                     texted: list[str], events_added: int, jobs_added: int, expected: int,
-                    ) -> dict[str, Any]:
+                    replies_sent: int = 0) -> dict[str, Any]:
     """After the run (not timed): every delivery answered 200; a sample of the STOP senders
     is opted out and a sample of the text senders is not (`POST /api/optouts/check` through
-    the host); `sms-events` got one event per text and two per STOP, `sms-outbound` one reply
-    job per STOP."""
+    the host); each STOP's confirmation reply left, either sent from the request
+    (`replies_sent`: the emulator accepted it; it adds an `sms.status` event) or as a job on
+    `sms-outbound`; `sms-events` got one event per text, two per STOP and one per reply sent."""
     grid.check_answers()
     if grid.statuses.total() != expected:
         raise RuntimeError(f"inbound: {grid.statuses.total()} deliveries answered, "
@@ -411,13 +438,15 @@ def _verify_inbound(api: Api, services: Services, grid: EventGrid, stopped: list
     if not_out or out:
         raise RuntimeError(f"inbound: STOP senders not opted out: {not_out[:5]}; "
                            f"text senders opted out: {out[:5]}")
-    want_events, want_jobs = len(texted) + 2 * len(stopped), len(stopped)
-    if (events_added, jobs_added) != (want_events, want_jobs):
-        raise RuntimeError(f"inbound: expected {want_events} app events and {want_jobs} reply "
-                           f"jobs, the queues grew by {events_added} and {jobs_added}")
+    want_events = len(texted) + 2 * len(stopped) + replies_sent
+    if (events_added, jobs_added + replies_sent) != (want_events, len(stopped)):
+        raise RuntimeError(f"inbound: expected {want_events} app events and {len(stopped)} "
+                           f"replies (queued or sent), the queues grew by {events_added} and "
+                           f"{jobs_added} and the emulator accepted {replies_sent}")
     return {"deliveries": dict(grid.statuses), "expected_deliveries": expected,
             "optout_sample_checked": len(stop_sample), "text_sample_checked": len(text_sample),
-            "app_events_added": events_added, "reply_jobs_added": jobs_added}
+            "app_events_added": events_added, "reply_jobs_added": jobs_added,
+            "replies_sent_inline": replies_sent}
 
 
 def _inbound_mix(grid: EventGrid, floor_one: Callable[[str], None], text: str,
@@ -465,9 +494,11 @@ def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, coun
         raise RuntimeError("inbound: the keyword engine no longer reads the mixes as intended")
     floor = InboundFloor(stack.storage, SENDER, stop.reply)
     grid = EventGrid(host.base_url, concurrency)
+    accepted = AcceptedWatch(stack.emulator_url)
     try:
         events_before = _queue_count(services, EVENTS_QUEUE)
         jobs_before = _queue_count(services, OUTBOUND_QUEUE)
+        sent_before = accepted.accepted()
         text_ours, text_floor, texted, text_rates = _inbound_mix(
             grid, floor.text_one, INBOUND_TEXT, numbers, count, warmup, concurrency, cpu,
             rounds, "(a) text", pauses)
@@ -478,9 +509,11 @@ def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, coun
         verified = _verify_inbound(
             api, services, grid, stopped, texted,
             _queue_count(services, EVENTS_QUEUE) - events_before,
-            _queue_count(services, OUTBOUND_QUEUE) - jobs_before, 2 * (count + warmup))
+            _queue_count(services, OUTBOUND_QUEUE) - jobs_before, 2 * (count + warmup),
+            accepted.accepted() - sent_before)
     finally:
         grid.close()
+        accepted.close()
     common = {"concurrency": concurrency, "warmup": warmup, "rounds": rounds,
               "verified": verified}
     via = f"via POST /api/inbound (C={concurrency})"

@@ -3,8 +3,10 @@
 Started the way tests/e2e/conftest.py starts it (Azurite from `localdev.azurite.start_azurite`
 on free ports, the function host as a `python -m localdev.func_host` child), except that Azurite
 persists to a temporary folder instead of memory (see `Stack.start`) and the emulator is a child
-process too, so it does not share the bench client's GIL. Every child is stopped on `close()`
-(SIGTERM, then SIGKILL).
+process too, so it does not share the bench client's GIL. Figure 8 starts a second stack of its
+own with the emulator's delivery reports on (`Stack(delivery_reports=True)`, as `make run`
+starts it) and a counting storage proxy (`Stack.start_proxy`). Every child is stopped on
+`close()` (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import httpx
 
 from bench.measure import CpuMeter
 from localdev.acs_emulator import DEFAULT_ACCESS_KEY
-from localdev.azurite import Azurite, free_port, start_azurite
+from localdev.azurite import Azurite, connection_string, free_port, start_azurite
+from localdev.storage_proxy import CountRow, parse_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = "+18005550100"
@@ -44,7 +47,7 @@ def function_names(app_settings: Mapping[str, str]) -> list[str]:
     from localdev.func_host import index_function_app
 
     with mock.patch.dict(os.environ, app_settings):
-        return sorted(f.get_function_name() for f in index_function_app(ROOT))
+        return sorted(name for f in index_function_app(ROOT) if (name := f.get_function_name()))
 
 
 def peak_rss_kib(pid: int) -> int | None:
@@ -100,6 +103,32 @@ class Host:
 
     child: Child
     base_url: str  # http://127.0.0.1:<port>/api
+
+
+@dataclass
+class Proxy:
+    """A running `python -m localdev.storage_proxy` in front of the stack's Azurite."""
+
+    child: Child
+    table_port: int
+    queue_port: int
+    control_port: int
+
+    @property
+    def connection_string(self) -> str:
+        """A storage connection string whose Table and Queue endpoints are the proxy's."""
+        return connection_string(self.queue_port, self.table_port)
+
+    def snapshot(self, reset: bool = False) -> list[CountRow]:
+        """The proxy's counts so far; with `reset`, cleared in the same step."""
+        resp = httpx.get(f"http://127.0.0.1:{self.control_port}/counts",
+                         params={"reset": "1"} if reset else None, timeout=10)
+        resp.raise_for_status()
+        return parse_rows(resp.json())
+
+    def reset(self) -> None:
+        """Forget every count."""
+        httpx.post(f"http://127.0.0.1:{self.control_port}/reset", timeout=10).raise_for_status()
 
 
 def _wait_until_ok(url: str, child: Child, what: str, deadline_s: float = START_DEADLINE_S
@@ -175,14 +204,22 @@ class PauseWatch:
 
 
 class Stack:
-    """Azurite + ACS emulator, and function hosts started on demand. Use as a context manager."""
+    """Azurite + ACS emulator, and function hosts started on demand. Use as a context manager.
 
-    def __init__(self) -> None:
+    By default the emulator writes no delivery reports. With `delivery_reports` it writes them
+    to this stack's Azurite (`sms-delivery-reports`) `dlr_delay_s` after each accepted send, as
+    `make run` starts it (localdev/run.py: `--storage <AzureWebJobsStorage>`, default delay).
+    """
+
+    def __init__(self, *, delivery_reports: bool = False, dlr_delay_s: float = 1.0) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="sms-bench-"))
+        self.delivery_reports = delivery_reports
+        self.dlr_delay_s = dlr_delay_s
         self.azurite: Azurite | None = None
         self.emulator: Child | None = None
         self.emulator_port = 0
         self.hosts: list[Host] = []
+        self.proxies: list[Proxy] = []
         self.pauses: PauseWatch | None = None
 
     def __enter__(self) -> Stack:
@@ -220,20 +257,23 @@ class Stack:
         """ACS_CONNECTION_STRING for the emulator."""
         return f"endpoint={self.emulator_url}/;accesskey={self.acs_key}"
 
-    def cpu_meter(self, host: Host | None = None) -> CpuMeter:
+    def cpu_meter(self, host: Host | None = None, proxy: Proxy | None = None) -> CpuMeter:
         """A CPU meter over the stack's processes (and this one, the bench client)."""
         pids = {"bench": os.getpid()}
         if host is not None:
             pids["host"] = host.child.process.pid
+        if proxy is not None:
+            pids["proxy"] = proxy.child.process.pid
         if self.azurite is not None:
             pids["azurite"] = self.azurite.process.pid
         if self.emulator is not None:
             pids["emulator"] = self.emulator.process.pid
         return CpuMeter(pids)
 
-    def app_settings(self) -> dict[str, str]:
-        """The function app's settings for this stack."""
-        return {"AzureWebJobsStorage": self.storage,
+    def app_settings(self, storage: str | None = None) -> dict[str, str]:
+        """The function app's settings for this stack (`storage`: another AzureWebJobsStorage,
+        e.g. a proxy's)."""
+        return {"AzureWebJobsStorage": storage or self.storage,
                 "ACS_CONNECTION_STRING": self.acs_connection_string,
                 "SMS_DEFAULT_FROM": SENDER,
                 "SMS_SENDER_RATE_PER_MINUTE": str(SENDER_RATE_PER_MINUTE)}
@@ -257,21 +297,41 @@ class Stack:
         self.pauses.start()
         self.emulator_port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
-        # No storage: delivery reports are not written at all (and cannot interfere).
+        # Without delivery reports: no storage, so they are not written at all (and cannot
+        # interfere). With them: this Azurite, directly (Event Grid's write is not ours).
+        reports = ["--storage", self.storage, "--dlr-delay", str(self.dlr_delay_s)] \
+            if self.delivery_reports else ["--storage", "", "--dlr-delay", "3600"]
         self.emulator = self._spawn("acs-emulator", [
-            "localdev.acs_emulator", "--port", str(self.emulator_port), "--storage", "",
-            "--dlr-delay", "3600", "--rate-per-minute", str(EMULATOR_RATE_PER_MINUTE)], env)
+            "localdev.acs_emulator", "--port", str(self.emulator_port), *reports,
+            "--rate-per-minute", str(EMULATOR_RATE_PER_MINUTE)], env)
         _wait_until_ok(f"{self.emulator_url}/emulator/health", self.emulator, "the ACS emulator")
 
-    def start_host(self, name: str, *, disabled: Sequence[str] = (), wait: bool = True) -> Host:
+    def start_proxy(self, name: str = "storage-proxy") -> Proxy:
+        """Start a counting `localdev.storage_proxy` child in front of this stack's Azurite (its
+        own process: it must not share the bench client's GIL); return once it answers."""
+        if self.azurite is None:
+            raise RuntimeError("the stack is not started")
+        ports = [free_port() for _ in range(3)]
+        child = self._spawn(name, [
+            "localdev.storage_proxy", "--table", f"127.0.0.1:{self.azurite.table_port}",
+            "--queue", f"127.0.0.1:{self.azurite.queue_port}", "--table-port", str(ports[0]),
+            "--queue-port", str(ports[1]), "--control-port", str(ports[2])], dict(os.environ))
+        proxy = Proxy(child, *ports)
+        self.proxies.append(proxy)
+        _wait_until_ok(f"http://127.0.0.1:{ports[2]}/health", child, "the storage proxy")
+        return proxy
+
+    def start_host(self, name: str, *, disabled: Sequence[str] = (), wait: bool = True,
+                   storage: str | None = None) -> Host:
         """Start a function host child; `disabled` function folders are switched off with
-        `AzureWebJobs.<name>.Disabled` as in Azure. SMS_APP_WEBHOOK_URL is never passed on.
-        With `wait`, return once /api/health is 200.
+        `AzureWebJobs.<name>.Disabled` as in Azure; `storage` replaces AzureWebJobsStorage (e.g.
+        a proxy's). SMS_APP_WEBHOOK_URL is never passed on. With `wait`, return once
+        /api/health is 200.
         """
         port = free_port()
         # No app webhook, whatever the caller's environment says: events stay on sms-events.
         env = {k: v for k, v in os.environ.items() if k.upper() != "SMS_APP_WEBHOOK_URL"}
-        env.update({**self.app_settings(), "LOCAL_FUNCTION_KEY": FUNCTION_KEY})
+        env.update({**self.app_settings(storage), "LOCAL_FUNCTION_KEY": FUNCTION_KEY})
         env.update({f"AzureWebJobs.{fn}.Disabled": "true" for fn in disabled})
         child = self._spawn(name, ["localdev.func_host", "--root", str(ROOT),
                                    "--port", str(port)], env)
@@ -291,7 +351,8 @@ class Stack:
         errors: list[BaseException] = []
         if self.pauses is not None:
             self.pauses.stop()
-        for part in [*(h.child for h in self.hosts), self.emulator]:
+        for part in [*(h.child for h in self.hosts), *(p.child for p in self.proxies),
+                     self.emulator]:
             if part is not None:
                 try:
                     part.stop()
