@@ -9,6 +9,8 @@ one place, `sms_http.problems`; queue handlers decide retry-or-record from the c
     ├── Conflict                409  e.g. an Idempotency-Key reused with another body
     ├── SettingsError                a setting is missing or invalid (names the setting)
     ├── StorageUnavailable      503  Table/Queue storage did not answer; safe to retry
+    │   └── PartlyStored             some transactions of a send request failed, others are
+    │                                stored (the use case answers 202 for those)
     └── ProviderError                ACS answered with an error for a whole send call
         ├── ProviderThrottled        429: retry after `retry_after` seconds
         ├── ProviderUnavailable      5xx or connection failure: retry later
@@ -18,6 +20,7 @@ one place, `sms_http.problems`; queue handlers decide retry-or-record from the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,18 @@ class StorageUnavailable(SmsError):
     """Table or Queue storage failed to answer; the operation can be retried."""
 
     title = "Storage unavailable"
+
+
+class PartlyStored(StorageUnavailable):
+    """Storage failed for some transactions of a batch while others were committed.
+
+    `stored` holds the records that are durable: they must be answered as accepted (their
+    outbox rows guarantee they are sent), so a client never has a reason to send them again.
+    """
+
+    def __init__(self, detail: str, stored: list[Any]) -> None:
+        super().__init__(detail)
+        self.stored = stored
 
 
 class ProviderError(SmsError):

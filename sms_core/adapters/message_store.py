@@ -30,7 +30,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.concurrency import run_all
-from sms_core.errors import NotFound, StorageUnavailable
+from sms_core.errors import NotFound, PartlyStored, StorageUnavailable
 from sms_core.models.messages import PENDING_STATUSES, MessageEvent, MessageStatus
 from sms_core.models.records import (
     BATCH_TIME_FORMAT,
@@ -46,6 +46,7 @@ ENTITY_GROUP_LIMIT = 100  # Azure Table entity-group transactions hold at most 1
 _OUTBOX_PREFIX = "~outbox."  # '~' sorts after the digits of message and history keys
 _CURSOR_KEY = ("~outbox", "cursor")  # no batch id starts with '~'
 _MAX_CONFLICT_RETRIES = 8
+_CREATE_TRIES = 3
 _STORAGE = storage_errors("Message")
 
 
@@ -126,8 +127,28 @@ class MessageStore:
         else:
             chunks = [(None, list(records[i:i + ENTITY_GROUP_LIMIT]))
                       for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
-        results = run_all(lambda c: self._create_chunk(c[1], c[0]), chunks)
-        return [r for chunk in results for r in chunk]
+        if not outbox:  # a campaign chunk: its job is retried whole
+            results = run_all(lambda c: self._create_chunk(c[1], c[0]), chunks)
+            return [r for chunk in results for r in chunk]
+        tried = run_all(lambda c: self._create_chunk_or_none(c[1], c[0]), chunks)
+        stored = [r for chunk in tried if chunk is not None for r in chunk]
+        if all(chunk is not None for chunk in tried):
+            return stored
+        if not stored:
+            raise StorageUnavailable(f"Message storage failed for batch {records[0].batch}")
+        raise PartlyStored(f"Message storage failed for part of batch {records[0].batch}",
+                           stored)
+
+    def _create_chunk_or_none(self, chunk: Sequence[MessageRecord], outbox_chunk: int | None
+                              ) -> list[MessageRecord] | None:
+        # Tried again at once (a retry reads back what the first try may have written): a
+        # request answers 503 only when nothing of it could be stored.
+        for _ in range(_CREATE_TRIES):
+            try:
+                return self._create_chunk(chunk, outbox_chunk)
+            except StorageUnavailable:
+                continue
+        return None
 
     def _create_chunk(self, chunk: Sequence[MessageRecord],
                       outbox_chunk: int | None) -> list[MessageRecord]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Protocol
 
-from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+from sms_core.errors import FieldError, PartlyStored, RequestInvalid, StorageUnavailable
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
     PENDING_STATUSES,
@@ -142,18 +143,37 @@ def accept_send(deps: SendDeps, request: SendRequest,
             r.repeatability_id, r.first_sent, r.first_sent_at = (
                 repeatability_id(r), first_sent, now)
     with status_changes(deps) as changes:
-        stored = changes.create_batch(records, outbox=True)
+        lost: set[int] = set()
+        try:
+            stored = changes.create_batch(records, outbox=True)
+        except PartlyStored as exc:  # answered for what is durable, see `_not_stored`
+            log.warning("batch %s partly stored: %s", batch, exc.detail)
+            changes.created(exc.stored)
+            stored, lost = _not_stored(records, exc.stored)
         # Durable from here on: whatever fails now, the answer is 202.
-        waiting = [r for r in stored if r.status in PENDING_STATUSES]
+        waiting = [r for r in stored if r.status in PENDING_STATUSES and r.index not in lost]
         if waiting:
             _hand_over(deps, changes, batch, waiting, slot, priority)
-    if idempotency_key is not None:
+    if idempotency_key is not None and not lost:  # else a retry with the key stores the rest
         try:
             deps.idempotency.complete(idempotency_key)
         except StorageUnavailable:  # a retry with the key re-reads the stored messages
             log.warning("could not mark Idempotency-Key of batch %s complete", batch,
                         exc_info=True)
     return SendResponse(messages=[_result(r) for r in stored])
+
+
+def _not_stored(planned: list[MessageRecord], stored: list[MessageRecord]
+                ) -> tuple[list[MessageRecord], set[int]]:
+    """The answer to a partly stored request, and the indices not stored: the stored messages
+    as stored, the others `rejected` (nothing of them was kept, so sending them again cannot
+    duplicate)."""
+    durable = {r.index: r for r in stored}
+    lost = {r.index for r in planned} - set(durable)
+    return [durable.get(r.index) or replace(
+        r, status=MessageStatus.REJECTED, initial_status=MessageStatus.REJECTED,
+        error="not accepted: storage was unavailable; send to this recipient again")
+        for r in planned], lost
 
 
 def _hand_over(deps: SendDeps, changes: StatusChanges, batch: str,

@@ -183,3 +183,39 @@ def test_an_outbox_row_the_sweeper_took_meanwhile_does_not_fail_the_inline_send(
     assert len(emulator.state.inbox(to)) == 1
     assert status(services, entry.id) == MessageStatus.SENT
     assert outbox_rows(services, split_message_id(entry.id)[0]) == []
+
+
+class FailingTransactions:
+    """The Messages table client, except that transactions starting at one row key fail as a
+    dropped connection does, every time (a partition server that stays unreachable)."""
+
+    def __init__(self, real: Any, first_row: str) -> None:
+        self._real = real
+        self._first_row = first_row
+
+    def submit_transaction(self, ops: Any, **kwargs: Any) -> Any:
+        if ops and ops[0][1]["RowKey"] == self._first_row:
+            raise ServiceResponseError("Connection reset by peer")
+        return self._real.submit_transaction(ops, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_request_stored_in_part_answers_202_for_the_stored_and_rejects_the_rest(
+        services: Services, emulator: AcsEmulator) -> None:
+    numbers = [new_number() for _ in range(150)]  # transactions of 99 + 51
+    real = services.messages._table
+    services.messages._table = FailingTransactions(real, "00099")  # type: ignore[assignment]
+    answer = send(services, to=numbers, message="Half of it")
+    services.messages._table = real
+    statuses = [m.status for m in answer.messages]
+    assert statuses == [MessageStatus.QUEUED] * 99 + [MessageStatus.REJECTED] * 51
+    assert {m.error for m in answer.messages[99:]} == {
+        "not accepted: storage was unavailable; send to this recipient again"}
+    run_all_jobs(services)
+    # The client sends the rejected ones again, without a key: nobody gets it twice.
+    again = send(services, to=numbers[99:], message="Half of it")
+    assert {m.status for m in again.messages} == {MessageStatus.QUEUED}
+    run_all_jobs(services)
+    assert [len(emulator.state.inbox(n)) for n in numbers] == [1] * 150
