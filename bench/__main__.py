@@ -28,7 +28,7 @@ from bench.scenarios import (
     log,
     single_sends,
 )
-from bench.stack import SENDER, Stack, peak_rss_kib
+from bench.stack import SENDER, SENDER_RATE_PER_MINUTE, Stack, peak_rss_kib
 from bench.whole_path import PathOptions, whole_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -61,12 +61,13 @@ def _main_figures(args: argparse.Namespace) -> tuple[list[Figure], dict[str, int
         host = stack.start_host("func-host-http",
                                 disabled=("dispatch_sms", "delivery_report", "app_webhook"))
         api = Api(host.base_url, args.concurrency)
-        floor = AcceptFloor(stack.storage, SENDER, BODY)
+        floor = AcceptFloor(stack.storage, SENDER, BODY, stack.emulator_url, stack.acs_key,
+                            SENDER_RATE_PER_MINUTE)
         try:
             mark = pauses.mark()
             cpu = stack.cpu_meter(host)
             single = single_sends(api, floor, numbers, args.messages, args.warmup,
-                                  args.concurrency, cpu)
+                                  args.concurrency, cpu, stack.emulator_url)
             single.detail["azurite_pauses_s"] = pauses.since(mark)
             mark = pauses.mark()
             big = big_requests(api, floor, numbers, args.recipients, args.repeats,

@@ -50,7 +50,7 @@ WARMUP_RECIPIENTS = 1000  # one chunk: the first prepare and fan-out of each sid
 # Every queue and timer trigger but campaign_fanout is switched off on the campaign host: the
 # chunks' dispatch jobs stay on sms-outbound, and no timer touches the runs meanwhile.
 CAMPAIGN_HOST_DISABLED = ("dispatch_sms", "delivery_report", "app_webhook", "campaign_scheduler",
-                          "expire_messages", "reconcile_reports")
+                          "expire_messages", "reconcile_reports", "sweep_outbox")
 FANOUT_DEADLINE_S = 180.0
 POLL_S = 0.02
 WRITE_POOL = 16  # sms_core.concurrency's shared pool, which every bulk write of ours runs on

@@ -7,7 +7,8 @@ figure's ratio is floor rate / our rate: 1.0x means our code adds nothing measur
 
 The floors write to their own tables and queues (`BenchFloor*`, `bench-floor-*`) so nothing of
 ours consumes or counts their rows; the send floors read opt-outs from the real `OptOuts` table
-(they never write it), the inbound floor reads and writes its own `BenchFloorOptOuts`.
+(they never write it), the inbound floor reads and writes its own `BenchFloorOptOuts`. The floors
+that send (figures 1, 2 and 5b) call the same emulator through `azure.communication.sms.SmsClient`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ import requests
 from azure.communication.sms import SmsClient
 from azure.core import MatchConditions
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableServiceClient,
+    UpdateMode,
+)
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -38,18 +49,26 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from sms_core.concurrency import POOL_SIZE as SMS_CORE_POOL_SIZE
+from sms_core.models.messages import report_tag
+from sms_core.models.records import OUTBOX_CHUNK
+from sms_core.rules.analytics import COUNTERS
+
 OPTOUTS_TABLE = "OptOuts"  # the real one (sms_core.adapters.storage.OPTOUTS_TABLE)
 GLOBAL_PARTITION = "global"
 FLOOR_MESSAGES_TABLE = "BenchFloorMessages"
-FLOOR_PROVIDER_IDS_TABLE = "BenchFloorProviderIds"
 FLOOR_INBOUND_TABLE = "BenchFloorInbound"
 FLOOR_CONVERSATIONS_TABLE = "BenchFloorConversations"
 FLOOR_OPTOUTS_TABLE = "BenchFloorOptOuts"
 FLOOR_OPTOUT_HISTORY_TABLE = "BenchFloorOptOutHistory"
 FLOOR_IDEMPOTENCY_TABLE = "BenchFloorIdempotency"
-FLOOR_TABLES = (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_PROVIDER_IDS_TABLE, FLOOR_INBOUND_TABLE,
+FLOOR_PACING_TABLE = "BenchFloorPacing"
+FLOOR_AWAITING_TABLE = "BenchFloorAwaitingReports"
+FLOOR_ANALYTICS_TABLE = "BenchFloorAnalytics"
+FLOOR_TABLES = (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_INBOUND_TABLE,
                 FLOOR_CONVERSATIONS_TABLE, FLOOR_OPTOUTS_TABLE, FLOOR_OPTOUT_HISTORY_TABLE,
-                FLOOR_IDEMPOTENCY_TABLE)
+                FLOOR_IDEMPOTENCY_TABLE, FLOOR_PACING_TABLE, FLOOR_AWAITING_TABLE,
+                FLOOR_ANALYTICS_TABLE)
 FLOOR_ACCEPT_QUEUE = "bench-floor-outbound"
 FLOOR_DISPATCH_QUEUE = "bench-floor-dispatch"
 FLOOR_EVENTS_QUEUE = "bench-floor-events"
@@ -57,7 +76,10 @@ FLOOR_REPORTS_QUEUE = "bench-floor-reports"
 FLOOR_QUEUES = (FLOOR_ACCEPT_QUEUE, FLOOR_DISPATCH_QUEUE, FLOOR_EVENTS_QUEUE,
                 FLOOR_REPORTS_QUEUE)
 ENTITY_GROUP_LIMIT = 100
-POOL_SIZE = 8  # sms_core's write and queue-send pools
+POOL_SIZE = 8  # the floors' untimed preparation
+# Figure 3's writes and queue sends run on a pool of sms_core.concurrency's size, as ours do
+# (MessageStore.create_batch and JobQueue.enqueue_many share that pool).
+WRITE_POOL_SIZE = SMS_CORE_POOL_SIZE
 _RANGE_FILTER = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and OptedOut eq true"
 
 
@@ -109,30 +131,198 @@ def _point_reads(optouts: TableClient, sender: str, to: str) -> None:
             optouts.get_entity(partition, to, select=["OptedOut"])
 
 
-class AcceptFloor:
-    """What accepting a send needs from storage, and nothing else."""
+class _Pacing:
+    """A sender's pacing row (SenderPacing-shaped: one entity per sender, a `Tat`), moved with
+    one conditional write per send: writes to one row build on each other's ETag, so a process
+    serialises them and keeps the last ETag (as `sms_core.adapters.sender_pacer` does); only
+    the first write, or one that lost a race (412), reads the row first."""
 
-    def __init__(self, storage: str, sender: str, body: str) -> None:
+    def __init__(self, table: TableClient, interval_s: float) -> None:
+        self._table = table
+        self._interval = interval_s
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, str]] = {}  # sender -> (Tat, ETag)
+
+    def reserve(self, sender: str, *, priority: bool = False) -> float:
+        """Take one slot (priority: now); the epoch second it may be sent."""
+        with self._lock:
+            for _ in range(50):
+                now = time.time()
+                try:
+                    known = self._known.get(sender) or self._read(sender)
+                    if known is None:  # a sender's first message
+                        tat = now + self._interval
+                        meta = self._table.create_entity(
+                            {"PartitionKey": sender, "RowKey": "pace", "Tat": tat})
+                        self._known[sender] = (tat, str(meta["etag"]))
+                        return now
+                    tat, etag = known
+                    start = now if priority else max(tat, now)
+                    new_tat = max(tat, now) + self._interval
+                    meta = self._table.update_entity(
+                        {"PartitionKey": sender, "RowKey": "pace", "Tat": new_tat},
+                        mode=UpdateMode.REPLACE, etag=etag,
+                        match_condition=MatchConditions.IfNotModified)
+                except (ResourceModifiedError, ResourceExistsError):
+                    self._known.pop(sender, None)  # another writer moved it: read again
+                    continue
+                self._known[sender] = (new_tat, str(meta["etag"]))
+                return start
+        raise RuntimeError(f"pacing floor: the row of {sender} kept changing")
+
+    def _read(self, sender: str) -> tuple[float, str] | None:
+        try:
+            entity = self._table.get_entity(sender, "pace")
+        except ResourceNotFoundError:
+            return None
+        return float(entity["Tat"]), str(entity.metadata["etag"])
+
+
+class _Counters:
+    """Analytics-shaped counting: per fact one entity-group transaction of its ledger-row insert
+    and its counter row replaced under If-Match. Each thread has a counter row of its own and
+    keeps its sums and ETag, so no write reads first and none conflicts (the first write of a
+    thread inserts its row)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._local = threading.local()
+
+    def record(self, day: str, sender: str, fact_id: str, counts: dict[str, int]) -> None:
+        """Count one fact."""
+        local = self._local
+        if getattr(local, "row", None) is None or local.day != day:
+            local.row, local.day = f"c|{sender}|-|floor-{secrets.token_hex(4)}", day
+            local.values, local.etag = dict.fromkeys(COUNTERS, 0), None
+        values = dict(local.values)
+        for name, value in counts.items():
+            values[name] += value
+        counter: dict[str, Any] = {"PartitionKey": day, "RowKey": local.row, "Sender": sender}
+        counter.update({name: EntityProperty(values[name], EdmType.INT64) for name in COUNTERS})
+        ops: list[Any] = [("create", {"PartitionKey": day, "RowKey": f"l|{fact_id}"})]
+        if local.etag is None:
+            ops.append(("create", counter))
+        else:
+            ops.append(("update", counter, {"mode": UpdateMode.REPLACE, "etag": local.etag,
+                                            "match_condition": MatchConditions.IfNotModified}))
+        results = self._table.submit_transaction(ops)
+        local.values, local.etag = values, results[-1]["etag"]
+
+
+def outbox_entity(batch: str, indices: Sequence[int], chunk: int, now: datetime
+                  ) -> dict[str, Any]:
+    """An outbox row of the same shape as ours (`~outbox.<chunk>`, listing the pending ones)."""
+    return {"PartitionKey": batch, "RowKey": f"~outbox.{chunk:05d}", "Kind": "outbox",
+            "Indices": json.dumps(list(indices)), "CreatedAt": now}
+
+
+class _InlineSend:
+    """What sending one stored-as-accepted message from the accepting request needs, in the
+    order our `accept_send` -> `send_claimed` does it: the pacing write; one entity-group
+    transaction inserting the message (with its repeatability claim) and its outbox row; the ACS
+    call (through `SmsClient`, with the tag naming batch and index, delivery report on); the
+    AwaitingReports-shaped upsert; the Conversations-shaped upsert; one transaction of the
+    message replaced under If-Match (the ETag from the insert), its history event and the outbox
+    row's delete; then the analytics fact (a transaction) and the `sms.status` event (a queue
+    send). 9 storage requests and 1 ACS call. `sent` counts the messages the emulator took."""
+
+    def __init__(self, clients: _Clients, acs_endpoint: str, acs_key: str,
+                 rate_per_minute: int) -> None:
+        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
+        self._pacing = _Pacing(clients.table(FLOOR_PACING_TABLE), 60.0 / rate_per_minute)
+        self._awaiting = clients.table(FLOOR_AWAITING_TABLE)
+        self._conversations = clients.table(FLOOR_CONVERSATIONS_TABLE)
+        self._counters = _Counters(clients.table(FLOOR_ANALYTICS_TABLE))
+        self._events = clients.queue(FLOOR_EVENTS_QUEUE)
+        # Typed as Any: the SDK's type comments on send() confuse mypy.
+        self._sms: Any = SmsClient(acs_endpoint, AzureKeyCredential(acs_key))
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def send(self, sender: str, to: str, body: str, *, tag: str | None = None,
+             priority: bool = False, batch: str | None = None) -> None:
+        """Store, send and record one message to `to` in `batch` (default: a fresh one)."""
+        self._pacing.reserve(sender, priority=priority)
+        now = datetime.now(UTC)
+        batch = batch or _batch_id(now)
+        message_id = f"{batch}-00000"
+        message = message_entity(batch, 0, sender, to, body, now)
+        if tag is not None:
+            message["Tag"] = tag
+        message.update({"RepeatabilityId": str(uuid.uuid5(uuid.NAMESPACE_URL, message_id)),
+                        "FirstSent": now.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+                        "FirstSentAt": now})
+        results = self._messages.submit_transaction(
+            [("create", message), ("create", outbox_entity(batch, [0], 0, now))])
+        etag = results[0]["etag"]
+        [result] = self._sms.send(sender, to, body, enable_delivery_report=True,
+                                  tag=report_tag(batch, [0], tag))
+        if not result.successful:
+            raise RuntimeError(f"the emulator refused {to}: {result.error_message}")
+        with self._lock:
+            self.sent += 1
+        sent_at = datetime.now(UTC)
+        self._awaiting.upsert_entity({"PartitionKey": sent_at.strftime("%Y%m%d%H"),
+                                      "RowKey": message_id}, mode=UpdateMode.REPLACE)
+        row: dict[str, Any] = {"PartitionKey": f"{sender}|{to}",
+                               "RowKey": f"{_stamp(now)}|out|{message_id}",
+                               "Direction": "outbound", "MessageId": message_id, "Text": body,
+                               "At": now}
+        if tag is not None:
+            row["Tag"] = tag
+        self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
+        message.update({"Status": "sent", "Seq": 1, "ProviderMessageId": result.message_id,
+                        "SentAt": sent_at, "UpdatedAt": sent_at})
+        self._messages.submit_transaction([
+            ("create", {"PartitionKey": batch, "RowKey": "00000.00001", "Kind": "event",
+                        "Status": "sent", "At": sent_at, "Detail": "accepted by ACS"}),
+            ("update", message, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                 "match_condition": MatchConditions.IfNotModified}),
+            ("delete", {"PartitionKey": batch, "RowKey": "~outbox.00000"})])
+        fact_id = f"status-{message_id}-sent"
+        self._counters.record(sent_at.date().isoformat(), sender, fact_id,
+                              {"sent": 1, "segments": 1})
+        self._events.send_message(_event_text("sms.status", fact_id, sent_at, {
+            "id": message_id, "status": "sent", "from": sender, "to": to, "tag": tag,
+            "providerMessageId": result.message_id, "error": None,
+            "at": sent_at.isoformat()}))
+
+    def close(self) -> None:
+        """Close the ACS client's connections."""
+        self._sms._sms_service_client.close()
+
+
+class AcceptFloor:
+    """What accepting a send needs from storage (and, for a single send, sending it inline),
+    and nothing else."""
+
+    def __init__(self, storage: str, sender: str, body: str, acs_endpoint: str, acs_key: str,
+                 rate_per_minute: int) -> None:
         clients = _Clients(storage)
         self._sender = sender
         self._body = body
         self._optouts = clients.table(OPTOUTS_TABLE)
         self._messages = clients.table(FLOOR_MESSAGES_TABLE)
         self._queue = clients.queue(FLOOR_ACCEPT_QUEUE)
-        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="floor-pool")
+        self._inline = _InlineSend(clients, acs_endpoint, acs_key, rate_per_minute)
+        self._pool = ThreadPoolExecutor(max_workers=WRITE_POOL_SIZE,
+                                        thread_name_prefix="floor-pool")
+
+    @property
+    def sent(self) -> int:
+        """Messages the emulator accepted from `accept_one`."""
+        return self._inline.sent
 
     def accept_one(self, to: str) -> None:
-        """One recipient: 2 opt-out point reads, a one-entity transaction, one queue send."""
-        now = datetime.now(UTC)
-        batch = _batch_id(now)
+        """One recipient, sent inline: 2 opt-out point reads, then `_InlineSend.send` (a pacing
+        write, 2 transactions, 2 upserts, an analytics transaction, a queue send, 1 ACS call)."""
         _point_reads(self._optouts, self._sender, to)
-        self._messages.submit_transaction(
-            [("create", message_entity(batch, 0, self._sender, to, self._body, now))])
-        self._queue.send_message(_job(batch, [0]))
+        self._inline.send(self._sender, to, self._body)
 
     def accept_many(self, recipients: Sequence[str]) -> None:
-        """Many recipients: 2 opt-out range queries, transactions of 100 entities and one job per
-        100, the writes on a pool of 8 as sms_core does them."""
+        """Many recipients, queued: 2 opt-out range queries, transactions of 99 messages and
+        their outbox row, one job per 100 messages, then one transaction deleting the outbox
+        rows; the writes and sends on a pool of sms_core's size, as ours."""
         now = datetime.now(UTC)
         batch = _batch_id(now)
         for partition in (self._sender, GLOBAL_PARTITION):
@@ -141,18 +331,26 @@ class AcceptFloor:
                 parameters={"pk": partition, "lo": min(recipients), "hi": max(recipients)}))
         entities = [message_entity(batch, i, self._sender, to, self._body, now)
                     for i, to in enumerate(recipients)]
-        chunks = [entities[i:i + ENTITY_GROUP_LIMIT]
-                  for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
+        chunks = [(c, entities[i:i + OUTBOX_CHUNK])
+                  for c, i in enumerate(range(0, len(entities), OUTBOX_CHUNK))]
         list(self._pool.map(
-            lambda chunk: self._messages.submit_transaction([("create", e) for e in chunk]),
+            lambda chunk: self._messages.submit_transaction(
+                [("create", e) for e in chunk[1]]
+                + [("create", outbox_entity(batch, [int(e["RowKey"]) for e in chunk[1]],
+                                            chunk[0], now))]),
             chunks))
         jobs = [_job(batch, list(range(i, min(i + ENTITY_GROUP_LIMIT, len(recipients)))))
                 for i in range(0, len(recipients), ENTITY_GROUP_LIMIT)]
         list(self._pool.map(self._queue.send_message, jobs))
+        for start in range(0, len(chunks), ENTITY_GROUP_LIMIT):
+            self._messages.submit_transaction(
+                [("delete", {"PartitionKey": batch, "RowKey": f"~outbox.{c:05d}"})
+                 for c, _ in chunks[start:start + ENTITY_GROUP_LIMIT]])
 
     def close(self) -> None:
-        """Stop the pool."""
+        """Stop the pool, close the ACS client."""
         self._pool.shutdown(wait=True)
+        self._inline.close()
 
 
 def _stamp(at: datetime) -> str:
@@ -172,12 +370,15 @@ class InboundFloor:
     An ordinary text (`text_one`): the claim insert (InboundMessages-like), the conversation
     upsert (Conversations-like), the `sms.received` event on a queue, the merge that marks the
     claim done: 4 requests. A STOP (`stop_one`) adds the opt-out (a point read of the state, a
-    history insert, a state upsert), accepting the confirmation reply (an idempotency insert, a
-    one-entity transaction of the message, the job on a queue, the idempotency merge) and the
-    `optout.changed` event: 12 requests. Run in the order our path runs them.
+    history insert, a state upsert), the `optout.changed` event, and the confirmation reply
+    sent from the request as ours is: an idempotency insert, the 7 requests and the ACS call of
+    `_InlineSend.send` (paced with priority, no opt-out reads: the confirmation is exempt), the
+    idempotency merge: 17 requests and 1 ACS call. Run in the order our path runs them. `sent`
+    counts the replies the emulator took.
     """
 
-    def __init__(self, storage: str, ours: str, reply: str) -> None:
+    def __init__(self, storage: str, ours: str, reply: str, acs_endpoint: str, acs_key: str,
+                 rate_per_minute: int) -> None:
         clients = _Clients(storage)
         self._ours = ours
         self._reply = reply
@@ -186,16 +387,21 @@ class InboundFloor:
         self._optouts = clients.table(FLOOR_OPTOUTS_TABLE)
         self._history = clients.table(FLOOR_OPTOUT_HISTORY_TABLE)
         self._idempotency = clients.table(FLOOR_IDEMPOTENCY_TABLE)
-        self._messages = clients.table(FLOOR_MESSAGES_TABLE)
         self._events = clients.queue(FLOOR_EVENTS_QUEUE)
-        self._jobs = clients.queue(FLOOR_ACCEPT_QUEUE)
+        self._inline = _InlineSend(clients, acs_endpoint, acs_key, rate_per_minute)
+
+    @property
+    def sent(self) -> int:
+        """Confirmation replies the emulator accepted from `stop_one`."""
+        return self._inline.sent
 
     def text_one(self, their: str, text: str = "See you at 5") -> None:
         """One ordinary inbound text: 4 storage requests."""
         self._process(their, text, keyword=None)
 
     def stop_one(self, their: str, text: str = "STOP") -> None:
-        """One inbound STOP from a number that never opted out: 12 storage requests."""
+        """One inbound STOP from a number that never opted out: 17 storage requests and the
+        reply's ACS call."""
         self._process(their, text, keyword="STOP")
 
     def _process(self, their: str, text: str, keyword: str | None) -> None:
@@ -237,15 +443,18 @@ class InboundFloor:
             "source": "keyword", "keyword": keyword, "inboundMessageId": inbound_id,
             "at": now.isoformat()}))
         key = hashlib.sha256(f"reply-{inbound_id}".encode()).hexdigest()
-        batch = "k" + key[:31]
+        batch = _batch_id(now)
         self._idempotency.create_entity({"PartitionKey": key, "RowKey": "",
                                          "Fingerprint": hashlib.sha256(text.encode()).hexdigest(),
                                          "Batch": batch, "Completed": False, "CreatedAt": now})
-        self._messages.submit_transaction(
-            [("create", message_entity(batch, 0, self._ours, their, self._reply, now))])
-        self._jobs.send_message(_job(batch, [0]))
+        self._inline.send(self._ours, their, self._reply, tag="auto-reply", priority=True,
+                          batch=batch)
         self._idempotency.update_entity({"PartitionKey": key, "RowKey": "", "Completed": True},
                                         mode=UpdateMode.MERGE)
+
+    def close(self) -> None:
+        """Close the ACS client's connections."""
+        self._inline.close()
 
 
 class _Progress:
@@ -324,7 +533,7 @@ def _drain(consumer: QueueClient, handle: Callable[[Any], None], total: int, bat
 class DispatchFloor:
     """What sending one queued message needs: a queue consumer shaped like the function host's
     (batches of `batch_size`, a new fetch once at most `new_batch_threshold` run), and per
-    message 2 opt-out point reads, one ACS send through the real SDK, one provider-id upsert,
+    message 2 opt-out point reads, one ACS send through the real SDK,
     one entity update and the queue delete."""
 
     def __init__(self, storage: str, acs_endpoint: str, acs_key: str, sender: str, body: str,
@@ -337,7 +546,6 @@ class DispatchFloor:
         self._threshold = new_batch_threshold
         self._optouts = clients.table(OPTOUTS_TABLE)
         self._messages = clients.table(FLOOR_MESSAGES_TABLE)
-        self._provider_ids = clients.table(FLOOR_PROVIDER_IDS_TABLE)
         self._producer = clients.queue(FLOOR_DISPATCH_QUEUE)
         # The host's queue clients share a requests session with one connection per worker.
         self._session = _consumer_session(batch_size, new_batch_threshold)
@@ -368,9 +576,6 @@ class DispatchFloor:
         if not result.successful:
             raise RuntimeError(f"the emulator refused {to}: {result.error_message}")
         now = datetime.now(UTC)
-        self._provider_ids.upsert_entity({"PartitionKey": result.message_id, "RowKey": "",
-                                          "MessageId": f"{batch}-00000"},
-                                         mode=UpdateMode.REPLACE)
         self._messages.update_entity({"PartitionKey": batch, "RowKey": "00000",
                                       "Status": "sent", "ProviderMessageId": result.message_id,
                                       "SentAt": now, "UpdatedAt": now}, mode=UpdateMode.MERGE)
@@ -390,11 +595,11 @@ class DeliveryReportFloor:
     """What applying one delivery report needs from storage, and nothing else.
 
     A consumer shaped like the function host's queue trigger (receive `batch_size` at a time,
-    fetch again at `new_batch_threshold` running, that many workers), and per report: the
-    provider-id point read, the partition range query that loads the message, one entity-group
-    transaction of the history-event insert and the message replace under If-Match (its ETag
-    from the query), the `sms.status` event on a queue, the queue delete: 5 requests plus a
-    sixteenth of a receive.
+    fetch again at `new_batch_threshold` running, that many workers), and per report: one
+    partition range query that finds and loads the message (the batch and index range from the
+    report's `Tag`, filtered on its `to`), one entity-group transaction of the history-event
+    insert and the message replace under If-Match (its ETag from the query), the `sms.status`
+    event on a queue, the queue delete: 4 requests plus a sixteenth of a receive.
     """
 
     def __init__(self, storage: str, sender: str, body: str, *, batch_size: int = 16,
@@ -405,20 +610,21 @@ class DeliveryReportFloor:
         self._batch_size = batch_size
         self._threshold = new_batch_threshold
         self._messages = clients.table(FLOOR_MESSAGES_TABLE)
-        self._provider_ids = clients.table(FLOOR_PROVIDER_IDS_TABLE)
         self._events = clients.queue(FLOOR_EVENTS_QUEUE)
         # Event Grid's queue texts are written as they are (already base64), like ours.
         self.producer = QueueClient.from_connection_string(storage, FLOOR_REPORTS_QUEUE)
         self._session = _consumer_session(batch_size, new_batch_threshold)
         self._consumer = _consumer(storage, FLOOR_REPORTS_QUEUE, self._session)
 
-    def prepare(self, messages: Sequence[tuple[str, str]], tag: str) -> None:
+    def prepare(self, messages: Sequence[tuple[str, str]], tag: str) -> list[str]:
         """Store one `sent` message per (recipient, provider id), each its own batch and shaped
-        like a message our dispatcher sent, and index its provider id. Not timed."""
+        like a message our dispatcher sent; returns, in the same order, the ACS tag each was
+        sent with (`sms_core.models.messages.report_tag`), which its report echoes. Not
+        timed."""
         now = datetime.now(UTC)
         first_sent = now.strftime("%a, %d %b %Y %H:%M:%S GMT")
 
-        def store(item: tuple[str, str]) -> None:
+        def store(item: tuple[str, str]) -> str:
             to, provider_id = item
             batch = _batch_id(now)
             entity = message_entity(batch, 0, self._sender, to, self._body, now)
@@ -427,12 +633,10 @@ class DeliveryReportFloor:
                            "RepeatabilityId": str(uuid.uuid4()), "FirstSent": first_sent,
                            "FirstSentAt": now})
             self._messages.create_entity(entity)
-            self._provider_ids.upsert_entity({"PartitionKey": provider_id, "RowKey": "",
-                                              "MessageId": f"{batch}-00000"},
-                                             mode=UpdateMode.REPLACE)
+            return report_tag(batch, [0], tag)
 
         with ThreadPoolExecutor(max_workers=POOL_SIZE) as pool:
-            list(pool.map(store, messages))
+            return list(pool.map(store, messages))
 
     def statuses(self, tag: str) -> dict[str, tuple[str, str | None]]:
         """(status, error) of every floor message tagged `tag`, by provider id. Not timed."""
@@ -446,12 +650,16 @@ class DeliveryReportFloor:
         data = event["data"]
         provider_id = str(data["messageId"])
         acs_status, details = str(data["deliveryStatus"]), data.get("deliveryStatusDetails")
-        message_id = str(self._provider_ids.get_entity(provider_id, "",
-                                                       select=["MessageId"])["MessageId"])
-        batch, _, row = message_id.rpartition("-")
+        # The route our send call put in the tag: sms1|<batch>|<first>-<last>|<app tag>.
+        _, batch, span, *_ = str(data["Tag"]).split("|", 3)
+        first, _, last = span.partition("-")
         [current] = list(self._messages.query_entities(
-            "PartitionKey eq @pk and Kind eq 'message' and RowKey ge @lo and RowKey le @hi",
-            parameters={"pk": batch, "lo": row, "hi": row}))
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and Kind eq 'message' "
+            "and To eq @to",
+            parameters={"pk": batch, "lo": f"{int(first):05d}", "hi": f"{int(last):05d}",
+                        "to": str(data["to"])}))
+        row = str(current["RowKey"])
+        message_id = f"{batch}-{row}"
         now = datetime.now(UTC)
         status = acs_status.lower()
         seq = int(current["Seq"]) + 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import math
 import random
 import secrets
 import sys
@@ -30,7 +31,13 @@ from typing import Any
 import httpx
 from azure.storage.queue import QueueClient
 
-from bench.floors import AcceptFloor, DeliveryReportFloor, DispatchFloor, InboundFloor
+from bench.floors import (
+    WRITE_POOL_SIZE,
+    AcceptFloor,
+    DeliveryReportFloor,
+    DispatchFloor,
+    InboundFloor,
+)
 from bench.measure import (
     AcceptedWatch,
     CpuMeter,
@@ -41,7 +48,16 @@ from bench.measure import (
     run_concurrently,
     time_one,
 )
-from bench.stack import FUNCTION_KEY, ROOT, SENDER, Host, PauseWatch, Stack, function_names
+from bench.stack import (
+    FUNCTION_KEY,
+    ROOT,
+    SENDER,
+    SENDER_RATE_PER_MINUTE,
+    Host,
+    PauseWatch,
+    Stack,
+    function_names,
+)
 from localdev.func_host import HostConfig
 from sms_core.adapters.storage import (
     AWAITING_REPORTS_TABLE,
@@ -52,7 +68,8 @@ from sms_core.adapters.storage import (
     UNMATCHED_REPORTS_TABLE,
 )
 from sms_core.bootstrap import Services
-from sms_core.models.messages import SendRequest
+from sms_core.models.messages import SendRequest, report_route
+from sms_core.models.records import OUTBOX_CHUNK
 from sms_core.rules.analytics import utc_day
 from sms_core.settings import load_settings
 from sms_core.use_cases.ports import Pacer
@@ -136,32 +153,64 @@ def _check_queued(resp: httpx.Response, expected: int) -> None:
 
 
 def single_sends(api: Api, floor: AcceptFloor, numbers: NumberPool, count: int,
-                 warmup: int, concurrency: int, cpu: CpuMeter, rounds: int = 4) -> Figure:
-    """`count` one-recipient sends through the API vs the storage operations they need, in
-    `rounds` alternating floor and API rounds so a change in machine load affects both."""
+                 warmup: int, concurrency: int, cpu: CpuMeter, emulator_url: str,
+                 rounds: int = 4) -> Figure:
+    """`count` one-recipient sends through the API vs the storage operations and the ACS call
+    they need, in `rounds` alternating floor and API rounds so a change in machine load affects
+    both. Afterwards (not timed) the emulator must have accepted one message per send of
+    either side: ours were all sent from the request (inline), as the floor's are."""
     def ours(body: bytes) -> None:
         _check_queued(api.send(body), 1)
 
-    log(f"single sends: warm-up ({warmup} floor, {warmup} API)")
-    run_concurrently(floor.accept_one, numbers.take(warmup), concurrency, cpu)
-    run_concurrently(ours, [_request_body(n) for n in numbers.take(warmup)], concurrency, cpu)
-    floor_runs: list[Run] = []
-    ours_runs: list[Run] = []
-    for i in range(rounds):
-        size = count // rounds + (1 if i < count % rounds else 0)
-        log(f"single sends: round {i + 1} of {rounds}, {size} floor then {size} API "
-            f"at concurrency {concurrency}")
-        floor_runs.append(run_concurrently(floor.accept_one, numbers.take(size), concurrency,
-                                           cpu))
-        bodies = [_request_body(n) for n in numbers.take(size)]
-        ours_runs.append(run_concurrently(ours, bodies, concurrency, cpu))
+    watch = AcceptedWatch(emulator_url)
+    try:
+        accepted_before, floor_before = watch.accepted(), floor.sent
+        log(f"single sends: warm-up ({warmup} floor, {warmup} API)")
+        run_concurrently(floor.accept_one, numbers.take(warmup), concurrency, cpu)
+        run_concurrently(ours, [_request_body(n) for n in numbers.take(warmup)], concurrency,
+                         cpu)
+        floor_runs: list[Run] = []
+        ours_runs: list[Run] = []
+        for i in range(rounds):
+            size = count // rounds + (1 if i < count % rounds else 0)
+            log(f"single sends: round {i + 1} of {rounds}, {size} floor then {size} API "
+                f"at concurrency {concurrency}")
+            floor_runs.append(run_concurrently(floor.accept_one, numbers.take(size),
+                                               concurrency, cpu))
+            bodies = [_request_body(n) for n in numbers.take(size)]
+            ours_runs.append(run_concurrently(ours, bodies, concurrency, cpu))
+        ours_sent = watch.accepted() - accepted_before - (floor.sent - floor_before)
+    finally:
+        watch.close()
+    if ours_sent != warmup + count:
+        raise RuntimeError(f"single sends: the emulator accepted {ours_sent} of our "
+                           f"{warmup + count} sends: not every POST sent its message inline")
     return Figure("1", "single_send_http", f"single sends via HTTP (C={concurrency})", "msg",
                   Run.combine(ours_runs), Run.combine(floor_runs), target=1.25,
                   detail={"concurrency": concurrency, "warmup": warmup, "rounds": rounds,
                           "ours_rates": [round(r.rate, 1) for r in ours_runs],
                           "floor_rates": [round(r.rate, 1) for r in floor_runs],
-                          "floor_ops": "2 opt-out point reads + 1-entity transaction + "
-                                       "1 queue send"})
+                          "sent_inline": ours_sent,
+                          "floor_ops": SINGLE_FLOOR_OPS, "ours_ops": SINGLE_OUR_OPS})
+
+
+# Per single send: the floor's requests, and ours as read in sms_core (sending.py, dispatch.py,
+# status_changes.py and the adapters) and counted on the wire with localdev.storage_proxy.
+SINGLE_FLOOR_OPS = ("2 opt-out point reads + 1 pacing conditional write (If-Match, ETag kept) "
+                    "+ 1 entity-group transaction (message + outbox row) + 1 ACS send (SDK) + "
+                    "1 AwaitingReports-shaped upsert + 1 Conversations-shaped upsert + 1 "
+                    "entity-group transaction (message replace If-Match + history insert + "
+                    "outbox delete) + 1 analytics transaction (ledger insert + counter replace "
+                    "If-Match, counter row per thread) + 1 queue send (sms.status) = 9 + ACS")
+SINGLE_OUR_OPS = ("OptOutStore.opted_out_among 2 get_entity + SenderPacer.reserve_within "
+                  "update_entity (If-Match) + MessageStore.create_batch submit_transaction "
+                  "(message + ~outbox.00000) + AcsSmsGateway.send + AwaitingReportStore.add "
+                  "upsert_entity + ConversationStore.record upsert_entity + MessageStore.apply "
+                  "submit_transaction (history + replace If-Match + outbox delete) + "
+                  "AnalyticsStore.record submit_transaction (ledger + counter, kept row) + "
+                  "publish_many send_message = 9 + ACS (+ 1 get_entity per counter row not kept "
+                  "in the process: its first use, another thread holding it, or a lost race, "
+                  "which also costs another transaction)")
 
 
 # -- 3. one request, many recipients ------------------------------------------------------------
@@ -181,6 +230,7 @@ def big_requests(api: Api, floor: AcceptFloor, numbers: NumberPool, recipients: 
         batch = numbers.take(recipients)
         return time_one(lambda: floor.accept_many(batch), cpu, units=recipients)
 
+    chunks, jobs = math.ceil(recipients / OUTBOX_CHUNK), math.ceil(recipients / 100)
     log(f"{recipients}-recipient requests: warm-up ({warmup} floor, {warmup} API)")
     for _ in range(warmup):
         floor_once()
@@ -198,8 +248,11 @@ def big_requests(api: Api, floor: AcceptFloor, numbers: NumberPool, recipients: 
         detail={"repeats": repeats, "warmup": warmup,
                 "ours_rates": [round(r.rate, 1) for r in ours_runs],
                 "floor_rates": [round(r.rate, 1) for r in floor_runs],
-                "floor_ops": "2 opt-out range queries + 10 x 100-entity transactions (pool of 8)"
-                             " + 10 queue sends (pool of 8)"})
+                "floor_ops": f"2 opt-out range queries + {chunks} entity-group transactions "
+                             f"(up to {OUTBOX_CHUNK} messages + their outbox row; pool of "
+                             f"{WRITE_POOL_SIZE}) + {jobs} queue sends (pool of "
+                             f"{WRITE_POOL_SIZE}) + {math.ceil(chunks / 100)} transaction(s) "
+                             f"deleting the {chunks} outbox rows"})
 
 
 # -- 2. dispatch --------------------------------------------------------------------------------
@@ -326,24 +379,35 @@ EVENT_TEMPLATE = (ROOT / "tests" / "fixtures" / "eventgrid"
                   / "eventgrid-schema.sms-received.docs-2025.json")
 VERIFY_SAMPLE = 50
 # The storage requests per event: the floor's, and ours as read in sms_core (inbound.py,
-# inbound_store.py, conversations.py, app_events.py, optout_store/store.py, sending.py with
-# idempotency.py, message_store.py and queues.py), with SMS_APP_WEBHOOK_URL unset.
+# inbound_store.py, conversations.py, analytics.py, app_events.py, optout_store/store.py,
+# sending.py with idempotency.py, dispatch.py, message_store.py, status_changes.py) and counted
+# on the wire with localdev.storage_proxy, with SMS_APP_WEBHOOK_URL unset.
 INBOUND_FLOOR_OPS = {
     "text": "1 insert (claim) + 1 upsert (conversation row) + 1 queue send (sms.received) "
             "+ 1 merge (claim done) = 4",
     "stop": "the 4 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
-            "(state) + 1 queue send (optout.changed) + 1 insert (idempotency row) + 1-entity "
-            "transaction (reply message) + 1 queue send (job) + 1 merge (idempotency "
-            "complete) = 12",
+            "(state) + 1 queue send (optout.changed) + 1 insert (idempotency row) + the reply "
+            "sent inline: 1 pacing conditional write + 1 transaction (message + outbox row) + "
+            "1 ACS send (SDK) + 1 AwaitingReports-shaped upsert + 1 conversation upsert + 1 "
+            "transaction (message replace + history insert + outbox delete) + 1 analytics "
+            "transaction + 1 queue send (sms.status); + 1 merge (idempotency complete) "
+            "= 17 + ACS",
 }
 INBOUND_OUR_OPS = {
     "text": "InboundStore.claim create_entity + ConversationStore.record upsert_entity + "
-            "AppEventQueue.publish send_message + InboundStore.complete update_entity (merge) = 4",
-    "stop": "the 4 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
+            "count_inbound: ConversationStore.last_outbound query_entities + "
+            "AnalyticsStore.record submit_transaction (ledger + counter) + "
+            "AppEventQueue.publish send_message + InboundStore.complete update_entity (merge) "
+            "= 6 (+ 1 get_entity per counter row not kept)",
+    "stop": "the 6 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
             "(replace: keyed by the inbound id) + state upsert_entity + optout.changed "
-            "send_message + IdempotencyStore.claim create_entity + MessageStore.create_batch "
-            "submit_transaction (1 entity) + JobQueue.enqueue send_message + "
-            "IdempotencyStore.complete update_entity (merge) = 12",
+            "send_message + IdempotencyStore.claim create_entity + the reply sent inline "
+            "(SenderPacer.reserve_within update_entity + MessageStore.create_batch "
+            "submit_transaction (message + outbox) + AcsSmsGateway.send + "
+            "AwaitingReportStore.add upsert_entity + ConversationStore.record upsert_entity + "
+            "MessageStore.apply submit_transaction (3 ops) + AnalyticsStore.record "
+            "submit_transaction + publish_many send_message) + IdempotencyStore.complete "
+            "update_entity (merge) = 19 + ACS (+ 1 get_entity per counter row not kept)",
 }
 
 
@@ -418,8 +482,9 @@ def _verify_inbound(api: Api, services: Services, grid: EventGrid, stopped: list
     """After the run (not timed): every delivery answered 200; a sample of the STOP senders
     is opted out and a sample of the text senders is not (`POST /api/optouts/check` through
     the host); each STOP's confirmation reply left, either sent from the request
-    (`replies_sent`: the emulator accepted it; it adds an `sms.status` event) or as a job on
-    `sms-outbound`; `sms-events` got one event per text, two per STOP and one per reply sent."""
+    (`replies_sent`: the emulator accepted it, the floor's own sends not counted; it adds an
+    `sms.status` event) or as a job on `sms-outbound`; `sms-events` got one event per text,
+    two per STOP and one per reply sent."""
     grid.check_answers()
     if grid.statuses.total() != expected:
         raise RuntimeError(f"inbound: {grid.statuses.total()} deliveries answered, "
@@ -492,7 +557,8 @@ def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, coun
     stop = engine.match(INBOUND_STOP)
     if engine.match(INBOUND_TEXT) is not None or stop is None or stop.kind != "opt_out":
         raise RuntimeError("inbound: the keyword engine no longer reads the mixes as intended")
-    floor = InboundFloor(stack.storage, SENDER, stop.reply)
+    floor = InboundFloor(stack.storage, SENDER, stop.reply, stack.emulator_url, stack.acs_key,
+                         SENDER_RATE_PER_MINUTE)
     grid = EventGrid(host.base_url, concurrency)
     accepted = AcceptedWatch(stack.emulator_url)
     try:
@@ -510,10 +576,11 @@ def inbound_events(stack: Stack, host: Host, api: Api, numbers: NumberPool, coun
             api, services, grid, stopped, texted,
             _queue_count(services, EVENTS_QUEUE) - events_before,
             _queue_count(services, OUTBOUND_QUEUE) - jobs_before, 2 * (count + warmup),
-            accepted.accepted() - sent_before)
+            accepted.accepted() - sent_before - floor.sent)
     finally:
         grid.close()
         accepted.close()
+        floor.close()
     common = {"concurrency": concurrency, "warmup": warmup, "rounds": rounds,
               "verified": verified}
     via = f"via POST /api/inbound (C={concurrency})"
@@ -536,19 +603,22 @@ DELIVERED = ("Delivered", "No error.")
 FAILED = ("Failed", "4006: The Destination/To number isn't reachable.")  # as the emulator says
 FAILED_SHARE = 0.10
 REPORTS_DEADLINE_S = 180.0
-# Requests per report: the floor's, and ours as read in delivery_report/__init__.py and sms_core
-# (delivery.py, provider_index.py, message_store.py, usage.py, analytics.py, status_events.py,
-# app_events.py, report_watch.py) for a Delivered or a 4006 report of a `sent` message, with
-# SMS_APP_WEBHOOK_URL unset. Both add a sixteenth of a queue receive.
-REPORT_FLOOR_OPS = ("1 provider-id point read + 1 partition range query (the message) + 1 "
-                    "entity-group transaction of 2 (history insert + message replace, If-Match) "
-                    "+ 1 queue send (sms.status) + 1 queue delete = 5")
-REPORT_OUR_OPS = ("ProviderIndex.lookup get_entity + MessageStore.apply: load query_entities + "
-                  "_commit submit_transaction (2 ops) + announce: AnalyticsStore.record "
-                  "_read_counter get_entity + submit_transaction (ledger create + counter "
-                  "replace, If-Match) + publish_status send_message + AwaitingReportStore.remove "
-                  "delete_entity + the host's delete_message = 8 (+ 1 get_entity and 1 "
-                  "submit_transaction per counter-row conflict)")
+# Requests per report: the floor's, and ours as read in delivery_report/blueprint.py and sms_core
+# (delivery_reports.py, message_store.py, awaiting_reports.py, status_changes.py,
+# analytics_store.py, app_events.py) and counted on the wire with localdev.storage_proxy, for a
+# Delivered or a 4006 report of a `sent` message whose tag is ours, with SMS_APP_WEBHOOK_URL
+# unset. Both add a sixteenth of a queue receive.
+REPORT_FLOOR_OPS = ("1 partition range query finding and loading the message (batch and index "
+                    "range from the Tag, To eq the report's to) + 1 entity-group transaction of 2 "
+                    "(history insert + message replace, If-Match) + 1 queue send (sms.status) + "
+                    "1 queue delete = 4")
+REPORT_OUR_OPS = ("MessageStore.find_recipient query_entities + MessageStore.apply _commit "
+                  "submit_transaction (2 ops) + AwaitingReportStore.remove delete_entity + "
+                  "announce: AnalyticsStore.record submit_transaction (ledger create + counter "
+                  "replace If-Match; the counter row kept in memory) + publish_many "
+                  "send_message + the host's delete_message = 6 (+ 1 get_entity per counter "
+                  "row not kept: its first use in the process, or another worker holding it; "
+                  "+ 1 get_entity and 1 submit_transaction per lost race)")
 
 
 @dataclass(frozen=True)
@@ -558,24 +628,51 @@ class _SentMessage:
     id: str
     provider_id: str
     to: str
-    tag: str | None
+    acs_tag: str  # the tag our dispatch gave ACS for it, which its report echoes
     sent_at: datetime
 
 
-def _sent_messages(services: Services, tag: str) -> list[_SentMessage]:
-    """Every message tagged `tag`, which must all be `sent` with a provider id, in id order."""
+def _acs_tags(emulator_url: str, sent: list[tuple[str, str, str]]) -> dict[str, str]:
+    """The tag of each (message id, provider id, to)'s send call, by message id, as the
+    emulator recorded it in the handset's inbox (what ACS got). Raises when a message is not in
+    its handset's inbox, has no tag, or its tag does not route to it. Not timed."""
+    def one(client: httpx.Client, item: tuple[str, str, str]) -> tuple[str, str]:
+        message_id, provider_id, to = item
+        resp = client.get(f"/emulator/handsets/{to}/inbox")
+        resp.raise_for_status()
+        found = [m for m in resp.json()["messages"] if m.get("messageId") == provider_id]
+        tag = found[0].get("tag") if found else None
+        route = report_route(tag)
+        batch, _, index = message_id.rpartition("-")
+        if not tag or route is None or route.batch != batch \
+                or not route.first <= int(index) <= route.last:
+            raise RuntimeError(f"delivery reports: the emulator's inbox of {to} holds no send "
+                               f"of {message_id} ({provider_id}) with a tag routing to it: "
+                               f"{found or resp.json()['messages']}")
+        return message_id, tag
+
+    with httpx.Client(base_url=emulator_url, timeout=10,
+                      limits=httpx.Limits(max_connections=8)) as client, \
+            ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(lambda item: one(client, item), sent))
+
+
+def _sent_messages(services: Services, tag: str, emulator_url: str) -> list[_SentMessage]:
+    """Every message tagged `tag`, which must all be `sent` with a provider id, in id order,
+    with the tag of its ACS send call (from the emulator)."""
     rows = services.storage.table(MESSAGES_TABLE).query_entities(
         "Tag eq @tag and Kind eq 'message'", parameters={"tag": tag},
-        select=["PartitionKey", "RowKey", "Status", "ProviderMessageId", "To", "Tag", "SentAt"])
-    sent: list[_SentMessage] = []
+        select=["PartitionKey", "RowKey", "Status", "ProviderMessageId", "To", "SentAt"])
+    found: list[tuple[str, str, str, datetime]] = []
     for row in rows:
         if row.get("Status") != "sent" or not row.get("ProviderMessageId"):
             raise RuntimeError(f"delivery reports: {row['PartitionKey']}-{row['RowKey']} is "
                                f"{row.get('Status')} without a provider id")
-        sent.append(_SentMessage(f"{row['PartitionKey']}-{row['RowKey']}",
-                                 str(row["ProviderMessageId"]), str(row["To"]),
-                                 row.get("Tag"), row["SentAt"]))
-    return sorted(sent, key=lambda m: m.id)
+        found.append((f"{row['PartitionKey']}-{row['RowKey']}", str(row["ProviderMessageId"]),
+                      str(row["To"]), row["SentAt"]))
+    tags = _acs_tags(emulator_url, [(m, p, to) for m, p, to, _ in found])
+    return sorted((_SentMessage(m, p, to, tags[m], at) for m, p, to, at in found),
+                  key=lambda m: m.id)
 
 
 def _outcomes(count: int) -> list[tuple[str, str]]:
@@ -594,7 +691,8 @@ def _report_text(template: dict[str, Any], provider_id: str, to: str, tag: str |
                  outcome: tuple[str, str], sent_at: datetime) -> str:
     """The queue message Event Grid's Storage-queue destination writes for one report: base64
     text of ONE event object shaped like the docs sample (`from` and the subject without `+`,
-    `to` with it; the event id is the ACS message id, as in the sample)."""
+    `to` with it; the event id is the ACS message id, as in the sample; `Tag` the tag of the
+    send call, which ACS echoes)."""
     now = datetime.now(UTC)
     delivered = outcome == DELIVERED
     event = copy.deepcopy(template)
@@ -694,7 +792,7 @@ def delivery_reports(stack: Stack, numbers: NumberPool, tag: str, count: int, wa
     """
     total = warmup + count
     services = _services(stack)
-    sent = _sent_messages(services, tag)
+    sent = _sent_messages(services, tag, stack.emulator_url)
     if len(sent) < total:
         raise RuntimeError(f"delivery reports: {total} reports need as many sent messages; "
                            f"figure 2 left {len(sent)}")
@@ -712,10 +810,11 @@ def delivery_reports(stack: Stack, numbers: NumberPool, tag: str, count: int, wa
     floor_trace: list[tuple[float, int]] = []
     try:
         log(f"delivery reports: floor, storing {total} sent messages and their reports")
-        floor.prepare(list(zip(floor_to, floor_ids, strict=True)), floor_tag)
-        _enqueue(floor.producer, [_report_text(template, pid, to, floor_tag, o, stamp)
-                                  for pid, to, o in zip(floor_ids, floor_to, outcomes,
-                                                        strict=True)])
+        floor_tags = floor.prepare(list(zip(floor_to, floor_ids, strict=True)), floor_tag)
+        _enqueue(floor.producer, [_report_text(template, pid, to, acs_tag, o, stamp)
+                                  for pid, to, acs_tag, o in zip(floor_ids, floor_to,
+                                                                 floor_tags, outcomes,
+                                                                 strict=True)])
         log(f"delivery reports: floor, {total} reports ({warmup} warm-up) on {workers} workers")
         watch = DrainWatch(floor.producer)
         with ThreadPoolExecutor(max_workers=1) as runner:
@@ -739,7 +838,7 @@ def delivery_reports(stack: Stack, numbers: NumberPool, tag: str, count: int, wa
         if DrainWatch(queue).initial:
             raise RuntimeError(f"delivery reports: {DELIVERY_REPORTS_QUEUE} is not empty")
         events_before = _queue_count(services, EVENTS_QUEUE)
-        _enqueue(queue, [_report_text(template, m.provider_id, m.to, m.tag, o, m.sent_at)
+        _enqueue(queue, [_report_text(template, m.provider_id, m.to, m.acs_tag, o, m.sent_at)
                          for m, o in zip(sent, outcomes, strict=False)])
         watch = DrainWatch(queue)
         log(f"delivery reports: function host (delivery_report only), {total} reports "

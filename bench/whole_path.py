@@ -76,10 +76,9 @@ MINIMUM_PER_MESSAGE: tuple[Need, ...] = (
     Need("accept", "opt-out point read, the `global` scope", 1),
     Need("dispatch", "pacing conditional write (the sender's slot, shared by every instance)", 1),
     Need("dispatch", "entity-group transaction recording `sent` with the ACS id", 1),
-    Need("dispatch", "provider-id index row (so the report finds the message)", 1),
     Need("report", "queue receive (16 reports a call)", 1 / 16),
     Need("report", "queue delete", 1),
-    Need("report", "provider-id index point read", 1),
+    Need("report", "range query finding the message by the route in the report's tag", 1),
     Need("report", "entity-group transaction applying the status", 1),
 )
 MINIMUM_REQUESTS = sum(n.requests for n in MINIMUM_PER_MESSAGE)
