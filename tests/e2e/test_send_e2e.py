@@ -206,6 +206,9 @@ def test_raw_json_delivery_report_is_read_like_a_base64_one(stack: Stack) -> Non
                          "eventgrid-schema.sms-delivery-report-received.docs-2025.json")
                         .read_text())[0]
     sample["data"]["messageId"] = provider_id
+    # What ACS echoes: the recipient and the tag of our send call.
+    (copy,) = [m for m in stack.emulator.state.inbox(to) if m["messageId"] == provider_id]
+    sample["data"]["to"], sample["data"]["Tag"] = to, copy["tag"]
     raw = stack.services.storage.queue_service().get_queue_client("sms-delivery-reports")
     raw.send_message(json.dumps(sample))  # plain JSON text, no base64
     stack.wait_for(lambda: stack.status_of(msg_id) == "delivered", what="delivered")

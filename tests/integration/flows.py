@@ -26,7 +26,7 @@ def run_all_jobs(services: Services, deadline_s: float = 15) -> int:
     while time.monotonic() < end:
         jobs = take_jobs(services)
         if not jobs:
-            if runs and not _has_hidden(services):
+            if not _has_hidden(services):  # none visible, none waiting: all done
                 return runs
             time.sleep(0.1)
             continue
