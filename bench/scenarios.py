@@ -58,6 +58,7 @@ from bench.stack import (
     Stack,
     function_names,
 )
+from localdev.busy_pacer import BusyBulkLane
 from localdev.func_host import HostConfig
 from sms_core.adapters.storage import (
     AWAITING_REPORTS_TABLE,
@@ -72,7 +73,6 @@ from sms_core.models.messages import SendRequest, report_route
 from sms_core.models.records import OUTBOX_CHUNK
 from sms_core.rules.analytics import utc_day
 from sms_core.settings import load_settings
-from sms_core.use_cases.ports import Pacer
 from sms_core.use_cases.sending import accept_send
 
 BODY = "Your verification code is 482913. Reply STOP to opt out."
@@ -264,33 +264,10 @@ def _services(stack: Stack) -> Services:
     return services
 
 
-class _QueueOnlyPacer:
-    """The stack's pacer, except that it never grants a slot for an inline send: `accept_send`
-    then puts every message on `sms-outbound`, as it does when the sender's pace has no room
-    right now, so figure 2 measures the queue trigger's dispatch and nothing is sent while the
-    messages are accepted."""
-
-    def __init__(self, pacer: Pacer) -> None:
-        self._pacer = pacer
-
-    def reserve(self, sender: str, count: int, *, priority: bool = False) -> float:
-        """The real pacer's `reserve`."""
-        return self._pacer.reserve(sender, count, priority=priority)
-
-    def reserve_within(self, sender: str, count: int, within_s: float | None, *,
-                       priority: bool = False) -> float | None:
-        """Never a slot: the messages are queued."""
-        return None
-
-    def give_back(self, sender: str, count: int) -> None:
-        """The real pacer's `give_back`."""
-        self._pacer.give_back(sender, count)
-
-
 def _pre_accept(services: Services, recipients: list[str], tag: str) -> None:
     """Accept one single-recipient send per number with sms_core itself (no host consuming),
-    every one queued on `sms-outbound` (no inline send: see `_QueueOnlyPacer`)."""
-    services.pacer = _QueueOnlyPacer(services.pacer)  # type: ignore[assignment]
+    every one queued on `sms-outbound` (no inline send: see `BusyBulkLane`)."""
+    services.pacer = BusyBulkLane(services.pacer)  # type: ignore[assignment]
     requests = [SendRequest.model_validate({"to": to, "message": BODY, "tag": tag})
                 for to in recipients]
     with ThreadPoolExecutor(max_workers=8) as pool:

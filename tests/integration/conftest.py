@@ -15,11 +15,11 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from pydantic import BaseModel
 
 from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
+from localdev.busy_pacer import BusyBulkLane
 from sms_core.adapters.job_queue import JobQueue
 from sms_core.bootstrap import Services
 from sms_core.models.messages import DispatchJob
 from sms_core.settings import load_settings
-from sms_core.use_cases.ports import Pacer
 from tests.numbers import unique_number
 
 SENDER = "+18005550100"
@@ -68,27 +68,6 @@ def make_services(storage: str, emulator: AcsEmulator, **settings: object) -> Se
 @pytest.fixture
 def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
     return make_services(azurite_connection_string, emulator)
-
-
-class BusyBulkLane:
-    """The real pacer, except that the bulk lane never has room right now: accepted messages
-    go on the queue instead of being sent by the accepting request (as when a campaign keeps
-    the sender busy). Priority reservations and dispatch's own are the real ones."""
-
-    def __init__(self, pacer: Pacer) -> None:
-        self._pacer = pacer
-
-    def reserve(self, sender: str, count: int, *, priority: bool = False) -> float:
-        return self._pacer.reserve(sender, count, priority=priority)
-
-    def reserve_within(self, sender: str, count: int, within_s: float | None, *,
-                       priority: bool = False) -> float | None:
-        if not priority:
-            return None
-        return self._pacer.reserve_within(sender, count, within_s, priority=True)
-
-    def give_back(self, sender: str, count: int) -> None:
-        self._pacer.give_back(sender, count)
 
 
 def queue_every_send(services: Services) -> Services:
