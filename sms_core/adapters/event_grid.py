@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.events import RETRY_MEMBER, DeliveryReport, InboundSms
+from sms_core.models.messages import MAX_JSON_DEPTH, decode_json
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 
 # Event types, compared case-insensitively.
@@ -68,10 +68,13 @@ def queue_text(body: bytes | str) -> str:
 def decode_payload(body: bytes | str) -> list[GridEvent]:
     """Events from a queue message or webhook body: base64 or JSON, one event or an array."""
     try:
-        parsed = json.loads(queue_text(body))
-    except ValueError:
-        raise RequestInvalid("The payload is neither JSON nor base64-encoded JSON.",
+        text = queue_text(body)
+    except UnicodeDecodeError:
+        raise RequestInvalid("The payload is not UTF-8 text.",
                              [FieldError("body", "malformed JSON")]) from None
+    # Events are kept verbatim (an unmatched report, an invalid inbound): bounded depth.
+    parsed = decode_json(text, "The payload (JSON or base64-encoded JSON)",
+                         max_depth=MAX_JSON_DEPTH)
     items = parsed if isinstance(parsed, list) else [parsed]
     events = []
     for i, item in enumerate(items):

@@ -152,16 +152,55 @@ def _clean_message(err: Any) -> str:
     return msg
 
 
+# Deeper than any body we accept (a campaign is 4 levels): a payload nested deeper is refused
+# when it is decoded, so no later `json.dumps` of what we keep of it (an event's raw form) can
+# run out of stack. The decoder itself raises RecursionError near 1,000 levels.
+MAX_JSON_DEPTH = 32
+
+
+def _depth_exceeds(data: Any, most: int) -> bool:
+    # Iterative: a recursive walk would itself run out of stack on the data it checks.
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > most:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict)
+                                                  else value))
+    return False
+
+
+def decode_json(body: bytes | str, what: str = "The request body",
+                max_depth: int | None = None) -> Any:
+    """The JSON value of a request body, or a `RequestInvalid` naming `body`.
+
+    The one place a request body is decoded: malformed text, bytes that are not UTF-8 and
+    nesting too deep for the decoder (`RecursionError`) are all a 400, never a 500. With
+    `max_depth`, a value nested deeper than that is refused too (for payloads kept verbatim).
+    """
+    too_deep = RequestInvalid(f"{what} is nested too deeply to be read.",
+                              [FieldError("body", "JSON nested too deeply")])
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(f"{what} is not valid JSON: {exc}",
+                             [FieldError("body", "malformed JSON")]) from None
+    if max_depth is not None and _depth_exceeds(data, max_depth):
+        raise too_deep
+    return data
+
+
 def parse_model(model: type[BaseModel], body: bytes | str | None) -> Any:
     """Parse a JSON body into a model, or raise `RequestInvalid` naming every bad field."""
     if body is None or (isinstance(body, bytes | str) and not body.strip()):
         raise RequestInvalid("The request body is empty; a JSON object is required.",
                              [FieldError("body", "a JSON object is required")])
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestInvalid(f"The request body is not valid JSON: {exc}",
-                             [FieldError("body", "malformed JSON")]) from None
+    # The models are strict (no free-form members), so nesting beyond their shape fails
+    # validation: only the decoder's own limit needs catching here.
+    data = decode_json(body)
     if not isinstance(data, dict):
         raise RequestInvalid("The request body must be a JSON object.",
                              [FieldError("body", "a JSON object is required")])

@@ -6,9 +6,18 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import BaseModel
 
+from sms_core.adapters.event_grid import decode_payload
 from sms_core.errors import RequestInvalid
+from sms_core.models.campaigns import (
+    AudienceRequest,
+    CampaignRequest,
+    SendConfirmation,
+    TemplateRequest,
+)
 from sms_core.models.messages import SendRequest, parse_model
+from sms_core.models.optouts import OptOutRequest
 from sms_http.problems import problem_for
 
 
@@ -93,3 +102,29 @@ def test_fingerprint_ignores_key_order_and_whitespace() -> None:
     b = parse('{ "message":"hi","to":"+14255550123" }')
     c = parse('{"to": "+14255550123", "message": "hi!"}')
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+DEEP_BODIES = ["[" * 10_000, '{"a":' * 10_000, '{"to": ' + "[" * 10_000,
+               '{"to": "+14255550123", "message": "hi", "tag": ' + '{"a":' * 10_000]
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["arrays", "objects", "in-to", "in-tag"])
+@pytest.mark.parametrize("model", [SendRequest, CampaignRequest, AudienceRequest,
+                                   TemplateRequest, SendConfirmation, OptOutRequest],
+                         ids=lambda m: m.__name__)
+def test_deeply_nested_json_is_a_400_naming_the_body(model: type[BaseModel], body: str) -> None:
+    for raw in (body, body.encode()):
+        with pytest.raises(RequestInvalid) as info:
+            parse_model(model, raw)
+        assert [e.field for e in info.value.errors] == ["body"]
+        assert "nested" in info.value.errors[0].message
+        assert problem_for(info.value).status == 400
+
+
+@pytest.mark.parametrize("body", [*DEEP_BODIES[:2], '[{"data": ' + "[" * 100 + "]" * 100 + "}]"],
+                         ids=["arrays", "objects", "kept-verbatim"])
+def test_a_deeply_nested_webhook_payload_is_a_400_naming_the_body(body: str) -> None:
+    with pytest.raises(RequestInvalid) as info:
+        decode_payload(body)
+    assert [e.field for e in info.value.errors] == ["body"]
+    assert "nested" in info.value.errors[0].message
