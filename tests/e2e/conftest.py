@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +24,7 @@ from localdev.acs_emulator import DEFAULT_ACCESS_KEY, AcsEmulator
 from localdev.azurite import free_port
 from sms_core.bootstrap import Services
 from sms_core.settings import load_settings
+from tests.deadlines import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_KEY = "e2e-test-key"
@@ -60,16 +60,10 @@ class Stack:
     services: Services  # direct access to the same storage, for arranging state
 
     def wait_for(self, check: Callable[[], Any], deadline_s: float = 30.0,
-                 what: str = "condition") -> Any:
-        """Poll `check` until it returns something truthy, or fail after the deadline."""
-        end = time.monotonic() + deadline_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > end:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.05)
+                 what: str = "condition", explain: Callable[[], Any] | None = None) -> Any:
+        """Poll `check` until it returns something truthy, or fail after the (load-scaled)
+        deadline, saying what `explain` reports of the state then."""
+        return wait_until(check, deadline_s, what, explain)
 
     def status_of(self, message_id: str) -> str:
         return str(self.api.get(f"/messages/{message_id}").json()["status"])

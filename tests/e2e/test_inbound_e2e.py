@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -74,21 +76,32 @@ def test_a_stop_delivered_twice_gets_one_reply(stack: Stack) -> None:
 
 def test_stop_stops_a_backlog_of_200_queued_messages(stack: Stack) -> None:
     person = number()
-    # Far enough ahead that queueing 200 on a loaded machine and the STOP both come first.
-    send_at = (datetime.now(UTC) + timedelta(seconds=20)).isoformat()
-
-    def queue_one(i: int) -> str:
-        r = stack.api.post("/messages", json={"to": person, "message": f"Update {i}",
-                                              "sendAt": send_at})
+    # The premise: all 200 are accepted, and the STOP recorded, before they fall due. How long
+    # that takes depends on the machine, so time a first round of 8 concurrent sends (to another
+    # number, due tomorrow) and leave four times what the 200 would take at that pace.
+    def queue_one(to: str, send_at: datetime, i: int) -> str:
+        r = stack.api.post("/messages", json={"to": to, "message": f"Update {i}",
+                                              "sendAt": send_at.isoformat()})
+        assert r.status_code == 202, r.text
         return str(r.json()["messages"][0]["id"])
 
     with ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(queue_one, range(200)))
+        started = time.monotonic()
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        list(pool.map(lambda i: queue_one(number(), tomorrow, i), range(8)))
+        one_round = time.monotonic() - started
+        send_at = datetime.now(UTC) + timedelta(seconds=max(10.0, 4 * 25 * one_round + 5))
+        ids = list(pool.map(lambda i: queue_one(person, send_at, i), range(200)))
     stack.emulator.reply(person, SENDER, "STOP")
-    stack.wait_for(lambda: {stack.status_of(i) for i in ids[::20]} == {"blocked"}, 90,
-                   "the queued messages to be blocked")
-    stack.wait_for(lambda: all(stack.status_of(i) == "blocked" for i in ids), 90,
-                   "all 200 to be blocked")
+    stack.wait_for(lambda: texts(stack, person) == [STOP_REPLY], what="the STOP confirmation")
+    assert datetime.now(UTC) < send_at, "the machine was too slow for the test's premise"
+
+    def statuses() -> Counter[str]:
+        return Counter(stack.status_of(i) for i in ids)
+
+    due_in = (send_at - datetime.now(UTC)).total_seconds()
+    stack.wait_for(lambda: statuses() == {"blocked": 200}, due_in + 60,
+                   "all 200 to be blocked", explain=statuses)
     assert texts(stack, person) == [STOP_REPLY]
 
 

@@ -12,6 +12,7 @@ from sms_core.use_cases.delivery_reports import apply_delivery_reports
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_send
+from tests.deadlines import deadline
 from tests.integration.conftest import dlr_client, take_jobs
 
 
@@ -21,7 +22,7 @@ def send(services: Services, idempotency_key: str | None = None, **body: Any) ->
 
 def run_all_jobs(services: Services, deadline_s: float = 15) -> int:
     """Dispatch every job until the queue stays empty (jobs put back with a delay included)."""
-    end = time.monotonic() + deadline_s
+    end = deadline(deadline_s)
     runs = 0
     while time.monotonic() < end:
         jobs = take_jobs(services)
@@ -54,7 +55,7 @@ def apply_reports(services: Services, storage: str, queue: str, expected: int,
                   deadline_s: float = 10) -> int:
     client = dlr_client(storage, queue)
     seen = 0
-    end = time.monotonic() + deadline_s
+    end = deadline(deadline_s)
     while seen < expected and time.monotonic() < end:
         for msg in client.receive_messages(messages_per_page=32):
             handle_delivery_reports(services, msg.content)

@@ -49,6 +49,7 @@ from localdev.acs_emulator import (
     sign_request,
     verify_hmac,
 )
+from tests.deadlines import deadline
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "acs"
@@ -156,7 +157,7 @@ def wait_for_reports(
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Collect (raw text, event) per messageId from the DLR queue, deleting only ours."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
-    end = time.monotonic() + deadline_s
+    end = deadline(deadline_s)
     while time.monotonic() < end and set(found) != message_ids:
         try:
             # Other tests' reports become visible again after a second; ours are deleted.
@@ -877,7 +878,7 @@ def wait_for_attempts(
     deadline_s: float = 10.0,
 ) -> list[dict[str, Any]]:
     """Poll the delivery log until ``done`` holds for the event's attempts."""
-    end = time.monotonic() + deadline_s
+    end = deadline(deadline_s)
     while True:
         attempts = attempts_of(http, event_id)
         if done(attempts):

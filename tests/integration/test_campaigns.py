@@ -34,6 +34,7 @@ from sms_http.requests import (
     send_confirmation,
     template_request,
 )
+from tests.deadlines import deadline
 from tests.integration.conftest import (
     SENDER,
     make_services,
@@ -69,7 +70,7 @@ def _hidden(services: Services) -> int:
 def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -> None:
     """Run fan-out and dispatch jobs until both queues are empty (delayed jobs included
     unless `delayed` is false)."""
-    end = time.monotonic() + deadline_s
+    end = deadline(deadline_s)
     while time.monotonic() < end:
         work = take_fanout(services)
         for job in work:

@@ -12,6 +12,7 @@ from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.messages import get_message
+from tests.deadlines import deadline as scaled_deadline
 from tests.integration.conftest import SENDER, new_number
 from tests.integration.flows import apply_reports, handle_delivery_reports, run_all_jobs, send
 
@@ -155,7 +156,7 @@ def test_report_that_overtook_its_message_is_applied_from_its_queue_within_secon
     assert get_message(services.messages, msg.id).status == MessageStatus.SENT
     services.provider_ids.record([(msg.provider_message_id, msg.id)])  # the write lands
     retries = services.report_retries._queue
-    deadline, applied = time.monotonic() + 30, 0
+    deadline, applied = scaled_deadline(30), 0
     while not applied and time.monotonic() < deadline:
         for queued in retries.receive_messages(messages_per_page=32, visibility_timeout=30):
             applied += handle_delivery_reports(services, queued.content)

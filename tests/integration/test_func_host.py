@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from localdev.func_host import (
     compile_route,
     resolve_constraint,
 )
+from tests.deadlines import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-function-key"
@@ -253,14 +253,7 @@ def http_app(source: str) -> dict[str, str]:
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Poll until predicate() is truthy; fail after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.05)
+    return wait_until(predicate, timeout, what or repr(predicate))
 
 
 def lines(path: Path) -> list[str]:
@@ -844,7 +837,7 @@ TIMEOUT_APP = {"function_app.py": """
 
 
     def wait_for_release(name: str) -> None:
-        deadline = time.monotonic() + 30
+        deadline = scaled_deadline(30)
         while not (ROOT / name).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
 
@@ -939,7 +932,7 @@ SLOW_APP = http_app("""
     @app.route()
     def fh_slow(req: func.HttpRequest) -> func.HttpResponse:
         (ROOT / "started").touch()
-        deadline = time.monotonic() + 30
+        deadline = scaled_deadline(30)
         while not (ROOT / "release").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         return func.HttpResponse("finished")

@@ -18,6 +18,7 @@ from sms_core.errors import Conflict, RequestInvalid
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
+from tests.deadlines import scaled
 from tests.integration.conftest import (
     SENDER,
     make_services,
@@ -208,7 +209,7 @@ def test_per_recipient_failure_in_a_202_is_recorded(
 def test_scheduled_message_waits_for_send_at(
         services: Services, emulator: AcsEmulator) -> None:
     to = new_number()
-    send_at = datetime.now(UTC) + timedelta(seconds=2)
+    send_at = datetime.now(UTC) + timedelta(seconds=scaled(2))  # still ahead once accepted
     (entry,) = send(services, to=to, message="Later", sendAt=send_at.isoformat()).messages
     assert entry.status == MessageStatus.SCHEDULED
     assert take_jobs(services) == []  # invisible until it is due
