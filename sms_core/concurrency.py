@@ -17,6 +17,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 POOL_SIZE = 16
+# Threads that may each hold an HTTP connection to one host at the same time: the Python
+# worker's sync invocation threads (a ThreadPoolExecutor with its default size, at most 32, when
+# PYTHON_THREADPOOL_THREAD_COUNT is not set) plus this pool's workers. The SDK clients' connection
+# pools keep this many (`adapters/http_pool.py`): a smaller pool closes the extra connections
+# after every burst, each with urllib3's "Connection pool is full" warning.
+INVOCATION_THREADS = 32
+CONNECTIONS_PER_HOST = INVOCATION_THREADS + POOL_SIZE
 _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="sms-io")
 _worker = threading.local()
 

@@ -27,6 +27,7 @@ from azure.core.exceptions import (
 )
 
 from sms_core.adapters.azure_errors import is_unreadable_answer
+from sms_core.adapters.http_pool import pooled_session, pooled_transport
 from sms_core.errors import (
     ProviderError,
     ProviderRejected,
@@ -83,9 +84,13 @@ class AcsSmsGateway:
 
         # Our queue is the retry mechanism for throttling and outages (it never sleeps a worker),
         # so the SDK only retries connection-level blips.
+        # Its own pool, as wide as the app's concurrency (`adapters/http_pool.py`): every
+        # dispatch in flight, and a personalised campaign job's calls side by side.
         options: dict[str, Any] = {"retry_total": 2, "retry_status": 0,
-                                   "retry_backoff_factor": 0.2, "connection_timeout": 10,
-                                   "read_timeout": 30}
+                                   "retry_backoff_factor": 0.2,
+                                   "transport": pooled_transport(
+                                       pooled_session(), connection_timeout=10,
+                                       read_timeout=30)}
         credentials = settings.acs_credentials()
         if credentials is not None:
             endpoint, key = credentials

@@ -21,6 +21,7 @@ from azure.storage.queue import (
 )
 
 from sms_core.adapters.azure_errors import storage_errors
+from sms_core.adapters.http_pool import pooled_session, pooled_transport
 from sms_core.errors import SettingsError
 from sms_core.settings import Settings
 
@@ -68,6 +69,9 @@ class StorageClients:
         self._table_service: TableServiceClient | None = None
         self._probe_service: TableServiceClient | None = None
         self._queue_service: QueueServiceClient | None = None
+        # One session for every client of the account: a pool per endpoint (tables, queues),
+        # each as wide as the app's concurrency (`adapters/http_pool.py`).
+        self._session = pooled_session()
 
     def _credential(self) -> Any:
         from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -86,7 +90,12 @@ class StorageClients:
                                 "AzureWebJobsStorage__accountName)")
         return uri
 
-    def _new_table_service(self, **options: Any) -> TableServiceClient:
+    def _new_table_service(self, *, connection_timeout: float = 300, read_timeout: float = 300,
+                           **options: Any) -> TableServiceClient:
+        # The Tables SDK's own timeouts are azure-core's defaults (300 s).
+        options["transport"] = pooled_transport(self._session,
+                                                connection_timeout=connection_timeout,
+                                                read_timeout=read_timeout)
         conn = self._settings.storage_connection_string
         if conn:
             return TableServiceClient.from_connection_string(conn, **options)
@@ -115,11 +124,15 @@ class StorageClients:
         with self._lock:
             if self._queue_service is None:
                 conn = self._settings.storage_connection_string
+                # The Queue SDK's own timeouts (20 s to connect, 60 s to read).
+                transport = pooled_transport(self._session, connection_timeout=20,
+                                             read_timeout=60)
                 self._queue_service = (
-                    QueueServiceClient.from_connection_string(conn) if conn else
+                    QueueServiceClient.from_connection_string(conn, transport=transport)
+                    if conn else
                     QueueServiceClient(self._service_uri(
                         "queue", self._settings.storage_queue_service_uri),
-                        credential=self._credential()))
+                        credential=self._credential(), transport=transport))
             return self._queue_service
 
     def table(self, name: str) -> TableClient:

@@ -8,7 +8,6 @@ what a caller of the adapter sees.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -484,8 +483,11 @@ def acs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[StubTransport], A
     real = azure.communication.sms.SmsClient
 
     def gateway(transport: StubTransport) -> AcsSmsGateway:
-        monkeypatch.setattr(azure.communication.sms, "SmsClient",
-                            functools.partial(real, transport=transport))
+        # The stub replaces the transport the gateway gives the client (its pooled one).
+        def client(*args: Any, **options: Any) -> Any:
+            return real(*args, **{**options, "transport": transport})
+
+        monkeypatch.setattr(azure.communication.sms, "SmsClient", client)
         key = base64.b64encode(b"k" * 32).decode()
         return AcsSmsGateway(load_settings(
             ACS_CONNECTION_STRING=f"endpoint=http://127.0.0.1:9/;accesskey={key}"))
