@@ -14,9 +14,9 @@ What maps to what (`storage_errors`):
     any `azure.core.exceptions.AzureError` (connection failures,       StorageUnavailable (503,
       timeouts, HttpResponseError and its subclasses, DecodeError ...)    safe to retry), naming
     `DeserializationError`: the SDK could not read a service answer       the storage that failed
-    `TypeError`, `LookupError`, `AttributeError` raised by the SDK's
-      own code while it held the service's answer (see
-      `is_unreadable_answer`): it broke on a malformed body
+    `TypeError`, `ValueError`, `LookupError`, `AttributeError` raised
+      by the SDK's own code while it held the service's answer (see
+      `is_unreadable_answer`): it broke on a malformed body or value
     an exception type listed in `keep`                                 itself: the adapter
                                                                          handles it around the block
     anything else: `SmsError`s, and `TypeError`/`KeyError`/...          itself: a bug stays a bug,
@@ -34,6 +34,8 @@ branch of the tree. It uses `is_unreadable_answer` from here for the same malfor
 
 from __future__ import annotations
 
+import os
+import sysconfig
 from contextlib import ContextDecorator
 from enum import Enum
 from types import FrameType, TracebackType
@@ -46,9 +48,11 @@ from azure.core.rest import HttpResponse
 from sms_core.errors import StorageUnavailable
 
 # What an SDK raises when it trips over data it did not expect (a missing key, a None where a
-# string was meant). The SDKs raise no KeyError or AttributeError on purpose; TypeError they do
-# raise on purpose for input they refuse, which `is_unreadable_answer` tells apart.
-_TRIPPED = (TypeError, LookupError, AttributeError)
+# string was meant, a stored time it cannot parse: the Tables SDK writes a year below 1000
+# without its leading zeros and its own strptime then refuses it). The SDKs raise no KeyError
+# or AttributeError on purpose; TypeError and ValueError they do raise on purpose for input
+# they refuse, which `is_unreadable_answer` tells apart.
+_TRIPPED = (TypeError, ValueError, LookupError, AttributeError)
 # What an SDK frame holds once the service has answered: the HTTP response, or the Azure error
 # built from it while the SDK turns it into a more specific one.
 _ANSWER = (HttpResponse, LegacyHttpResponse, PipelineResponse, HttpResponseError)
@@ -72,15 +76,27 @@ def _in_sdk(frame: FrameType) -> bool:
     return str(frame.f_globals.get("__name__", "")).startswith(_SDK_PACKAGES)
 
 
+_STDLIB = os.path.normcase(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
+def _in_stdlib(frame: FrameType) -> bool:
+    # The SDK's own parsing often fails one call down, in the standard library (its
+    # `strptime` of a stored time): the raise site that counts is the caller of those frames.
+    path = os.path.normcase(frame.f_code.co_filename)
+    return path.startswith(_STDLIB) and "site-packages" not in path
+
+
 def is_unreadable_answer(exc: BaseException) -> bool:
     """True when the SDK itself broke on an answer of the service (a malformed body).
 
-    That is: a TypeError, LookupError or AttributeError whose raise site is SDK code (not ours,
-    nor our code that the SDK called back), raised while some SDK frame on the way held the
-    service's answer. Both conditions matter: the first keeps our own bugs in the block from
-    being retried as outages; the second keeps out the TypeErrors the SDK raises on purpose,
-    before sending anything, for input it refuses (an unsupported property type, an int too
-    large for Edm.Int32): those are our bugs too, and retrying them would fail the same way.
+    That is: a TypeError, ValueError, LookupError or AttributeError whose raise site is SDK
+    code (not ours, nor our code that the SDK called back; frames of the standard library that
+    the SDK called are looked through), raised while some SDK frame on the way held the
+    service's answer (or in the SDK's deserializer, which reads nothing else). Both conditions
+    matter: the first keeps our own bugs in the block from being retried as outages; the second
+    keeps out the TypeErrors and ValueErrors the SDK raises on purpose, before sending anything,
+    for input it refuses (an unsupported property type, an int too large for Edm.Int32): those
+    are our bugs too, and retrying them would fail the same way.
     """
     if not isinstance(exc, _TRIPPED):
         return False
@@ -89,10 +105,21 @@ def is_unreadable_answer(exc: BaseException) -> bool:
     while tb is not None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
+    while frames and _in_stdlib(frames[-1]):
+        frames.pop()
     if not frames or not _in_sdk(frames[-1]):
         return False
-    return any(isinstance(value, _ANSWER)
-               for frame in frames if _in_sdk(frame) for value in frame.f_locals.values())
+    sdk = [frame for frame in frames if _in_sdk(frame)]
+    return any(_reads_answers(frame) for frame in sdk) or any(
+        isinstance(value, _ANSWER) for frame in sdk for value in frame.f_locals.values())
+
+
+def _reads_answers(frame: FrameType) -> bool:
+    # The SDKs' deserializer modules read nothing but the service's answers, already decoded
+    # from the HTTP body (so no frame holds the response any more): `_convert_to_entity` of
+    # the Tables SDK parsing a stored Edm.DateTime, for one.
+    module = str(frame.f_globals.get("__name__", ""))
+    return "deserializ" in module.rpartition(".")[2]
 
 
 def is_storage_failure(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.events import RETRY_MEMBER, DeliveryReport, InboundSms
 from sms_core.models.messages import MAX_JSON_DEPTH, decode_json
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+from sms_core.rules.times import storable_time
 
 # Event types, compared case-insensitively.
 SMS_RECEIVED = "microsoft.communication.smsreceived"
@@ -139,7 +140,8 @@ def _parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # A .NET default (0001-01-01) or a typo'd year: storage cannot keep it, so it is no time.
+    return storable_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def delivery_report(event: GridEvent) -> DeliveryReport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -21,11 +21,11 @@ from pydantic import (
 
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
+from sms_core.rules.times import check_send_at
 
 MAX_MESSAGE_CHARS = 2048  # ACS rejects longer bodies.
 MAX_RECIPIENTS_PER_REQUEST = 10_000
 MAX_TAG_CHARS = 256
-MAX_SCHEDULE_AHEAD = timedelta(days=30)
 
 
 class MessageStatus(StrEnum):
@@ -110,10 +110,10 @@ class SendRequest(BaseModel):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("sendAt must include a UTC offset, for example "
                              "2030-01-31T09:00:00+01:00 or ...Z")
-        value = value.astimezone(UTC)
-        if value - datetime.now(UTC) > MAX_SCHEDULE_AHEAD:
-            raise ValueError(f"sendAt may be at most {MAX_SCHEDULE_AHEAD.days} days ahead")
-        return value
+        # Checked, not replaced by "now": the request's fingerprint (Idempotency-Key) must not
+        # depend on when it was parsed. A moment already passed is sent at once.
+        check_send_at(value, datetime.now(UTC))
+        return value.astimezone(UTC)
 
     @property
     def recipients(self) -> list[str]:

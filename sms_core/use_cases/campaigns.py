@@ -48,6 +48,7 @@ from sms_core.rules.templates import (
     TemplateSyntaxError,
     parse_template,
 )
+from sms_core.rules.times import check_send_at
 from sms_core.use_cases.campaign_runs import CampaignDeps, arm, cancel_runs, refresh_runs
 from sms_core.use_cases.ports import Campaigns
 from sms_core.use_cases.sending import resolve_sender
@@ -226,9 +227,16 @@ def _template_text(deps: CampaignDeps, request: CampaignRequest) -> tuple[str, s
 def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
     if schedule is None:
         return now
+    if schedule.send_at is not None:
+        # The rule of POST /api/messages too; a campaign has no upper limit (it is not held
+        # on a queue, the scheduler's index keeps it).
+        try:
+            return check_send_at(schedule.send_at, now, most_ahead=None)
+        except ValueError as exc:
+            raise invalid_field("schedule.sendAt", str(exc)) from None
     first = schedule.next_after(now)
-    if first is None:
-        raise invalid_field("schedule.sendAt", "is in the past")
+    if first is None:  # a cron expression always has a next run; kept for safety
+        raise invalid_field("schedule.cron", "has no run after now")
     return first
 
 

@@ -289,6 +289,23 @@ def test_a_table_error_body_of_another_shape_is_storage_unavailable(
         call(table(StubTransport(500, TABLE_ERROR_WITHOUT_VALUE, "application/json")))
 
 
+def test_a_stored_time_the_sdk_cannot_parse_is_storage_unavailable_not_a_value_error() -> None:
+    # What the SDK itself writes for a year below 1000 (no leading zeros), then cannot read.
+    row = json.dumps({"value": [{"PartitionKey": "b1", "RowKey": "00000", "Kind": "message",
+                                 "SendAt@odata.type": "Edm.DateTime",
+                                 "SendAt": "496-09-26T00:02:24.000000Z"}]})
+    with pytest.raises(StorageUnavailable, match=r"^Message storage failed: ValueError: "):
+        MessageStore(table(StubTransport(200, row, "application/json"))).load("b1")
+
+
+def test_a_value_error_the_sdk_raises_on_purpose_is_not_a_storage_failure() -> None:
+    transport = StubTransport(204)
+    with pytest.raises(ValueError, match="Mode"), storage_errors("Test"):
+        table(transport).upsert_entity({"PartitionKey": "p", "RowKey": "r"},
+                                       mode="sideways")  # type: ignore[arg-type]
+    assert transport.sent == 0
+
+
 def test_a_best_effort_removal_logs_a_malformed_answer(caplog: pytest.LogCaptureFixture) -> None:
     store = AwaitingReportStore(table(StubTransport(500, TABLE_ERROR_WITHOUT_VALUE,
                                                     "application/json")))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from sms_core.adapters.event_grid import ci_get, decode_payload, delivery_reports
+from sms_core.adapters.event_grid import ci_get, decode_payload, delivery_reports, inbound_sms
 from sms_core.errors import RequestInvalid, SettingsError
 from sms_core.models.messages import MessageStatus as S
 from sms_core.models.messages import ReportRoute, can_transition, report_route, report_tag
@@ -147,3 +148,15 @@ def test_the_published_sample_decodes_its_tag_and_recipient() -> None:
     assert report.tag == "Optional customer-tag set in the original message"
     assert report.to == "+15555555555"
     assert report_route(report.tag) is None  # not ours: found through the ACS-id index
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "0496-09-26T00:02:24Z",
+                                   "1600-12-31T23:59:59Z"])
+def test_an_inbound_timestamp_storage_cannot_keep_gives_way_to_the_event_time(
+        stamp: str) -> None:
+    (event,) = decode_payload(json.dumps({
+        "id": "e1", "eventType": "Microsoft.Communication.SMSReceived",
+        "eventTime": "2026-01-01T00:00:05Z",
+        "data": {"messageId": "Incoming_1", "from": "+14255550101", "to": "+18005550100",
+                 "message": "hi", "receivedTimestamp": stamp}}))
+    assert inbound_sms(event).received_at == datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)

@@ -67,6 +67,13 @@ def test_list_of_recipients_keeps_order() -> None:
     ({"to": "+14255550123", "message": "hi", "sendAt": "tomorrow"}, "sendAt", ""),
     ({"to": "+14255550123", "message": "hi", "sendAt": 1700000000}, "sendAt", "ISO-8601"),
     ({"to": "+14255550123", "message": "hi", "tag": "x" * 257}, "tag", "256"),
+    ({"to": "+14255550123", "message": "hi", "sendAt": "0496-09-26T00:02:24Z"}, "sendAt",
+     "in the past"),
+    ({"to": "+14255550123", "message": "hi", "sendAt": "0001-01-01T00:00:00Z"}, "sendAt",
+     "in the past"),
+    ({"to": "+14255550123", "message": "hi",
+      "sendAt": (datetime.now(UTC) - timedelta(minutes=2)).isoformat()}, "sendAt",
+     "in the past"),
 ])
 def test_bad_input_names_the_field(body: object, field: str, fragment: str) -> None:
     errors = fields_of(body)

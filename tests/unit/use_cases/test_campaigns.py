@@ -134,6 +134,27 @@ def test_a_scheduled_campaign_fires_when_due(deps: FakeDeps) -> None:
     assert len(deps.gateway.delivered) == 2
 
 
+@pytest.mark.parametrize("at", ["0496-09-26T00:02:24Z", "0001-01-01T00:00:00Z",
+                                (datetime.now(UTC) - timedelta(minutes=2)).isoformat()])
+def test_a_campaign_send_at_more_than_a_minute_ago_is_a_400(deps: FakeDeps, at: str) -> None:
+    with pytest.raises(RequestInvalid) as info:
+        prepare_campaign(deps, campaign(schedule={"sendAt": at}))
+    assert [(e.field, e.message) for e in info.value.errors] == [
+        ("schedule.sendAt", "is in the past (more than 60 seconds ago)")]
+    assert list_campaigns(deps.campaigns, PageQuery(10, None)).campaigns == []
+
+
+def test_a_campaign_send_at_within_the_last_minute_starts_now(deps: FakeDeps) -> None:
+    at = datetime.now(UTC) - timedelta(seconds=30)
+    prepared = prepare_campaign(deps, campaign(schedule={"sendAt": at.isoformat()}))
+    starts = prepared.public()["preview"]["estimate"]["startsAt"]
+    assert datetime.fromisoformat(starts) >= at + timedelta(seconds=29)
+    assert confirm(deps, prepared).public()["status"] == "sending"  # as one without sendAt
+    run_due(deps)
+    run_campaign_jobs(deps)
+    assert len(deps.gateway.delivered) == 2
+
+
 def test_cancel_stops_the_messages_that_have_not_left(deps: FakeDeps) -> None:
     prepared = prepare_campaign(deps, campaign())
     confirm(deps, prepared)

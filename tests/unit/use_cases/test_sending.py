@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sms_core.errors import Conflict, ProviderThrottled, RequestInvalid, StorageUnavailable
-from sms_core.models.messages import DispatchJob, MessageStatus
+from sms_core.models.messages import DispatchJob, MessageStatus, SendRequest, parse_model
 from sms_core.models.records import ConversationRecord, MessageRecord
 from sms_core.use_cases.dispatch import repeatability_id
 from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_core.use_cases.ports import Job
-from sms_core.use_cases.sending import accept_reply
+from sms_core.use_cases.sending import accept_reply, accept_send
 from tests.unit.fakes import SENDER, FakeDeps
 from tests.unit.use_cases.steps import ALICE, BOB, CAROL, run_jobs, send
 
@@ -99,12 +100,22 @@ def test_send_at_in_the_future_is_scheduled_with_a_delayed_job(deps: FakeDeps) -
     assert deps.messages.record(answer.messages[0].id).send_at == at
 
 
-def test_send_at_in_the_past_is_sent_now(deps: FakeDeps) -> None:
-    at = datetime.now(UTC) - timedelta(minutes=5)
+def test_send_at_within_the_last_minute_is_sent_now(deps: FakeDeps) -> None:
+    at = datetime.now(UTC) - timedelta(seconds=30)  # a client clock a little ahead
     (entry,) = send(deps, to=ALICE, message="Now", sendAt=at.isoformat()).messages
     assert entry.status == MessageStatus.QUEUED
     (job,) = deps.jobs.dispatch_jobs()
     assert job.not_before is None
+
+
+def test_send_at_more_than_a_minute_ago_is_a_400_and_stores_nothing(deps: FakeDeps) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    with pytest.raises(RequestInvalid) as info:
+        accept_send(deps, parse_model(SendRequest, json.dumps(
+            {"to": ALICE, "message": "Late", "sendAt": at.isoformat()})))
+    assert [(e.field, e.message) for e in info.value.errors] == [
+        ("sendAt", "is in the past (more than 60 seconds ago)")]
+    assert deps.messages.all() == [] and deps.jobs.enqueued == []
 
 
 def test_a_large_request_is_cut_into_jobs_of_at_most_100(deps: FakeDeps) -> None:
