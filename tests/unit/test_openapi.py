@@ -3,10 +3,7 @@ tools users point at it (a strict YAML loader, a spec validator, a client genera
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from tests.app_functions import app_functions
+from tests.openapi_tools import generate_client
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_TEXT = (ROOT / "openapi.yaml").read_text(encoding="utf-8")
@@ -88,18 +86,6 @@ def test_the_strict_loader_catches_what_it_is_for() -> None:
 
 def test_openapi_spec_validator_accepts_it() -> None:
     validate(yaml.safe_load(SPEC_TEXT))
-
-
-def generate_client(out: Path) -> subprocess.CompletedProcess[str]:
-    """`openapi-python-client generate` as the README tells users to run it, into `out`."""
-    bin_dir = Path(sys.executable).parent
-    # Its post-hooks format the client with ruff, which is found on PATH (the venv's).
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(bin_dir / "openapi-python-client"), "generate", "--path", str(ROOT / "openapi.yaml"),
-         "--config", str(ROOT / "openapi-python-client.yaml"), "--output-path", str(out),
-         "--meta", "none", "--fail-on-warning"],
-        capture_output=True, text=True, timeout=300, cwd=out.parent, env=env, check=False)
 
 
 def test_openapi_python_client_builds_a_client_without_warnings(tmp_path: Path) -> None:
