@@ -10,12 +10,13 @@ acknowledged (an error would make Event Grid retry them for a day).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sms_core.adapters.event_grid import SMS_RECEIVED, decode_payload, inbound_sms, validation_code
-from sms_core.errors import RequestInvalid
+from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.events import InboundSms, InvalidInbound
 from sms_core.use_cases.inbound import InboundDeps, receive_inbound
 
@@ -31,12 +32,34 @@ class WebhookAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def abuse_protection_handshake(headers: Mapping[str, str]) -> WebhookAnswer:
-    """Answer the CloudEvents OPTIONS handshake: allow the requesting origin, at any rate."""
-    origin = next((v for k, v in headers.items() if k.lower() == "webhook-request-origin"), None)
+ORIGIN_HEADER = "WebHook-Request-Origin"
+# A DNS host name (RFC 1123): dot-separated labels of letters, digits and inner hyphens, each
+# at most 63 characters, 253 in all. Event Grid sends `eventgrid.azure.net`.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
+
+
+def _origin(headers: Mapping[str, str]) -> str:
+    origin = next((v for k, v in headers.items() if k.lower() == ORIGIN_HEADER.lower()), None)
     if not origin:
-        return WebhookAnswer(400, {"error": "WebHook-Request-Origin header required"})
-    return WebhookAnswer(200, None, {"WebHook-Allowed-Origin": origin,
+        raise RequestInvalid(f"The {ORIGIN_HEADER} header is required.",
+                             [FieldError(ORIGIN_HEADER, "required header")])
+    # The origin is echoed in WebHook-Allowed-Origin: anything but a host name (a folded
+    # header holds CR LF) would make an invalid response header, answered as a 500.
+    if len(origin) > 253 or not _HOST_NAME.fullmatch(origin):
+        raise RequestInvalid(f"The {ORIGIN_HEADER} header must be a host name.",
+                             [FieldError(ORIGIN_HEADER, "must be a host name, e.g. "
+                                                        "eventgrid.azure.net")])
+    return origin
+
+
+def abuse_protection_handshake(headers: Mapping[str, str]) -> WebhookAnswer:
+    """Answer the CloudEvents OPTIONS handshake: allow the requesting origin, at any rate.
+
+    `RequestInvalid` (a 400 problem naming the header) when the origin is missing or is not a
+    host name.
+    """
+    return WebhookAnswer(200, None, {"WebHook-Allowed-Origin": _origin(headers),
                                      "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"})
 
 

@@ -87,7 +87,8 @@ def test_cloudevents_options_handshake() -> None:
     assert answer.status == 200
     assert answer.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     assert answer.headers["WebHook-Allowed-Rate"] == "*"
-    assert abuse_protection_handshake({}).status == 400
+    with pytest.raises(RequestInvalid):  # a 400 problem naming the header
+        abuse_protection_handshake({})
 
 
 @pytest.mark.parametrize("name", [
