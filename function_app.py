@@ -1,4 +1,5 @@
-"""The function app: checks the settings, creates the `FunctionApp`, registers the blueprints.
+"""The function app: checks the settings, applies SMS_LOG_FORMAT, creates the `FunctionApp`,
+registers the blueprints.
 
 The Python worker (and `localdev/func_host/`) index this module. Each blueprint package is
 named for what it serves; the function names Azure sees are the names of the decorated functions
@@ -15,9 +16,10 @@ from delivery_report.blueprint import bp as delivery_report
 from inbound_webhook.blueprint import bp as inbound_webhook
 from operations.blueprint import bp as operations
 from send_sms.blueprint import bp as send_sms
+from sms_core.logs import use_log_format
 from sms_core.settings import get_settings
 
-get_settings()
+use_log_format(get_settings().log_format)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations):

@@ -37,16 +37,16 @@ def campaigns(req: func.HttpRequest) -> func.HttpResponse:
     """POST prepares (JSON, or text/csv + query fields): 201 with the preview and the
     confirmationToken, nothing sent. GET lists campaigns."""
     if req.method == "GET":
-        return handle(lambda: json_response(list_campaigns(
+        return handle(req, lambda: json_response(list_campaigns(
             get_services().campaigns, page_query(req.params)).public()))
-    return handle(lambda: json_response(prepare_campaign(get_services(), campaign_request(
+    return handle(req, lambda: json_response(prepare_campaign(get_services(), campaign_request(
         req.get_body(), req.headers.get("Content-Type"), req.params)).public(), status=201))
 
 
 @bp.route(route="campaigns/{id}", methods=["GET"])
 def campaign(req: func.HttpRequest) -> func.HttpResponse:
     """Status, preview, runs and live counts of one campaign."""
-    return handle(lambda: json_response(
+    return handle(req, lambda: json_response(
         get_campaign(get_services(), req.route_params["id"]).public()))
 
 
@@ -64,7 +64,7 @@ def campaign_actions(req: func.HttpRequest) -> func.HttpResponse:
             return json_response(cancel_campaign(get_services(), campaign_id).public())
         raise NotFound(f"No campaign action '{action}': use send or cancel.")
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-campaigns", connection="AzureWebJobsStorage")
@@ -83,9 +83,9 @@ def campaign_scheduler(timer: func.TimerRequest) -> None:
 def audiences(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves an audience (JSON, or text/csv with ?name=); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(
+        return handle(req, lambda: json_response(
             saved.audiences_list(get_services().audiences).public()))
-    return handle(lambda: json_response(saved.create_audience(get_services().audiences, (
+    return handle(req, lambda: json_response(saved.create_audience(get_services().audiences, (
         audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params))).public(),
         status=201))
 
@@ -101,16 +101,16 @@ def audience(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse(status_code=204)
         return json_response(saved.get_audience(get_services().audiences, audience_id).public())
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.route(route="templates", methods=["GET", "POST"])
 def templates(req: func.HttpRequest) -> func.HttpResponse:
     """POST saves a template ({{var}} placeholders checked); GET lists them."""
     if req.method == "GET":
-        return handle(lambda: json_response(
+        return handle(req, lambda: json_response(
             saved.templates_list(get_services().templates).public()))
-    return handle(lambda: json_response(saved.create_template(
+    return handle(req, lambda: json_response(saved.create_template(
         get_services().templates, template_request(req.get_body())).public(), status=201))
 
 
@@ -125,4 +125,4 @@ def template(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse(status_code=204)
         return json_response(saved.get_template(get_services().templates, template_id).public())
 
-    return handle(run)
+    return handle(req, run)

@@ -25,11 +25,11 @@ def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
             return func.HttpResponse(status_code=answer.status, headers=answer.headers)
         return json_response(answer.body, answer.status, answer.headers)
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.route(route="conversations/{number}", methods=["GET"])
 def conversations(req: func.HttpRequest) -> func.HttpResponse:
     """Both directions of one conversation (`?from=<our number>`), in time order, paged."""
-    return handle(lambda: json_response(conversation_page(
+    return handle(req, lambda: json_response(conversation_page(
         get_services(), conversation_query(req.route_params["number"], req.params)).public()))

@@ -21,13 +21,13 @@ bp = new_blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when storage answers, 503 otherwise."""
-    return handle(lambda: json_response(check_health(get_health_probe())))
+    return handle(req, lambda: json_response(check_health(get_health_probe())))
 
 
 @bp.route(route="optouts/{action:alpha}", methods=["POST"])
 def optouts_admin(req: func.HttpRequest) -> func.HttpResponse:
     """`add`, `remove`, `check`: ACS Opt-Out API shapes over our opt-out store."""
-    return handle(lambda: json_response(change_optouts(
+    return handle(req, lambda: json_response(change_optouts(
         get_services(), req.route_params.get("action", ""),
         parse_model(OptOutRequest, req.get_body())).public()))
 
@@ -41,13 +41,13 @@ def optouts_history(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(optout_history(get_services().optouts, pair.sender,
                                             pair.recipient).public())
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.route(route="optouts/export", methods=["GET"])
 def optouts_export(req: func.HttpRequest) -> func.HttpResponse:
     """`?from=`: the current opt-out list of a sender as CSV."""
-    return handle(lambda: func.HttpResponse(
+    return handle(req, lambda: func.HttpResponse(
         optout_export_csv(get_services().optouts, sender_query(req.params)),
         mimetype="text/csv", charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="optouts.csv"'}))
@@ -61,7 +61,7 @@ def analytics(req: func.HttpRequest) -> func.HttpResponse:
         report = analytics_report(get_services().analytics, analytics_query(req.params))
         return json_response(report.public())
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-webhook-out", connection="AzureWebJobsStorage")

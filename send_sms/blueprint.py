@@ -29,13 +29,13 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
         response = accept_send(get_services(), request, req.headers.get("Idempotency-Key"))
         return json_response(response.public(), status=202)
 
-    return handle(run)
+    return handle(req, run)
 
 
 @bp.route(route="messages/{id}", methods=["GET"])
 def message_status(req: func.HttpRequest) -> func.HttpResponse:
     """The message, its status and its full history."""
-    return handle(lambda: json_response(
+    return handle(req, lambda: json_response(
         get_message(get_services().messages, req.route_params["id"]).public()))
 
 

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     app_webhook_url: str | None = Field(None, validation_alias=_alias("SMS_APP_WEBHOOK_URL"))
     app_webhook_secret: str | None = Field(
         None, validation_alias=_alias("SMS_APP_WEBHOOK_SECRET"))
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_alias("SMS_LOG_FORMAT"))
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("default_from")
     @classmethod

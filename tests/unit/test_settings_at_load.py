@@ -37,6 +37,7 @@ def test_the_app_loads_with_valid_settings() -> None:
     ({"SMS_HELP_TEXT": " "}, "SMS_HELP_TEXT"),
     ({"SMS_SENDER_RATE_PER_MINUTE": "0"}, "SMS_SENDER_RATE_PER_MINUTE"),
     ({"SMS_DEFAULT_FROM": "not a number"}, "SMS_DEFAULT_FROM"),
+    ({"SMS_LOG_FORMAT": "xml"}, "SMS_LOG_FORMAT"),
 ])
 def test_a_bad_setting_stops_the_app_at_load_naming_it(settings: dict[str, str],
                                                        named: str) -> None:
