@@ -64,6 +64,8 @@ class ConversationStore:
                 row["Keyword"] = e.keyword
             if e.tag:
                 row["Tag"] = e.tag
+            if e.length is not None:
+                row["TextLength"] = e.length
             self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
         with _STORAGE:
             run_all(put, entries)
@@ -104,7 +106,8 @@ class ConversationStore:
                 raise
         entries = [ConversationRecord(our_number=our_number, their_number=their_number,
                                      direction=r["Direction"], message_id=r["MessageId"],
-                                     text=r["Text"], at=r["At"], keyword=r.get("Keyword"))
+                                     text=r["Text"], at=r["At"], keyword=r.get("Keyword"),
+                                     length=r.get("TextLength"))
                    for r in rows]
         return entries, _encode_token(getattr(pages, "continuation_token", None))
 

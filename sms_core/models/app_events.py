@@ -115,8 +115,12 @@ def optout_changed_event(event_id: str, sender: str, recipient: str, *, opted_ou
 
 def received_event(inbound_id: str, sender: str, recipient: str, text: str, *,
                    keyword: str | None, keyword_kind: str | None,
-                   received_at: datetime) -> AppEvent:
-    """`sms.received`: a person wrote to one of our numbers (id `received-<inbound id>`)."""
+                   received_at: datetime, length: int | None = None) -> AppEvent:
+    """`sms.received`: a person wrote to one of our numbers (id `received-<inbound id>`).
+
+    `text` may be cut to what a queue message holds; `messageLength` is the length of the text
+    as received (`length`, else the length of `text`)."""
     return RECEIVED_EVENT, f"received-{inbound_id}", {
         "id": inbound_id, "from": sender, "to": recipient, "message": text,
+        "messageLength": len(text) if length is None else length,
         "keyword": keyword, "keywordKind": keyword_kind, "receivedAt": received_at.isoformat()}

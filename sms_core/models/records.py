@@ -234,6 +234,8 @@ class ConversationRecord:
     at: datetime
     keyword: str | None = None
     tag: str | None = None  # outbound: the message's tag (engagement analytics)
+    # The length of the text as received when `text` is cut to what storage holds, else None.
+    length: int | None = None
 
     def row_key(self) -> str:
         """Sortable by time; unique per message."""

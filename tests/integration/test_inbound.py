@@ -245,3 +245,27 @@ def test_conversation_pages_both_directions_in_time_order(
     assert [e.direction for e in seen] == ["outbound"] + ["inbound"] * 4
     assert [e.text for e in seen] == ["Hi there", "reply 0", "reply 1", "reply 2", "reply 3"]
     assert [e.at for e in seen] == sorted(e.at for e in seen)
+
+
+@pytest.mark.parametrize("filler", ["x", "\U0001f600"], ids=["ascii", "emoji"])
+def test_a_stop_longer_than_a_table_property_is_honoured_and_kept_cut(
+        services: Services, emulator: AcsEmulator, events_queue: QueueClient,
+        filler: str) -> None:
+    # 40,000 characters: more than a Table string property (32K UTF-16 units) and, relayed,
+    # more than a queue message holds (64 KiB). Event Grid delivers such texts.
+    person = new_number()
+    text = "STOP. " + filler * 40_000
+    answer = inbound_post(services, sms_event(person, SENDER, text))
+    assert answer.status == 200 and answer.body == {"received": 1, "invalid": 0}
+    assert services.optouts.is_opted_out(SENDER, person)
+    run_jobs(services)
+    assert len(emulator.state.inbox(person)) == 1  # the opt-out confirmation
+    (entry,) = [m for m in services.conversations.page(SENDER, person, 10)[0]
+                if m.direction == "inbound"]
+    assert entry.text.startswith("STOP. " + filler * 100)
+    assert entry.text.endswith(f"[cut: {len(text)} characters in all]")
+    assert entry.length == len(text)
+    (received,) = [e for e in app_events(events_queue) if e["type"] == "sms.received"]
+    assert received["data"]["message"] == entry.text
+    assert received["data"]["messageLength"] == len(text)
+    assert received["data"]["keyword"] == "STOP"

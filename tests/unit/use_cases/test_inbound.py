@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sms_core.errors import FieldError, RequestInvalid
+import pytest
+
+from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
 from sms_core.models.events import InvalidInbound
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.delivery_reports import reconcile_reports
@@ -140,3 +142,33 @@ def test_a_reply_within_24_hours_of_our_message_counts_as_a_response(deps: FakeD
     receive_inbound(deps, [inbound("Yes!")])
     assert deps.analytics.totals(tag="invite")["responses"] == 1
     assert deps.analytics.totals()["inbound"] == 1
+
+
+def test_a_stop_is_in_force_even_when_its_conversation_row_cannot_be_written(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    def outage(entries: object) -> None:
+        raise StorageUnavailable("Conversation storage failed: the service did not answer")
+    stop = inbound("STOP", inbound_id="in-1")
+    with monkeypatch.context() as m:
+        m.setattr(deps.conversations, "record", outage)
+        with pytest.raises(StorageUnavailable):  # a 503: Event Grid delivers it again
+            receive_inbound(deps, [stop])
+    assert deps.optouts.is_opted_out(SENDER, ALICE)  # before the row was tried
+    receive_inbound(deps, [stop])  # the redelivery finishes the work, once
+    assert len(deps.app_events.of_type("optout.changed")) == 1
+    assert len(deps.app_events.of_type("sms.received")) == 1
+    run_jobs(deps)
+    assert deps.gateway.texts_to(ALICE) == [reply_of(deps, "STOP")]
+
+
+def test_a_text_longer_than_storage_holds_is_kept_cut_with_its_length(deps: FakeDeps) -> None:
+    text = "STOP. " + "x" * 40_000
+    receive_inbound(deps, [inbound(text, inbound_id="in-1")])
+    assert deps.optouts.is_opted_out(SENDER, ALICE)
+    (entry,) = [e for e in deps.conversations.page(SENDER, ALICE)[0]
+                if e.direction == "inbound"]
+    assert entry.text.endswith(f"[cut: {len(text)} characters in all]")
+    assert entry.length == len(text) and len(entry.text) <= 4096
+    (received,) = deps.app_events.of_type("sms.received")
+    assert (received["data"]["message"], received["data"]["messageLength"]) == (
+        entry.text, len(text))
