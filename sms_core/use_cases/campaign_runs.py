@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
+from sms_core.logs import fields
 from sms_core.models.campaigns import FanoutJob, ScheduleIn
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
@@ -142,7 +144,15 @@ def fire(deps: CampaignDeps, campaign_id: str, key: str, *,
         store.schedule(campaign_id, nxt)
         arm(deps, campaign_id, nxt)
     store.unschedule(campaign_id, key)
-    return campaign.status == "sending" and campaign.last_run == key
+    started = campaign.status == "sending" and campaign.last_run == key
+    if started:
+        log.info("campaign %s run %s started (batch %s): %d recipient row(s), %d chunk(s)%s",
+                 campaign_id, key, run.batch, campaign.total, run.chunks,
+                 f"; next run {nxt.isoformat()}" if nxt else "",
+                 extra=fields(run.batch, campaignId=campaign_id, run=key, batch=run.batch,
+                              rows=campaign.total, chunks=run.chunks,
+                              nextRunAt=nxt.isoformat() if nxt else None))
+    return started
 
 
 def _enqueue_chunks(deps: CampaignDeps, run: RunRecord, first_delay_s: float) -> None:
@@ -172,6 +182,7 @@ def _message(campaign: CampaignRecord, run: RunRecord, row_index: int, to: str, 
 
 def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) -> None:
     """Write the messages of one chunk of a run and enqueue their dispatch jobs, once."""
+    started = time.perf_counter()
     store = deps.campaigns
     campaign = store.get(campaign_id)
     run = store.run(campaign_id, key)
@@ -211,6 +222,17 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
     pending = [r for r in stored if r.status in PENDING_STATUSES]
     _enqueue_dispatch(deps, run.batch, pending)
     store.mark_chunk(run, chunk, {"Messages": len(stored), "Pending": len(pending)})
+    counts = dict(Counter(r.status.value for r in stored))
+    log.info("campaign %s run %s chunk %d of %d (batch %s): %d message(s) (%s) in %.1f ms",
+             campaign_id, key, chunk + 1, run.chunks, run.batch, len(stored),
+             _counts_text(counts), (time.perf_counter() - started) * 1000,
+             extra=fields(run.batch, campaignId=campaign_id, run=key, batch=run.batch,
+                          chunk=chunk, messages=len(stored), counts=counts,
+                          durationMs=round((time.perf_counter() - started) * 1000, 1)))
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none"
 
 
 def _enqueue_dispatch(deps: CampaignDeps, batch: str, records: Sequence[MessageRecord]) -> None:
@@ -253,7 +275,12 @@ def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
     """Cancel every run still sending: mark it, then cancel its waiting messages."""
     for run in deps.campaigns.runs(campaign.id):
         for _ in range(_RETRIES):
-            if run.status != "sending" or deps.campaigns.set_run_status(run, "canceled"):
+            if run.status != "sending":
+                break
+            if deps.campaigns.set_run_status(run, "canceled"):
+                log.info("campaign %s run %s canceled (batch %s)", campaign.id, run.key,
+                         run.batch, extra=fields(run.batch, campaignId=campaign.id,
+                                                 run=run.key, batch=run.batch))
                 break
             run = deps.campaigns.run(campaign.id, run.key) or run
         if run.status == "canceled":
@@ -267,14 +294,25 @@ def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
     for run in deps.campaigns.runs(campaign.id):
         counts = deps.messages.status_counts(run.batch)
         if run.status == "sending" and len(run.done_chunks) >= run.chunks and not any(
-                counts.get(s, 0) for s in PENDING_STATUSES):
-            deps.campaigns.set_run_status(run, "completed")
+                counts.get(s, 0) for s in PENDING_STATUSES) and deps.campaigns.set_run_status(
+                run, "completed"):
+            _log_completed(campaign, run, counts)
         out.append((run, counts))
     if campaign.status == "sending" and all(r.status != "sending" for r, _ in out):
         campaign.status = "scheduled" if campaign.next_run_at else "completed"
         if not deps.campaigns.save(campaign):
             campaign = deps.campaigns.get(campaign.id)
     return campaign, out
+
+
+def _log_completed(campaign: CampaignRecord, run: RunRecord, counts: dict[str, int]) -> None:
+    """The line of a run that has nothing left to send (told once: by the one ETag-guarded
+    change to `completed`)."""
+    seconds = ((run.finished_at or datetime.now(UTC)) - run.started_at).total_seconds()
+    log.info("campaign %s run %s completed (batch %s) in %.1f s: %s", campaign.id, run.key,
+             run.batch, seconds, _counts_text(counts),
+             extra=fields(run.batch, campaignId=campaign.id, run=run.key, batch=run.batch,
+                          counts=dict(counts), durationS=round(seconds, 1)))
 
 
 def run_due(deps: CampaignDeps, now: datetime | None = None) -> int:

@@ -9,12 +9,14 @@ the campaign to its schedule (`sms_core.use_cases.campaign_runs` fires runs and 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sms_core.errors import Conflict, NotFound
+from sms_core.logs import concern, fields
 from sms_core.models.campaign_views import (
     CampaignListPublic,
     CampaignPublic,
@@ -52,6 +54,8 @@ from sms_core.rules.times import check_send_at
 from sms_core.use_cases.campaign_runs import CampaignDeps, arm, cancel_runs, refresh_runs
 from sms_core.use_cases.ports import Campaigns
 from sms_core.use_cases.sending import resolve_sender
+
+log = logging.getLogger(__name__)
 
 MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
 SAMPLE_COUNT = 3
@@ -261,7 +265,12 @@ def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> PreparedCa
         delivery_report=request.delivery_report,
         schedule=request.schedule.public() if request.schedule else None,
         quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None)
+    concern(campaignId=campaign.id)
     deps.campaigns.create(campaign, plan.rows)
+    log.info("campaign %s prepared: %d recipient row(s), %d valid", campaign.id,
+             campaign.total, campaign.valid,
+             extra=fields(campaign.id, campaignId=campaign.id, rows=campaign.total,
+                          valid=campaign.valid))
     return PreparedCampaignPublic(**dict(campaign_view(deps, campaign)),
                                   confirmation_token=token)
 
@@ -272,6 +281,7 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
 
     A retry with the same token answers with the campaign as it is now and starts nothing new.
     """
+    concern(campaignId=campaign_id)
     campaign = deps.campaigns.get(campaign_id)
     if not campaign.token_matches(confirmation.confirmation_token):
         raise Conflict("confirmationToken does not match this campaign's preparation: use the "
@@ -293,6 +303,8 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
         return True
 
     campaign = deps.campaigns.change(campaign, to_scheduled)
+    log.info("campaign %s confirmed: first run due %s", campaign.id, due.isoformat(),
+             extra=fields(campaign.id, campaignId=campaign.id, dueAt=due.isoformat()))
     arm(deps, campaign.id, due)
     return campaign_view(deps, deps.campaigns.get(campaign.id))
 
@@ -302,6 +314,7 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
 
     Messages already handed to ACS (or being handed right now) are not called back.
     """
+    concern(campaignId=campaign_id)
     campaign = deps.campaigns.get(campaign_id)
     if campaign.status == "completed":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
@@ -329,6 +342,7 @@ def campaign_view(deps: CampaignDeps, campaign: CampaignRecord) -> CampaignPubli
 
 def get_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     """`GET /api/campaigns/{id}`."""
+    concern(campaignId=campaign_id)
     return campaign_view(deps, deps.campaigns.get(campaign_id))
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sms_core.logs import fields
 from sms_core.models.events import DeliveryReport, DeliveryReportRetry
 from sms_core.models.messages import MessageStatus, can_transition, report_route
 from sms_core.models.records import Change, MessageRecord, split_message_id
+from sms_core.models.records import message_id as public_id
 from sms_core.rules.analytics import Fact, utc_day
 from sms_core.settings import Settings
 from sms_core.use_cases.optout_changes import change_optout
@@ -65,14 +67,22 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     found = locate(deps, report)
     kept_as = report.event_id or provider_id
     if found is None:
+        route = report_route(report.tag)
+        batch = route.batch if route is not None else None
+        facts = fields(batch, batch=batch, providerMessageId=provider_id,
+                       deliveryStatus=acs_status, retry=report.retry)
         # Kept first: if putting it back fails, the reconcile timer still has it.
         deps.provider_ids.keep_unmatched(provider_id, kept_as, dict(report.raw))
         if provider_id and report.retry < len(REPORT_RETRY_DELAYS_S):
             deps.report_retries.enqueue(DeliveryReportRetry(report, report.retry + 1),
                                         REPORT_RETRY_DELAYS_S[report.retry])
+            log.info("delivery report %s for ACS message %s (batch %s) matches no message "
+                     "yet: put back, try %d of %d", acs_status or "?", provider_id,
+                     batch or "unknown", report.retry + 1, len(REPORT_RETRY_DELAYS_S),
+                     extra=facts)
         else:
-            log.warning("delivery report for unknown ACS message %s kept for reconciliation",
-                        provider_id)
+            log.warning("delivery report for unknown ACS message %s (batch %s) kept for "
+                        "reconciliation", provider_id, batch or "unknown", extra=facts)
         return False
     if report.retry:  # a retry that found its message: the kept copy is done with
         deps.provider_ids.forget_unmatched(provider_id, kept_as)
@@ -84,6 +94,8 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     data = {k: v for k, v in data.items() if v is not None}
     detail = f"delivery report: {acs_status or '?'}" + (f" ({details})" if details else "")
 
+    moved = [False]  # whether this report moved the message (not a redelivery or late one)
+
     def decide(r: MessageRecord) -> Change | None:
         if new_status is None:
             # A status ACS may add later: kept in the history, the lifecycle left alone.
@@ -91,7 +103,9 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
                 return None
             return Change(fields={"report_ids": [*r.report_ids, report.event_id][-20:]},
                           detail=detail, data=data, note=True)
-        if not can_transition(r.status, new_status):
+        # Decided again after a concurrent change: the last decision is what was written.
+        moved[0] = can_transition(r.status, new_status)
+        if not moved[0]:
             return None
         error = None if new_status == MessageStatus.DELIVERED else (details or acs_status)
         return Change(fields={"error": error}, status=new_status, detail=detail, data=data)
@@ -108,7 +122,24 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
     changed = bool(done) and new_status is not None and done[0].status == new_status
     if changed and done[0].sent_at is not None:
         deps.awaiting_reports.remove(done[0].id, done[0].sent_at)
+    _log_report(report, batch, index, done[0] if done else None, moved[0])
     return changed
+
+
+def _log_report(report: DeliveryReport, batch: str, index: int, record: MessageRecord | None,
+                changed: bool) -> None:
+    """The one line of an applied delivery report (the message's status after it, and whether
+    this report moved it there: a redelivery or a late report does not)."""
+    message_id = record.id if record is not None else public_id(batch, index)
+    status = record.status.value if record is not None else None
+    log.info("delivery report %s for message %s (batch %s): %s%s", report.status or "?",
+             message_id, batch, status or "not applied",
+             "" if changed else " (no change)",
+             extra=fields(batch, batch=batch, messageId=message_id,
+                          providerMessageId=report.provider_message_id,
+                          deliveryStatus=report.status,
+                          deliveryStatusDetails=report.details, messageStatus=status,
+                          changed=changed, retry=report.retry or None))
 
 
 def locate(deps: ReportDeps, report: DeliveryReport

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Protocol
 
 from sms_core.concurrency import run_all
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
+from sms_core.logs import fields
 from sms_core.models.messages import (
     PENDING_STATUSES,
     DispatchJob,
@@ -76,8 +77,26 @@ class DispatchResult:
     sent: int = 0
     failed: int = 0
     blocked: int = 0
-    deferred: int = 0
+    deferred: int = 0  # back on the queue: paced, or retried (below)
     outbox_cleared: bool = False  # the inline send's outbox rows went with its last write
+    retried: int = 0  # of `deferred`: throttled by ACS, or ACS unavailable
+    acs_calls: int = 0
+    acs_ms: float = field(default=0.0, compare=False)  # the calls side by side, wall time
+
+
+def log_dispatch(job: DispatchJob, result: DispatchResult, *, attempt: int,
+                 inline: bool = False) -> None:
+    """The one line of a dispatch (a queued job, or an accepting request's inline send)."""
+    log.info("dispatch %s%s (%d message(s), attempt %d): sent %d, failed %d, blocked %d, "
+             "retried %d, deferred %d; ACS %d call(s) in %.1f ms", job.batch,
+             " inline" if inline else "", len(job.indices), attempt, result.sent,
+             result.failed, result.blocked, result.retried, result.deferred - result.retried,
+             result.acs_calls, result.acs_ms,
+             extra=fields(job.batch, batch=job.batch, messages=len(job.indices),
+                          attempt=attempt, inline=inline, sent=result.sent,
+                          failed=result.failed, blocked=result.blocked, retried=result.retried,
+                          deferred=result.deferred - result.retried, acsCalls=result.acs_calls,
+                          acsMs=round(result.acs_ms, 1)))
 
 
 def backoff_s(attempt: int) -> float:
@@ -106,7 +125,9 @@ def dispatch(deps: DispatchDeps, job: DispatchJob, *, attempt: int = 1) -> Dispa
     job; provider failures are retried by re-enqueueing with backoff and then recorded.
     """
     with status_changes(deps) as changes:
-        return _dispatch(deps, changes, job, attempt)
+        result = _dispatch(deps, changes, job, attempt)
+    log_dispatch(job, result, attempt=job_attempt(job, attempt))
+    return result
 
 
 def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
@@ -160,8 +181,7 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     if not to_send:
         return DispatchResult(blocked=blocked)
     result = send_claimed(deps, changes, job, to_send, attempt=job_attempt(job, attempt))
-    return DispatchResult(sent=result.sent, failed=result.failed, blocked=blocked,
-                          deferred=result.deferred)
+    return replace(result, blocked=blocked, outbox_cleared=False)
 
 
 def _block_opted_out(deps: DispatchDeps, changes: StatusChanges, batch: str,
@@ -238,7 +258,10 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     with the recording transaction, unless some go back on the queue: then the caller deletes
     them once that job is there (`outbox_cleared` says which).
     """
-    calls = run_all(lambda group: _call(deps.gateway, group), _same_content(records))
+    groups = _same_content(records)
+    started = time.perf_counter()
+    calls = run_all(lambda group: _call(deps.gateway, group), groups)
+    acs_ms = (time.perf_counter() - started) * 1000
     by_index: dict[int, SendOutcome] = {}
     failures: dict[int, str] = {}  # whole-call failures: index -> reason
     throttled: list[int] = []
@@ -311,7 +334,8 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     sent = sum(1 for r in done if r.status == MessageStatus.SENT)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
     return DispatchResult(sent=sent, failed=failed, deferred=len(retry) + len(throttled),
-                          outbox_cleared=fold)
+                          outbox_cleared=fold, retried=len(retry) + len(throttled),
+                          acs_calls=len(groups), acs_ms=acs_ms)
 
 
 def _first_sent_time(record: MessageRecord, default: datetime) -> datetime:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from sms_core.logs import concern
 from sms_core.models.messages import MessageEvent, MessagePublic
 from sms_core.use_cases.ports import Messages
 
 
 def get_message(messages: Messages, message_id: str) -> MessagePublic:
     """The message, its status and every event of its history; NotFound for unknown ids."""
+    concern(messageId=message_id)
     rec, events = messages.with_history(message_id)
+    concern(batch=rec.batch)
     # The history starts with the status the message was accepted in.
     history = [MessageEvent(status=rec.initial_status, at=rec.created_at), *events]
     return MessagePublic(

@@ -11,6 +11,7 @@ from email.utils import format_datetime
 from typing import Protocol
 
 from sms_core.errors import FieldError, PartlyStored, RequestInvalid, StorageUnavailable
+from sms_core.logs import concern
 from sms_core.models.messages import (
     MAX_RECIPIENTS_PER_CALL,
     PENDING_STATUSES,
@@ -25,7 +26,12 @@ from sms_core.models.records import MessageRecord, new_batch_id
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.segments import count_segments
 from sms_core.settings import Settings
-from sms_core.use_cases.dispatch import DispatchDeps, repeatability_id, send_claimed
+from sms_core.use_cases.dispatch import (
+    DispatchDeps,
+    log_dispatch,
+    repeatability_id,
+    send_claimed,
+)
 from sms_core.use_cases.outbox import behind_the_sweeper, enqueue_dispatch
 from sms_core.use_cases.ports import IdempotencyKeys, OptOuts, Outbox
 from sms_core.use_cases.status_changes import StatusChanges, status_changes
@@ -128,10 +134,12 @@ def accept_send(deps: SendDeps, request: SendRequest,
         claim = deps.idempotency.claim(validate_key(idempotency_key),
                                        request.fingerprint())
         batch = claim.batch
+        concern(batch=batch)
         if claim.completed:
             stored = deps.messages.load(batch)
             if len(stored) == len(request.recipients):
                 return SendResponse(messages=[_result(r) for r in stored])
+    concern(batch=batch)
     now = datetime.now(UTC)
     records = _plan(deps.optouts, request, sender, batch, now, optout_exempt)
     pending = [r for r in records if r.status == MessageStatus.QUEUED]
@@ -185,9 +193,10 @@ def _hand_over(deps: SendDeps, changes: StatusChanges, batch: str,
             wait = slot - time.time()
             if wait > 0:
                 time.sleep(wait)
-            sent = send_claimed(deps, changes, DispatchJob(
-                batch=batch, indices=[r.index for r in waiting], priority=priority or None),
-                waiting, attempt=1, clear_outbox=True)
+            job = DispatchJob(batch=batch, indices=[r.index for r in waiting],
+                              priority=priority or None)
+            sent = send_claimed(deps, changes, job, waiting, attempt=1, clear_outbox=True)
+            log_dispatch(job, sent, attempt=1, inline=True)
             if sent.outbox_cleared:
                 return
         else:
