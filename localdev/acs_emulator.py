@@ -25,6 +25,8 @@ ACS API
 
 Control API (JSON, no auth)
 ---------------------------
+``GET /emulator`` lists it (method, path, purpose of each endpoint: `ENDPOINTS`).
+
 - ``GET    /emulator/health`` -> ``{"status": "ok"}``
 - ``GET    /emulator/handsets/{number}/inbox`` -> ``{"number", "messages": [{"from", "to",
   "message", "messageId", "tag", "receivedAt"}]}`` (the number with or without ``+``,
@@ -1511,11 +1513,57 @@ def _h_webhook_validate(emu: AcsEmulator, req: _Request) -> _Response:
     return _Response(200, {"validated": True, "url": url, "schema": schema})
 
 
+# What `GET /emulator` answers: every endpoint with its method, path and purpose (the module
+# docstring has the bodies). A test checks it lists exactly the routes below.
+ENDPOINTS: list[dict[str, str]] = [
+    {"method": "POST", "path": "/sms?api-version=<any>",
+     "purpose": "ACS SMS send (HMAC-SHA256 signed, 1..100 recipients); delivery reports follow "
+                "on the sms-delivery-reports queue"},
+    {"method": "GET", "path": "/emulator", "purpose": "this list of the control API"},
+    {"method": "GET", "path": "/emulator/health", "purpose": "liveness: {\"status\": \"ok\"}"},
+    {"method": "GET", "path": "/emulator/handsets/{number}/inbox",
+     "purpose": "what a handset received (from, to, message, messageId, tag, receivedAt)"},
+    {"method": "GET", "path": "/emulator/handsets/{number}/sent",
+     "purpose": "what a handset replied"},
+    {"method": "POST", "path": "/emulator/handsets/{number}/reply",
+     "purpose": "the handset texts us: {\"to\", \"message\"} posted to the inbound webhook as "
+                "an Event Grid SMSReceived event (handshake first)"},
+    {"method": "GET", "path": "/emulator/requests",
+     "purpose": "every authenticated send call, in order"},
+    {"method": "GET", "path": "/emulator/stats",
+     "purpose": "counters: recipients accepted, send calls"},
+    {"method": "PUT", "path": "/emulator/outcomes/{number}",
+     "purpose": "steer a number: its delivery status and details, or a send error"},
+    {"method": "DELETE", "path": "/emulator/outcomes/{number}",
+     "purpose": "back to the default outcome (Delivered; numbers ending 0000 fail with 4006)"},
+    {"method": "PUT", "path": "/emulator/senders/{number}/rate",
+     "purpose": "a sender's rate: {\"ratePerMinute\"} (refills its bucket)"},
+    {"method": "PUT", "path": "/emulator/senders/{number}/throttle",
+     "purpose": "answer a sender's next calls 429: {\"calls\", \"retryAfter\"}"},
+    {"method": "GET", "path": "/emulator/webhook",
+     "purpose": "the inbound webhook subscription: url, schema, validated, pending"},
+    {"method": "PUT", "path": "/emulator/webhook",
+     "purpose": "subscribe the inbound webhook: {\"url\", \"schema\": eventgrid|cloudevents}"},
+    {"method": "GET", "path": "/emulator/webhook/deliveries",
+     "purpose": "every webhook delivery attempt, in order"},
+    {"method": "GET", "path": "/emulator/webhook/validate?id=<code>",
+     "purpose": "Event Grid's manual validation URL of a handshake"},
+    {"method": "POST", "path": "/emulator/reset",
+     "purpose": "clear inboxes, logs, outcomes, rates and pending retries (the webhook stays)"},
+]
+
+
+def _h_index(emu: AcsEmulator, req: _Request) -> _Response:
+    return _Response(200, {"emulator": "ACS SMS emulator", "endpoint": emu.endpoint,
+                           "endpoints": ENDPOINTS})
+
+
 _NUMBER = r"(?P<number>[^/]+)"
 
 # (method, path pattern, handler)
 ROUTES: list[tuple[str, re.Pattern[str], _Handler]] = [
     ("POST", re.compile(r"/sms"), _h_send),
+    ("GET", re.compile(r"/emulator/?"), _h_index),
     ("GET", re.compile(r"/emulator/health"), _h_health),
     ("GET", re.compile(rf"/emulator/handsets/{_NUMBER}/inbox"), _h_inbox),
     ("GET", re.compile(r"/emulator/requests"), _h_requests),
@@ -1900,7 +1948,9 @@ def main(argv: list[str] | None = None) -> int:
         help="where handset replies are delivered as Event Grid SMSReceived events (empty: none)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The function host's format: `make run` interleaves both in one terminal.
+    logging.basicConfig(level=logging.INFO, datefmt="%H:%M:%S",
+                        format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s")
     # The Azure SDK logs every HTTP call at INFO: delivery-report writes would flood the console.
     logging.getLogger("azure").setLevel(logging.WARNING)
     # httpx logs every webhook call at INFO, URL and its ?code= function key included.

@@ -40,6 +40,7 @@ from localdev.acs_emulator import (
     DEFAULT_ACCESS_KEY,
     DLR_QUEUE,
     EMULATOR_TOPIC,
+    ROUTES,
     AcsEmulator,
     EmulatorState,
     NoInboundWebhook,
@@ -1217,3 +1218,14 @@ def test_forced_throttle_answers_429_then_lets_calls_through() -> None:
     assert (first.status, second.status, third.status) == (429, 429, 202)
     assert first.headers["Retry-After"] == "3"
     assert state.inbox("+14255550123") and len(state.inbox("+14255550123")) == 1
+
+
+def test_get_emulator_lists_every_control_endpoint(emulator: AcsEmulator) -> None:
+    answer = httpx.get(f"{emulator.endpoint}/emulator", timeout=10)
+    assert answer.status_code == 200
+    listed = answer.json()["endpoints"]
+    assert all(e["purpose"] for e in listed)
+    served = {(method, pattern.pattern.replace("(?P<number>[^/]+)", "{number}")
+               .removesuffix("/?")) for method, pattern, _ in ROUTES}
+    assert {(e["method"], e["path"].split("?")[0]) for e in listed} == served
+    assert len(listed) == len(served)
