@@ -72,6 +72,9 @@ var appSettings = {
   SMS_SENDER_RATE_PER_MINUTE: string(smsSenderRatePerMinute)
   SMS_OPTOUT_SCOPE: smsOptoutScope
   SMS_APP_WEBHOOK_URL: smsAppWebhookUrl
+  // One JSON object per log line: Application Insights keeps it as the trace's message, and
+  // parse_json(message) reads correlationId and the other fields (docs/deploy.md).
+  SMS_LOG_FORMAT: 'json'
 }
 
 // The webhook signing secret never passes through the template: only a Key Vault reference,
