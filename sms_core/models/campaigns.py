@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.messages import MAX_MESSAGE_CHARS, MAX_TAG_CHARS
 from sms_core.rules.audience_csv import AudienceRow, CsvAudienceError, parse_audience_csv
+from sms_core.rules.message_text import check_text
 from sms_core.rules.quiet_hours import QuietHours
 
 MAX_CAMPAIGN_RECIPIENTS = 100_000  # message row keys hold 5 digits
@@ -165,6 +166,11 @@ class CampaignRequest(BaseModel):
     quiet_hours: QuietHoursIn | None = Field(None, alias="quietHours")
     delivery_report: bool = Field(True, alias="deliveryReport")
 
+    @field_validator("template")
+    @classmethod
+    def _template_text(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value)
+
     @model_validator(mode="after")
     def _one_template(self) -> CampaignRequest:
         if (self.template is None) == (self.template_id is None):
@@ -188,6 +194,11 @@ class TemplateRequest(BaseModel):
 
     name: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
     text: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return check_text(value)
 
 
 class AudienceRequest(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.rules.message_text import check_text
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.times import check_send_at
 
@@ -88,8 +89,7 @@ class SendRequest(BaseModel):
     @field_validator("message")
     @classmethod
     def _message_text(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("message must not be empty")
+        check_text(value)
         if len(value) > MAX_MESSAGE_CHARS:
             raise ValueError(f"message is {len(value)} characters; the maximum is "
                              f"{MAX_MESSAGE_CHARS}")

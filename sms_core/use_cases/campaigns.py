@@ -41,6 +41,7 @@ from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
 from sms_core.models.records import CampaignRecord, RecipientRecord, new_campaign_id
 from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
+from sms_core.rules.message_text import text_problem
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 from sms_core.rules.segments import SegmentInfo, count_segments
@@ -132,7 +133,10 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
         try:
             number = to_e164(src.to)
             body = template.render(src.attributes)
-            if len(body) > MAX_MESSAGE_CHARS:
+            problem = text_problem(body)  # a variable's value can make it so
+            if problem is not None:
+                reason = f"the rendered message {problem}"
+            elif len(body) > MAX_MESSAGE_CHARS:
                 reason = (f"the rendered message is {len(body)} characters; the maximum is "
                           f"{MAX_MESSAGE_CHARS}")
         except InvalidPhoneNumber as exc:
