@@ -3,12 +3,14 @@ tools users point at it (a strict YAML loader, a spec validator, a client genera
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from tests.app_functions import app_functions
@@ -97,3 +99,97 @@ def test_openapi_python_client_builds_a_client_without_warnings(tmp_path: Path) 
     spec = yaml.safe_load(SPEC_TEXT)
     assert operations == {re.sub(r"(?<!^)(?=[A-Z])", "_", op["operationId"]).lower()
                           for ops in spec["paths"].values() for op in ops.values()}
+
+
+# Bodies the server's request models accept (True) or refuse with a 400 (False): the spec's
+# schema of the same name must say the same, so a client validating against it meets no surprise.
+_SAME_VERDICT: list[tuple[str, dict[str, Any], bool]] = [
+    ("SendRequest", {"to": "+14255550123", "message": "Hello"}, True),
+    ("SendRequest", {"to": ["+14255550123", "+14255550124"], "message": "Hello",
+                     "tag": "t" * 256, "deliveryReport": False}, True),
+    ("SendRequest", {"to": [], "message": "Hello"}, False),
+    ("SendRequest", {"to": ["+14255550123"] * 10_001, "message": "Hello"}, False),
+    ("SendRequest", {"to": "+14255550123", "message": ""}, False),
+    ("SendRequest", {"to": "+14255550123", "message": "x" * 2049}, False),
+    ("SendRequest", {"to": "+14255550123", "message": "Hello", "tag": "t" * 257}, False),
+    ("SendRequest", {"to": "+14255550123", "message": "Hello", "deliveryReport": "yes"}, False),
+    ("SendRequest", {"to": "+14255550123", "message": "Hello", "sendAt": 1}, False),
+    ("SendRequest", {"to": "+14255550123", "message": "Hello", "priority": 1}, False),
+    ("SendRequest", {"message": "Hello"}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"csv": "to\n+14255550123"}},
+     True),
+    ("CampaignRequest", {"name": "c", "templateId": "t1", "audience": {"audienceId": "a1",
+                         "filter": "city = 'Seattle'"}, "schedule": {"cron": "0 9 * * 1",
+                         "timezone": "Europe/Amsterdam"},
+                         "quietHours": {"start": "21:00", "end": "08:00"}}, True),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "templateId": "t1",
+                         "audience": {"audienceId": "a1"}}, False),
+    ("CampaignRequest", {"name": "c", "audience": {"audienceId": "a1"}}, False),
+    ("CampaignRequest", {"name": "c", "template": "", "audience": {"audienceId": "a1"}}, False),
+    ("CampaignRequest", {"name": "", "template": "Hi", "audience": {"audienceId": "a1"}}, False),
+    ("CampaignRequest", {"name": "n" * 201, "template": "Hi", "audience": {"audienceId": "a1"}},
+     False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {}}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi",
+                         "audience": {"audienceId": "a1", "csv": "to\n+14255550123"}}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "schedule": {}}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "schedule": {"cron": "0 9 * * 1", "sendAt": "2030-01-31T09:00:00Z"}},
+     False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "schedule": {"sendAt": "2030-01-31T09:00:00Z", "timezone": "UTC"}},
+     False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "quietHours": {"start": "24:00", "end": "08:00"}}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "quietHours": {"start": "21:60", "end": "08:00"}}, False),
+    ("CampaignRequest", {"name": "c", "template": "Hi", "audience": {"audienceId": "a1"},
+                         "quietHours": {"start": "21:00"}}, False),
+    ("AudienceRequest", {"name": "a", "recipients": [{"to": "+14255550123",
+                                                     "vars": {"n": 1, "ok": True}}]}, True),
+    ("AudienceRequest", {"name": "a", "csv": "to\n+14255550123"}, True),
+    ("AudienceRequest", {"name": "a"}, False),
+    ("AudienceRequest", {"name": "a", "csv": "to\n+14255550123",
+                         "recipients": [{"to": "+14255550123"}]}, False),
+    ("AudienceRequest", {"name": "a", "recipients": [{"to": "+14255550123",
+                                                     "vars": {"n": [1]}}]}, False),
+    ("TemplateRequest", {"name": "t", "text": "Hi {{name}}"}, True),
+    ("TemplateRequest", {"name": "t", "text": ""}, False),
+    ("TemplateRequest", {"name": "t", "text": "x" * 2049}, False),
+    ("OptOutRequest", {"from": "+18005550100", "recipients": [{"to": "+14255550123"}]}, True),
+    ("OptOutRequest", {"from": "+18005550100", "recipients": []}, False),
+    ("OptOutRequest", {"from": "+18005550100", "recipients": [{"to": "+1"}] * 101}, False),
+    ("SendConfirmation", {"confirmationToken": "abc"}, True),
+    ("SendConfirmation", {"confirmationToken": ""}, False),
+    ("SendConfirmation", {}, False),
+]
+
+
+def _server_model(name: str) -> type[Any]:
+    from sms_core.models import campaigns, messages, optouts
+
+    return {"SendRequest": messages.SendRequest, "CampaignRequest": campaigns.CampaignRequest,
+            "AudienceRequest": campaigns.AudienceRequest,
+            "TemplateRequest": campaigns.TemplateRequest,
+            "OptOutRequest": optouts.OptOutRequest,
+            "SendConfirmation": campaigns.SendConfirmation}[name]
+
+
+@pytest.mark.parametrize(("schema", "body", "valid"), _SAME_VERDICT,
+                         ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(_SAME_VERDICT)])
+def test_the_spec_accepts_and_refuses_bodies_as_the_server_does(
+        schema: str, body: dict[str, Any], valid: bool) -> None:
+    from sms_core.errors import RequestInvalid
+    from sms_core.models.messages import parse_model
+
+    try:
+        parse_model(_server_model(schema), json.dumps(body))
+        server_accepts = True
+    except RequestInvalid:
+        server_accepts = False
+    spec = yaml.safe_load(SPEC_TEXT)
+    validator = Draft202012Validator({"$ref": f"#/components/schemas/{schema}",
+                                      "components": spec["components"]})
+    spec_errors = [e.message for e in validator.iter_errors(body)]
+    assert (server_accepts, not spec_errors) == (valid, valid), spec_errors
