@@ -17,8 +17,9 @@ from sms_core.use_cases.campaign_runs import handle_fanout_job
 from sms_core.use_cases.campaigns import confirm_send, get_campaign, prepare_campaign
 from sms_core.use_cases.delivery_reports import apply_delivery_reports
 from sms_core.use_cases.dispatch import dispatch
+from sms_core.use_cases.inbound import receive_inbound
 from tests.unit.fakes import SENDER, FakeDeps
-from tests.unit.use_cases.steps import ALICE, BOB, campaign, report, run_jobs, send
+from tests.unit.use_cases.steps import ALICE, BOB, campaign, inbound, report, run_jobs, send
 
 TEXT = "Your code is 424242"
 
@@ -135,3 +136,22 @@ def test_a_campaign_run_tells_its_start_chunks_and_completion(
     assert prepared_line.getMessage() == (
         f"campaign {prepared.id} prepared: 2 recipient row(s), 2 valid")
     assert confirmed.getMessage().startswith(f"campaign {prepared.id} confirmed: first run due ")
+
+
+def test_an_inbound_text_shows_the_keyword_and_length_never_the_text_or_the_number(
+        deps: FakeDeps, caplog: pytest.LogCaptureFixture) -> None:
+    stop = inbound("STOP", their=ALICE)
+    with request_scope() as concerns:
+        receive_inbound(deps, [stop])
+    assert next(iter(concerns)) == "inboundId"  # the request is about the inbound message
+    (line,) = [r for r in lines(caplog, "inbound") if "from" in r.getMessage()]
+    assert line.getMessage() == (
+        f"inbound {stop.id} from ***{ALICE[-4:]} to {SENDER}: keyword STOP (opt_out), "
+        "4 character(s)")
+    facts = vars(line)
+    assert (facts["correlationId"], facts["sender"], facts["recipient"], facts["keywordKind"]
+            ) == (stop.id, f"***{ALICE[-4:]}", SENDER, "opt_out")
+    receive_inbound(deps, [inbound(TEXT, their=BOB)])
+    assert lines(caplog, "inbound")[-1].getMessage().endswith(
+        f": no keyword, {len(TEXT)} character(s)")
+    no_secrets(caplog, ALICE, BOB)
