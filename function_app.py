@@ -16,10 +16,10 @@ from delivery_report.blueprint import bp as delivery_report
 from inbound_webhook.blueprint import bp as inbound_webhook
 from operations.blueprint import bp as operations
 from send_sms.blueprint import bp as send_sms
-from sms_core.logs import use_log_format
+from sms_core.logs import configure_logging
 from sms_core.settings import get_settings
 
-use_log_format(get_settings().log_format)
+configure_logging(get_settings().log_format)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations):

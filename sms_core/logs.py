@@ -97,14 +97,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
-def use_log_format(log_format: LogFormat) -> None:
-    """Apply SMS_LOG_FORMAT to the process's log handlers (called as the app loads).
+# Libraries that log every HTTP call at INFO: the Azure SDK (request and response headers) and
+# httpx (the app webhook's URL, which may carry a token). With the worker's root logger at INFO
+# they would be most of what reaches Application Insights.
+QUIET_LIBRARIES = ("azure", "httpx")
+
+
+def configure_logging(log_format: LogFormat) -> None:
+    """Set up the app's logging as it loads: SMS_LOG_FORMAT, and chatty libraries at WARNING
+    (unless the host already chose a level for them).
 
     `json`: every handler of the root logger formats with `JsonFormatter`, including the
     Python worker's own (which sends the formatted line to the host), or a stderr handler when
     there is none. `text`: the handlers are left as the host configured them; the messages read
     on their own.
     """
+    for name in QUIET_LIBRARIES:
+        library = logging.getLogger(name)
+        if library.level == logging.NOTSET:
+            library.setLevel(logging.WARNING)
     if log_format != "json":
         return
     root = logging.getLogger()

@@ -56,7 +56,10 @@ def log_request(method: str, route: str, path: str, status: int, duration_ms: fl
                 concerns: Mapping[str, str], headers: Mapping[str, str]) -> None:
     """Write the request's line (WARNING for a 5xx, INFO otherwise)."""
     correlation = correlation_of(concerns)
-    about = ", ".join(f"{key} {value}" for key, value in concerns.items())
+    # A message id starts with its batch: the text names the message only.
+    shown = {k: v for k, v in concerns.items()
+             if not (k == "batch" and concerns.get("messageId", "").startswith(f"{v}-"))}
+    about = ", ".join(f"{key} {value}" for key, value in shown.items())
     log.log(logging.WARNING if status >= 500 else logging.INFO,
             "%s %s -> %d in %.1f ms%s", method, path, status, duration_ms,
             f" ({about})" if about else "",

@@ -13,12 +13,12 @@ from sms_core.errors import SettingsError
 from sms_core.logs import (
     JsonFormatter,
     concern,
+    configure_logging,
     correlation_of,
     extra_fields,
     fields,
     mask_number,
     request_scope,
-    use_log_format,
 )
 from sms_core.settings import load_settings
 
@@ -93,9 +93,9 @@ def root_handler() -> Iterator[logging.Handler]:
 def test_json_formats_every_root_handler_and_text_leaves_them(
         root_handler: logging.Handler) -> None:
     before = root_handler.formatter
-    use_log_format("text")
+    configure_logging("text")
     assert root_handler.formatter is before
-    use_log_format("json")
+    configure_logging("json")
     assert isinstance(root_handler.formatter, JsonFormatter)
 
 
@@ -117,3 +117,16 @@ def test_a_request_collects_what_it_concerns_and_its_correlation_id() -> None:
     assert correlation_of(concerns) == "Incoming_1"
     assert correlation_of({"messageId": "b-00000", "batch": "b"}) == "b"
     assert correlation_of({"messageId": "b-00000"}) is None
+
+
+def test_chatty_libraries_log_warnings_only_unless_the_host_chose() -> None:
+    httpx_log, azure_log = logging.getLogger("httpx"), logging.getLogger("azure")
+    before = httpx_log.level, azure_log.level
+    try:
+        httpx_log.setLevel(logging.NOTSET)
+        azure_log.setLevel(logging.DEBUG)  # the host asked for it
+        configure_logging("text")
+        assert (httpx_log.level, azure_log.level) == (logging.WARNING, logging.DEBUG)
+    finally:
+        httpx_log.setLevel(before[0])
+        azure_log.setLevel(before[1])
