@@ -7,6 +7,8 @@ queues (`sms-outbound`, `sms-delivery-reports`) and must not take other tests' m
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +60,7 @@ class Stack:
     anonymous: httpx.Client  # base URL .../api, no key
     emulator: AcsEmulator
     services: Services  # direct access to the same storage, for arranging state
+    log_path: Path  # the host's stdout and stderr: JSON log lines (SMS_LOG_FORMAT=json)
 
     def wait_for(self, check: Callable[[], Any], deadline_s: float = 30.0,
                  what: str = "condition", explain: Callable[[], Any] | None = None) -> Any:
@@ -67,6 +70,15 @@ class Stack:
 
     def status_of(self, message_id: str) -> str:
         return str(self.api.get(f"/messages/{message_id}").json()["status"])
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The host's JSON log lines so far (the few lines before the app loaded are text)."""
+        lines = []
+        for text in self.log_path.read_text("utf-8", errors="replace").splitlines():
+            if text.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    lines.append(json.loads(text))
+        return lines
 
 
 @pytest.fixture(scope="package")
@@ -85,7 +97,9 @@ def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFacto
            "ACS_CONNECTION_STRING": emulator.connection_string, "SMS_DEFAULT_FROM": SENDER,
            "SMS_SENDER_RATE_PER_MINUTE": "100000", "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
            "SMS_APP_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/sms-events",
-           "SMS_APP_WEBHOOK_SECRET": WEBHOOK_SECRET}
+           "SMS_APP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+           # JSON lines, as in Azure: tests read fields (correlationId) instead of wording.
+           "SMS_LOG_FORMAT": "json"}
     log = tmp_path_factory.mktemp("host") / "host.log"
     with open(log, "wb") as out:
         host = subprocess.Popen(
@@ -96,7 +110,7 @@ def stack(azurite_connection_string: str, tmp_path_factory: pytest.TempPathFacto
     anonymous = httpx.Client(base_url=base, timeout=30)
     services = Services(load_settings(AzureWebJobsStorage=azurite_connection_string,
                                       ACS_CONNECTION_STRING=emulator.connection_string))
-    stack = Stack(api, anonymous, emulator, services)
+    stack = Stack(api, anonymous, emulator, services, log)
     try:
         def healthy() -> bool:
             if host.poll() is not None:
