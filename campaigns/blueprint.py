@@ -76,7 +76,9 @@ def campaign_fanout(msg: func.QueueMessage) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
 def campaign_scheduler(timer: func.TimerRequest) -> None:
     """Every minute: fire campaign runs that are due (sendAt, cron), settle finished ones."""
-    log.info("campaign scheduler: %d run(s) fired", run_due(get_services()))
+    fired = run_due(get_services())
+    # Every minute: only a tick that fired something is worth a line at INFO.
+    log.log(logging.INFO if fired else logging.DEBUG, "campaign scheduler: %d run(s) fired", fired)
 
 
 @bp.route(route="audiences", methods=["GET", "POST"])

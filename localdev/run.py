@@ -241,7 +241,17 @@ def start_stack(stack: Stack, stop: threading.Event) -> str:
         lines += [
             "Read what the handset received:",
             f"  curl -s {emulator_url}/emulator/handsets/{EXAMPLE_NUMBER}/inbox",
+            f"The emulator's control API: curl -s {emulator_url}/emulator",
         ]
+    json_lines = env.get("SMS_LOG_FORMAT", "").strip().lower() == "json"
+    lines += [
+        "",
+        "Below, the log: a line per request, dispatch, delivery report, campaign run step and",
+        "inbound text; a send's lines, up to its delivery report, name the same batch id"
+        + (" (correlationId)." if json_lines
+           else ".\nSMS_LOG_FORMAT=json makes them JSON lines, as in Azure."),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -20,6 +20,9 @@ from localdev.func_host.config import (
 )
 from localdev.func_host.host import FunctionHost
 
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%H:%M:%S"
+
 
 def _load_local_settings(root: Path) -> None:
     """Export local.settings.json `Values` that the environment does not already set.
@@ -57,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     _load_local_settings(root)
     level = (logging.getLevelName(args.log_level.upper()) if args.log_level
              else HostConfig.load(root).log_level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Time to the millisecond, the level padded so messages line up; the app's own lines read on
+    # their own (SMS_LOG_FORMAT=json turns every line, the host's too, into JSON).
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     # The Azure SDK logs every HTTP call at INFO; the poller alone would flood the console.
     logging.getLogger("azure").setLevel(max(logging.WARNING, logging.getLogger().level))
 

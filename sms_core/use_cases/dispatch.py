@@ -126,7 +126,9 @@ def dispatch(deps: DispatchDeps, job: DispatchJob, *, attempt: int = 1) -> Dispa
     """
     with status_changes(deps) as changes:
         result = _dispatch(deps, changes, job, attempt)
-    log_dispatch(job, result, attempt=job_attempt(job, attempt))
+        # Told when its messages are recorded, before the unit of work announces them (for a
+        # job of 100 that takes longer than the send, and reports may already have come back).
+        log_dispatch(job, result, attempt=job_attempt(job, attempt))
     return result
 
 
@@ -331,7 +333,8 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     if retry:
         deps.jobs.enqueue(job.model_copy(update={
             "indices": retry, "slot_at": None, "attempt": attempt + 1}), backoff_s(attempt))
-    sent = sum(1 for r in done if r.status == MessageStatus.SENT)
+    # Sent by this call: also those whose delivery report was recorded before this write.
+    sent = sum(1 for r in done if r.status == MessageStatus.SENT or r.index in overtaken)
     failed = sum(1 for r in done if r.status == MessageStatus.FAILED)
     return DispatchResult(sent=sent, failed=failed, deferred=len(retry) + len(throttled),
                           outbox_cleared=fold, retried=len(retry) + len(throttled),
