@@ -14,9 +14,10 @@ What maps to what (`storage_errors`):
     any `azure.core.exceptions.AzureError` (connection failures,       StorageUnavailable (503,
       timeouts, HttpResponseError and its subclasses, DecodeError ...)    safe to retry), naming
     `DeserializationError`: the SDK could not read a service answer       the storage that failed
-    `TypeError`, `ValueError`, `LookupError`, `AttributeError` raised
-      by the SDK's own code while it held the service's answer (see
-      `is_unreadable_answer`): it broke on a malformed body or value
+    `TypeError`, `ValueError`, `LookupError`, `AttributeError`, XML
+      `ParseError` raised by the SDK's own code while it held the
+      service's answer (see `is_unreadable_answer`): it broke on a
+      malformed body or value
     an exception type listed in `keep`                                 itself: the adapter
                                                                          handles it around the block
     anything else: `SmsError`s, and `TypeError`/`KeyError`/...          itself: a bug stays a bug,
@@ -39,6 +40,7 @@ import sysconfig
 from contextlib import ContextDecorator
 from enum import Enum
 from types import FrameType, TracebackType
+from xml.etree.ElementTree import ParseError
 
 from azure.core.exceptions import AzureError, DeserializationError, HttpResponseError
 from azure.core.pipeline import PipelineResponse
@@ -51,8 +53,13 @@ from sms_core.errors import StorageUnavailable
 # string was meant, a stored time it cannot parse: the Tables SDK writes a year below 1000
 # without its leading zeros and its own strptime then refuses it). The SDKs raise no KeyError
 # or AttributeError on purpose; TypeError and ValueError they do raise on purpose for input
-# they refuse, which `is_unreadable_answer` tells apart.
-_TRIPPED = (TypeError, ValueError, LookupError, AttributeError)
+# they refuse, which `is_unreadable_answer` tells apart. An answer that is no XML at all (a
+# "201 Created" cut off before its body) makes the Queue SDK's ElementTree raise ParseError.
+_TRIPPED = (TypeError, ValueError, LookupError, AttributeError, ParseError)
+# Never raised on purpose: where the SDK raises one of these after it has turned the answer
+# into one of its models (a "201 Created" whose body was a web page, read as an empty list of
+# sent messages), the model stands for the answer.
+_NEVER_ON_PURPOSE = (LookupError, AttributeError)
 # What an SDK frame holds once the service has answered: the HTTP response, or the Azure error
 # built from it while the SDK turns it into a more specific one.
 _ANSWER = (HttpResponse, LegacyHttpResponse, PipelineResponse, HttpResponseError)
@@ -92,7 +99,9 @@ def is_unreadable_answer(exc: BaseException) -> bool:
     That is: a TypeError, ValueError, LookupError or AttributeError whose raise site is SDK
     code (not ours, nor our code that the SDK called back; frames of the standard library that
     the SDK called are looked through), raised while some SDK frame on the way held the
-    service's answer (or in the SDK's deserializer, which reads nothing else). Both conditions
+    service's answer (or in the SDK's deserializer, which reads nothing else; or, for a
+    LookupError or AttributeError, which no SDK raises on purpose, one of its models made from
+    the answer). Both conditions
     matter: the first keeps our own bugs in the block from being retried as outages; the second
     keeps out the TypeErrors and ValueErrors the SDK raises on purpose, before sending anything,
     for input it refuses (an unsupported property type, an int too large for Edm.Int32): those
@@ -110,8 +119,16 @@ def is_unreadable_answer(exc: BaseException) -> bool:
     if not frames or not _in_sdk(frames[-1]):
         return False
     sdk = [frame for frame in frames if _in_sdk(frame)]
-    return any(_reads_answers(frame) for frame in sdk) or any(
-        isinstance(value, _ANSWER) for frame in sdk for value in frame.f_locals.values())
+    values = [value for frame in sdk for value in frame.f_locals.values()]
+    return (any(_reads_answers(frame) for frame in sdk)
+            or any(isinstance(value, _ANSWER) for value in values)
+            or (isinstance(exc, _NEVER_ON_PURPOSE) and any(map(_is_sdk_model, values))))
+
+
+def _is_sdk_model(value: object) -> bool:
+    # The SDKs' generated models (`azure.storage.queue._generated.models...`): what an answer
+    # is deserialized into.
+    return "._generated.models" in type(value).__module__
 
 
 def _reads_answers(frame: FrameType) -> bool:
