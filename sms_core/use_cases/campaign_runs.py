@@ -223,12 +223,13 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
     _enqueue_dispatch(deps, run.batch, pending)
     store.mark_chunk(run, chunk, {"Messages": len(stored), "Pending": len(pending)})
     counts = dict(Counter(r.status.value for r in stored))
+    ms = (time.perf_counter() - started) * 1000
     log.info("campaign %s run %s chunk %d of %d (batch %s): %d message(s) (%s) in %.1f ms",
              campaign_id, key, chunk + 1, run.chunks, run.batch, len(stored),
-             _counts_text(counts), (time.perf_counter() - started) * 1000,
+             _counts_text(counts), ms,
              extra=fields(run.batch, campaignId=campaign_id, run=key, batch=run.batch,
-                          chunk=chunk, messages=len(stored), counts=counts,
-                          durationMs=round((time.perf_counter() - started) * 1000, 1)))
+                          chunk=chunk + 1, chunks=run.chunks, messages=len(stored),
+                          counts=counts, durationMs=round(ms, 1)))
 
 
 def _counts_text(counts: dict[str, int]) -> str:
