@@ -25,10 +25,15 @@ def delivery_report(msg: func.QueueMessage) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="0 5 * * * *")
 def expire_messages(timer: func.TimerRequest) -> None:
     """Hourly: `sent` with no report after SMS_DLR_TIMEOUT_HOURS becomes `expired`."""
-    log.info("expiry sweep: %s", delivery.expire_overdue(get_services()))
+    swept = delivery.expire_overdue(get_services())
+    # Hourly: a sweep that expired nothing is not worth a line at INFO.
+    log.log(logging.INFO if swept.expired else logging.DEBUG, "expiry sweep: %s", swept)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
 def reconcile_reports(timer: func.TimerRequest) -> None:
     """Every 5 minutes: apply delivery reports that overtook their message; report the rest."""
-    log.info("reconcile: %s", delivery.reconcile_reports(get_services()))
+    done = delivery.reconcile_reports(get_services())
+    # Every 5 minutes: only a run that found something is worth a line at INFO.
+    busy = done.applied or done.unmatched or done.invalid_inbound
+    log.log(logging.INFO if busy else logging.DEBUG, "reconcile: %s", done)
