@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -633,6 +633,18 @@ class AudienceFilter:
             else:
                 values.append((trimmed.casefold(), _to_number(trimmed) if needs_number else None))
         return self._predicate(values)
+
+    def unknown_attributes(self, columns: Iterable[str]) -> list[str]:
+        """The attributes the rule names that none of `columns` is, as first written, in the
+        order the rule names them; matched as `matches` matches keys (case and surrounding
+        spaces do not count).
+
+        A rule over a column the audience does not have is a typo (``plann = 'pro'``), never
+        what the marketer meant: every comparison with it is false, so it would match nobody,
+        and under ``not`` everybody. Callers refuse such a rule, naming the known columns.
+        """
+        known = {column.strip().casefold() for column in columns}
+        return [slot.spelling for slot in self._slots if slot.key not in known]
 
     def __repr__(self) -> str:
         return f"AudienceFilter({self.text!r})"

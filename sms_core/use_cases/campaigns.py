@@ -40,7 +40,7 @@ from sms_core.models.campaigns import (
 from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
 from sms_core.models.records import CampaignRecord, RecipientRecord, new_campaign_id
-from sms_core.rules.audience_filter import FilterSyntaxError, parse_filter
+from sms_core.rules.audience_filter import AudienceFilter, FilterSyntaxError, parse_filter
 from sms_core.rules.message_text import text_problem
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
@@ -91,6 +91,7 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
             rule = parse_filter(audience.filter)
         except FilterSyntaxError as exc:
             raise invalid_field("audience.filter", str(exc)) from None
+        _check_filter_columns(rule, rows)
         total = len(rows)
         rows = [r for r in rows if rule.matches(r.attributes)]
         if not rows:
@@ -99,6 +100,20 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
     if not rows:
         raise invalid_field("audience", "the audience has no recipients")
     return rows
+
+
+def _check_filter_columns(rule: AudienceFilter, rows: Sequence[_Source]) -> None:
+    """A 400 naming `audience.filter` when the rule names a column no member has."""
+    if not rows:
+        return  # "the audience has no recipients" says more
+    columns = sorted({key for r in rows for key in r.attributes}, key=str.casefold)
+    unknown = rule.unknown_attributes(columns)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        known = (f"the audience's columns are: {', '.join(columns)}" if columns
+                 else "the audience has no columns besides to")
+        raise invalid_field("audience.filter",
+                            f"unknown column{'s' if len(unknown) > 1 else ''} {names}; {known}")
 
 
 def compile_template(text: str, field_name: str = "template") -> MessageTemplate:

@@ -496,3 +496,10 @@ def test_no_garbled_rule_fails_with_anything_but_a_syntax_error() -> None:
         else:
             audience_filter.matches({"city": "x", "a b": "18"})
             audience_filter.matches({})
+
+
+def test_unknown_attributes_are_the_rule_names_no_column_matches() -> None:
+    rule = parse_filter("plann = 'pro' or `Tier` = 'gold' or not City is empty")
+    assert rule.unknown_attributes(["tier", " city ", "plan"]) == ["plann"]
+    assert rule.unknown_attributes(["PLANN", "tier", "city"]) == []
+    assert parse_filter("a = '1' and b = '2' and a = '3'").unknown_attributes([]) == ["a", "b"]

@@ -213,6 +213,41 @@ def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
     assert deps.gateway.delivered == [(ALICE, "Hello Alice")]
 
 
+@pytest.mark.parametrize("rule", ["plann = 'pro'", "not plann = 'free'",
+                                  "tier = 'gold' or `Plann` is empty"])
+def test_a_filter_naming_an_unknown_column_is_a_400_listing_the_known_ones(
+        deps: FakeDeps, rule: str) -> None:
+    audience = deps.audiences.create("vip", [
+        MemberRecord(ALICE, {"name": "Alice", "tier": "gold", "plan": "pro"}),
+        MemberRecord(BOB, {"name": "Bob", "tier": "silver"})])
+    with pytest.raises(RequestInvalid) as info:
+        prepare_campaign(deps, campaign(audience={"audienceId": audience.id, "filter": rule}))
+    ((field, message),) = [(e.field, e.message) for e in info.value.errors]
+    assert field == "audience.filter"
+    assert "unknown column 'plann'" in message.lower()
+    assert "name, plan, tier" in message  # the known ones
+    assert list_campaigns(deps.campaigns, PageQuery(10, None)).campaigns == []
+
+
+def test_a_filter_over_a_csv_upload_names_an_unknown_column_too(deps: FakeDeps) -> None:
+    request = campaign_request(f"to,name,City\n{ALICE},Alice,Seattle\n".encode(), "text/csv",
+                               {"name": "From CSV", "template": "Hi {{name}}",
+                                "filter": "town = 'Seattle'"})
+    with pytest.raises(RequestInvalid) as info:
+        prepare_campaign(deps, request)
+    assert [(e.field, e.message) for e in info.value.errors] == [(
+        "audience.filter", "unknown column 'town'; the audience's columns are: City, name")]
+
+
+def test_a_filter_column_matches_in_any_case_and_a_blank_column_is_known(
+        deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign(audience={
+        "recipients": [{"to": ALICE, "vars": {"name": "Alice", "City": "Seattle", "plan": ""}},
+                       {"to": DAVE, "vars": {"name": "Dave"}}],
+        "filter": "city = 'seattle' and plan is empty"}))
+    assert prepared.preview.recipients.total == 1
+
+
 def test_a_csv_upload_is_prepared_like_json(deps: FakeDeps) -> None:
     request = campaign_request(f"to,name\n{ALICE},Alice\n{BOB},\n".encode(), "text/csv",
                                {"name": "From CSV", "template": "Hi {{name}}"})
