@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from sms_core.errors import FieldError, RequestInvalid
+from sms_core.models.field_errors import field_errors
 from sms_core.rules.message_text import check_text
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.times import check_send_at
@@ -126,32 +127,6 @@ class SendRequest(BaseModel):
                           separators=(",", ":"))
 
 
-def _field_path(loc: tuple[int | str, ...], aliases: dict[str, str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("str", "list[str]", "function-after[_recipient_count(), "
-                      "union[str,list[str]]]"):
-            continue
-        else:
-            name = aliases.get(part, part)
-            path += f".{name}" if path else name
-    return path or "body"
-
-
-def _clean_message(err: Any) -> str:
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    if err["type"] == "missing":
-        return "field required"
-    return msg
-
-
 # Deeper than any body we accept (a campaign is 4 levels): a payload nested deeper is refused
 # when it is decoded, so no later `json.dumps` of what we keep of it (an event's raw form) can
 # run out of stack. The decoder itself raises RecursionError near 1,000 levels.
@@ -204,19 +179,10 @@ def parse_model(model: type[BaseModel], body: bytes | str | None) -> Any:
     if not isinstance(data, dict):
         raise RequestInvalid("The request body must be a JSON object.",
                              [FieldError("body", "a JSON object is required")])
-    aliases = {name: (f.alias or name) for name, f in model.model_fields.items()}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors: list[FieldError] = []
-        seen: set[str] = set()
-        for err in exc.errors():
-            path = _field_path(tuple(err["loc"]), aliases)
-            # A union (`to`: string or list) reports one error per branch: keep the first.
-            if path in seen:
-                continue
-            seen.add(path)
-            errors.append(FieldError(path, _clean_message(err)))
+        errors = field_errors(model, exc)
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         raise RequestInvalid(f"The request is invalid: {detail}", errors) from None
 
