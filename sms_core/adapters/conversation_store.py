@@ -36,16 +36,30 @@ def _encode_token(token: Any) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
 
+_TOKEN_KEYS = frozenset({"PartitionKey", "RowKey"})
+
+
+def _is_key(value: Any) -> bool:
+    return isinstance(value, str) and value.isprintable()
+
+
 def _decode_token(value: str) -> Any:
+    """The Table continuation token inside the opaque one we handed out.
+
+    Anything else is a 400 naming `continuationToken`: a token of another shape would make the
+    SDK start again from the first page, as if it were one, or send its keys as malformed
+    headers. (The service's keys are opaque encodings, so they are checked for shape only.)
+    """
     try:
         token = json.loads(base64.urlsafe_b64decode(value.encode()))
-        if not isinstance(token, dict):
-            raise ValueError
-        return token
     except (ValueError, binascii.Error):
+        token = None
+    if not (isinstance(token, dict) and set(token) == _TOKEN_KEYS
+            and _is_key(token["PartitionKey"])
+            and (token["RowKey"] is None or _is_key(token["RowKey"]))):
         raise RequestInvalid("The continuation token is not valid.",
-                             [FieldError("continuationToken", "not a token from this API")]
-                             ) from None
+                             [FieldError("continuationToken", "not a token from this API")])
+    return token
 
 
 class ConversationStore:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,15 @@ RUN_KEY_FORMAT = "%Y%m%dT%H%M%SZ"
 def new_campaign_id() -> str:
     """A fresh, time-ordered campaign id."""
     return "c" + new_batch_id()
+
+
+# "c", the 14 digits of the UTC time, 12 hex digits (`new_campaign_id`).
+_CAMPAIGN_ID = re.compile(r"c[0-9]{14}[0-9a-f]{12}")
+
+
+def is_campaign_id(value: str) -> bool:
+    """True for an id `new_campaign_id` could have made (a listing's `after` cursor is one)."""
+    return _CAMPAIGN_ID.fullmatch(value) is not None
 
 
 def run_key(moment: datetime) -> str:

@@ -39,7 +39,12 @@ from sms_core.models.campaigns import (
 )
 from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
-from sms_core.models.records import CampaignRecord, RecipientRecord, new_campaign_id
+from sms_core.models.records import (
+    CampaignRecord,
+    RecipientRecord,
+    is_campaign_id,
+    new_campaign_id,
+)
 from sms_core.rules.audience_filter import AudienceFilter, FilterSyntaxError, parse_filter
 from sms_core.rules.message_text import text_problem
 from sms_core.rules.phone import InvalidPhoneNumber, to_e164
@@ -366,7 +371,14 @@ def get_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
 
 
 def list_campaigns(campaigns: Campaigns, query: PageQuery) -> CampaignListPublic:
-    """`GET /api/campaigns?limit=&after=`: oldest first, paged by the last id seen."""
+    """`GET /api/campaigns?limit=&after=`: oldest first, paged by the last id seen.
+
+    An `after` that is no campaign id is a 400 naming it: as a cursor it would silently answer
+    an empty page (or skip campaigns), as if there were none.
+    """
+    if query.after is not None and not is_campaign_id(query.after):
+        raise invalid_field("after", "not a cursor of this API: give the `next` of the "
+                                     "previous page (a campaign id)")
     items, after = campaigns.page(query.limit, query.after)
     return CampaignListPublic(campaigns=[CampaignSummaryPublic.of(c) for c in items],
                               next=after)

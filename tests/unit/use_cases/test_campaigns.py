@@ -199,6 +199,22 @@ def test_list_pages_through_the_campaigns_by_id(deps: FakeDeps) -> None:
     assert "confirmationToken" not in first["campaigns"][0]
 
 
+@pytest.mark.parametrize("after", ["garbage", "c2026", "c20260101000000abcdef12345g",
+                                   "C20260101000000ABCDEF123456", " c20260101000000abcdef123456"])
+def test_a_malformed_after_cursor_is_a_400_naming_it(deps: FakeDeps, after: str) -> None:
+    prepare_campaign(deps, campaign())
+    with pytest.raises(RequestInvalid) as info:
+        list_campaigns(deps.campaigns, PageQuery(10, after))
+    assert [e.field for e in info.value.errors] == ["after"]
+
+
+def test_an_after_cursor_of_this_api_pages_on(deps: FakeDeps) -> None:
+    # Ids made in the same second order by their random part: sort them as the listing does.
+    first, second = sorted(prepare_campaign(deps, campaign()).id for _ in range(2))
+    page = list_campaigns(deps.campaigns, PageQuery(10, first)).public()
+    assert [c["id"] for c in page["campaigns"]] == [second]
+
+
 def test_a_saved_template_and_a_filtered_saved_audience(deps: FakeDeps) -> None:
     template = deps.templates.create("promo", "Hello {{name}}", ["name"])
     audience = deps.audiences.create("vip", [MemberRecord(ALICE, {"name": "Alice", "tier": "gold"}),
