@@ -11,7 +11,8 @@ in-process with the semantics of the Functions runtime v4 host:
   (`int`, `guid`, `alpha`, `min(1)`, `regex(...)`, chained as `{n:int:min(1)}`), `methods` as a
   route constraint (no route for the path and method: 404), and `authLevel` (`function`: a function
   or the master key, `admin`: the master key; header `x-functions-key` or query `code`, checked
-  before the body is read, else 401);
+  before the body is read, else a 401 `application/problem+json` saying which key is missing or
+  wrong: Azure's own 401 may have an empty body);
 - queue triggers with `extensions.queues` (`batchSize`, `newBatchThreshold`,
   `visibilityTimeout`, `maxDequeueCount`, `maxPollingInterval`, `messageEncoding`) and the
   `<queue>-poison` queue;

@@ -223,9 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head if self.command == "HEAD" else head + body)
 
 
-def _problem(status: int, title: str) -> tuple[int, list[tuple[str, str]], bytes]:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status}).encode()
-    return status, [("Content-Type", "application/problem+json")], body
+def _problem(status: int, title: str,
+             detail: str | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+    problem: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail is not None:
+        problem["detail"] = detail
+    return status, [("Content-Type", "application/problem+json")], json.dumps(problem).encode()
 
 
 def _http_result(value: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -291,10 +294,12 @@ class HttpDispatcher:
             return
         route, route_params = found
         params = self._query_params(query)
-        if not self._authorized(route.auth_level, h, params):
+        refused = self._refusal(route.auth_level, h, params)
+        if refused is not None:
             # Before the body is read: an unauthenticated caller cannot make the host buffer it.
+            # Azure's own 401 may come with an empty body; this one says what was wrong.
             h.discard_body()
-            h.respond(401, [], b"")
+            h.respond(*_problem(401, "Unauthorized", refused))
             return
         try:
             body = h.read_body()
@@ -354,15 +359,25 @@ class HttpDispatcher:
                 params[k] = f"{params[k]},{v}" if k in params else v
         return params
 
-    def _authorized(self, auth_level: str, h: _Handler, params: dict[str, str]) -> bool:
-        """`anonymous`: anyone; `function`: a function (host) key or the master key;
-        `admin` and `system`: the master key."""
+    def _refusal(self, auth_level: str, h: _Handler, params: dict[str, str]) -> str | None:
+        """Why the request may not run (the 401's detail), or None when it may.
+
+        `anonymous`: anyone; `function`: a function (host) key or the master key; `admin` and
+        `system`: the master key. The key comes in the `x-functions-key` header or the `code`
+        query parameter.
+        """
         if auth_level == "anonymous":
-            return True
+            return None
+        where = "the x-functions-key header or the code query parameter"
+        which = "the master key" if auth_level != "function" else "a function key"
         supplied = h.headers.get("x-functions-key") or params.get("code")
         if not supplied:
-            return False
+            return f"The request has no function key: give {which} in {where}."
         key = supplied.encode()
         if hmac.compare_digest(key, self._master_bytes):
-            return True
-        return auth_level == "function" and hmac.compare_digest(key, self._key_bytes)
+            return None
+        if auth_level == "function" and hmac.compare_digest(key, self._key_bytes):
+            return None
+        if auth_level != "function" and hmac.compare_digest(key, self._key_bytes):
+            return f"This function needs the master key in {where}, not a function key."
+        return f"The key in {where} is not a key of this app."

@@ -555,12 +555,22 @@ def test_value_failing_a_constraint_falls_through_to_another_route(client: httpx
         assert client.get(path).status_code == 404, path  # neither min(1) nor alpha
 
 
+def _unauthorized_problem(r: httpx.Response, detail_names: str) -> None:
+    # Azure's own 401 may have an empty body; the local host says what is missing.
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert (body["status"], body["title"]) == (401, "Unauthorized")
+    assert "x-functions-key" in body["detail"] and "code" in body["detail"]
+    assert detail_names in body["detail"]
+
+
 def test_function_auth_level(client: httpx.Client, app_root: Path) -> None:
-    missing = client.get("/api/fh_secret")
-    assert missing.status_code == 401 and missing.content == b""
-    wrong = client.get("/api/fh_secret", headers={"x-functions-key": "nope"})
-    assert wrong.status_code == 401 and wrong.content == b""
-    assert client.get("/api/fh_secret", params={"code": "nope"}).status_code == 401
+    _unauthorized_problem(client.get("/api/fh_secret"), "no function key")
+    _unauthorized_problem(client.get("/api/fh_secret", headers={"x-functions-key": "nope"}),
+                          "not a key of this app")
+    _unauthorized_problem(client.get("/api/fh_secret", params={"code": "nope"}),
+                          "not a key of this app")
 
     by_header = client.get("/api/fh_secret", headers={"x-functions-key": KEY})
     assert by_header.status_code == 200
@@ -575,7 +585,8 @@ def test_function_auth_level(client: httpx.Client, app_root: Path) -> None:
 
 def test_admin_auth_level_needs_the_master_key(client: httpx.Client) -> None:
     assert client.get("/api/fh_admin").status_code == 401
-    assert client.get("/api/fh_admin", headers={"x-functions-key": KEY}).status_code == 401
+    _unauthorized_problem(client.get("/api/fh_admin", headers={"x-functions-key": KEY}),
+                          "master key")
     assert client.get("/api/fh_admin", params={"code": KEY}).status_code == 401
     r = client.get("/api/fh_admin", headers={"x-functions-key": MASTER})
     assert r.status_code == 200 and r.text == "admin"
