@@ -11,6 +11,7 @@ fault at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +23,19 @@ from sms_core.adapters.app_events import AppEventQueue
 from sms_core.bootstrap import Services
 from sms_core.errors import SmsError
 from sms_core.models.messages import MessageStatus, SendRequest
+from sms_core.models.records import split_message_id
 from sms_core.use_cases.messages import get_message
+from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_core.use_cases.sending import accept_send
 from sms_http.event_grid import inbound_post
 from sms_http.problems import problem_for
-from tests.integration.conftest import SENDER, make_services, new_number, queue_every_send
+from tests.integration.conftest import (
+    SENDER,
+    make_services,
+    new_number,
+    queue_every_send,
+    take_jobs,
+)
 from tests.integration.test_inbound import sms_event
 
 # Answers the Queue SDK cannot read, and what it raises on its own for each.
@@ -97,8 +106,12 @@ def test_a_send_whose_enqueue_gets_an_unreadable_answer_is_a_202_not_a_500(
     assert status == 202, answer
     (entry,) = answer.messages
     proxy.fault = None
-    # Stored with its outbox row: the sweeper hands it over later.
+    # Stored with its outbox row: the sweeper hands it over (and no stranded row is left for
+    # other tests' sweeps to find).
     assert get_message(proxied.messages, entry.id).status == MessageStatus.QUEUED
+    assert sweep_outbox(proxied, datetime.now(UTC) + GRACE + timedelta(seconds=1)) >= 1
+    batch, index = split_message_id(entry.id)
+    assert any(job.batch == batch and index in job.indices for job in take_jobs(proxied))
 
 
 @pytest.mark.parametrize("fault", MALFORMED.values(), ids=MALFORMED.keys())
