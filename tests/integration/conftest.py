@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
@@ -98,3 +99,15 @@ def dlr_client(storage: str, name: str) -> QueueClient:
     """A reader for the emulator's delivery-report queue (base64 text)."""
     return QueueClient.from_connection_string(storage, name,
                                               message_decode_policy=TextBase64DecodePolicy())
+
+
+def storage_endpoints(connection_string: str) -> dict[str, tuple[str, int]]:
+    """(host, port) of the Table and Queue services, for a `StorageProxy` in front of them."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    out: dict[str, tuple[str, int]] = {}
+    for service, key in (("table", "TableEndpoint"), ("queue", "QueueEndpoint")):
+        url = urlsplit(parts.get(key, ""))
+        if url.hostname is None or url.port is None:
+            pytest.skip("the proxy sits in front of an Azurite with explicit endpoints")
+        out[service] = (url.hostname, url.port)
+    return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -34,6 +33,7 @@ from tests.integration.conftest import (
     make_services,
     new_number,
     queue_every_send,
+    storage_endpoints,
     take_jobs,
 )
 from tests.integration.test_inbound import sms_event
@@ -51,20 +51,9 @@ MALFORMED = {
 }
 
 
-def _endpoints(connection_string: str) -> dict[str, tuple[str, int]]:
-    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    out: dict[str, tuple[str, int]] = {}
-    for service, key in (("table", "TableEndpoint"), ("queue", "QueueEndpoint")):
-        url = urlsplit(parts.get(key, ""))
-        if url.hostname is None or url.port is None:
-            pytest.skip("the proxy sits in front of an Azurite with explicit endpoints")
-        out[service] = (url.hostname, url.port)
-    return out
-
-
 @pytest.fixture
 def proxy(azurite_connection_string: str) -> Iterator[StorageProxy]:
-    with StorageProxy(_endpoints(azurite_connection_string)) as running:
+    with StorageProxy(storage_endpoints(azurite_connection_string)) as running:
         yield running
 
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -36,24 +35,14 @@ from localdev.storage_proxy import (
     parse_rows,
     total_requests,
 )
+from tests.integration.conftest import storage_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _endpoints(connection_string: str) -> dict[str, tuple[str, int]]:
-    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    out: dict[str, tuple[str, int]] = {}
-    for service, key in (("table", "TableEndpoint"), ("queue", "QueueEndpoint")):
-        url = urlsplit(parts.get(key, ""))
-        if url.hostname is None or url.port is None:
-            pytest.skip("the proxy sits in front of an Azurite with explicit endpoints")
-        out[service] = (url.hostname, url.port)
-    return out
-
-
 @pytest.fixture
 def upstreams(azurite_connection_string: str) -> dict[str, tuple[str, int]]:
-    return _endpoints(azurite_connection_string)
+    return storage_endpoints(azurite_connection_string)
 
 
 @pytest.fixture
