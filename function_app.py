@@ -12,6 +12,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from campaigns.blueprint import bp as campaigns
+from console.blueprint import bp as console
 from delivery_report.blueprint import bp as delivery_report
 from inbound_webhook.blueprint import bp as inbound_webhook
 from operations.blueprint import bp as operations
@@ -22,5 +23,6 @@ from sms_core.settings import get_settings
 configure_logging(get_settings().log_format)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations):
+for blueprint in (send_sms, inbound_webhook, delivery_report, campaigns, operations,
+                  console):
     app.register_functions(blueprint)

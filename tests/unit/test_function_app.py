@@ -30,6 +30,8 @@ CONTRACT = {
     "optouts_export": ("httpTrigger", "optouts/export"),
     "analytics": ("httpTrigger", "analytics"),
     "app_webhook": ("queueTrigger", "sms-webhook-out"),
+    "console_page": ("httpTrigger", "console"),
+    "console_files": ("httpTrigger", "console/{*path}"),
 }
 
 
@@ -44,11 +46,13 @@ def test_every_function_azure_knows_keeps_its_name_and_trigger() -> None:
     assert found == CONTRACT
 
 
-def test_only_health_is_anonymous_and_every_queue_uses_the_app_storage() -> None:
+def test_only_health_and_the_console_are_anonymous_and_queues_use_the_app_storage() -> None:
     for name, f in app_functions().items():
         (t,) = [b for b in f["bindings"] if str(b["type"]).endswith("Trigger")]
         if t["type"] == "httpTrigger":
-            expected = "ANONYMOUS" if name == "health" else "FUNCTION"
+            # The console serves no data: its page calls the API with the user's key.
+            anonymous = {"health", "console_page", "console_files"}
+            expected = "ANONYMOUS" if name in anonymous else "FUNCTION"
             assert str(t["authLevel"]).upper() == expected, name
         if t["type"] == "queueTrigger":
             assert t["connection"] == "AzureWebJobsStorage", name
