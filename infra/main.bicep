@@ -74,6 +74,9 @@ param smsAppWebhookUrl string = ''
 @description('Key Vault secret URI (https://<vault>.vault.azure.net/secrets/<name>) holding SMS_APP_WEBHOOK_SECRET. The app setting becomes a Key Vault reference; the secret itself never passes through azd or Bicep. Empty: no secret.')
 param smsAppWebhookSecretUri string = ''
 
+@description('Application (client) id of the Entra ID app registration that signs people in to the web console (GET /api/console), AZURE_CONSOLE_AUTH_CLIENT_ID. Set: App Service authentication asks for an Entra ID sign-in on the console only, with no client secret (docs/deploy.md, "Protecting the console"). Empty: no sign-in; the public console page does nothing without a function key.')
+param consoleAuthClientId string = ''
+
 @description('Python version of the Flex Consumption runtime.')
 @allowed([
   '3.10'
@@ -171,6 +174,7 @@ module rbac 'modules/rbac.bicep' = {
     acsSenderRoleDefinitionId: acsSenderRoleDefinitionId
     principalId: principalId
     principalType: principalType
+    consoleAuthIdentityName: empty(consoleAuthClientId) ? '' : '${abbrs.managedIdentityUserAssignedIdentities}auth-${resourceToken}'
   }
 }
 
@@ -196,6 +200,9 @@ module functionApp 'modules/functionapp.bicep' = {
     smsOptoutScope: smsOptoutScope
     smsAppWebhookUrl: smsAppWebhookUrl
     smsAppWebhookSecretUri: smsAppWebhookSecretUri
+    consoleAuthClientId: consoleAuthClientId
+    consoleAuthIdentityId: rbac.outputs.consoleAuthIdentityId
+    consoleAuthIdentityClientId: rbac.outputs.consoleAuthIdentityClientId
   }
   // rbac.outputs above make this wait for the whole rbac module: the app starts only once its
   // identity can reach storage, App Insights and ACS.
@@ -248,3 +255,8 @@ output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.systemTopicName
 output EVENT_GRID_SYSTEM_TOPIC_ID string = eventGrid.outputs.systemTopicId
 output EVENT_GRID_IDENTITY_ID string = rbac.outputs.eventGridIdentityId
 output EVENT_GRID_DEADLETTER_CONTAINER string = deadLetterContainerName
+// The console and its sign-in (docs/deploy.md, "Protecting the console"): the federated identity
+// credential on the app registration names this principal as its subject; empty while the
+// sign-in is off.
+output CONSOLE_URL string = '${functionApp.outputs.uri}/api/console'
+output AZURE_CONSOLE_AUTH_IDENTITY_PRINCIPAL_ID string = rbac.outputs.consoleAuthIdentityPrincipalId

@@ -1,5 +1,6 @@
-// The two user-assigned identities and every role they hold. Nothing here is a key: the app and
-// Event Grid get Entra ID tokens for exactly the data they touch.
+// The user-assigned identities and every role they hold. Nothing here is a key: the app and
+// Event Grid get Entra ID tokens for exactly the data they touch; the optional console sign-in
+// identity replaces a client secret.
 param location string
 param tags object
 param appIdentityName string
@@ -12,6 +13,9 @@ param communicationServiceName string
 
 @description('Role that lets the app identity send SMS with Entra ID (see main.bicep).')
 param acsSenderRoleDefinitionId string
+
+@description('Name of the identity the console sign-in uses as its client credential. Empty: console sign-in off, no identity.')
+param consoleAuthIdentityName string = ''
 
 @description('Optional operator principal that gets data access to queues, tables and dead letters.')
 param principalId string = ''
@@ -38,6 +42,18 @@ resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-3
 // Event Grid's identity: writes delivery reports into their queue and dead letters into blobs.
 resource eventGridIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: eventGridIdentityName
+  location: location
+  tags: tags
+}
+
+// The console sign-in's identity (only when it is on): App Service authentication presents a token
+// of it to Entra ID instead of a client secret (federated identity credential on the console's
+// app registration, OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID). Microsoft asks for an identity of its
+// own, assigned to this app only: whoever holds it can sign in as the app registration
+// (learn.microsoft.com/azure/app-service/configure-authentication-provider-aad, "Use a managed
+// identity instead of a secret"). It holds no Azure role.
+resource consoleAuthIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (!empty(consoleAuthIdentityName)) {
+  name: consoleAuthIdentityName
   location: location
   tags: tags
 }
@@ -159,3 +175,6 @@ output appIdentityId string = appIdentity.id
 output appIdentityClientId string = appIdentity.properties.clientId
 output appIdentityPrincipalId string = appIdentity.properties.principalId
 output eventGridIdentityId string = eventGridIdentity.id
+output consoleAuthIdentityId string = empty(consoleAuthIdentityName) ? '' : consoleAuthIdentity.id
+output consoleAuthIdentityClientId string = empty(consoleAuthIdentityName) ? '' : consoleAuthIdentity.properties.clientId
+output consoleAuthIdentityPrincipalId string = empty(consoleAuthIdentityName) ? '' : consoleAuthIdentity.properties.principalId

@@ -275,9 +275,10 @@ def _app_settings() -> dict[str, str]:
     text = _bicep(FUNCTIONAPP)
     site = _declarations(text, "resource")["site"][1]
     (settings,) = [
-        body for t, body, _ in _declarations(site, "resource").values() if t == "config"
+        body
+        for t, body, _ in _declarations(site, "resource").values()
+        if t == "config" and _value(body, "name") == "'appsettings'"
     ]
-    assert _value(settings, "name") == "'appsettings'"
     union = re.fullmatch(r"union\((.*)\)", _value(settings, "properties"))
     assert union, "appsettings are expected as union(<var>, ...)"
     merged: dict[str, str] = {}
@@ -362,6 +363,139 @@ def test_function_app_is_flex_consumption_python_https_only() -> None:
     assert re.search(r"(?m)^param pythonVersion string = '3\.11'$", main)
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     assert host["extensionBundle"]["version"].startswith("[4."), "Flex needs bundle [4.0.0, 5.0.0)"
+
+
+# --- console sign-in (App Service authentication) -------------------------------------------
+
+
+def _site_config(name: str) -> str:
+    """The body of the site's nested `config` resource of that name."""
+    site = _resources(FUNCTIONAPP)["site"][1]
+    (body,) = [
+        b
+        for t, b, _ in _declarations(site, "resource").values()
+        if t == "config" and _value(b, "name") == f"'{name}'"
+    ]
+    return body
+
+
+def _var_object(text: str, var: str) -> str:
+    """The `{...}` of `var <var> = {...}`."""
+    m = re.search(rf"(?m)^var\s+{re.escape(var)}\s*=\s*\{{", text)
+    assert m, f"no var {var}"
+    return text[m.end() - 1 : _matching(text, m.end() - 1)]
+
+
+def _console_auth() -> str:
+    """authsettingsV2 as written when the console sign-in is on."""
+    auth = _site_config("authsettingsV2")
+    assert _value(auth, "properties") == "consoleAuthEnabled ? consoleAuthOn : consoleAuthOff"
+    return _var_object(_bicep(FUNCTIONAPP), "consoleAuthOn")
+
+
+def _excluded(path: str, patterns: list[str]) -> bool:
+    """Whether Easy Auth's excludedPaths let `path` through: exact, or under a `/prefix/*`."""
+    return any(
+        path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in patterns
+    )
+
+
+def _concrete(route: str) -> list[str]:
+    """Request paths a Functions route template serves (`{x}` -> a value, optional parts off)."""
+    full = "/api/" + route
+    sample = re.sub(r"\{\*?[^}]*\}", "x", full)
+    shortest = re.sub(r"/\{[^}]*\?\}", "", full)
+    return sorted({sample, re.sub(r"\{\*?[^}]*\}", "x", shortest)})
+
+
+CONSOLE_FUNCTIONS = {"console_page", "console_files"}
+
+
+def test_console_sign_in_is_optional_and_off_by_default() -> None:
+    main = _bicep(INFRA / "main.bicep")
+    assert re.search(r"(?m)^param consoleAuthClientId string = ''$", main)
+    params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert params["consoleAuthClientId"]["value"] == "${AZURE_CONSOLE_AUTH_CLIENT_ID}"
+    text = _bicep(FUNCTIONAPP)
+    assert re.search(r"(?m)^var consoleAuthEnabled = !empty\(consoleAuthClientId\)$", text)
+    site = _resources(FUNCTIONAPP)["site"][1]
+    # Written either way, so that unsetting the client id turns a sign-in off again.
+    _console_auth()
+    off = _var_object(text, "consoleAuthOff")
+    assert _object_keys(off) == {"platform"}
+    assert _value(_block(off, "platform"), "enabled") == "false"
+    # The identity exists only with the sign-in, and is the app's second identity only then.
+    rbac = _bicep(MODULES / "rbac.bicep")
+    assert re.search(
+        r"resource consoleAuthIdentity '[^']+' = if \(!empty\(consoleAuthIdentityName\)\)", rbac
+    )
+    assert "empty(consoleAuthClientId) ? '' :" in main
+    assert _value(_block(site, "identity"), "userAssignedIdentities") == "siteIdentities"
+    m = re.search(r"(?m)^var siteIdentities = consoleAuthEnabled \? \{", text)
+    assert m, "siteIdentities is expected as consoleAuthEnabled ? {...} : {...}"
+    with_console = text[m.end() - 1 : _matching(text, m.end() - 1)]
+    rest = text[m.end() - 1 + len(with_console) :]
+    otherwise = rest[rest.index("{") : _matching(rest, rest.index("{"))]
+    assert "'${identityId}': {}" in with_console
+    assert "'${consoleAuthIdentityId}': {}" in with_console
+    assert "'${identityId}': {}" in otherwise and "consoleAuthIdentityId" not in otherwise
+    assert "AZURE_CONSOLE_AUTH_IDENTITY_PRINCIPAL_ID" in _outputs(INFRA / "main.bicep")
+
+
+def test_console_sign_in_is_entra_id_without_a_client_secret() -> None:
+    auth = _console_auth()
+    assert _value(_block(auth, "platform"), "enabled") == "true"
+    aad = _block(_block(auth, "identityProviders"), "azureActiveDirectory")
+    assert _value(aad, "enabled") == "true"
+    registration = _block(aad, "registration")
+    assert _value(registration, "clientId") == "consoleAuthClientId"
+    assert _value(registration, "openIdIssuer") == (
+        "'${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'"
+    )
+    # The client credential is the identity's federated credential: the setting named here holds
+    # the identity's client id, not a secret (Microsoft's documented setting name).
+    assert _value(registration, "clientSecretSettingName") == "consoleAuthSecretSettingName"
+    text = _bicep(FUNCTIONAPP)
+    assert re.search(
+        r"(?m)^var consoleAuthSecretSettingName = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'$", text
+    )
+    settings = _app_settings()
+    assert settings["OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"] == "consoleAuthIdentityClientId"
+    assert "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET" not in settings
+    assert "clientSecretCertificate" not in auth
+    assert _value(_block(_block(auth, "login"), "tokenStore"), "enabled") == "false"
+    assert _value(_block(auth, "httpSettings"), "requireHttps") == "true"
+
+
+def test_console_sign_in_covers_the_console_and_no_keyed_route() -> None:
+    auth = _console_auth()
+    validation = _block(auth, "globalValidation")
+    assert _value(validation, "requireAuthentication") == "true"
+    assert _value(validation, "unauthenticatedClientAction") == "'RedirectToLoginPage'"
+    assert _value(validation, "redirectToProvider") == "'azureactivedirectory'"
+    assert _value(validation, "excludedPaths") == "consoleAuthExcludedPaths"
+    excluded = _string_list(_bicep(FUNCTIONAPP), "consoleAuthExcludedPaths")
+    assert all(p.startswith("/") and "*" not in p[:-1] for p in excluded), excluded
+    routes: dict[str, str] = {}
+    for name, function in app_functions().items():
+        for binding in function["bindings"]:
+            if binding["type"] == "httpTrigger":
+                routes[name] = binding.get("route") or name
+    assert set(routes) >= CONSOLE_FUNCTIONS, "the console's functions moved: update this test"
+    for name, route in sorted(routes.items()):
+        for path in _concrete(route):
+            if name in CONSOLE_FUNCTIONS:
+                assert not _excluded(path, excluded), f"{path} ({name}) skips the sign-in"
+            else:
+                # Event Grid, the health check and keyed apps carry no Entra ID token.
+                assert _excluded(path, excluded), (
+                    f"{path} ({name}) is not in consoleAuthExcludedPaths: its keyed callers "
+                    "would be sent to the Entra ID sign-in"
+                )
+    for host_path in ("/admin/host/status", "/runtime/webhooks/eventgrid"):
+        assert _excluded(host_path, excluded), host_path
+    for console_path in ("/api/console", "/api/console/app.js"):
+        assert not _excluded(console_path, excluded), console_path
 
 
 # --- role assignments --------------------------------------------------------------------------
