@@ -132,6 +132,8 @@ var consoleAuthExcludedPaths = [
   '/api/messages/*'
   '/api/optouts'
   '/api/optouts/*'
+  '/api/segments'
+  '/api/segments/*'
   '/api/templates'
   '/api/templates/*'
   '/admin/*'
