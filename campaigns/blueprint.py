@@ -21,6 +21,7 @@ from sms_core.use_cases.campaigns import (
 )
 from sms_http import handle, json_response, new_blueprint
 from sms_http.requests import (
+    audience_filter_query,
     audience_upload,
     campaign_request,
     page_query,
@@ -104,6 +105,14 @@ def audience(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(saved.get_audience(get_services().audiences, audience_id).public())
 
     return handle(req, run)
+
+
+@bp.route(route="audiences/{id}/count", methods=["GET"])
+def audience_count(req: func.HttpRequest) -> func.HttpResponse:
+    """`?filter=<rule>`: the audience's members and how many the rule matches."""
+    return handle(req, lambda: json_response(saved.count_audience(
+        get_services().audiences, req.route_params["id"],
+        audience_filter_query(req.params)).public()))
 
 
 @bp.route(route="templates", methods=["GET", "POST"])

@@ -1,5 +1,5 @@
-"""POST /api/messages, GET /api/messages/{id}, the `sms-outbound` dispatcher and the outbox
-sweeper."""
+"""POST /api/messages, GET /api/messages/{id}, POST /api/segments, the `sms-outbound`
+dispatcher and the outbox sweeper."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import azure.functions as func
 
 from sms_core.adapters.event_grid import queue_text
 from sms_core.bootstrap import get_services
-from sms_core.models.messages import DispatchJob, SendRequest, parse_model
+from sms_core.models.messages import DispatchJob, SegmentsRequest, SendRequest, parse_model
 from sms_core.use_cases import outbox
 from sms_core.use_cases.dispatch import dispatch
-from sms_core.use_cases.messages import get_message
+from sms_core.use_cases.messages import get_message, segment_count
 from sms_core.use_cases.sending import accept_send
 from sms_http import handle, json_response, new_blueprint
 
@@ -37,6 +37,13 @@ def message_status(req: func.HttpRequest) -> func.HttpResponse:
     """The message, its status and its full history."""
     return handle(req, lambda: json_response(
         get_message(get_services().messages, req.route_params["id"]).public()))
+
+
+@bp.route(route="segments", methods=["POST"])
+def segments(req: func.HttpRequest) -> func.HttpResponse:
+    """`{"message"}`: its characters, segments, encoding and the characters forcing UCS-2."""
+    return handle(req, lambda: json_response(segment_count(
+        parse_model(SegmentsRequest, req.get_body()).message).public()))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-outbound", connection="AzureWebJobsStorage")

@@ -133,6 +133,12 @@ def audience_upload(body: bytes | str | None, content_type: str | None,
     return AudienceUpload(request.name, members)
 
 
+def audience_filter_query(params: Mapping[str, str]) -> str | None:
+    """`?filter=<rule>` of an audience count (None when absent or empty: every member)."""
+    # The rule's own checks (length, syntax, columns) run with the audience in the use case.
+    return params.get("filter") or None
+
+
 def template_request(body: bytes | str | None) -> TemplateRequest:
     """`POST /api/templates`: `{"name", "text"}`."""
     request: TemplateRequest = parse_model(TemplateRequest, body)

@@ -264,6 +264,13 @@ class AudienceListPublic(_Public):
     audiences: list[AudiencePublic]
 
 
+class AudienceCountPublic(_Public):
+    """Body of `GET /api/audiences/{id}/count`: the members, and how many the rule matches."""
+
+    members: int
+    matching: int
+
+
 class TemplatePublic(_Public):
     """A saved template with the variables it asks for."""
 

@@ -21,7 +21,7 @@ from pydantic import (
 
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.field_errors import field_errors
-from sms_core.rules.message_text import check_text
+from sms_core.rules.message_text import check_text, encoding_problem
 from sms_core.rules.phone import InvalidPhoneNumber, sender_to_e164_or_shortcode, to_e164
 from sms_core.rules.times import check_send_at
 
@@ -243,6 +243,35 @@ class MessagePublic(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """The JSON shape of the message view."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class SegmentsRequest(BaseModel):
+    """Body of `POST /api/segments`: a draft text (blank allowed: the counter starts empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr = Field(max_length=MAX_MESSAGE_CHARS)
+
+    @field_validator("message")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        problem = encoding_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class SegmentsPublic(BaseModel):
+    """Body of the answer to `POST /api/segments`."""
+
+    characters: int
+    segments: int
+    encoding: str
+    ucs2_characters: list[str] = Field(serialization_alias="ucs2Characters")
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of the count."""
         return self.model_dump(mode="json", by_alias=True)
 
 

@@ -34,6 +34,12 @@ def text_problem(text: str) -> str | None:
     """What makes `text` unfit to send (a phrase to follow the field's name), or None."""
     if not _visible(text):
         return "must not be empty: it has no visible character"
+    return encoding_problem(text)
+
+
+def encoding_problem(text: str) -> str | None:
+    """What makes `text` no SMS text at all, blank or not (a lone surrogate, a control
+    character), or None: the segment counter counts a blank draft but not these."""
     found = _SURROGATE.search(text)
     if found:
         return (f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "

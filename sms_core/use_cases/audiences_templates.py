@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.campaign_views import (
+    AudienceCountPublic,
     AudienceListPublic,
     AudiencePublic,
     TemplateListPublic,
@@ -11,7 +12,7 @@ from sms_core.models.campaign_views import (
 )
 from sms_core.models.campaigns import TemplateRequest
 from sms_core.models.queries import AudienceUpload
-from sms_core.use_cases.campaigns import compile_template
+from sms_core.use_cases.campaigns import checked_filter, compile_template
 from sms_core.use_cases.ports import Audiences, Templates
 
 
@@ -31,6 +32,19 @@ def audiences_list(audiences: Audiences) -> AudienceListPublic:
 def get_audience(audiences: Audiences, audience_id: str) -> AudiencePublic:
     """One audience, without its members (NotFound when there is none)."""
     return AudiencePublic.of(audiences.get(audience_id))
+
+
+def count_audience(audiences: Audiences, audience_id: str,
+                   rule: str | None) -> AudienceCountPublic:
+    """How many members a saved audience has and how many of them `rule` matches (all without
+    one); NotFound for an unknown audience, a 400 naming `filter` for a bad or unknown-column
+    rule, checked exactly as a campaign's `audience.filter` is."""
+    members = [m.attributes for m in audiences.members(audience_id)]
+    if rule is None:
+        return AudienceCountPublic(members=len(members), matching=len(members))
+    matcher = checked_filter(rule, members, "filter")
+    return AudienceCountPublic(members=len(members),
+                               matching=sum(1 for m in members if matcher.matches(m)))
 
 
 def delete_audience(audiences: Audiences, audience_id: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -92,11 +92,7 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
             raise invalid_field("audience.audienceId", exc.detail) from None
         rows = [_Source(m.to, m.attributes) for m in members]
     if audience.filter is not None:
-        try:
-            rule = parse_filter(audience.filter)
-        except FilterSyntaxError as exc:
-            raise invalid_field("audience.filter", str(exc)) from None
-        _check_filter_columns(rule, rows)
+        rule = checked_filter(audience.filter, [r.attributes for r in rows], "audience.filter")
         total = len(rows)
         rows = [r for r in rows if rule.matches(r.attributes)]
         if not rows:
@@ -107,18 +103,25 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
     return rows
 
 
-def _check_filter_columns(rule: AudienceFilter, rows: Sequence[_Source]) -> None:
-    """A 400 naming `audience.filter` when the rule names a column no member has."""
-    if not rows:
-        return  # "the audience has no recipients" says more
-    columns = sorted({key for r in rows for key in r.attributes}, key=str.casefold)
+def checked_filter(text: str, members: Sequence[Mapping[str, str]],
+                   field_name: str) -> AudienceFilter:
+    """The parsed audience rule, or a 400 naming `field_name`: a syntax error, or a column no
+    member has (a typo would otherwise quietly match nobody)."""
+    try:
+        rule = parse_filter(text)
+    except FilterSyntaxError as exc:
+        raise invalid_field(field_name, str(exc)) from None
+    if not members:
+        return rule  # "the audience has no recipients" says more
+    columns = sorted({key for m in members for key in m}, key=str.casefold)
     unknown = rule.unknown_attributes(columns)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
         known = (f"the audience's columns are: {', '.join(columns)}" if columns
                  else "the audience has no columns besides to")
-        raise invalid_field("audience.filter",
+        raise invalid_field(field_name,
                             f"unknown column{'s' if len(unknown) > 1 else ''} {names}; {known}")
+    return rule
 
 
 def compile_template(text: str, field_name: str = "template") -> MessageTemplate:

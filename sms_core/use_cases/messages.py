@@ -1,9 +1,11 @@
-"""Reading messages: `GET /api/messages/{id}`, the message with its full history."""
+"""Reading messages: `GET /api/messages/{id}`, the message with its full history, and the
+segment counter of a draft (`POST /api/segments`)."""
 
 from __future__ import annotations
 
 from sms_core.logs import concern
-from sms_core.models.messages import MessageEvent, MessagePublic
+from sms_core.models.messages import MessageEvent, MessagePublic, SegmentsPublic
+from sms_core.rules.segments import count_segments
 from sms_core.use_cases.ports import Messages
 
 
@@ -20,3 +22,12 @@ def get_message(messages: Messages, message_id: str) -> MessagePublic:
         delivery_report=rec.delivery_report, provider_message_id=rec.provider_message_id,
         created_at=rec.created_at, updated_at=rec.updated_at, send_at=rec.send_at,
         sent_at=rec.sent_at, history=history)
+
+
+def segment_count(text: str) -> SegmentsPublic:
+    """What sending `text` costs: its characters (code points), segments, encoding and the
+    distinct characters forcing UCS-2 in first-seen order (the rules a send and a campaign
+    preview apply, `sms_core.rules.segments`)."""
+    info = count_segments(text)
+    return SegmentsPublic(characters=len(text), segments=info.segments, encoding=info.encoding,
+                          ucs2_characters=list(info.ucs2_characters))

@@ -8,6 +8,7 @@ CONTRACT = {
     # name: (trigger type, route or queue or schedule)
     "send_sms": ("httpTrigger", "messages"),
     "message_status": ("httpTrigger", "messages/{id}"),
+    "segments": ("httpTrigger", "segments"),
     "dispatch_sms": ("queueTrigger", "sms-outbound"),
     "sweep_outbox": ("timerTrigger", "30 * * * * *"),
     "inbound_webhook": ("httpTrigger", "inbound"),
@@ -22,6 +23,7 @@ CONTRACT = {
     "campaign_scheduler": ("timerTrigger", "0 * * * * *"),
     "audiences": ("httpTrigger", "audiences"),
     "audience": ("httpTrigger", "audiences/{id}"),
+    "audience_count": ("httpTrigger", "audiences/{id}/count"),
     "templates": ("httpTrigger", "templates"),
     "template": ("httpTrigger", "templates/{id}"),
     "health": ("httpTrigger", "health"),

@@ -6,8 +6,10 @@ import pytest
 
 from sms_core.errors import NotFound, RequestInvalid
 from sms_core.models.campaigns import TemplateRequest
+from sms_core.models.records import MemberRecord
 from sms_core.use_cases.audiences_templates import (
     audiences_list,
+    count_audience,
     create_audience,
     create_template,
     delete_audience,
@@ -17,9 +19,9 @@ from sms_core.use_cases.audiences_templates import (
     templates_list,
 )
 from sms_core.use_cases.campaigns import prepare_campaign
-from sms_http.requests import audience_upload
+from sms_http.requests import audience_filter_query, audience_upload
 from tests.unit.fakes import FakeDeps
-from tests.unit.use_cases.steps import ALICE, BOB, campaign
+from tests.unit.use_cases.steps import ALICE, BOB, CAROL, campaign
 
 
 def test_an_audience_is_saved_with_its_members_in_order(deps: FakeDeps) -> None:
@@ -86,3 +88,43 @@ def test_deleting_a_template_keeps_campaigns_prepared_from_it(deps: FakeDeps) ->
     with pytest.raises(NotFound):
         get_template(deps.templates, saved.id)
     assert deps.campaigns.get(prepared.id).template == "Hi {{name}}"
+
+
+def _three_members(deps: FakeDeps) -> str:
+    return deps.audiences.create("vip", [
+        MemberRecord(ALICE, {"city": "Seattle", "plan": "pro"}),
+        MemberRecord(BOB, {"city": "Portland", "plan": "free"}),
+        MemberRecord(CAROL, {"city": "Seattle"})]).id
+
+
+@pytest.mark.parametrize(("rule", "matching"), [
+    (None, 3), ("city = 'Seattle'", 2), ("CITY = 'seattle' and plan is empty", 1),
+    ("plan = 'gold'", 0)])
+def test_an_audience_count_says_how_many_members_a_rule_matches(
+        deps: FakeDeps, rule: str | None, matching: int) -> None:
+    counted = count_audience(deps.audiences, _three_members(deps), rule).public()
+    assert counted == {"members": 3, "matching": matching}
+
+
+@pytest.mark.parametrize(("rule", "says"), [
+    ("town = 'Seattle'", "unknown column 'town'; the audience's columns are: city, plan"),
+    ("city = ", "column"), ("city = 'x' and", "column"), ("x" * 2001, "2000")])
+def test_a_bad_count_rule_is_a_400_naming_filter(deps: FakeDeps, rule: str, says: str) -> None:
+    audience_id = _three_members(deps)
+    with pytest.raises(RequestInvalid) as exc:
+        count_audience(deps.audiences, audience_id, rule)
+    ((field, message),) = [(e.field, e.message) for e in exc.value.errors]
+    assert field == "filter"
+    assert says in message
+
+
+def test_counting_an_unknown_audience_is_not_found(deps: FakeDeps) -> None:
+    with pytest.raises(NotFound):
+        count_audience(deps.audiences, "a20260101000000abcdef012345", "city = 'x'")
+
+
+@pytest.mark.parametrize(("params", "rule"), [({}, None), ({"filter": ""}, None),
+                                              ({"filter": "a = 'b'"}, "a = 'b'")])
+def test_the_count_query_reads_an_empty_filter_as_none(params: dict[str, str],
+                                                       rule: str | None) -> None:
+    assert audience_filter_query(params) == rule
