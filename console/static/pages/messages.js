@@ -51,6 +51,8 @@ export async function render(root, api) {
     tag: el("input", { id: "msg-tag", name: "tag", type: "text", autocomplete: "off" }),
     since: el("input", { id: "msg-since", name: "since", type: "datetime-local" }),
     until: el("input", { id: "msg-until", name: "until", type: "datetime-local" }),
+    limit: el("select", { id: "msg-limit", name: "limit" },
+      [10, 25, 50, 100].map((n) => el("option", { value: n, selected: n === PAGE_SIZE }, String(n)))),
   };
   const searchButton = el("button", { type: "submit", id: "msg-search" }, "Search");
   const form = el("form", { id: "message-search", role: "search", "aria-label": "Search messages" },
@@ -62,6 +64,7 @@ export async function render(root, api) {
       field("msg-tag", "Tag", inputs.tag),
       field("msg-since", "Created from", inputs.since, "Your local time."),
       field("msg-until", "Created until", inputs.until),
+      field("msg-limit", "Per page", inputs.limit),
       el("div", { class: "actions" }, searchButton)));
 
   const status = el("p", { id: "msg-results-status", role: "status", "aria-live": "polite" });
@@ -189,7 +192,7 @@ export async function render(root, api) {
     announce(status, first ? "Searching…" : "Loading more…");
     let page;
     try {
-      page = await api.get("/messages", { ...query, limit: PAGE_SIZE,
+      page = await api.get("/messages", { ...query,
         continuationToken: first ? "" : token });
     } catch (error) {
       if (error.status === 404 && !(error.problem && error.problem.errors)) {
@@ -223,6 +226,7 @@ export async function render(root, api) {
     query = {
       to: inputs.to.value.trim(), from, status: inputs.status.value, tag: inputs.tag.value.trim(),
       since: isoOf(inputs.since.value), until: isoOf(inputs.until.value),
+      limit: inputs.limit.value || PAGE_SIZE,
     };
     load(true);
   });
