@@ -20,13 +20,13 @@ bp_static = Path(__file__).resolve().parent / "static"
 # A content type per extension we ship; anything else is not served (no guessing from the
 # platform's mimetypes table, which differs between machines).
 _TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".json": "application/json",
+    ".html": ("text/html", "utf-8"),
+    ".js": ("text/javascript", "utf-8"),
+    ".css": ("text/css", "utf-8"),
+    ".svg": ("image/svg+xml", "utf-8"),
+    ".png": ("image/png", None),
+    ".ico": ("image/x-icon", None),
+    ".json": ("application/json", "utf-8"),
 }
 
 CONTENT_SECURITY_POLICY = (
@@ -83,11 +83,14 @@ def serve(req: func.HttpRequest, path: str) -> func.HttpResponse:
     body = file.read_bytes()
     stat = file.stat()
     etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
-    headers = {**_SECURITY_HEADERS, "Cache-Control": _CACHE, "ETag": etag,
-               "Content-Type": _TYPES[file.suffix]}
+    headers = {**_SECURITY_HEADERS, "Cache-Control": _CACHE, "ETag": etag}
     if req.headers.get("if-none-match") == etag:
         return func.HttpResponse(status_code=304, headers=headers)
-    return func.HttpResponse(body, status_code=200, headers=headers)
+    # The type goes in mimetype/charset: the worker writes Content-Type from them (a
+    # Content-Type in `headers` would be replaced by the text/plain default).
+    mimetype, charset = _TYPES[file.suffix]
+    return func.HttpResponse(body, status_code=200, headers=headers, mimetype=mimetype,
+                             charset=charset or "utf-8")
 
 
 @bp.route(route="console", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

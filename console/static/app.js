@@ -30,7 +30,7 @@ function markNav(name) {
   }
 }
 
-async function route() {
+async function route(event) {
   const name = currentPage();
   const mine = ++renderCount; // a newer navigation wins over a slow older one
   clear(main);
@@ -65,9 +65,10 @@ async function route() {
     root.append(box);
     showError(box, error);
   }
-  // Move focus to the new page's heading so keyboard and screen-reader users land on it.
+  // After a navigation, move focus to the new page's heading so keyboard and screen-reader
+  // users land on it; on the first load leave it at the top (the skip link comes first).
   const heading = root.querySelector("h1");
-  if (heading && document.activeElement === document.body) heading.focus({ preventScroll: true });
+  if (event && heading) heading.focus({ preventScroll: true });
 }
 
 function buildNav() {
@@ -84,4 +85,4 @@ buildNav();
 window.addEventListener("hashchange", route);
 if (!window.location.hash) window.history.replaceState(null, "", `#/${DEFAULT_PAGE}`);
 // Ask for the key before the first page's calls, so a first visit sees one prompt.
-(storedKey() ? Promise.resolve() : askForKey("")).then(route);
+(storedKey() ? Promise.resolve() : askForKey("")).then(() => route(null));

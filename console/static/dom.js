@@ -3,12 +3,12 @@
 // message holding `<script>` or `<img onerror=...>` must stay inert (issue 13).
 
 // Attributes that cannot run script or load anything by themselves. `on*` handlers, `style`,
-// `src`, `href`, `srcdoc`... are refused so data can never become behaviour through them.
+// `src`, `srcdoc`... are refused and `href` is checked, so data never becomes behaviour.
 const SAFE_ATTRS = new Set([
   "id", "class", "name", "type", "value", "placeholder", "for", "role", "title", "lang",
   "min", "max", "step", "rows", "cols", "maxlength", "minlength", "pattern", "accept",
-  "autocomplete", "inputmode", "spellcheck", "tabindex", "hidden", "disabled", "required",
-  "readonly", "checked", "selected", "multiple", "open", "colspan", "rowspan", "scope",
+  "autocomplete", "inputmode", "download", "rel", "target", "spellcheck", "tabindex", "hidden", "disabled", "required",
+  "readonly", "checked", "selected", "multiple", "open", "novalidate", "colspan", "rowspan", "scope",
   "datetime", "width", "height", "viewBox", "d", "x", "y", "x1", "x2", "y1", "y2", "cx", "cy",
   "r", "points", "fill", "stroke", "stroke-width", "transform", "text-anchor",
 ]);
@@ -17,6 +17,10 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const SVG_TAGS = new Set(["svg", "g", "path", "rect", "line", "polyline", "circle", "text",
   "title", "desc"]);
 
+// A link may point within the page or the site, or to an http(s) address: never javascript:,
+// data: or another scheme that runs or embeds content.
+const SAFE_HREF = /^(#|\/(?!\/)|\?|https?:\/\/)/i;
+
 function isSafeAttr(name) {
   return SAFE_ATTRS.has(name) || name.startsWith("aria-") || name.startsWith("data-");
 }
@@ -24,7 +28,7 @@ function isSafeAttr(name) {
 /**
  * el(tag, attrs, ...children): a new element.
  * attrs: safe attributes (strings; `true` sets an empty boolean attribute, false/null/undefined
- * skip), `text` (its textContent), and `on` ({click: fn, ...}) for listeners. Children: nodes,
+ * skip), `href` (only `#...`, `/...`, `?...` or http(s) addresses), `text` (its textContent), and `on` ({click: fn, ...}) for listeners. Children: nodes,
  * or strings and numbers that become text nodes; null/undefined/false are skipped; arrays are
  * flattened. An unsafe attribute name throws, so a mistake shows up at once in a test.
  */
@@ -39,6 +43,9 @@ export function el(tag, attrs, ...children) {
       node.textContent = String(value);
     } else if (name === "svg") {
       continue;
+    } else if (name === "href") {
+      if (!SAFE_HREF.test(String(value))) throw new Error(`dom.el: unsafe href ${String(value)}`);
+      node.setAttribute("href", String(value));
     } else if (isSafeAttr(name)) {
       node.setAttribute(name, value === true ? "" : String(value));
     } else {

@@ -1,0 +1,534 @@
+// The Campaigns page: the list with live counts, and the new-campaign flow of the README's
+// walk-through (audience, template, schedule, quiet hours -> prepare -> review -> confirm ->
+// progress). Every value from the API (names, templates, CSV cells, numbers, reasons) reaches
+// the page through dom.js as text.
+import { el, clear, formatTime, announce } from "../dom.js";
+import { showError } from "../api.js";
+
+const TERMINAL = new Set(["completed", "canceled"]);
+const COUNT_NAMES = ["queued", "sent", "delivered", "failed", "blocked", "canceled", "expired"];
+const RECIPIENT_NAMES = [
+  ["total", "Total rows"], ["valid", "Will be sent"], ["invalid", "Invalid"],
+  ["duplicates", "Duplicates"], ["optedOut", "Opted out"], ["deferred", "Deferred (quiet hours)"],
+];
+
+// GSM 03.38: the basic set and the extension table (2 septets each). Used to mark the characters
+// that force UCS-2 as the user types, and as the counter when POST /api/segments is absent.
+const GSM_BASIC = new Set(Array.from(
+  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"));
+const GSM_EXTENDED = new Set(Array.from("^{}\\[~]|€\f"));
+
+export function isGsm(ch) {
+  return GSM_BASIC.has(ch) || GSM_EXTENDED.has(ch);
+}
+
+/** Segments and encoding as ACS counts them (GSM-7 160/153 septets, UCS-2 70/67 code units). */
+export function localSegments(text) {
+  const chars = Array.from(text);
+  const ucs2 = [...new Set(chars.filter((c) => !isGsm(c)))];
+  if (!text) return { segments: 0, encoding: "GSM-7", characters: 0, ucs2Characters: [] };
+  if (ucs2.length === 0) {
+    const septets = chars.reduce((n, c) => n + (GSM_EXTENDED.has(c) ? 2 : 1), 0);
+    return { segments: septets <= 160 ? 1 : Math.ceil(septets / 153), encoding: "GSM-7",
+      characters: septets, ucs2Characters: [] };
+  }
+  const units = text.length; // UTF-16 code units
+  return { segments: units <= 70 ? 1 : Math.ceil(units / 67), encoding: "UCS-2",
+    characters: units, ucs2Characters: ucs2 };
+}
+
+/** The template as nodes: {{placeholders}} in <mark class=placeholder>, UCS-2 characters in
+ * <mark class=ucs2>, everything else as text. */
+export function highlightTemplate(text) {
+  const nodes = [];
+  const parts = text.split(/(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})/);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      nodes.push(el("mark", { class: "placeholder", title: "placeholder" }, part));
+      return;
+    }
+    let run = "";
+    for (const ch of Array.from(part)) {
+      if (isGsm(ch)) { run += ch; continue; }
+      if (run) { nodes.push(run); run = ""; }
+      nodes.push(el("mark", { class: "ucs2", title: "forces UCS-2" }, ch));
+    }
+    if (run) nodes.push(run);
+  });
+  return nodes;
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(() => fn(...args), ms);
+  };
+}
+
+function field(id, label, input, hint) {
+  input.setAttribute("id", id);
+  if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
+  return el("div", { class: "field" }, el("label", { for: id }, label), input,
+    hint ? el("p", { class: "hint", id: `${id}-hint` }, hint) : null);
+}
+
+function radio(name, value, label, checked) {
+  const id = `${name}-${value}`;
+  return el("label", { class: "inline", for: id },
+    el("input", { type: "radio", name, value, id, checked: !!checked }), label);
+}
+
+function stat(label, value, key) {
+  return el("div", { "data-stat": key }, el("dt", {}, label), el("dd", {}, String(value ?? 0)));
+}
+
+function table(caption, headers, rows) {
+  return el("div", { class: "table-wrap" }, el("table", {},
+    el("caption", { class: "visually-hidden" }, caption),
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : null }, h.label || h)))),
+    el("tbody", {}, rows)));
+}
+
+export async function render(root, api) {
+  const live = el("p", { id: "campaigns-live", role: "status", "aria-live": "polite", class: "hint" });
+  const errorBox = el("div", { id: "campaigns-error", class: "error", role: "alert" });
+  const view = el("div", { id: "campaigns-view" });
+  root.append(el("h1", { id: "page-heading", tabindex: "-1" }, "Campaigns"), live, errorBox, view);
+
+  // Stop any poller when the user leaves the page (the router replaces `root`).
+  let poller = null;
+  const stopPolling = () => { if (poller) window.clearTimeout(poller); poller = null; };
+
+  function show(nodes, focusId) {
+    stopPolling();
+    clear(errorBox);
+    clear(view);
+    view.append(...nodes);
+    const target = focusId && document.getElementById(focusId);
+    if (target) target.focus();
+  }
+
+  function fail(error) {
+    showError(errorBox, error);
+  }
+
+  // ---- the list ----------------------------------------------------------------------------
+  async function showList() {
+    const newButton = el("button", { type: "button", id: "new-campaign" }, "New campaign");
+    const refresh = el("button", { type: "button", class: "secondary", id: "refresh-campaigns" }, "Refresh");
+    const holder = el("div", { id: "campaign-list" }, el("p", { class: "hint" }, "Loading campaigns…"));
+    show([el("div", { class: "actions" }, newButton, refresh), holder]);
+    newButton.addEventListener("click", () => showNew().catch(fail));
+    refresh.addEventListener("click", () => showList().catch(fail));
+    const page = await api.get("/campaigns", { limit: 50 });
+    clear(holder);
+    if (!page.campaigns.length) {
+      holder.append(el("p", {}, "No campaigns yet. Start with New campaign."));
+      announce(live, "No campaigns yet");
+      return;
+    }
+    const rows = page.campaigns.map((c) => {
+      const open = el("button", { type: "button", class: "secondary", "data-id": c.id }, c.name);
+      open.addEventListener("click", () => showProgress(c.id).catch(fail));
+      const r = c.recipients || {};
+      return el("tr", { "data-campaign": c.id },
+        el("td", {}, open),
+        el("td", {}, el("span", { class: `badge ${c.status}` }, c.status)),
+        el("td", { class: "num" }, String(r.valid ?? "")),
+        el("td", {}, c.tag || ""),
+        el("td", {}, formatTime(c.nextRunAt) || "—"),
+        el("td", {}, formatTime(c.createdAt)));
+    });
+    holder.append(table("Campaigns", ["Name", "Status", { label: "Recipients", num: true }, "Tag", "Next run", "Created"], rows));
+    announce(live, `${page.campaigns.length} campaign(s)`);
+  }
+
+  // ---- new campaign ------------------------------------------------------------------------
+  async function showNew() {
+    const [audiences, templates] = await Promise.all([
+      api.get("/audiences").then((a) => a.audiences).catch(() => []),
+      api.get("/templates").then((t) => t.templates).catch(() => []),
+    ]);
+    // The server validates (its 400 names each field); the browser's own bubbles would hide that.
+    const form = el("form", { id: "new-campaign-form", novalidate: true });
+    const formError = el("div", { id: "prepare-error", class: "error", role: "alert" });
+
+    // Basics
+    const name = el("input", { type: "text", name: "name", required: true, maxlength: "200", autocomplete: "off" });
+    const from = el("input", { type: "text", name: "from", autocomplete: "off", placeholder: "+18005550100" });
+    const tag = el("input", { type: "text", name: "tag", maxlength: "256", autocomplete: "off" });
+
+    // Audience
+    const audienceSelect = el("select", { name: "audienceId" },
+      el("option", { value: "" }, "Choose a saved audience"),
+      audiences.map((a) => el("option", { value: a.id }, `${a.name} (${a.size} members)`)));
+    const filter = el("input", { type: "text", name: "filter", autocomplete: "off", spellcheck: "false",
+      placeholder: "plan = 'pro' and city != 'Portland'" });
+    const matchCount = el("p", { id: "match-count", class: "counter", role: "status", "aria-live": "polite" });
+    const csvFile = el("input", { type: "file", name: "csv", accept: ".csv,text/csv" });
+    const csvName = el("input", { type: "text", name: "csvName", autocomplete: "off", maxlength: "200" });
+    const uploadButton = el("button", { type: "button", id: "upload-csv", class: "secondary" }, "Upload audience");
+    const uploadResult = el("div", { id: "upload-result", role: "status", "aria-live": "polite" });
+    const pasted = el("textarea", { name: "numbers", rows: "4", spellcheck: "false" });
+
+    const savedPanel = el("div", { id: "audience-saved" },
+      field("audience-select", "Saved audience", audienceSelect),
+      field("audience-filter", "Filter (optional)", filter,
+        "A rule over the audience's columns, e.g. plan = 'pro'. See docs/filter-language.md."),
+      matchCount);
+    const csvPanel = el("div", { id: "audience-csv", hidden: true },
+      field("csv-file", "CSV file", csvFile, "A header line with a phone column (to, phone, mobile…); other columns are template variables."),
+      field("csv-name", "Audience name", csvName),
+      el("div", { class: "actions" }, uploadButton), uploadResult);
+    const pastePanel = el("div", { id: "audience-paste", hidden: true },
+      field("pasted-numbers", "Phone numbers", pasted, "One per line (or separated by commas), in E.164: +14255550123."));
+    const audienceFieldset = el("fieldset", { id: "audience-fieldset" }, el("legend", {}, "Audience"),
+      el("div", { role: "radiogroup", "aria-label": "Audience source" },
+        radio("audience-source", "saved", "Saved audience", true),
+        radio("audience-source", "csv", "Upload a CSV"),
+        radio("audience-source", "paste", "Paste numbers")),
+      savedPanel, csvPanel, pastePanel);
+
+    // Template
+    const templateSelect = el("select", { name: "templateId" },
+      el("option", { value: "" }, "Choose a saved template"),
+      templates.map((t) => el("option", { value: t.id }, t.name)));
+    const templateText = el("textarea", { name: "template", rows: "4", maxlength: "2048" });
+    const preview = el("div", { id: "template-preview", class: "template-preview", "aria-label": "Template preview" });
+    const counter = el("p", { id: "segment-counter", class: "counter", role: "status", "aria-live": "polite" });
+    const templateFieldset = el("fieldset", { id: "template-fieldset" }, el("legend", {}, "Template"),
+      el("div", { role: "radiogroup", "aria-label": "Template source" },
+        radio("template-source", "new", "Write a new text", true),
+        radio("template-source", "saved", "Saved template")),
+      el("div", { id: "template-saved", hidden: true }, field("template-select", "Saved template", templateSelect)),
+      el("div", { id: "template-new" }, field("template-text", "Text", templateText,
+        "Use {{column}} for a value from the audience, e.g. Hi {{first_name}}.")),
+      el("h3", {}, "Preview"), preview, counter);
+
+    // Schedule and quiet hours
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    const sendAt = el("input", { type: "datetime-local", name: "sendAt" });
+    const cron = el("input", { type: "text", name: "cron", autocomplete: "off", spellcheck: "false", placeholder: "0 9 * * 1" });
+    const timezone = el("input", { type: "text", name: "timezone", autocomplete: "off", value: zone });
+    const scheduleFieldset = el("fieldset", { id: "schedule-fieldset" }, el("legend", {}, "Schedule"),
+      el("div", { role: "radiogroup", "aria-label": "When" },
+        radio("schedule", "now", "Send now", true),
+        radio("schedule", "at", "At a time"),
+        radio("schedule", "cron", "Recurring (cron)")),
+      el("div", { id: "schedule-at", hidden: true }, field("send-at", "Send at (your local time)", sendAt)),
+      el("div", { id: "schedule-cron", hidden: true },
+        field("cron", "Cron (minute hour day month weekday)", cron, "0 9 * * 1 is every Monday at 09:00."),
+        field("timezone", "Time zone", timezone, "An IANA zone, e.g. Europe/Amsterdam.")));
+    const quiet = el("input", { type: "checkbox", name: "quiet", id: "quiet-enabled" });
+    const quietStart = el("input", { type: "time", name: "quietStart", value: "21:00" });
+    const quietEnd = el("input", { type: "time", name: "quietEnd", value: "08:00" });
+    const quietFieldset = el("fieldset", { id: "quiet-fieldset" }, el("legend", {}, "Quiet hours"),
+      el("label", { class: "inline", for: "quiet-enabled" }, quiet, "Hold messages during quiet hours (each recipient's local time)"),
+      el("div", { id: "quiet-times", hidden: true },
+        field("quiet-start", "Quiet from", quietStart), field("quiet-end", "Quiet until", quietEnd)));
+
+    const prepare = el("button", { type: "submit", id: "prepare" }, "Prepare and review");
+    const back = el("button", { type: "button", class: "secondary", id: "back-to-list" }, "Back to the list");
+    form.append(el("h2", { id: "new-heading", tabindex: "-1" }, "New campaign"),
+      field("campaign-name", "Campaign name", name),
+      field("campaign-from", "From (optional)", from, "Our number; empty uses SMS_DEFAULT_FROM."),
+      field("campaign-tag", "Tag (optional)", tag),
+      audienceFieldset, templateFieldset, scheduleFieldset, quietFieldset, formError,
+      el("div", { class: "actions" }, prepare, back));
+    show([form], "new-heading");
+    back.addEventListener("click", () => showList().catch(fail));
+
+    const choice = (group) => form.querySelector(`input[name="${group}"]:checked`).value;
+    const toggle = (group, panels) => {
+      form.querySelectorAll(`input[name="${group}"]`).forEach((input) => input.addEventListener("change", () => {
+        for (const [value, id] of Object.entries(panels)) document.getElementById(id).hidden = choice(group) !== value;
+      }));
+    };
+    toggle("audience-source", { saved: "audience-saved", csv: "audience-csv", paste: "audience-paste" });
+    toggle("template-source", { saved: "template-saved", new: "template-new" });
+    toggle("schedule", { at: "schedule-at", cron: "schedule-cron" });
+    quiet.addEventListener("change", () => { document.getElementById("quiet-times").hidden = !quiet.checked; });
+
+    // The live match count: GET /api/audiences/{id}/count?filter= (if this API has it).
+    let countSupported = true;
+    let countSeq = 0;
+    const updateCount = debounce(async () => {
+      const id = audienceSelect.value;
+      const seq = ++countSeq;
+      if (!id) { matchCount.textContent = ""; return; }
+      if (!countSupported) return;
+      try {
+        const answer = await api.get(`/audiences/${encodeURIComponent(id)}/count`, { filter: filter.value.trim() });
+        if (seq !== countSeq) return;
+        const n = answer.matching ?? answer.count;
+        matchCount.textContent = answer.members !== undefined
+          ? `${n} of ${answer.members} member(s) match` : `${n} member(s) match`;
+      } catch (error) {
+        if (seq !== countSeq) return;
+        if (error.status === 404 || error.status === 405) {
+          // Our own 404 names the audience; the host's (no such route: an older server) does not.
+          const gone = error.status === 404 && String(error.problem.detail || "").includes(id);
+          countSupported = gone;
+          matchCount.textContent = gone ? "That audience no longer exists."
+            : "A live count is not available on this server; the review shows the exact counts.";
+        } else {
+          clear(matchCount);
+          showError(matchCount, error);
+        }
+      }
+    }, 250);
+    audienceSelect.addEventListener("change", updateCount);
+    filter.addEventListener("input", updateCount);
+
+    // CSV upload: POST /api/audiences?name= with the file; a 400 names the bad line.
+    uploadButton.addEventListener("click", async () => {
+      clear(uploadResult);
+      const file = csvFile.files && csvFile.files[0];
+      if (!file) { uploadResult.append(el("p", { class: "error" }, "Choose a CSV file first.")); csvFile.focus(); return; }
+      const audienceName = csvName.value.trim() || file.name.replace(/\.csv$/i, "");
+      uploadButton.disabled = true;
+      try {
+        const text = await file.text();
+        const saved = await api.post(`/audiences?name=${encodeURIComponent(audienceName)}`, text, { contentType: "text/csv" });
+        audienceSelect.append(el("option", { value: saved.id }, `${saved.name} (${saved.size} members)`));
+        audienceSelect.value = saved.id;
+        uploadResult.append(el("p", { class: "ok", id: "upload-ok" },
+          `Saved audience “${saved.name}”: ${saved.size} member(s), columns ${saved.columns.join(", ") || "(none)"}. It is selected below.`));
+        form.querySelector('input[name="audience-source"][value="saved"]').click();
+        updateCount();
+      } catch (error) {
+        const box = el("div", { class: "error", id: "upload-error", role: "alert" });
+        uploadResult.append(box);
+        showError(box, error);
+      } finally {
+        uploadButton.disabled = false;
+      }
+    });
+
+    // Template preview and the segment counter (POST /api/segments when the server has it).
+    let segmentsSupported = true;
+    let segSeq = 0;
+    const currentText = () => {
+      if (choice("template-source") === "new") return templateText.value;
+      const t = templates.find((x) => x.id === templateSelect.value);
+      return t ? t.text : "";
+    };
+    const describe = (s, source) => {
+      const ucs2 = s.ucs2Characters || [];
+      return `${s.segments} segment(s), ${s.encoding}${s.characters !== undefined ? `, ${s.characters} character(s)` : ""}`
+        + (ucs2.length ? `; forcing UCS-2: ${ucs2.join(" ")}` : "") + (source ? ` (${source})` : "");
+    };
+    const updateServerCount = debounce(async (text) => {
+      const seq = ++segSeq;
+      if (!segmentsSupported || !text) return;
+      try {
+        const s = await api.post("/segments", { message: text });
+        if (seq !== segSeq) return;
+        counter.textContent = describe(s, "");
+      } catch (error) {
+        if (error.status === 404 || error.status === 405) segmentsSupported = false;
+        // Keep the local estimate: placeholders make the template's own count approximate anyway.
+      }
+    }, 300);
+    const updateTemplate = () => {
+      const text = currentText();
+      clear(preview);
+      preview.append(...highlightTemplate(text));
+      const s = localSegments(text);
+      counter.textContent = text ? describe(s, "estimate before values are filled in") : "";
+      updateServerCount(text);
+    };
+    templateText.addEventListener("input", updateTemplate);
+    templateSelect.addEventListener("change", updateTemplate);
+    form.querySelectorAll('input[name="template-source"]').forEach((i) => i.addEventListener("change", updateTemplate));
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clear(formError);
+      const body = { name: name.value.trim() };
+      if (from.value.trim()) body.from = from.value.trim();
+      if (tag.value.trim()) body.tag = tag.value.trim();
+      const source = choice("audience-source");
+      if (source === "paste") {
+        const numbers = pasted.value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean);
+        body.audience = { recipients: numbers.map((to) => ({ to })) };
+      } else {
+        if (!audienceSelect.value) {
+          formError.append(el("p", {}, source === "csv" ? "Upload the CSV first (Upload audience)." : "Choose a saved audience."));
+          (source === "csv" ? uploadButton : audienceSelect).focus();
+          return;
+        }
+        body.audience = { audienceId: audienceSelect.value };
+        if (filter.value.trim()) body.audience.filter = filter.value.trim();
+      }
+      if (choice("template-source") === "saved") body.templateId = templateSelect.value;
+      else body.template = templateText.value;
+      const when = choice("schedule");
+      if (when === "at") {
+        const at = new Date(sendAt.value);
+        if (Number.isNaN(at.getTime())) { formError.append(el("p", {}, "Choose the time to send at.")); sendAt.focus(); return; }
+        body.schedule = { sendAt: at.toISOString() };
+      } else if (when === "cron") {
+        body.schedule = { cron: cron.value.trim(), timezone: timezone.value.trim() };
+      }
+      if (quiet.checked) body.quietHours = { start: quietStart.value, end: quietEnd.value };
+      prepare.disabled = true;
+      announce(live, "Preparing the campaign…");
+      try {
+        const prepared = await api.post("/campaigns", body);
+        showReview(prepared);
+      } catch (error) {
+        showError(formError, error);
+        announce(live, "The campaign could not be prepared");
+        formError.focus();
+      } finally {
+        prepare.disabled = false;
+      }
+    });
+    updateTemplate();
+  }
+
+  // ---- review ------------------------------------------------------------------------------
+  function previewNodes(p) {
+    const r = p.recipients || {};
+    const nodes = [el("h3", {}, "Recipients"),
+      el("dl", { class: "stats", id: "review-counts" }, RECIPIENT_NAMES.map(([k, label]) => stat(label, r[k], k)))];
+    if ((p.invalidRows || []).length) {
+      nodes.push(el("h3", {}, "Invalid rows"), table("Invalid rows",
+        ["Where", "Number", "Why"],
+        p.invalidRows.map((row) => el("tr", {},
+          el("td", {}, row.line !== undefined ? `line ${row.line}` : `row ${row.index + 1}`), el("td", {}, row.to), el("td", {}, row.reason)))));
+      if (p.invalidRowsTruncated) nodes.push(el("p", { class: "hint" }, "Only the first 1,000 invalid rows are listed."));
+    }
+    const seg = p.segments || {};
+    nodes.push(el("h3", {}, "Message"),
+      el("dl", { class: "stats", id: "review-segments" },
+        stat("Encoding", p.encoding || "—", "encoding"),
+        stat("Segments each (min–max)", `${seg.min ?? 0}–${seg.max ?? 0}`, "segments"),
+        stat("Segments in all", seg.total, "segmentsTotal")));
+    if ((p.ucs2Characters || []).length) {
+      nodes.push(el("p", { id: "review-ucs2" }, "Characters forcing UCS-2: ",
+        p.ucs2Characters.map((c) => el("mark", { class: "ucs2" }, c))));
+    }
+    if ((p.samples || []).length) {
+      nodes.push(el("h3", {}, "Samples"), el("ul", { id: "review-samples" },
+        p.samples.map((s) => el("li", {}, el("strong", {}, s.to), ": ",
+          el("span", { class: "sample" }, s.message), ` (${s.segments} segment(s), ${s.encoding})`))));
+    }
+    const e = p.estimate;
+    if (e) {
+      nodes.push(el("h3", {}, "Estimate"), el("p", { id: "review-estimate" },
+        `About ${e.durationSeconds} s at ${e.ratePerMinute} messages a minute: from ${formatTime(e.startsAt)} to ${formatTime(e.finishesAt)}`
+        + (e.deferredUntil ? `; deferred recipients wait until ${formatTime(e.deferredUntil)}.` : ".")));
+    }
+    return nodes;
+  }
+
+  function showReview(c) {
+    const valid = (c.preview && c.preview.recipients && c.preview.recipients.valid) || 0;
+    const send = el("button", { type: "button", id: "send-campaign" }, "Send…");
+    const cancel = el("button", { type: "button", class: "danger", id: "cancel-campaign" }, "Cancel campaign");
+    const back = el("button", { type: "button", class: "secondary", id: "back-to-list" }, "Back to the list");
+    const confirmDialog = el("dialog", { id: "confirm-send", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" },
+      el("h2", { id: "confirm-title" }, "Send this campaign?"),
+      el("p", { id: "confirm-text" }, c.schedule
+        ? `“${c.name}” will be sent to ${valid} recipient(s) on its schedule.`
+        : `“${c.name}” will be sent now to ${valid} recipient(s). This cannot be undone.`),
+      el("div", { class: "actions" },
+        el("button", { type: "button", id: "confirm-send-yes" }, "Yes, send"),
+        el("button", { type: "button", class: "secondary", id: "confirm-send-no" }, "Not yet")));
+    show([el("h2", { id: "review-heading", tabindex: "-1" }, `Review: ${c.name}`),
+      el("p", {}, "Nothing has been sent. Check the counts, then Send."),
+      ...previewNodes(c.preview || {}),
+      el("div", { class: "actions" }, send, cancel, back), confirmDialog], "review-heading");
+    announce(live, `Prepared: ${valid} recipient(s) will be sent`);
+    send.disabled = !c.confirmationToken || valid === 0;
+    send.addEventListener("click", () => confirmDialog.showModal());
+    confirmDialog.querySelector("#confirm-send-no").addEventListener("click", () => { confirmDialog.close(); send.focus(); });
+    confirmDialog.querySelector("#confirm-send-yes").addEventListener("click", async () => {
+      confirmDialog.close();
+      send.disabled = true;
+      try {
+        await api.post(`/campaigns/${encodeURIComponent(c.id)}/send`, { confirmationToken: c.confirmationToken });
+        await showProgress(c.id);
+      } catch (error) {
+        send.disabled = false;
+        fail(error);
+      }
+    });
+    cancel.addEventListener("click", () => cancelCampaign(c.id));
+    back.addEventListener("click", () => showList().catch(fail));
+  }
+
+  async function cancelCampaign(id) {
+    try {
+      await api.post(`/campaigns/${encodeURIComponent(id)}/cancel`, {});
+      await showProgress(id);
+      announce(live, "Campaign canceled");
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  // ---- progress ----------------------------------------------------------------------------
+  async function showProgress(id) {
+    const heading = el("h2", { id: "progress-heading", tabindex: "-1" }, "Campaign");
+    const badge = el("span", { id: "campaign-status", class: "badge" }, "");
+    const bar = el("progress", { id: "campaign-progress", max: "1", value: "0", "aria-labelledby": "progress-label" });
+    const label = el("p", { id: "progress-label" }, "");
+    const counts = el("dl", { class: "stats", id: "campaign-counts" });
+    const runs = el("div", { id: "campaign-runs" });
+    const cancel = el("button", { type: "button", class: "danger", id: "cancel-campaign" }, "Cancel campaign");
+    const back = el("button", { type: "button", class: "secondary", id: "back-to-list" }, "Back to the list");
+    const details = el("details", { id: "campaign-preview" }, el("summary", {}, "The preview this campaign was prepared with"));
+    show([heading, el("p", {}, "Status: ", badge), label, bar, counts,
+      el("div", { class: "actions" }, cancel, back), runs, details], "progress-heading");
+    cancel.addEventListener("click", () => cancelCampaign(id));
+    back.addEventListener("click", () => showList().catch(fail));
+    let lastStatus = null;
+    let first = true;
+    const tick = async () => {
+      poller = null;
+      if (!root.isConnected) return;
+      let c;
+      try {
+        c = await api.get(`/campaigns/${encodeURIComponent(id)}`);
+      } catch (error) {
+        fail(error);
+        poller = window.setTimeout(tick, 5000);
+        return;
+      }
+      if (!root.isConnected || !document.getElementById("campaign-counts")) return;
+      heading.textContent = c.name;
+      badge.textContent = c.status;
+      badge.setAttribute("class", `badge ${c.status}`);
+      const total = (c.preview && c.preview.recipients && c.preview.recipients.valid) || 0;
+      const n = c.counts || {};
+      const done = ["sent", "delivered", "failed", "blocked", "canceled", "expired"].reduce((s, k) => s + (n[k] || 0), 0);
+      const perRun = c.runs && c.runs.length ? total * c.runs.length : total;
+      bar.setAttribute("max", String(Math.max(perRun, 1)));
+      bar.setAttribute("value", String(Math.min(done, Math.max(perRun, 1))));
+      label.textContent = `${done} of ${perRun} message(s) handed over${c.nextRunAt ? `; next run ${formatTime(c.nextRunAt)}` : ""}`;
+      clear(counts);
+      counts.append(...COUNT_NAMES.map((k) => stat(k[0].toUpperCase() + k.slice(1), n[k], k)));
+      clear(runs);
+      if ((c.runs || []).length) {
+        runs.append(el("h3", {}, "Runs"), table("Runs", ["Run", "Status", "Started", { label: "Sent", num: true }, { label: "Delivered", num: true }, { label: "Failed", num: true }],
+          c.runs.map((r) => el("tr", {}, el("td", {}, r.id), el("td", {}, r.status), el("td", {}, formatTime(r.startedAt)),
+            el("td", { class: "num" }, String((r.counts || {}).sent ?? 0)), el("td", { class: "num" }, String((r.counts || {}).delivered ?? 0)),
+            el("td", { class: "num" }, String((r.counts || {}).failed ?? 0))))));
+      }
+      if (first && c.preview) { details.append(...previewNodes(c.preview)); first = false; }
+      cancel.disabled = TERMINAL.has(c.status);
+      if (c.status !== lastStatus) { announce(live, `Campaign ${c.status}`); lastStatus = c.status; }
+      // Until the run completes, follow it every second; a scheduled campaign more slowly.
+      // Delivery reports keep arriving after `completed`, so follow the counts a little longer.
+      if (!TERMINAL.has(c.status)) poller = window.setTimeout(tick, c.status === "sending" ? 1000 : 5000);
+      else if ((n.sent || 0) > 0) poller = window.setTimeout(tick, 3000);
+    };
+    await tick();
+  }
+
+  await showList();
+}
