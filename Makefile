@@ -13,9 +13,18 @@ CKV_STAMP := $(CKV_VENV)/.installed-$(shell cat requirements-checkov.txt | cksum
 # cannot parse fails the lint (it would otherwise be skipped silently).
 CKV_ENV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true
 
-.PHONY: run test bench lint install unit integration e2e clean
+.PHONY: run test bench lint install unit integration e2e browser clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+# Debian's chromium for the browser tests (tests/browser/): Playwright drives it through
+# executable_path, so nothing is downloaded from Playwright's CDN (`playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+install: $(PY_STAMP) $(NODE_STAMP) $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends chromium
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +62,9 @@ integration: install
 
 e2e: install
 	$(PY) -m pytest -q tests/e2e
+
+browser: install
+	$(PY) -m pytest -q tests/browser
 
 bench: install
 	$(PY) -m bench

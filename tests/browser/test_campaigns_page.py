@@ -1,0 +1,136 @@
+"""The README's campaign walk-through in the console, end to end on the local stack: a CSV with a
+bad row (the line is named), then a good one; a filter; a template with placeholders; the review's
+exact counts; the confirmation; progress until completed; the texts in the handsets' inboxes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Watch
+from tests.numbers import unique_number
+from tests.stack import SENDER, Stack
+
+
+def upload(page: Page, name: str, csv_text: str) -> None:
+    page.get_by_label("CSV file").set_input_files(
+        files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": csv_text.encode()}])
+    page.get_by_label("Audience name").fill(name)
+    page.get_by_role("button", name="Upload audience").click()
+
+
+def stat(page: Page, block: str, key: str) -> str:
+    return page.locator(f"#{block} [data-stat='{key}'] dd").inner_text()
+
+
+def test_a_campaign_from_csv_to_the_handsets(console: Page, stack: Stack, watch: Watch,
+                                             shot: Callable[[str], Path]) -> None:
+    ann, bo, cy, dee = (unique_number() for _ in range(4))
+    # Cy opted out earlier, as if Cy had replied STOP.
+    stack.api.post("/optouts/add", json={"from": SENDER, "recipients": [{"to": cy}]}
+                   ).raise_for_status()
+    console.get_by_role("button", name="New campaign").click()
+    expect(console.get_by_role("heading", name="New campaign")).to_be_focused()
+    console.get_by_label("Upload a CSV").check()
+
+    # A row with a field too many: the 400's detail names its line, shown as text.
+    upload(console, "broken", f"phone,first_name,city,plan\n{ann},Ann,Seattle,pro\n"
+                              f"{bo},Bo,Seattle,free,extra\n")
+    expect(console.locator("#upload-error")).to_contain_text("line 3")
+    expect(console.locator("#upload-error")).to_contain_text("expected 4 fields")
+    shot("csv-error")
+
+    good = (f"phone,first_name,city,plan\n{ann},Ann,Seattle,pro\n{bo},Bo,Seattle,free\n"
+            f"{cy},Cy,Portland,pro\n{ann},Ann,Seattle,pro\n+1425555,Dee,Seattle,pro\n"
+            f"{dee},,Seattle,pro\n")
+    upload(console, "customers", good)
+    expect(console.locator("#upload-ok")).to_contain_text("6 member(s)")
+    # The uploaded audience is now the selected saved audience.
+    expect(console.get_by_role("combobox", name="Saved audience")).to_contain_text("customers")
+    console.get_by_label("Filter (optional)").fill("plan = 'pro'")
+    # The live count (GET /api/audiences/{id}/count) when the server has it; otherwise it says
+    # so and the review carries the exact counts.
+    expect(console.locator("#match-count")).to_have_text(
+        re.compile(r"^(5 of 6 member\(s\) match|A live count is not available on this server.*)$"))
+
+    console.get_by_label("Campaign name").fill("spring sale")
+    text = "Hi {{first_name}}, spring sale in {{city}}: 20% off today. Reply STOP to opt out."
+    console.get_by_label("Text", exact=True).fill(text)
+    preview = console.locator("#template-preview")
+    expect(preview.locator("mark.placeholder")).to_have_text(["{{first_name}}", "{{city}}"])
+    expect(preview).to_have_text(text)
+    expect(console.locator("#segment-counter")).to_contain_text("GSM-7")
+    console.get_by_label("Hold messages during quiet hours").check()
+    expect(console.get_by_label("Quiet from")).to_have_value("21:00")
+    shot("new-campaign")
+
+    console.get_by_role("button", name="Prepare and review").click()
+    expect(console.get_by_role("heading", name="Review: spring sale")).to_be_visible()
+    # The README's exact counts: Bo is not pro, Ann's second row is a duplicate, Cy opted out,
+    # +1425555 is no number and the last row has no first name.
+    for key, value in {"total": "5", "valid": "1", "invalid": "2", "duplicates": "1",
+                       "optedOut": "1"}.items():
+        assert stat(console, "review-counts", key) == value, key
+    invalid = console.locator("table").filter(has_text="Why")
+    expect(invalid).to_contain_text("+1425555")
+    expect(invalid).to_contain_text("missing variable(s): first_name")
+    expect(console.locator("#review-samples")).to_contain_text(
+        "Hi Ann, spring sale in Seattle: 20% off today.")
+    expect(console.locator("#review-estimate")).to_contain_text("messages a minute")
+    shot("review")
+
+    # Send asks first; "Not yet" sends nothing.
+    console.get_by_role("button", name="Send…").click()
+    confirm = console.get_by_role("dialog", name="Send this campaign?")
+    expect(confirm).to_contain_text("1 recipient(s)")
+    confirm.get_by_role("button", name="Not yet").click()
+    expect(confirm).to_be_hidden()
+    assert stack.emulator.state.inbox(ann) == []
+    console.get_by_role("button", name="Send…").click()
+    confirm.get_by_role("button", name="Yes, send").click()
+
+    expect(console.locator("#campaign-status")).to_have_text("completed", timeout=60_000)
+    expect(console.locator("#progress-label")).to_contain_text("1 of 1")
+    expect(console.get_by_role("button", name="Cancel campaign")).to_be_disabled()
+    shot("progress")
+    inbox = stack.wait_for(lambda: stack.emulator.state.inbox(ann), 30, "Ann's text")
+    assert [m["message"] for m in inbox] == [
+        "Hi Ann, spring sale in Seattle: 20% off today. Reply STOP to opt out."]
+    for nobody in (bo, cy, dee):
+        assert stack.emulator.state.inbox(nobody) == []
+
+    # The list shows it with its status.
+    console.get_by_role("button", name="Back to the list").click()
+    row = console.locator("tr", has_text="spring sale").first
+    expect(row).to_contain_text("completed")
+    shot("list")
+    assert watch.dialogs == [] and watch.page_errors == []
+
+
+def test_a_prepared_campaign_can_be_canceled_instead_of_sent(console: Page, stack: Stack) -> None:
+    to = unique_number()
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Paste numbers").check()
+    console.get_by_label("Phone numbers").fill(to)
+    console.get_by_label("Campaign name").fill("never sent")
+    console.get_by_label("Text", exact=True).fill("Not today")
+    console.get_by_role("button", name="Prepare and review").click()
+    expect(console.get_by_role("heading", name="Review: never sent")).to_be_visible()
+    console.get_by_role("button", name="Cancel campaign").click()
+    expect(console.locator("#campaign-status")).to_have_text("canceled")
+    assert stack.emulator.state.inbox(to) == []
+
+
+def test_a_bad_request_shows_the_problem_per_field(console: Page) -> None:
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Paste numbers").check()
+    console.get_by_label("Phone numbers").fill(unique_number())
+    console.get_by_label("Text", exact=True).fill("Hello")
+    # No campaign name: the server's 400 names the field.
+    console.get_by_role("button", name="Prepare and review").click()
+    error = console.locator("#prepare-error")
+    expect(error.locator(".problem-errors li").first).to_contain_text("name")
+    expect(error).to_contain_text("(400)")
