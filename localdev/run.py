@@ -222,6 +222,8 @@ def start_stack(stack: Stack, stop: threading.Event) -> str:
     lines = [
         "",
         "Local stack is running (Ctrl-C to stop)",
+        f"  Console:      {functions_url}/api/console  (open it in a browser; it asks for the "
+        f"function key below)",
         f"  API:          {functions_url}/api",
         f"  ACS:          {acs_note}",
         f"  Storage:      {storage_note}",
