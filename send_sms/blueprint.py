@@ -1,5 +1,5 @@
-"""POST /api/messages, GET /api/messages/{id}, POST /api/segments, the `sms-outbound`
-dispatcher and the outbox sweeper."""
+"""POST /api/messages, GET /api/messages (search), GET /api/messages/{id}, POST /api/segments,
+the `sms-outbound` dispatcher and the outbox sweeper."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from sms_core.bootstrap import get_services
 from sms_core.models.messages import DispatchJob, SegmentsRequest, SendRequest, parse_model
 from sms_core.use_cases import outbox
 from sms_core.use_cases.dispatch import dispatch
-from sms_core.use_cases.messages import get_message, segment_count
+from sms_core.use_cases.messages import get_message, search_messages, segment_count
 from sms_core.use_cases.sending import accept_send
 from sms_http import handle, json_response, new_blueprint
+from sms_http.requests import message_search_query
 
 bp = new_blueprint()
 log = logging.getLogger(__name__)
@@ -30,6 +31,13 @@ def send_sms(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(response.public(), status=202)
 
     return handle(req, run)
+
+
+@bp.route(route="messages", methods=["GET"])
+def find_messages(req: func.HttpRequest) -> func.HttpResponse:
+    """`?from=&to=&status=&tag=&since=&until=&limit=&continuationToken=`: newest first."""
+    return handle(req, lambda: json_response(search_messages(
+        get_services(), message_search_query(req.params)).public()))
 
 
 @bp.route(route="messages/{id}", methods=["GET"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sms_core.errors import FieldError, RequestInvalid
@@ -21,17 +22,30 @@ from sms_core.models.campaigns import (
     csv_audience_rows,
     invalid_field,
 )
-from sms_core.models.messages import parse_model, parse_recipient, parse_sender
+from sms_core.models.messages import (
+    MAX_TAG_CHARS,
+    MessageStatus,
+    parse_model,
+    parse_recipient,
+    parse_sender,
+)
 from sms_core.models.queries import (
+    DEFAULT_SEARCH_WINDOW,
     MAX_PAGE_SIZE,
+    MAX_SEARCH_WINDOW,
     AnalyticsQuery,
     AudienceUpload,
+    ConversationCursor,
     ConversationQuery,
+    MessageFilter,
+    MessageSearchQuery,
     OptOutPairQuery,
     PageQuery,
+    decode_search_cursor,
 )
 from sms_core.models.records import MemberRecord
 from sms_core.rules.analytics import parse_date_range
+from sms_core.rules.times import EARLIEST_STORABLE
 
 
 def analytics_query(params: Mapping[str, str]) -> AnalyticsQuery:
@@ -106,13 +120,75 @@ def send_confirmation(body: bytes | str | None) -> SendConfirmation:
     return confirmation
 
 
+def limit_query(params: Mapping[str, str], *, default: int = 50,
+                most: int = MAX_PAGE_SIZE) -> int:
+    """`?limit=` of a listing: 1 to `most`."""
+    raw = params.get("limit") or str(default)
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise invalid_field("limit", f"a whole number from 1 to {most}")
+    return int(raw)
+
+
 def page_query(params: Mapping[str, str], *, default: int = 50,
                most: int = MAX_PAGE_SIZE) -> PageQuery:
     """`?limit=&after=` of a listing."""
-    raw = params.get("limit") or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise invalid_field("limit", f"a whole number from 1 to {most}")
-    return PageQuery(int(raw), params.get("after") or None)
+    return PageQuery(limit_query(params, default=default, most=most),
+                     params.get("after") or None)
+
+
+def _moment(params: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 date-time with a UTC offset, in UTC, or a 400 naming the parameter."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError
+        value = value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise invalid_field(name, "an ISO 8601 date-time with a UTC offset, e.g. "
+                                  "2026-01-31T09:00:00Z") from None
+    if value < EARLIEST_STORABLE:
+        raise invalid_field(name, "must be after 1601-01-01")
+    return value
+
+
+def _search_window(params: Mapping[str, str], bounded: bool
+                   ) -> tuple[datetime | None, datetime | None]:
+    """`since` <= `until`; for a time-window search (`bounded`) both are set (default the last
+    24 hours, `until` defaulting to now) and at most 31 days apart."""
+    since, until = _moment(params, "since"), _moment(params, "until")
+    if bounded:
+        until = until or datetime.now(UTC)
+        since = since or until - DEFAULT_SEARCH_WINDOW
+        if until - since > MAX_SEARCH_WINDOW:
+            raise invalid_field("since", "at most 31 days before until (give to= to search one "
+                                         "recipient's messages without a window)")
+    if since is not None and until is not None and since > until:
+        raise invalid_field("since", "must not be after until")
+    return since, until
+
+
+def message_search_query(params: Mapping[str, str]) -> MessageSearchQuery:
+    """`GET /api/messages?from=&to=&status=&tag=&since=&until=&limit=&continuationToken=`."""
+    sender = parse_sender(params["from"]) if params.get("from") else None
+    to = parse_recipient(params["to"]) if params.get("to") else None
+    status = params.get("status") or None
+    if status is not None and status not in set(MessageStatus):
+        raise invalid_field("status", "one of " + ", ".join(MessageStatus))
+    tag = params.get("tag") or None
+    if tag is not None and len(tag) > MAX_TAG_CHARS:
+        raise invalid_field("tag", f"at most {MAX_TAG_CHARS} characters")
+    since, until = _search_window(params, bounded=to is None)
+    token = params.get("continuationToken")
+    cursor = decode_search_cursor(token) if token else None
+    if cursor is not None and isinstance(cursor, ConversationCursor) != (to is not None):
+        # A token of the other kind of search would restart it or skip messages unseen.
+        raise invalid_field("continuationToken", "not a token of this search (with or without to)")
+    return MessageSearchQuery(
+        to=to, filter=MessageFilter(sender, MessageStatus(status) if status else None, tag),
+        since=since, until=until, limit=limit_query(params), cursor=cursor)
 
 
 def audience_upload(body: bytes | str | None, content_type: str | None,

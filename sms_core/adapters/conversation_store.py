@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     pass
 
 _STORAGE = storage_errors("Conversation")
+
+
+def _row_time(moment: datetime) -> str:
+    """The time prefix of a row key (`ConversationRecord.row_key`)."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def _encode_token(token: Any) -> str | None:
@@ -87,8 +92,7 @@ class ConversationStore:
     def last_outbound(self, our_number: str, their_number: str, since: datetime,
                       until: datetime) -> ConversationRecord | None:
         """The latest message we sent this person in [since, until], if any (one range query)."""
-        lo = since.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        hi = until.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "|~"
+        lo, hi = _row_time(since), _row_time(until) + "|~"
         with _STORAGE:
             rows = list(self._table.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
@@ -100,6 +104,33 @@ class ConversationStore:
         return ConversationRecord(our_number=our_number, their_number=their_number,
                                  direction="outbound", message_id=r["MessageId"], text=r["Text"],
                                  at=r["At"], tag=r.get("Tag"))
+
+    def outbound_before(self, our_number: str, their_number: str, since: datetime | None,
+                        until: datetime | None, tag: str | None, limit: int,
+                        before: str | None) -> list[tuple[str, str]]:
+        """Up to `limit` (row key, message id) of our messages to this person in [since, until]
+        (with `tag`), before the row key `before`, newest first: one query of one partition,
+        reading only the keys (a conversation is read in time order, so its end is kept)."""
+        query = "PartitionKey eq @pk and Direction eq 'outbound'"
+        params: dict[str, Any] = {"pk": f"{our_number}|{their_number}"}
+        if since is not None:
+            query += " and RowKey ge @lo"
+            params["lo"] = _row_time(since)
+        if until is not None or before is not None:
+            bounds = [b for b in (until and _row_time(until) + "|~", before) if b]
+            query += " and RowKey lt @hi"
+            params["hi"] = min(bounds)
+        if tag is not None:
+            query += " and Tag eq @tag"
+            params["tag"] = tag
+        with _STORAGE:
+            try:
+                rows = [(str(r["RowKey"]), str(r["MessageId"]))
+                        for r in self._table.query_entities(
+                            query, parameters=params, select=["RowKey", "MessageId"])]
+            except ResourceNotFoundError:  # no table yet: no conversation
+                return []
+        return sorted(rows, reverse=True)[:limit]
 
     def page(self, our_number: str, their_number: str, limit: int = 50,
              continuation: str | None = None) -> tuple[list[ConversationRecord], str | None]:

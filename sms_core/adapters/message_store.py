@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -32,6 +32,12 @@ from sms_core.adapters.azure_errors import error_code, storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, PartlyStored, StorageUnavailable
 from sms_core.models.messages import PENDING_STATUSES, MessageEvent, MessageStatus
+from sms_core.models.queries import (
+    FIRST_SLICE_SECONDS,
+    MAX_SLICE_SECONDS,
+    BatchCursor,
+    MessageFilter,
+)
 from sms_core.models.records import (
     BATCH_TIME_FORMAT,
     OUTBOX_CHUNK,
@@ -39,6 +45,7 @@ from sms_core.models.records import (
     Decide,
     MessageRecord,
     OutboxRecord,
+    batch_time,
     split_message_id,
 )
 
@@ -409,6 +416,65 @@ class MessageStore:
                                                 parameters={"pk": batch}, select=["Status"]):
                 counts[e["Status"]] = counts.get(e["Status"], 0) + 1
         return counts
+
+    def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """The messages of these ids that exist: one range query per batch, concurrently."""
+        wanted: dict[str, list[int]] = {}
+        for public_id in public_ids:
+            batch, index = split_message_id(public_id)
+            wanted.setdefault(batch, []).append(index)
+        found = run_all(lambda item: self.load(item[0], item[1]), list(wanted.items()))
+        return {r.id: r for records in found for r in records}
+
+    def recent(self, since: datetime, until: datetime, match: MessageFilter, limit: int,
+               after: BatchCursor | None) -> tuple[list[MessageRecord], BatchCursor | None]:
+        """Messages of the batches created in [since, until], newest batch first, walking back
+        in time slices: each slice is one PartitionKey range query over batch ids (they start
+        with their UTC time), its filters applied by the service; a slice that leaves the page
+        short is followed by one twice as long. Campaign runs' batches (`c...`) and the outbox
+        cursor (`~outbox`) sort after every batch id and fall outside the ranges."""
+        found: list[MessageRecord] = []
+        step = after.slice_seconds if after else FIRST_SLICE_SECONDS
+        top = batch_time(after.batch) if after else until
+        assert top is not None  # decode_search_cursor accepts batch ids with a time only
+        # The SDK substitutes a parameter only as a word of its own: hence the spaced brackets.
+        upper = ("( PartitionKey lt @pk or ( PartitionKey eq @pk and RowKey gt @rk ) )", {
+            "pk": after.batch, "rk": _row(after.index)}) if after else (
+            "PartitionKey lt @pk", {"pk": until.strftime(BATCH_TIME_FORMAT) + "~"})
+        while True:
+            low = max(since, top - timedelta(seconds=step))
+            rows = self._slice(low.strftime(BATCH_TIME_FORMAT), upper, match)
+            # Newest batch first; a batch's messages in request order (they share one time).
+            rows.sort(key=lambda r: r.index)
+            rows.sort(key=lambda r: r.batch, reverse=True)
+            room = limit - len(found)
+            found += rows[:room]
+            if len(rows) > room or (len(found) == limit and low > since):
+                # Full: the next page starts after the last one returned (possibly empty, when
+                # the full page ended exactly at the end of the window's messages).
+                last = found[-1]
+                return found, BatchCursor(last.batch, last.index, step)
+            if low <= since:
+                return found, None
+            top, step = low, min(step * 2, MAX_SLICE_SECONDS)
+            upper = ("PartitionKey lt @pk", {"pk": low.strftime(BATCH_TIME_FORMAT)})
+
+    def _slice(self, low_key: str, upper: tuple[str, dict[str, Any]],
+               match: MessageFilter) -> list[MessageRecord]:
+        """The messages matching `match` in the batches from `low_key` up to `upper`."""
+        query = f"PartitionKey ge @low and {upper[0]} and Kind eq 'message'"
+        params: dict[str, Any] = {"low": low_key, **upper[1]}
+        for column, name, value in (("From", "sender", match.sender),
+                                    ("Status", "status", match.status and str(match.status)),
+                                    ("Tag", "tag", match.tag)):
+            if value is not None:
+                query += f" and {column} eq @{name}"
+                params[name] = value
+        with _STORAGE:
+            try:
+                return [_record(e) for e in self._table.query_entities(query, parameters=params)]
+            except ResourceNotFoundError:  # no table yet: nothing was ever sent
+                return []
 
     def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
         """One message and the events of its history, oldest first (one range query);

@@ -246,6 +246,34 @@ class MessagePublic(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class MessageSummaryPublic(BaseModel):
+    """One message of `GET /api/messages`: the fields of `MessagePublic` a listing shows."""
+
+    id: str
+    from_: str = Field(serialization_alias="from")
+    to: str
+    message: str
+    status: MessageStatus
+    tag: str | None
+    segments: int
+    encoding: str
+    error: str | None
+    created_at: datetime = Field(serialization_alias="createdAt")
+    updated_at: datetime = Field(serialization_alias="updatedAt")
+    sent_at: datetime | None = Field(serialization_alias="sentAt")
+
+
+class MessageListPublic(BaseModel):
+    """Body of `GET /api/messages`: one page, newest first."""
+
+    messages: list[MessageSummaryPublic]
+    continuation_token: str | None = Field(serialization_alias="continuationToken")
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of the page."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
 class SegmentsRequest(BaseModel):
     """Body of `POST /api/segments`: a draft text (blank allowed: the counter starts empty)."""
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from optout_store.records import OptOutHistoryRecord, OptOutStateRecord, Source
 from sms_core.models.app_events import WebhookDelivery
 from sms_core.models.messages import MessageEvent, OutboundSms, SendOutcome
+from sms_core.models.queries import BatchCursor, MessageFilter
 from sms_core.models.records import (
     AudienceRecord,
     AwaitingRecord,
@@ -107,6 +108,21 @@ class Messages(Protocol):
         """One message and the events of its history, oldest first; NotFound if unknown."""
         ...
 
+
+
+class MessageSearch(Protocol):
+    """Finding messages for `GET /api/messages`, by partition-bounded queries only."""
+
+    def recent(self, since: datetime, until: datetime, match: MessageFilter, limit: int,
+               after: BatchCursor | None) -> tuple[list[MessageRecord], BatchCursor | None]:
+        """Messages of the batches created in [since, until] (to the second) matching `match`,
+        newest batch first and in index order within one, at most `limit`, after `after`;
+        and the cursor of the next page (None when the window is exhausted)."""
+        ...
+
+    def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """The messages of these ids that exist, by id."""
+        ...
 
 
 class Outbox(Protocol):
@@ -345,6 +361,17 @@ class Conversations(Protocol):
         """One page of the conversation, oldest first, and the token of the next page."""
         ...
 
+
+
+class OutboundIndex(Protocol):
+    """A conversation's outbound rows: which messages we sent one person, newest first."""
+
+    def outbound_before(self, our_number: str, their_number: str, since: datetime | None,
+                        until: datetime | None, tag: str | None, limit: int,
+                        before: str | None) -> list[tuple[str, str]]:
+        """Up to `limit` (row key, message id) of the outbound rows in [since, until] with
+        `tag` (when given) whose row key sorts before `before`, newest first."""
+        ...
 
 
 class Analytics(Protocol):

@@ -70,3 +70,67 @@ def test_a_bad_count_rule_is_a_400_naming_filter(stack: Stack, rule: str) -> Non
 
 def test_counting_an_unknown_audience_is_a_404(stack: Stack) -> None:
     problem(stack.api.get("/audiences/a20260101000000abcdef012345/count"), 404)
+
+
+# -- GET /api/messages -------------------------------------------------------------------------
+
+def _send(stack: Stack, to: list[str], tag: str) -> list[str]:
+    r = stack.api.post("/messages", json={"to": to, "message": "console search", "tag": tag})
+    assert r.status_code == 202, r.text
+    return [m["id"] for m in r.json()["messages"]]
+
+
+def _pages(stack: Stack, **params: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(50):
+        page = ok(stack.api.get("/messages", params={
+            **params, **({"continuationToken": token} if token else {})}), "MessageList")
+        found += page["messages"]
+        token = page["continuationToken"]
+        if token is None:
+            return found
+    raise AssertionError("the pages never ended")
+
+
+def test_the_search_finds_the_last_days_messages_by_tag_newest_first_paged(
+        stack: Stack) -> None:
+    tag = f"console-{unique_number()[-7:]}"
+    first = _send(stack, [unique_number(), unique_number()], tag)
+    second = _send(stack, [unique_number(), unique_number(), unique_number()], tag)
+    _send(stack, [unique_number()], tag + "-other")
+    found = _pages(stack, tag=tag, limit="2")
+    ids = [m["id"] for m in found]
+    # Two requests in the same second order by their random part, newest batch first.
+    batches = sorted({i.rsplit("-", 1)[0] for i in first + second}, reverse=True)
+    assert ids == sorted(first + second,
+                         key=lambda i: (batches.index(i.rsplit("-", 1)[0]), i))
+    assert {m["tag"] for m in found} == {tag}
+    assert all(m["message"] == "console search" for m in found)
+
+
+def test_the_search_by_recipient_reads_their_conversation(stack: Stack) -> None:
+    person = unique_number()
+    tag = f"console-{unique_number()[-7:]}"
+    (sent_id,) = _send(stack, [person], tag)
+    stack.wait_for(lambda: [m["id"] for m in ok(
+        stack.api.get("/messages", params={"to": person}), "MessageList")["messages"]]
+        == [sent_id], what="the sent message listed for its recipient")
+    assert ok(stack.api.get("/messages", params={"to": person, "status": "canceled"}),
+              "MessageList") == {"messages": [], "continuationToken": None}
+    assert ok(stack.api.get("/messages", params={"to": unique_number()}),
+              "MessageList") == {"messages": [], "continuationToken": None}
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"limit": "0"}, "limit"), ({"limit": "500"}, "limit"), ({"status": "bogus"}, "status"),
+    ({"since": "yesterday"}, "since"), ({"until": "2026-01-01T00:00:00"}, "until"),
+    ({"since": "2026-01-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"}, "since"),
+    ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since"),
+    ({"to": "12"}, "to"), ({"from": "+"}, "from"),
+    ({"continuationToken": "garbage"}, "continuationToken"),
+    ({"continuationToken": "eyJiIjoiMSIsImkiOjEsInMiOjF9"}, "continuationToken"),
+])
+def test_a_bad_search_parameter_is_a_400_naming_it(stack: Stack, params: dict[str, str],
+                                                   field: str) -> None:
+    assert fields(stack.api.get("/messages", params=params)) == [field]

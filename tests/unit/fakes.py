@@ -45,7 +45,9 @@ from sms_core.models.messages import (
     OutboundSms,
     SendOutcome,
 )
+from sms_core.models.queries import FIRST_SLICE_SECONDS, BatchCursor, MessageFilter
 from sms_core.models.records import (
+    BATCH_TIME_FORMAT,
     OUTBOX_CHUNK,
     AudienceRecord,
     AwaitingRecord,
@@ -61,6 +63,7 @@ from sms_core.models.records import (
     RunRecord,
     TemplateRecord,
     UnmatchedReportRecord,
+    message_id,
     new_batch_id,
     run_key,
     split_message_id,
@@ -216,6 +219,31 @@ class FakeMessages:
             if rec is None:
                 raise NotFound(f"No message with id '{public_id}'.")
             return _copy_record(rec), list(self._events[(batch, index)])
+
+    def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        with self._lock:
+            keys = [split_message_id(i) for i in public_ids]
+            return {message_id(*k): _copy_record(self._rows[k]) for k in keys
+                    if k in self._rows}
+
+    def recent(self, since: datetime, until: datetime, match: MessageFilter, limit: int,
+               after: BatchCursor | None) -> tuple[list[MessageRecord], BatchCursor | None]:
+        """The real store's order (newest batch first, index order within one) over every
+        record, without its time slices: the cursor is the last record returned."""
+        lo, hi = since.strftime(BATCH_TIME_FORMAT), until.strftime(BATCH_TIME_FORMAT) + "~"
+        with self._lock:
+            rows = [r for (b, _), r in self._rows.items() if lo <= b < hi
+                    and match.sender in (None, r.sender) and match.status in (None, r.status)
+                    and match.tag in (None, r.tag)]
+        rows.sort(key=lambda r: r.index)
+        rows.sort(key=lambda r: r.batch, reverse=True)
+        if after is not None:
+            rows = [r for r in rows if r.batch < after.batch
+                    or (r.batch == after.batch and r.index > after.index)]
+        page = [_copy_record(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return page, (BatchCursor(page[-1].batch, page[-1].index, FIRST_SLICE_SECONDS)
+                      if more else None)
 
     # -- for tests ----------------------------------------------------------------------------
 
@@ -623,6 +651,16 @@ class FakeConversations:
                  if e.direction == "outbound" and lo <= e.row_key() <= hi]
         return found[-1] if found else None
 
+    def outbound_before(self, our_number: str, their_number: str, since: datetime | None,
+                        until: datetime | None, tag: str | None, limit: int,
+                        before: str | None) -> list[tuple[str, str]]:
+        lo = _sortable(since) if since else ""
+        hi = min(b for b in (until and _sortable(until) + "|~", before, "~") if b)
+        found = [(e.row_key(), e.message_id) for e in self._entries(our_number, their_number)
+                 if e.direction == "outbound" and lo <= e.row_key() < hi
+                 and tag in (None, e.tag)]
+        return sorted(found, reverse=True)[:limit]
+
     def page(self, our_number: str, their_number: str, limit: int = 50,
              continuation: str | None = None) -> tuple[list[ConversationRecord], str | None]:
         """Pages of `limit` (1..200); the token is opaque to callers (here: an offset)."""
@@ -995,6 +1033,7 @@ if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
     from sms_core.use_cases.delivery_reports import ReportDeps
     from sms_core.use_cases.dispatch import DispatchDeps
     from sms_core.use_cases.inbound import InboundDeps
+    from sms_core.use_cases.messages import SearchDeps
     from sms_core.use_cases.optout_changes import OptOutChangeDeps
     from sms_core.use_cases.ports import (
         Analytics,
@@ -1031,5 +1070,5 @@ if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
 
     def _deps(d: FakeDeps) -> tuple[
             StatusDeps, SendDeps, DispatchDeps, ReportDeps, InboundDeps, CampaignDeps,
-            OptOutChangeDeps, ConversationDeps, InboundCountDeps]:
-        return (d, d, d, d, d, d, d, d, d)
+            OptOutChangeDeps, ConversationDeps, InboundCountDeps, SearchDeps]:
+        return (d, d, d, d, d, d, d, d, d, d)

@@ -7,6 +7,7 @@ from tests.app_functions import app_functions
 CONTRACT = {
     # name: (trigger type, route or queue or schedule)
     "send_sms": ("httpTrigger", "messages"),
+    "find_messages": ("httpTrigger", "messages"),
     "message_status": ("httpTrigger", "messages/{id}"),
     "segments": ("httpTrigger", "segments"),
     "dispatch_sms": ("queueTrigger", "sms-outbound"),
