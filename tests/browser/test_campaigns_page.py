@@ -134,3 +134,63 @@ def test_a_bad_request_shows_the_problem_per_field(console: Page) -> None:
     error = console.locator("#prepare-error")
     expect(error.locator(".problem-errors li").first).to_contain_text("name")
     expect(error).to_contain_text("(400)")
+
+
+def test_the_counter_marks_the_characters_that_force_ucs2(console: Page) -> None:
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Text", exact=True).fill("Café ☕ at 5? {{first_name}}")
+    preview = console.locator("#template-preview")
+    # é is in the GSM-7 alphabet; the cup is not.
+    expect(preview.locator("mark.ucs2")).to_have_text(["☕"])
+    expect(preview.locator("mark.placeholder")).to_have_text(["{{first_name}}"])
+    counter = console.locator("#segment-counter")
+    expect(counter).to_contain_text("UCS-2")
+    expect(counter).to_contain_text("forcing UCS-2: ☕")
+    # POST /api/segments answers and replaces the local estimate.
+    expect(counter).not_to_contain_text("estimate")
+
+
+def test_a_recurring_campaign_is_scheduled_and_can_be_canceled(console: Page,
+                                                               stack: Stack) -> None:
+    to = unique_number()
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Paste numbers").check()
+    console.get_by_label("Phone numbers").fill(to)
+    console.get_by_label("Campaign name").fill("every monday")
+    console.get_by_label("Text", exact=True).fill("Weekly news")
+    console.get_by_label("Recurring (cron)").check()
+    console.get_by_label("Cron (minute hour day month weekday)").fill("0 9 * * 1")
+    console.get_by_label("Time zone").fill("Europe/Amsterdam")
+    console.get_by_role("button", name="Prepare and review").click()
+    expect(console.get_by_role("heading", name="Review: every monday")).to_be_visible()
+    console.get_by_role("button", name="Send…").click()
+    confirm = console.get_by_role("dialog", name="Send this campaign?")
+    expect(confirm).to_contain_text("on its schedule")
+    confirm.get_by_role("button", name="Yes, send").click()
+    expect(console.locator("#campaign-status")).to_have_text("scheduled")
+    expect(console.locator("#progress-label")).to_contain_text("next run")
+    console.get_by_role("button", name="Cancel campaign").click()
+    expect(console.locator("#campaign-status")).to_have_text("canceled")
+    assert stack.emulator.state.inbox(to) == []
+
+
+def test_a_saved_template_at_a_time(console: Page, stack: Stack) -> None:
+    to = unique_number()
+    saved = stack.api.post("/templates", json={"name": "reminder {{x}}",
+                                                "text": "Your visit is tomorrow, {{name}}"})
+    saved.raise_for_status()
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Paste numbers").check()
+    console.get_by_label("Phone numbers").fill(to)
+    console.get_by_label("Campaign name").fill("reminders")
+    console.get_by_role("radio", name="Saved template").check()
+    console.get_by_role("combobox", name="Saved template").select_option(saved.json()["id"])
+    expect(console.locator("#template-preview mark.placeholder")).to_have_text(["{{name}}"])
+    console.get_by_label("At a time").check()
+    console.get_by_label("Send at (your local time)").fill("2030-01-31T09:00")
+    console.get_by_role("button", name="Prepare and review").click()
+    # The pasted number has no `name`: the review says so rather than sending a blank.
+    expect(console.get_by_role("heading", name="Review: reminders")).to_be_visible()
+    assert stat(console, "review-counts", "invalid") == "1"
+    expect(console.locator("table").filter(has_text="Why")).to_contain_text("name")
+    expect(console.get_by_role("button", name="Send…")).to_be_disabled()

@@ -216,8 +216,8 @@ export async function render(root, api) {
         radio("schedule", "now", "Send now", true),
         radio("schedule", "at", "At a time"),
         radio("schedule", "cron", "Recurring (cron)")),
-      el("div", { id: "schedule-at", hidden: true }, field("send-at", "Send at (your local time)", sendAt)),
-      el("div", { id: "schedule-cron", hidden: true },
+      el("div", { id: "schedule-at-panel", hidden: true }, field("send-at", "Send at (your local time)", sendAt)),
+      el("div", { id: "schedule-cron-panel", hidden: true },
         field("cron", "Cron (minute hour day month weekday)", cron, "0 9 * * 1 is every Monday at 09:00."),
         field("timezone", "Time zone", timezone, "An IANA zone, e.g. Europe/Amsterdam.")));
     const quiet = el("input", { type: "checkbox", name: "quiet", id: "quiet-enabled" });
@@ -247,7 +247,7 @@ export async function render(root, api) {
     };
     toggle("audience-source", { saved: "audience-saved", csv: "audience-csv", paste: "audience-paste" });
     toggle("template-source", { saved: "template-saved", new: "template-new" });
-    toggle("schedule", { at: "schedule-at", cron: "schedule-cron" });
+    toggle("schedule", { at: "schedule-at-panel", cron: "schedule-cron-panel" });
     quiet.addEventListener("change", () => { document.getElementById("quiet-times").hidden = !quiet.checked; });
 
     // The live match count: GET /api/audiences/{id}/count?filter= (if this API has it).
