@@ -1,0 +1,100 @@
+"""The Conversations page in a real Chromium: a handset's text shown in the thread, a reply from
+the console reaching that handset, the person's opt-out changed from the thread (and a reply
+then blocked), and an inbound text holding markup shown as text, never run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Watch
+from tests.stack import SENDER, Stack
+
+PERSON = "+14255552201"
+INJECTOR = "+14255552202"
+
+
+def inbox(stack: Stack, number: str) -> list[str]:
+    return [m["message"] for m in stack.emulator.state.inbox(number)]
+
+
+def open_thread(page: Page, number: str) -> None:
+    page.get_by_role("navigation", name="Console pages").get_by_role(
+        "link", name="Conversations").click()
+    expect(page.get_by_role("heading", name="Conversations", level=1)).to_be_visible()
+    page.get_by_label("Our number (sender)").fill(SENDER)
+    page.get_by_role("button", name="Show conversations").click()
+    page.get_by_label("Open the conversation with").fill(number)
+    page.get_by_role("button", name="Open", exact=True).click()
+    expect(page.get_by_role("heading", name=f"Conversation with {number}")).to_be_focused()
+
+
+def test_a_reply_in_a_conversation_reaches_the_handset(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    stack.emulator.reply(PERSON, SENDER, "Is my order ready?")
+    open_thread(console, PERSON)
+    thread = console.locator("#conv-messages")
+    expect(thread.locator("li")).to_have_count(1)
+    expect(thread.locator("li").first).to_have_attribute("data-direction", "inbound")
+    expect(thread.locator("li").first).to_contain_text(f"Received from {PERSON}")
+    expect(thread.locator("li").first).to_contain_text("Is my order ready?")
+    expect(console.locator("#conv-optout-state")).to_contain_text("has not opted out")
+
+    reply = "Yes, pick it up at 5 <b>today</b>"
+    console.get_by_label(f"Reply to {PERSON}").fill(reply)
+    console.get_by_role("button", name="Send reply").click()
+    expect(console.locator("#conv-reply-status")).to_have_text("Reply queued.")
+    expect(thread.locator("li")).to_have_count(2)
+    expect(thread.locator("li").nth(1)).to_have_attribute("data-direction", "outbound")
+    expect(thread.locator("li").nth(1)).to_contain_text(f"Sent to {PERSON}")
+    expect(console.get_by_label(f"Reply to {PERSON}")).to_have_value("")
+    stack.wait_for(lambda: reply in inbox(stack, PERSON), what="the reply in the handset's inbox")
+    shot("conversation-replied")
+
+    # Reloading shows both directions from the API, in time order.
+    console.reload()
+    open_thread(console, PERSON)
+    expect(thread.locator("li")).to_have_count(2)
+    assert [li.get_attribute("data-direction") for li in thread.locator("li").all()] == [
+        "inbound", "outbound"]
+    expect(thread.locator("li").nth(1)).to_contain_text(reply)
+
+    # The opt-out state is changed from the thread; a reply is then blocked, not sent.
+    console.get_by_role("button", name="Opt out (add an opt-out)").click()
+    expect(console.locator("#conv-optout-state")).to_contain_text("has opted out")
+    check = stack.api.post("/optouts/check", json={"from": SENDER, "recipients": [{"to": PERSON}]})
+    assert check.json()["value"][0]["isOptedOut"] is True
+    console.get_by_label(f"Reply to {PERSON}").fill("Are you still there?")
+    console.get_by_role("button", name="Send reply").click()
+    expect(console.locator("#conv-reply-status")).to_contain_text("has opted out")
+    console.get_by_role("button", name="Opt back in (remove the opt-out)").click()
+    expect(console.locator("#conv-optout-state")).to_contain_text("has not opted out")
+    check = stack.api.post("/optouts/check", json={"from": SENDER, "recipients": [{"to": PERSON}]})
+    assert check.json()["value"][0]["isOptedOut"] is False
+    assert inbox(stack, PERSON) == [reply]
+    assert watch.dialogs == [] and watch.page_errors == []
+
+
+def test_an_inbound_text_holding_markup_is_shown_inert(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    payloads = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>",
+                '=HYPERLINK("http://example.invalid","click")']
+    for text in payloads:
+        stack.emulator.reply(INJECTOR, SENDER, text)
+    open_thread(console, INJECTOR)
+    items = console.locator("#conv-messages li .message-text")
+    expect(items).to_have_count(len(payloads))
+    # Texts that arrive within the same clock tick may sort either way: compare as a set.
+    assert sorted(items.all_text_contents()) == sorted(payloads)
+    # On a phone-sized screen the thread fits without sideways scrolling.
+    console.set_viewport_size({"width": 390, "height": 844})
+    expect(console.get_by_label(f"Reply to {INJECTOR}")).to_be_visible()
+    assert console.evaluate("document.documentElement.scrollWidth") <= 390
+    shot("conversation-inert")
+    thread = console.locator("#conv-thread")
+    assert thread.locator("img").count() == 0
+    assert thread.locator("script").count() == 0
+    assert thread.locator("a").count() == 0
+    assert watch.dialogs == [] and watch.page_errors == []
