@@ -1,8 +1,10 @@
 """The Messages page in a real Chromium: a sent message opened by its id shows its history as an
-ordered timeline that follows it to `delivered`, its text shown as text."""
+ordered timeline that follows it to `delivered`, its text shown as text; the search finds sent
+messages by tag (paged with More) and by recipient and status, and opens one's timeline."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from tests.browser.conftest import Watch
 from tests.stack import Stack
 
 RECIPIENT = "+14255552101"
+PEOPLE = [f"+142555521{n:02d}" for n in range(10, 22)]  # twelve recipients
 
 
 def open_messages(page: Page) -> None:
@@ -46,4 +49,55 @@ def test_a_sent_message_opens_with_its_history_as_a_timeline(
     shot("message-timeline")
 
     assert detail.locator("script").count() == 0
+    assert watch.dialogs == [] and watch.page_errors == [] and watch.console_errors == []
+
+
+def test_the_search_finds_sent_messages_and_opens_a_timeline(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    tag = f"search-{uuid.uuid4().hex[:10]}"
+    text = "Sale <img src=x onerror=alert(1)>"
+    sent = stack.api.post("/messages", json={"to": PEOPLE, "message": text, "tag": tag})
+    assert sent.status_code == 202, sent.text
+    ids = [m["id"] for m in sent.json()["messages"]]
+    stack.wait_for(lambda: all(stack.status_of(i) == "delivered" for i in ids),
+                   what="the delivery reports of the twelve messages")
+
+    open_messages(console)
+    console.get_by_label("Tag").fill(tag)
+    console.get_by_label("Per page").select_option("10")
+    console.get_by_role("button", name="Search").click()
+    rows = console.locator("#msg-results tbody tr")
+    status = console.locator("#msg-results-status")
+    expect(status).to_contain_text("more are available")
+    more = console.get_by_role("button", name="More")
+    # A page may hold fewer than its limit while more remain: follow More until the end.
+    for _ in range(len(PEOPLE)):
+        if not more.is_visible():
+            break
+        shown = rows.count()
+        more.click()
+        expect(status).not_to_contain_text("Loading")
+        assert rows.count() >= shown
+    expect(more).to_be_hidden()
+    expect(rows).to_have_count(len(PEOPLE))
+    assert sorted(r.get_attribute("data-id") or "" for r in rows.all()) == sorted(ids)
+    expect(status).to_have_text(f"{len(PEOPLE)} messages shown.")
+    expect(rows.first.locator("td.sample")).to_have_text(text)
+    assert console.locator("#msg-results img").count() == 0
+    shot("message-search")
+
+    console.get_by_label("Tag").fill("")
+    console.get_by_label("Recipient").fill(PEOPLE[3])
+    console.get_by_label("Status").select_option("delivered")
+    console.get_by_role("button", name="Search").click()
+    expect(status).to_have_text("1 message shown.")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", ids[3])
+    rows.first.get_by_role("button", name="History").click()
+    timeline = console.locator("#msg-detail").get_by_role("list", name="History")
+    expect(timeline.locator("li")).to_have_count(3)
+    expect(timeline.locator("li").nth(2)).to_have_attribute("data-status", "delivered")
+    console.get_by_role("button", name="Close").click()
+    expect(rows.first.get_by_role("button", name="History")).to_be_focused()
+    shot("message-search-timeline")
     assert watch.dialogs == [] and watch.page_errors == [] and watch.console_errors == []

@@ -59,10 +59,13 @@ export async function render(root, api) {
     el("fieldset", {},
       el("legend", {}, "Search messages"),
       field("msg-to", "Recipient", inputs.to),
-      field("msg-from", "Sender (our number)", inputs.from, "Leave empty for every sender."),
+      field("msg-from", "Sender (our number)", inputs.from,
+        "Empty: every sender, or with a recipient the app's default sender."),
       field("msg-status", "Status", inputs.status),
       field("msg-tag", "Tag", inputs.tag),
-      field("msg-since", "Created from", inputs.since, "Your local time."),
+      field("msg-since", "Created from", inputs.since,
+        "Your local time. Without a recipient the range defaults to the last 24 hours "
+        + "and holds at most 31 days."),
       field("msg-until", "Created until", inputs.until),
       field("msg-limit", "Per page", inputs.limit),
       el("div", { class: "actions" }, searchButton)));
@@ -215,7 +218,7 @@ export async function render(root, api) {
     token = (page && page.continuationToken) || null;
     table.hidden = shown === 0;
     moreButton.hidden = !token;
-    announce(status, shown === 0 ? "No messages match."
+    announce(status, shown === 0 && !token ? "No messages match."
       : `${shown} message${shown === 1 ? "" : "s"} shown${token ? "; more are available" : ""}.`);
   }
 
