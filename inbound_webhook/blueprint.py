@@ -5,10 +5,10 @@ from __future__ import annotations
 import azure.functions as func
 
 from sms_core.bootstrap import get_services
-from sms_core.use_cases.conversations import conversation_page
+from sms_core.use_cases.conversations import conversation_list, conversation_page
 from sms_http import handle, json_response, new_blueprint
 from sms_http.event_grid import WebhookAnswer, abuse_protection_handshake, inbound_post
-from sms_http.requests import conversation_query
+from sms_http.requests import conversation_list_query, conversation_query
 
 bp = new_blueprint()
 
@@ -26,6 +26,13 @@ def inbound_webhook(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(answer.body, answer.status, answer.headers)
 
     return handle(req, run)
+
+
+@bp.route(route="conversations", methods=["GET"])
+def conversation_index(req: func.HttpRequest) -> func.HttpResponse:
+    """`?from=&limit=&continuationToken=`: the sender's conversations, newest first."""
+    return handle(req, lambda: json_response(conversation_list(
+        get_services(), conversation_list_query(req.params)).public()))
 
 
 @bp.route(route="conversations/{number}", methods=["GET"])

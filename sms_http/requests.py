@@ -36,6 +36,7 @@ from sms_core.models.queries import (
     AnalyticsQuery,
     AudienceUpload,
     ConversationCursor,
+    ConversationListQuery,
     ConversationQuery,
     MessageFilter,
     MessageSearchQuery,
@@ -227,3 +228,10 @@ def conversation_query(number: str, params: Mapping[str, str]) -> ConversationQu
     page = page_query(params)
     return ConversationQuery(sender, parse_recipient(number, "number"), page.limit,
                              params.get("continuationToken") or None)
+
+
+def conversation_list_query(params: Mapping[str, str]) -> ConversationListQuery:
+    """`GET /api/conversations?from=&limit=&continuationToken=`."""
+    sender = parse_sender(params["from"]) if params.get("from") else None
+    return ConversationListQuery(sender, limit_query(params),
+                                 params.get("continuationToken") or None)

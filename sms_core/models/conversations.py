@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -41,3 +42,24 @@ class ConversationPagePublic(BaseModel):
         return {"messages": [m.model_dump(mode="json", by_alias=True, exclude_none=True)
                              for m in self.messages],
                 "continuationToken": self.continuation_token}
+
+
+class ConversationSummaryPublic(BaseModel):
+    """One conversation of `GET /api/conversations`: the person, the last message, opt-out."""
+
+    number: str
+    last_message: str = Field(serialization_alias="lastMessage")
+    last_direction: Literal["inbound", "outbound"] = Field(serialization_alias="lastDirection")
+    last_at: datetime = Field(serialization_alias="lastAt")
+    opted_out: bool = Field(serialization_alias="optedOut")
+
+
+class ConversationListPublic(BaseModel):
+    """Body of `GET /api/conversations`: a sender's conversations, newest first."""
+
+    conversations: list[ConversationSummaryPublic]
+    continuation_token: str | None = Field(serialization_alias="continuationToken")
+
+    def public(self) -> dict[str, Any]:
+        """The JSON body."""
+        return self.model_dump(mode="json", by_alias=True)

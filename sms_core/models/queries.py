@@ -61,6 +61,15 @@ class ConversationQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationListQuery:
+    """`GET /api/conversations?from=&limit=&continuationToken=` (sender None: the default)."""
+
+    sender: str | None
+    limit: int
+    continuation: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AudienceUpload:
     """`POST /api/audiences`: a name and the members, however they were uploaded."""
 

@@ -253,6 +253,16 @@ class ConversationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummaryRecord:
+    """A conversation in a sender's index: the person and the last message either way."""
+
+    their_number: str
+    last_message: str
+    last_direction: Direction
+    last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UnmatchedReportRecord:
     """A delivery report (or invalid inbound event) kept because it matched no message yet."""
 

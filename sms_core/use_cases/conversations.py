@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sms_core.models.conversations import ConversationMessagePublic, ConversationPagePublic
+from sms_core.models.conversations import (
+    ConversationListPublic,
+    ConversationMessagePublic,
+    ConversationPagePublic,
+    ConversationSummaryPublic,
+)
 from sms_core.models.messages import parse_sender
-from sms_core.models.queries import ConversationQuery
+from sms_core.models.queries import ConversationListQuery, ConversationQuery
 from sms_core.settings import Settings
-from sms_core.use_cases.ports import Conversations
+from sms_core.use_cases.ports import ConversationIndex, Conversations, OptOuts
 
 
 class ConversationDeps(Protocol):
@@ -27,3 +32,27 @@ def conversation_page(deps: ConversationDeps, query: ConversationQuery) -> Conve
                                              query.continuation)
     return ConversationPagePublic(messages=[ConversationMessagePublic.of(e) for e in entries],
                                   continuation_token=token)
+
+
+class ConversationListDeps(Protocol):
+    """The ports listing a sender's conversations needs."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def conversations(self) -> ConversationIndex: ...
+    @property
+    def optouts(self) -> OptOuts: ...
+
+
+def conversation_list(deps: ConversationListDeps,
+                      query: ConversationListQuery) -> ConversationListPublic:
+    """A page of the sender's conversations, newest first, each with the person's opt-out
+    state (one bulk check for the page); our number defaults to SMS_DEFAULT_FROM."""
+    sender = query.sender or parse_sender(deps.settings.default_from)
+    entries, token = deps.conversations.recent(sender, query.limit, query.continuation)
+    opted = deps.optouts.opted_out_among(sender, [e.their_number for e in entries])
+    return ConversationListPublic(conversations=[ConversationSummaryPublic(
+        number=e.their_number, last_message=e.last_message, last_direction=e.last_direction,
+        last_at=e.last_at, opted_out=e.their_number in opted) for e in entries],
+        continuation_token=token)

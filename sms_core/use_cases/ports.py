@@ -20,6 +20,7 @@ from sms_core.models.records import (
     AwaitingRecord,
     CampaignRecord,
     ConversationRecord,
+    ConversationSummaryRecord,
     Decide,
     IdempotencyClaim,
     MemberRecord,
@@ -371,6 +372,16 @@ class OutboundIndex(Protocol):
                         before: str | None) -> list[tuple[str, str]]:
         """Up to `limit` (row key, message id) of the outbound rows in [since, until] with
         `tag` (when given) whose row key sorts before `before`, newest first."""
+        ...
+
+
+class ConversationIndex(Protocol):
+    """A sender's recent conversations, kept as conversation rows are written."""
+
+    def recent(self, our_number: str, limit: int, continuation: str | None
+               ) -> tuple[list[ConversationSummaryRecord], str | None]:
+        """One page of the sender's conversations, newest last message first, and the token
+        of the next page (None on the last); a token not handed out is a 400."""
         ...
 
 

@@ -134,3 +134,41 @@ def test_the_search_by_recipient_reads_their_conversation(stack: Stack) -> None:
 def test_a_bad_search_parameter_is_a_400_naming_it(stack: Stack, params: dict[str, str],
                                                    field: str) -> None:
     assert fields(stack.api.get("/messages", params=params)) == [field]
+
+
+# -- GET /api/conversations --------------------------------------------------------------------
+
+def test_the_conversation_list_shows_a_reply_and_the_opt_out(stack: Stack) -> None:
+    ours = unique_number()
+    person, other = unique_number(), unique_number()
+    for to in (other, person):
+        r = stack.api.post("/messages", json={"from": ours, "to": to, "message": "Hello"})
+        assert r.status_code == 202, r.text
+    r = stack.api.post("/optouts/add", json={"from": ours, "recipients": [{"to": other}]})
+    assert r.status_code == 200, r.text
+
+    def listed() -> list[tuple[str, str, str, bool]]:
+        page = ok(stack.api.get("/conversations", params={"from": ours}), "ConversationList")
+        return [(c["number"], c["lastMessage"], c["lastDirection"], c["optedOut"])
+                for c in page["conversations"]]
+
+    stack.wait_for(lambda: len(listed()) == 2, what="both conversations listed")
+    stack.emulator.reply(person, ours, "Thanks!")
+    stack.wait_for(lambda: listed()[0] == (person, "Thanks!", "inbound", False),
+                   what="the reply on top", explain=listed)
+    assert listed()[1] == (other, "Hello", "outbound", True)
+    first = ok(stack.api.get("/conversations", params={"from": ours, "limit": "1"}),
+               "ConversationList")
+    assert [c["number"] for c in first["conversations"]] == [person]
+    second = ok(stack.api.get("/conversations", params={
+        "from": ours, "limit": "1", "continuationToken": first["continuationToken"]}),
+        "ConversationList")
+    assert [c["number"] for c in second["conversations"]] == [other]
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"from": "+"}, "from"), ({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"),
+    ({"continuationToken": "garbage"}, "continuationToken")])
+def test_a_bad_conversation_list_parameter_is_a_400_naming_it(
+        stack: Stack, params: dict[str, str], field: str) -> None:
+    assert fields(stack.api.get("/conversations", params=params)) == [field]

@@ -30,6 +30,7 @@ from optout_store import GLOBAL_SENDER, OptOutHistoryRecord, OptOutStateRecord, 
 from sms_core.adapters.event_grid import delivery_reports
 from sms_core.errors import (
     Conflict,
+    FieldError,
     NotFound,
     ProviderError,
     RequestInvalid,
@@ -54,6 +55,7 @@ from sms_core.models.records import (
     CampaignRecord,
     Change,
     ConversationRecord,
+    ConversationSummaryRecord,
     Decide,
     IdempotencyClaim,
     MemberRecord,
@@ -633,11 +635,29 @@ class FakeConversations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], dict[str, ConversationRecord]] = {}
+        self._last: dict[tuple[str, str], ConversationRecord] = {}
 
     def record(self, entries: Iterable[ConversationRecord]) -> None:
         with self._lock:
             for e in entries:  # upserts: a redelivery rewrites the same row
                 self._rows.setdefault((e.our_number, e.their_number), {})[e.row_key()] = e
+                last = self._last.get((e.our_number, e.their_number))
+                if last is None or (e.at, e.row_key()) > (last.at, last.row_key()):
+                    self._last[(e.our_number, e.their_number)] = e  # never moves back
+
+    def recent(self, our_number: str, limit: int, continuation: str | None
+               ) -> tuple[list[ConversationSummaryRecord], str | None]:
+        """The real index's order (newest last message first); the token is an offset."""
+        if continuation is not None and not continuation.isdigit():
+            raise RequestInvalid("The continuation token is not valid.",
+                                 [FieldError("continuationToken", "not valid")])
+        with self._lock:
+            last = sorted((e for (ours, _), e in self._last.items() if ours == our_number),
+                          key=lambda e: e.at, reverse=True)
+        start = int(continuation or 0)
+        end = start + max(1, min(limit, 200))
+        return ([ConversationSummaryRecord(e.their_number, e.text, e.direction, e.at)
+                 for e in last[start:end]], str(end) if end < len(last) else None)
 
     def _entries(self, our_number: str, their_number: str) -> list[ConversationRecord]:
         with self._lock:
@@ -1029,7 +1049,7 @@ class FakeDeps:
 if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
     from sms_core.use_cases.analytics import InboundCountDeps
     from sms_core.use_cases.campaign_runs import CampaignDeps
-    from sms_core.use_cases.conversations import ConversationDeps
+    from sms_core.use_cases.conversations import ConversationDeps, ConversationListDeps
     from sms_core.use_cases.delivery_reports import ReportDeps
     from sms_core.use_cases.dispatch import DispatchDeps
     from sms_core.use_cases.inbound import InboundDeps
@@ -1070,5 +1090,6 @@ if TYPE_CHECKING:  # mypy: each fake is its port, and FakeDeps is every *Deps
 
     def _deps(d: FakeDeps) -> tuple[
             StatusDeps, SendDeps, DispatchDeps, ReportDeps, InboundDeps, CampaignDeps,
-            OptOutChangeDeps, ConversationDeps, InboundCountDeps, SearchDeps]:
-        return (d, d, d, d, d, d, d, d, d, d)
+            OptOutChangeDeps, ConversationDeps, InboundCountDeps, SearchDeps,
+            ConversationListDeps]:
+        return (d, d, d, d, d, d, d, d, d, d, d)

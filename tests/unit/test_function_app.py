@@ -13,6 +13,7 @@ CONTRACT = {
     "dispatch_sms": ("queueTrigger", "sms-outbound"),
     "sweep_outbox": ("timerTrigger", "30 * * * * *"),
     "inbound_webhook": ("httpTrigger", "inbound"),
+    "conversation_index": ("httpTrigger", "conversations"),
     "conversations": ("httpTrigger", "conversations/{number}"),
     "delivery_report": ("queueTrigger", "sms-delivery-reports"),
     "expire_messages": ("timerTrigger", "0 5 * * * *"),
