@@ -14,6 +14,7 @@ from tests.stack import SENDER, Stack
 
 PERSON = "+14255552201"
 INJECTOR = "+14255552202"
+LISTED = "+14255552203"
 
 
 def inbox(stack: Stack, number: str) -> list[str]:
@@ -98,3 +99,34 @@ def test_an_inbound_text_holding_markup_is_shown_inert(
     assert thread.locator("script").count() == 0
     assert thread.locator("a").count() == 0
     assert watch.dialogs == [] and watch.page_errors == []
+
+
+def test_the_senders_recent_conversations_open_their_threads(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    stack.emulator.reply(LISTED, SENDER, "<script>alert(3)</script> when do you open?")
+    nav = console.get_by_role("navigation", name="Console pages")
+    nav.get_by_role("link", name="Conversations").click()
+    console.get_by_label("Our number (sender)").fill(SENDER)
+    console.get_by_role("button", name="Show conversations").click()
+    entry = console.locator(f"#conv-list button[data-number='{LISTED}']")
+    expect(entry).to_contain_text("Received:")
+    expect(entry.locator(".sample")).to_have_text("<script>alert(3)</script> when do you open?")
+    assert console.locator("#conv-list script").count() == 0
+    assert console.evaluate("sessionStorage.getItem('sms-console.sender')") == SENDER
+    shot("conversation-list")
+
+    entry.click()
+    expect(console.get_by_role("heading", name=f"Conversation with {LISTED}")).to_be_focused()
+    expect(console.locator("#conv-messages li")).to_have_count(1)
+    console.get_by_label(f"Reply to {LISTED}").fill("From 9 to 5")
+    console.get_by_role("button", name="Send reply").click()
+    expect(console.locator("#conv-reply-status")).to_have_text("Reply queued.")
+    stack.wait_for(lambda: "From 9 to 5" in inbox(stack, LISTED), what="the reply at the handset")
+
+    # The list now leads with our reply; the sender was remembered for the tab.
+    console.reload()
+    expect(console.get_by_label("Our number (sender)")).to_have_value(SENDER)
+    entry = console.locator(f"#conv-list button[data-number='{LISTED}']")
+    expect(entry).to_contain_text("Sent:")
+    expect(entry.locator(".sample")).to_have_text("From 9 to 5")
+    assert watch.dialogs == [] and watch.page_errors == [] and watch.console_errors == []
