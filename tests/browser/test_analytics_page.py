@@ -13,11 +13,12 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Watch
+from tests.numbers import unique_number
 from tests.stack import SENDER, Stack
 
-DELIVERED = ["+14255552401", "+14255552402", "+14255552403"]
+DELIVERED = [unique_number() for _ in range(3)]
 FAILING = "+14255550000"  # the emulator fails numbers ending in 0000 (4006)
-BLOCKED = "+14255552404"
+BLOCKED = unique_number()
 
 
 def figures(stack: Stack, tag: str) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Watch
+from tests.numbers import unique_number
 from tests.stack import SENDER, Stack
 
-PERSON = "+14255552201"
-INJECTOR = "+14255552202"
-LISTED = "+14255552203"
+PERSON = unique_number()
+INJECTOR = unique_number()
+LISTED = unique_number()
 
 
 def inbox(stack: Stack, number: str) -> list[str]:

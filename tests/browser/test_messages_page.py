@@ -11,10 +11,11 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Watch
+from tests.numbers import unique_number
 from tests.stack import Stack
 
-RECIPIENT = "+14255552101"
-PEOPLE = [f"+142555521{n:02d}" for n in range(10, 22)]  # twelve recipients
+RECIPIENT = unique_number()
+PEOPLE = [unique_number() for _ in range(12)]
 
 
 def open_messages(page: Page) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Watch
+from tests.numbers import unique_number
 from tests.stack import SENDER, Stack
 
-PERSON = "+14255552301"
+PERSON = unique_number()
 
 
 def opted_out(stack: Stack, number: str) -> bool:
