@@ -271,8 +271,9 @@ export async function render(root, api) {
   });
   listMore.addEventListener("click", () => loadList(false));
 
-  await loadList(true);
   const params = hashParams();
+  if (params.get("from")) senderInput.value = params.get("from");
+  await loadList(true);
   if (params.get("number")) {
     numberInput.value = params.get("number");
     await openThread(params.get("number"));

@@ -162,6 +162,8 @@ export async function render(root, api) {
                 el("pre", { class: "sample" }, JSON.stringify(event.data, null, 2))) : null)))
         : el("p", { class: "hint" }, "No history recorded."),
       el("div", { class: "actions" },
+        el("a", { id: "msg-detail-conversation", href: `#/conversations?${new URLSearchParams({
+          number: message.to, from: message.from })}` }, `Conversation with ${message.to}`),
         el("button", { type: "button", class: "secondary", id: "msg-detail-close", on: { click: () => {
           opened += 1;
           detail.hidden = true;
