@@ -51,10 +51,9 @@ def test_a_campaign_from_csv_to_the_handsets(console: Page, stack: Stack, watch:
     # The uploaded audience is now the selected saved audience.
     expect(console.get_by_role("combobox", name="Saved audience")).to_contain_text("customers")
     console.get_by_label("Filter (optional)").fill("plan = 'pro'")
-    # The live count (GET /api/audiences/{id}/count) when the server has it; otherwise it says
-    # so and the review carries the exact counts.
+    # The live count as the rule is typed (GET /api/audiences/{id}/count).
     expect(console.locator("#match-count")).to_have_text(
-        re.compile(r"^(5 of 6 member\(s\) match|A live count is not available on this server.*)$"))
+        re.compile(r"^5 of 6 member\(s\) match$"))
 
     console.get_by_label("Campaign name").fill("spring sale")
     text = "Hi {{first_name}}, spring sale in {{city}}: 20% off today. Reply STOP to opt out."

@@ -251,13 +251,11 @@ export async function render(root, api) {
     quiet.addEventListener("change", () => { document.getElementById("quiet-times").hidden = !quiet.checked; });
 
     // The live match count: GET /api/audiences/{id}/count?filter= (if this API has it).
-    let countSupported = true;
     let countSeq = 0;
     const updateCount = debounce(async () => {
       const id = audienceSelect.value;
       const seq = ++countSeq;
       if (!id) { matchCount.textContent = ""; return; }
-      if (!countSupported) return;
       try {
         const answer = await api.get(`/audiences/${encodeURIComponent(id)}/count`, { filter: filter.value.trim() });
         if (seq !== countSeq) return;
@@ -266,12 +264,8 @@ export async function render(root, api) {
           ? `${n} of ${answer.members} member(s) match` : `${n} member(s) match`;
       } catch (error) {
         if (seq !== countSeq) return;
-        if (error.status === 404 || error.status === 405) {
-          // Our own 404 names the audience; the host's (no such route: an older server) does not.
-          const gone = error.status === 404 && String(error.problem.detail || "").includes(id);
-          countSupported = gone;
-          matchCount.textContent = gone ? "That audience no longer exists."
-            : "A live count is not available on this server; the review shows the exact counts.";
+        if (error.status === 404) {
+          matchCount.textContent = "That audience no longer exists.";
         } else {
           clear(matchCount);
           showError(matchCount, error);

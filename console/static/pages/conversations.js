@@ -88,13 +88,8 @@ export async function render(root, api) {
       page = await api.get("/conversations", { from: sender(), limit: LIST_SIZE,
         continuationToken: first ? "" : listToken });
     } catch (error) {
-      if (error.status === 404 && !(error.problem && error.problem.errors)) {
-        announce(listStatus, "The list of conversations is not available on this server yet "
-          + "(GET /api/conversations answered 404). Open a conversation by number below.");
-      } else {
-        showError(listError, error);
-        announce(listStatus, "The conversations could not be loaded.");
-      }
+      showError(listError, error);
+      announce(listStatus, "The conversations could not be loaded.");
       return;
     } finally {
       listMore.disabled = false;

@@ -200,14 +200,8 @@ export async function render(root, api) {
       page = await api.get("/messages", { ...query,
         continuationToken: first ? "" : token });
     } catch (error) {
-      if (error.status === 404 && !(error.problem && error.problem.errors)) {
-        announce(status, "");
-        errorBox.append(el("p", {}, "Message search is not available on this server yet "
-          + "(GET /api/messages answered 404). You can still open a message by its id below."));
-      } else {
-        showError(errorBox, error);
-        announce(status, "The search failed.");
-      }
+      showError(errorBox, error);
+      announce(status, "The search failed.");
       return;
     } finally {
       searchButton.disabled = false;
