@@ -6,41 +6,46 @@ paged with the Table service's continuation token (passed to clients as an opaqu
 Writes are idempotent upserts (a redelivered event rewrites the same row).
 
 The index of a sender's recent conversations lives in the same table, in the partition
-`~index|<our number>` ('~' sorts after every number, so no conversation partition is it): a
-listing row `t|<inverted time>|<their number>` per person with the last message, so a plain
-ascending read lists the newest first, and a pointer row `p|<their number>` naming the person's
-current listing row. Writing a conversation row moves the person's listing row: one point read
-of the pointer, then one entity-group transaction (new listing row, old one deleted, pointer
-updated under its ETag). An entry no newer than the pointer's leaves the index alone, so a
-redelivered old event never moves a conversation back.
+`~index|<our number>` ('~' sorts after every number, so no conversation partition is it). Every
+conversation row adds two index rows, in one entity-group transaction per sender (up to 50
+entries each) and without reading anything first: a listing row `t|<inverted time>|<their
+number>` with the message, so a plain ascending read meets the newest first, and a person row
+`p|<their number>|<inverted time>`, so the person's newest entry is the first row of a short
+range. Writers never contend (an earlier design moved one row per person under its ETag and gave
+up when twelve messages of one person raced), a redelivered event rewrites the same two rows,
+and an old event never moves a conversation back: a listing row is shown only when it is its
+person's newest. Reading a page checks each person met against their person rows (one top-1
+query each, side by side) and deletes the older rows it met, so the index stays about one pair
+of rows per person once read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
-from sms_core.errors import FieldError, RequestInvalid, StorageUnavailable
+from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.queries import MAX_PAGE_SIZE
 from sms_core.models.records import ConversationRecord, ConversationSummaryRecord
 
-if TYPE_CHECKING:
-    pass
-
 _STORAGE = storage_errors("Conversation")
+log = logging.getLogger(__name__)
 
 
-_INDEX_TRIES = 5
+_INDEX_CHUNK = 50  # entries per index transaction: two operations each, 100 at most
+_READ_ROUNDS = 5  # listing reads per page at most, of _READ_SIZE rows each
+_READ_SIZE = 200
 # Microseconds since the epoch are below 10**17 until the year 5138: inverted, newest first.
 _INVERT_FROM = 10**17
 
@@ -91,6 +96,22 @@ def _decode_token(value: str) -> Any:
     return token
 
 
+def _encode_after(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _decode_after(value: str) -> str:
+    """The listing key a token of `recent` continues after; anything else is a 400."""
+    try:
+        key = base64.urlsafe_b64decode(value.encode()).decode()
+    except (ValueError, binascii.Error):
+        key = ""
+    if not (key.startswith("t|") and key.isprintable() and len(key) < 200):
+        raise RequestInvalid("The continuation token is not valid.",
+                             [FieldError("continuationToken", "not a token from this API")])
+    return key
+
+
 class ConversationStore:
     """Reads and writes conversation entries."""
 
@@ -98,12 +119,8 @@ class ConversationStore:
         self._table = table
 
     def record(self, entries: Iterable[ConversationRecord]) -> None:
-        """Upsert entries (concurrently: each conversation is its own partition), each also
-        moving its person's row of the sender's conversation index."""
-        def put(e: ConversationRecord) -> None:
-            write(e)
-            self._index(e)
-
+        """Upsert entries (concurrently: each conversation is its own partition), then add them
+        to their senders' conversation indexes."""
         def write(e: ConversationRecord) -> None:
             row: dict[str, Any] = {"PartitionKey": f"{e.our_number}|{e.their_number}",
                                    "RowKey": e.row_key(), "Direction": e.direction,
@@ -115,53 +132,115 @@ class ConversationStore:
             if e.length is not None:
                 row["TextLength"] = e.length
             self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        batch = list(entries)
         with _STORAGE:
-            run_all(put, entries)
+            run_all(write, batch)
+            self._index(batch)
 
-    def _index(self, e: ConversationRecord) -> None:
-        """Move the person's listing row to this entry, unless the index holds a newer one."""
-        pk, pointer_key = _index_partition(e.our_number), f"p|{e.their_number}"
-        key = f"t|{_inverted(e.at)}|{e.their_number}"
-        row = {"PartitionKey": pk, "RowKey": key, "Their": e.their_number,
-               "LastMessage": e.text, "LastDirection": e.direction, "LastAt": e.at,
-               "LastMessageId": e.message_id}
-        for _ in range(_INDEX_TRIES):
-            try:
-                pointer = self._table.get_entity(pk, pointer_key)
-            except ResourceNotFoundError:
-                pointer = None
-            if pointer is not None and str(pointer["Key"]) <= key:
-                return  # the listing row is this entry's, or a newer one's (inverted times)
-            ops: list[Any] = [("upsert", row, {"mode": UpdateMode.REPLACE})]
-            new_pointer = {"PartitionKey": pk, "RowKey": pointer_key, "Key": key}
-            if pointer is None:
-                ops.append(("create", new_pointer))
-            else:
-                ops += [("delete", {"PartitionKey": pk, "RowKey": pointer["Key"]}),
-                        ("update", new_pointer, {
-                            "mode": UpdateMode.REPLACE, "etag": pointer.metadata["etag"],
-                            "match_condition": MatchConditions.IfNotModified})]
-            try:
-                self._table.submit_transaction(ops)
-                return
-            except (TableTransactionError, ResourceExistsError):
-                continue  # another write moved the pointer first: read it again and decide
-        raise StorageUnavailable(f"the conversation index of {e.our_number} kept changing")
+    def _index(self, entries: list[ConversationRecord]) -> None:
+        """Add the listing and person rows of the entries: one transaction per sender and 50
+        entries (100 operations, the service's limit), none reading first."""
+        groups: dict[str, dict[str, ConversationRecord]] = {}
+        for e in entries:  # one row per key: a transaction may not touch a row twice
+            groups.setdefault(e.our_number, {})[_inverted(e.at) + e.their_number] = e
+        chunks = [list(group.values())[i:i + _INDEX_CHUNK]
+                  for group in groups.values() for i in range(0, len(group), _INDEX_CHUNK)]
+
+        def submit(chunk: list[ConversationRecord]) -> None:
+            ops: list[Any] = []
+            for e in chunk:
+                pk, at = _index_partition(e.our_number), _inverted(e.at)
+                ops.append(("upsert", {
+                    "PartitionKey": pk, "RowKey": f"t|{at}|{e.their_number}",
+                    "Their": e.their_number, "LastMessage": e.text,
+                    "LastDirection": e.direction, "LastAt": e.at,
+                    "LastMessageId": e.message_id}, {"mode": UpdateMode.REPLACE}))
+                ops.append(("upsert", {"PartitionKey": pk,
+                                       "RowKey": f"p|{e.their_number}|{at}"},
+                            {"mode": UpdateMode.REPLACE}))
+            self._table.submit_transaction(ops)
+        run_all(submit, chunks)
 
     def recent(self, our_number: str, limit: int, continuation: str | None
                ) -> tuple[list[ConversationSummaryRecord], str | None]:
-        """One page of the sender's conversations, newest first (one range read of the index
-        partition's listing rows), and the token of the next page."""
-        pages = self._table.query_entities(
-            "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
-            parameters={"pk": _index_partition(our_number), "lo": "t|", "hi": "t|~"},
-            results_per_page=max(1, min(limit, MAX_PAGE_SIZE))).by_page(
-                continuation_token=_decode_token(continuation) if continuation else None)
-        rows = self._first_page(pages)
-        return ([ConversationSummaryRecord(
-            their_number=r["Their"], last_message=r["LastMessage"],
-            last_direction=r["LastDirection"], last_at=r["LastAt"]) for r in rows],
-            _encode_token(getattr(pages, "continuation_token", None)))
+        """One page of the sender's conversations, newest first, and the token of the next.
+
+        Walks the listing rows after the token's key and keeps each person's first row, when
+        it is their newest: always so from the top of the list, else checked against their
+        person rows. At most `_READ_ROUNDS` reads of `_READ_SIZE` rows, so a page may come
+        back short (with a token) when the index holds many older rows; those are deleted as
+        they are passed, so the next read is short.
+        """
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        pk = _index_partition(our_number)
+        after = _decode_after(continuation) if continuation else "t|"
+        from_top = continuation is None
+        found: list[ConversationSummaryRecord] = []
+        met: set[str] = set()
+        stale: list[str] = []
+        exhausted = passed_all = False
+        with _STORAGE:
+            for _ in range(_READ_ROUNDS):
+                rows = self._listing_after(pk, after, _READ_SIZE)
+                exhausted, i = len(rows) < _READ_SIZE, 0
+                while i < len(rows) and len(found) < limit:
+                    # The next rows holding as many people not met yet as the page still needs.
+                    end, firsts = i, set[int]()
+                    while end < len(rows) and len(firsts) < limit - len(found):
+                        if (their := str(rows[end]["Their"])) not in met:
+                            met.add(their)
+                            firsts.add(end)
+                        end += 1
+                    people = [str(rows[j]["Their"]) for j in sorted(firsts)]
+                    newest = {} if from_top else dict(zip(people, run_all(
+                        lambda their: self._newest_of(pk, their), people), strict=True))
+                    for j in range(i, end):
+                        after = str(rows[j]["RowKey"])
+                        their, at = str(rows[j]["Their"]), after.split("|")[1]
+                        # No person rows: written before they existed, so the row stands alone.
+                        if j not in firsts or newest.get(their) not in (None, at):
+                            stale += [after, f"p|{their}|{at}"]
+                            continue
+                        found.append(ConversationSummaryRecord(
+                            their_number=their, last_message=rows[j]["LastMessage"],
+                            last_direction=rows[j]["LastDirection"],
+                            last_at=rows[j]["LastAt"]))
+                    i = end
+                passed_all = i == len(rows)
+                if len(found) == limit or exhausted:
+                    break
+        self._forget(pk, stale)
+        more = not (exhausted and passed_all)
+        return found, _encode_after(after) if more else None
+
+    def _listing_after(self, pk: str, after: str, limit: int) -> list[Any]:
+        try:
+            return list(itertools.islice(self._table.query_entities(
+                "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+                parameters={"pk": pk, "lo": after, "hi": "t|~"},
+                results_per_page=limit), limit))
+        except ResourceNotFoundError:  # no table yet: nothing written
+            return []
+
+    def _newest_of(self, pk: str, their: str) -> str | None:
+        """The inverted time of the person's newest entry (their first person row)."""
+        prefix = f"p|{their}|"
+        for r in self._table.query_entities(
+                "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+                parameters={"pk": pk, "lo": prefix, "hi": prefix + "~"},
+                select=["RowKey"], results_per_page=1):
+            return str(r["RowKey"])[len(prefix):]
+        return None
+
+    def _forget(self, pk: str, keys: list[str]) -> None:
+        """Delete index rows older than their person's newest; best effort (another reader
+        may delete them first, and the rows are skipped on the next read anyway)."""
+        for i in range(0, len(keys), 100):
+            try:
+                self._table.submit_transaction(
+                    [("delete", {"PartitionKey": pk, "RowKey": k}) for k in keys[i:i + 100]])
+            except (TableTransactionError, HttpResponseError) as exc:
+                log.info("conversation index rows of %s left for the next read: %s", pk, exc)
 
     def _first_page(self, pages: Any) -> list[Any]:
         """The rows of a paged query's first page; a token the service refuses is a 400."""

@@ -1,13 +1,18 @@
-"""The sender's conversation index against Azurite: written with the conversation rows, one
-listing row per person moved to the last message (never back), read newest first and paged;
+"""The sender's conversation index against Azurite: written with the conversation rows without
+reading first, listed newest first with each person once at their last message (never moved
+back by an old event), paged, and compacted to one listing row per person as it is read;
 `GET /api/conversations` over it with the opt-out state."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
+from sms_core.errors import RequestInvalid
 from sms_core.models.records import ConversationRecord
 from sms_core.use_cases.conversations import conversation_list
 from sms_http.requests import conversation_list_query
@@ -37,25 +42,71 @@ def test_one_row_per_person_moved_to_the_last_message_newest_first(services: Ser
     services.conversations.record([entry(ours, alice, "latest", T + timedelta(minutes=2))])
     services.conversations.record([entry(ours, alice, "redelivered old", T)])
     services.conversations.record([entry(new_number(), alice, "another sender", T)])
-    assert len(listing_rows(services, ours)) == 2
     services.optouts.opt_out(ours, bob, source="api")
     page = conversation_list(services, conversation_list_query({"from": ours})).public()
     assert page["continuationToken"] is None
     assert [(c["number"], c["lastMessage"], c["lastDirection"], c["optedOut"])
             for c in page["conversations"]] == [(alice, "latest", "inbound", False),
                                                 (bob, "to bob", "outbound", True)]
+    # Alice's first message no longer has a row of its own once the list was read.
+    assert len(listing_rows(services, ours)) == 2
 
 
 def test_concurrent_messages_of_one_person_leave_one_row_with_the_newest(
         services: Services) -> None:
     ours, person = new_number(), new_number()
     entries = [entry(ours, person, f"m{i}", T + timedelta(seconds=i)) for i in range(12)]
-    run_all(lambda e: services.conversations.record([e]), entries)
-    (row,) = listing_rows(services, ours)
+    run_all(lambda e: services.conversations.record([e]), reversed(entries))
     (convo,) = conversation_list(services, conversation_list_query({"from": ours})
                                  ).conversations
     assert convo.last_message == "m11"
+    (row,) = listing_rows(services, ours)
     assert row.endswith(person)
+
+
+def test_a_person_with_many_older_messages_does_not_hide_the_others(services: Services) -> None:
+    """Pages stay full and each person is listed once, however many rows the index holds."""
+    ours, chatty = new_number(), new_number()
+    quiet = [new_number() for _ in range(3)]
+    services.conversations.record(entry(ours, q, f"hi {i}", T + timedelta(seconds=i))
+                                  for i, q in enumerate(quiet))
+    services.conversations.record(entry(ours, chatty, f"c{i}", T + timedelta(minutes=1 + i))
+                                  for i in range(120))
+    seen: list[tuple[str, str]] = []
+    token: str | None = None
+    for _ in range(10):
+        page = conversation_list(services, conversation_list_query(
+            {"from": ours, "limit": "2", **({"continuationToken": token} if token else {})}))
+        seen += [(c.number, c.last_message) for c in page.conversations]
+        token = page.continuation_token
+        if token is None:
+            break
+    assert seen == [(chatty, "c119"), (quiet[2], "hi 2"), (quiet[1], "hi 1"),
+                    (quiet[0], "hi 0")]
+
+
+def test_a_batch_of_one_job_is_indexed_with_each_person_at_their_message(
+        services: Services) -> None:
+    """A campaign job's rows (many people, one sender) go in whole transactions."""
+    ours = new_number()
+    people = [new_number() for _ in range(130)]
+    services.conversations.record(entry(ours, p, f"to {i}", T + timedelta(milliseconds=i),
+                                        "outbound") for i, p in enumerate(people))
+    listed = conversation_list(services, conversation_list_query(
+        {"from": ours, "limit": "100"}))
+    assert [c.number for c in listed.conversations] == list(reversed(people))[:100]
+    rest = conversation_list(services, conversation_list_query(
+        {"from": ours, "limit": "100", "continuationToken": listed.continuation_token}))
+    assert [c.number for c in rest.conversations] == list(reversed(people))[100:]
+    assert rest.continuation_token is None
+
+
+def test_a_token_not_handed_out_is_a_400_naming_it(services: Services) -> None:
+    for token in ("garbage!", base64.urlsafe_b64encode(b"p|+1206|1").decode(), "dA=="):
+        with pytest.raises(RequestInvalid) as caught:
+            conversation_list(services, conversation_list_query(
+                {"from": new_number(), "continuationToken": token}))
+        assert caught.value.errors[0].field == "continuationToken"
 
 
 def test_paging_the_list_returns_each_person_once(services: Services) -> None:
