@@ -18,6 +18,7 @@ from sms_core.use_cases.campaigns import (
     get_campaign,
     list_campaigns,
     prepare_campaign,
+    review_campaign,
 )
 from sms_http import handle, json_response, new_blueprint
 from sms_http.requests import (
@@ -49,6 +50,13 @@ def campaign(req: func.HttpRequest) -> func.HttpResponse:
     """Status, preview, runs and live counts of one campaign."""
     return handle(req, lambda: json_response(
         get_campaign(get_services(), req.route_params["id"]).public()))
+
+
+@bp.route(route="campaigns/{id}/review", methods=["POST"])
+def campaign_review(req: func.HttpRequest) -> func.HttpResponse:
+    """A prepared campaign's preview again with a new confirmationToken (the old one lapses)."""
+    return handle(req, lambda: json_response(
+        review_campaign(get_services(), req.route_params["id"]).public()))
 
 
 @bp.route(route="campaigns/{id}/{action:alpha}", methods=["POST"])

@@ -302,6 +302,31 @@ def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> PreparedCa
                                   confirmation_token=token)
 
 
+def review_campaign(deps: CampaignDeps, campaign_id: str) -> PreparedCampaignPublic:
+    """`POST /api/campaigns/{id}/review`: a prepared campaign's preview again, with a new
+    confirmation token.
+
+    The token is stored only as its hash, so a campaign prepared earlier (in another browser
+    session, by another person) is confirmed by reviewing it again. The new token replaces the
+    old one: whoever sends has seen the latest review. Only a prepared campaign is reviewed.
+    """
+    concern(campaignId=campaign_id)
+    token, new_hash = deps.campaigns.new_token()
+
+    def rotate(c: CampaignRecord) -> bool:
+        if c.status != "prepared":
+            return False
+        c.token_hash = new_hash
+        return True
+
+    campaign = deps.campaigns.change(deps.campaigns.get(campaign_id), rotate)
+    if campaign.token_hash != new_hash:
+        raise Conflict(f"The campaign is {campaign.status}; only a prepared campaign is "
+                       "reviewed before it is sent.")
+    return PreparedCampaignPublic(**dict(campaign_view(deps, campaign)),
+                                  confirmation_token=token)
+
+
 def confirm_send(deps: CampaignDeps, campaign_id: str,
                  confirmation: SendConfirmation) -> CampaignPublic:
     """`POST /api/campaigns/{id}/send`: confirm with the token from the preparation.
@@ -311,8 +336,9 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
     concern(campaignId=campaign_id)
     campaign = deps.campaigns.get(campaign_id)
     if not campaign.token_matches(confirmation.confirmation_token):
-        raise Conflict("confirmationToken does not match this campaign's preparation: use the "
-                       "token returned by POST /api/campaigns for this campaign.")
+        raise Conflict("confirmationToken does not match this campaign's latest review: use "
+                       "the token of POST /api/campaigns or, when the campaign was reviewed "
+                       "since, of its latest POST /api/campaigns/{id}/review.")
     if campaign.status == "canceled":
         raise Conflict("The campaign was canceled; prepare a new one to send it.")
     if campaign.status != "prepared":

@@ -116,6 +116,57 @@ def test_a_campaign_from_csv_to_the_handsets(console: Page, stack: Stack, watch:
     assert watch.dialogs == [] and watch.page_errors == []
 
 
+def test_a_campaign_prepared_earlier_is_reviewed_and_sent_from_the_list(
+        console: Page, stack: Stack, watch: Watch) -> None:
+    """Prepared in another session (here through the API): its token is not in this browser;
+    opening it from the list reviews it again, and Send works."""
+    to = unique_number()
+    prepared = stack.api.post("/campaigns", json={
+        "name": "prepared yesterday", "template": "Hi {{name}}, doors open at 9.",
+        "audience": {"recipients": [{"to": to, "vars": {"name": "Ann"}}]}})
+    assert prepared.status_code == 201, prepared.text
+    console.get_by_role("button", name="Refresh").click()
+    row = console.locator("tr", has_text="prepared yesterday")
+    expect(row).to_contain_text("prepared")
+    row.get_by_role("button", name="prepared yesterday").click()
+    expect(console.get_by_role("heading", name="Review: prepared yesterday")).to_be_focused()
+    assert stat(console, "review-counts", "valid") == "1"
+    expect(console.locator("#review-samples")).to_contain_text("Hi Ann, doors open at 9.")
+    console.get_by_role("button", name="Send…").click()
+    console.get_by_role("dialog", name="Send this campaign?").get_by_role(
+        "button", name="Yes, send").click()
+    expect(console.locator("#campaign-status")).to_have_text("completed", timeout=60_000)
+    inbox = stack.wait_for(lambda: stack.emulator.state.inbox(to), 30, "Ann's text")
+    assert [m["message"] for m in inbox] == ["Hi Ann, doors open at 9."]
+    # The token of the preparation lapsed with the review: it confirms nothing now.
+    stale = stack.api.post(f"/campaigns/{prepared.json()['id']}/send",
+                           json={"confirmationToken": prepared.json()["confirmationToken"]})
+    assert stale.status_code == 409
+    assert watch.page_errors == []
+
+
+def test_the_list_pages_on_past_the_first_fifty(console: Page, stack: Stack) -> None:
+    first = stack.api.get("/campaigns", params={"limit": 200}).json()["campaigns"]
+    for i in range(max(0, 51 - len(first))):
+        stack.api.post("/campaigns", json={
+            "name": f"filler {i}", "template": "x",
+            "audience": {"recipients": [{"to": unique_number()}]}}).raise_for_status()
+    last = stack.api.post("/campaigns", json={
+        "name": "the newest one", "template": "x",
+        "audience": {"recipients": [{"to": unique_number()}]}})
+    last.raise_for_status()
+    console.get_by_role("button", name="Refresh").click()
+    expect(console.locator("#campaign-list tbody tr")).to_have_count(50)
+    newest = console.locator("tr", has_text="the newest one")
+    expect(newest).to_have_count(0)
+    for _ in range(20):
+        if newest.count():
+            break
+        console.get_by_role("button", name="More campaigns").click()
+        expect(console.locator("#campaigns-live")).to_contain_text("more campaign(s)")
+    expect(newest).to_contain_text("prepared")
+
+
 def test_a_prepared_campaign_can_be_canceled_instead_of_sent(console: Page, stack: Stack) -> None:
     to = unique_number()
     console.get_by_role("button", name="New campaign").click()

@@ -165,3 +165,28 @@ def test_csv_campaign_upload_names_the_bad_line(stack: Stack) -> None:
     conforms(r.json(), "PreparedCampaign")
     confirm(stack, r.json())
     stack.wait_for(lambda: inbox(stack, ann) == ["Hi Ann"], 60, "the uploaded audience")
+
+
+def test_a_campaign_prepared_earlier_is_sent_after_a_review(stack: Stack) -> None:
+    """The token of the preparation is gone (another session): a review gives a new one."""
+    to = unique_number()
+    prepared = prepare(stack, template="Hi {{name}}, see you soon.",
+                       audience={"recipients": [{"to": to, "vars": {"name": "Ann"}}]})
+    r = stack.api.post(f"/campaigns/{prepared['id']}/review")
+    assert r.status_code == 200, r.text
+    conforms(r.json(), "PreparedCampaign")
+    reviewed = dict(r.json())
+    assert reviewed["preview"] == prepared["preview"]
+    stale = stack.api.post(f"/campaigns/{prepared['id']}/send",
+                           json={"confirmationToken": prepared["confirmationToken"]})
+    assert stale.status_code == 409
+    assert "review" in stale.json()["detail"]
+    assert inbox(stack, to) == []
+    confirm(stack, reviewed)
+    stack.wait_for(lambda: inbox(stack, to), 60, "the reviewed campaign at the handset")
+    assert inbox(stack, to) == ["Hi Ann, see you soon."]
+    again = stack.api.post(f"/campaigns/{prepared['id']}/review")
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+    missing = stack.api.post("/campaigns/cnope/review")
+    assert missing.status_code == 404

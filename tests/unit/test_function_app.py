@@ -20,6 +20,7 @@ CONTRACT = {
     "reconcile_reports": ("timerTrigger", "0 */5 * * * *"),
     "campaigns": ("httpTrigger", "campaigns"),
     "campaign": ("httpTrigger", "campaigns/{id}"),
+    "campaign_review": ("httpTrigger", "campaigns/{id}/review"),
     "campaign_actions": ("httpTrigger", "campaigns/{id}/{action:alpha}"),
     "campaign_fanout": ("queueTrigger", "sms-campaigns"),
     "campaign_scheduler": ("timerTrigger", "0 * * * * *"),

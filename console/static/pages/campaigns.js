@@ -83,11 +83,12 @@ function stat(label, value, key) {
   return el("div", { "data-stat": key }, el("dt", {}, label), el("dd", {}, String(value ?? 0)));
 }
 
-function table(caption, headers, rows) {
+/** A table of `rows` under `headers`; pass `body` (a tbody) to add rows to it later. */
+function table(caption, headers, rows, body = null) {
   return el("div", { class: "table-wrap" }, el("table", {},
     el("caption", { class: "visually-hidden" }, caption),
     el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : null }, h.label || h)))),
-    el("tbody", {}, rows)));
+    body || el("tbody", {}, rows)));
 }
 
 export async function render(root, api) {
@@ -128,20 +129,45 @@ export async function render(root, api) {
       announce(live, "No campaigns yet");
       return;
     }
-    const rows = page.campaigns.map((c) => {
-      const open = el("button", { type: "button", class: "secondary", "data-id": c.id }, c.name);
-      open.addEventListener("click", () => showProgress(c.id).catch(fail));
-      const r = c.recipients || {};
-      return el("tr", { "data-campaign": c.id },
-        el("td", {}, open),
-        el("td", {}, el("span", { class: `badge ${c.status}` }, c.status)),
-        el("td", { class: "num" }, String(r.valid ?? "")),
-        el("td", {}, c.tag || ""),
-        el("td", {}, formatTime(c.nextRunAt) || "—"),
-        el("td", {}, formatTime(c.createdAt)));
+    const body = el("tbody", {});
+    const more = el("button", { type: "button", class: "secondary", id: "more-campaigns" }, "More campaigns");
+    holder.append(table("Campaigns", ["Name", "Status", { label: "Recipients", num: true }, "Tag", "Next run", "Created"], [], body), more);
+    // The API lists the oldest first, a page at a time: `next` continues after the last one.
+    let next = null;
+    const append = (p) => {
+      body.append(...p.campaigns.map(campaignRow));
+      next = p.next;
+      more.hidden = !next;
+    };
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        const p = await api.get("/campaigns", { limit: 50, after: next });
+        append(p);
+        announce(live, `${p.campaigns.length} more campaign(s)`);
+      } catch (error) {
+        fail(error);
+      } finally {
+        more.disabled = false;
+      }
     });
-    holder.append(table("Campaigns", ["Name", "Status", { label: "Recipients", num: true }, "Tag", "Next run", "Created"], rows));
+    append(page);
     announce(live, `${page.campaigns.length} campaign(s)`);
+  }
+
+  function campaignRow(c) {
+    const open = el("button", { type: "button", class: "secondary", "data-id": c.id }, c.name);
+    // A prepared campaign opens on its review (a new confirmation token: the one from its
+    // preparation may have been in another session); every other one on its progress.
+    open.addEventListener("click", () => (c.status === "prepared" ? openReview(c.id) : showProgress(c.id)).catch(fail));
+    const r = c.recipients || {};
+    return el("tr", { "data-campaign": c.id },
+      el("td", {}, open),
+      el("td", {}, el("span", { class: `badge ${c.status}` }, c.status)),
+      el("td", { class: "num" }, String(r.valid ?? "")),
+      el("td", {}, c.tag || ""),
+      el("td", {}, formatTime(c.nextRunAt) || "—"),
+      el("td", {}, formatTime(c.createdAt)));
   }
 
   // ---- new campaign ------------------------------------------------------------------------
@@ -417,6 +443,18 @@ export async function render(root, api) {
         + (e.deferredUntil ? `; deferred recipients wait until ${formatTime(e.deferredUntil)}.` : ".")));
     }
     return nodes;
+  }
+
+  async function openReview(id) {
+    let reviewed;
+    try {
+      reviewed = await api.post(`/campaigns/${encodeURIComponent(id)}/review`);
+    } catch (error) {
+      // Sent or canceled since the list was read: show where it is now.
+      if (error.status === 409) return showProgress(id);
+      throw error;
+    }
+    showReview(reviewed);
   }
 
   function showReview(c) {

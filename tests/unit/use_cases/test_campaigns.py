@@ -20,6 +20,7 @@ from sms_core.use_cases.campaigns import (
     get_campaign,
     list_campaigns,
     prepare_campaign,
+    review_campaign,
 )
 from sms_core.use_cases.dispatch import dispatch
 from sms_http.requests import campaign_request
@@ -80,6 +81,30 @@ def test_confirm_with_a_wrong_token_is_a_conflict_and_starts_nothing(deps: FakeD
         confirm(deps, prepared, token="not-the-token")
     assert get_campaign(deps, prepared.id).status == "prepared"
     assert deps.messages.all() == [] and deps.jobs.enqueued == []
+
+
+def test_a_review_shows_the_same_preview_with_a_new_token_and_the_old_one_lapses(
+        deps: FakeDeps) -> None:
+    """A campaign prepared earlier (another session) is sent after a review of it."""
+    prepared = prepare_campaign(deps, campaign())
+    reviewed = review_campaign(deps, prepared.id)
+    assert reviewed.status == "prepared" and reviewed.preview == prepared.preview
+    assert reviewed.confirmation_token != prepared.confirmation_token
+    with pytest.raises(Conflict, match="latest review"):
+        confirm(deps, prepared)
+    assert deps.messages.all() == []
+    assert confirm(deps, reviewed).status == "sending"
+    with pytest.raises(Conflict, match="sending; only a prepared campaign"):
+        review_campaign(deps, prepared.id)
+    # The send's retry with the reviewed token still answers, and starts nothing new.
+    assert confirm(deps, reviewed).run_count == 1
+
+
+def test_a_canceled_campaign_is_not_reviewed(deps: FakeDeps) -> None:
+    prepared = prepare_campaign(deps, campaign())
+    cancel_campaign(deps, prepared.id)
+    with pytest.raises(Conflict, match="canceled"):
+        review_campaign(deps, prepared.id)
 
 
 def test_confirm_fires_the_first_chunk_and_the_messages_go_out(deps: FakeDeps) -> None:
