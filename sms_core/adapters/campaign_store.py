@@ -31,7 +31,15 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.table_batches import write_new_rows
 from sms_core.errors import NotFound, StorageUnavailable
-from sms_core.models.records import CampaignRecord, RecipientRecord, RunRecord, run_key, token_hash
+from sms_core.models.records import (
+    CampaignRecord,
+    RecipientRecord,
+    RunRecord,
+    legacy_run_batch,
+    run_batch,
+    run_key,
+    token_hash,
+)
 
 CAMPAIGN_PK = "campaign"
 SCHEDULE_PK = "schedule"
@@ -189,7 +197,8 @@ class CampaignStore:
     def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
         """Create the run (or return it when it already exists: a retried start)."""
         entity = {"PartitionKey": campaign_id, "RowKey": f"run.{key}", "Kind": "run",
-                  "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC)}
+                  "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC),
+                  "Batch": run_batch(campaign_id, key)}
         with _STORAGE, contextlib.suppress(ResourceExistsError):  # a retried start
             self._t.create_entity(entity)
         run = self.run(campaign_id, key)
@@ -214,8 +223,10 @@ class CampaignStore:
         for e in rows:
             if e.get("Kind") == "run":
                 key = str(e["RowKey"])[4:]
-                runs[key] = RunRecord(campaign_id, key, int(e["Chunks"]), e["Status"],
-                                      e["StartedAt"], e.get("FinishedAt"), e.metadata.get("etag"))
+                runs[key] = RunRecord(
+                    campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
+                    e.get("FinishedAt"), e.metadata.get("etag"),
+                    batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key))
         for e in rows:
             if e.get("Kind") == "chunk" and e["Run"] in runs:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
@@ -233,7 +244,7 @@ class CampaignStore:
         finished = datetime.now(UTC)
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
                   "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
-                  "FinishedAt": finished}
+                  "FinishedAt": finished, "Batch": run.batch}
         with _STORAGE:
             try:
                 meta = self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,

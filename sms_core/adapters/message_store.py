@@ -431,8 +431,9 @@ class MessageStore:
         """Messages of the batches created in [since, until], newest batch first, walking back
         in time slices: each slice is one PartitionKey range query over batch ids (they start
         with their UTC time), its filters applied by the service; a slice that leaves the page
-        short is followed by one twice as long. Campaign runs' batches (`c...`) and the outbox
-        cursor (`~outbox`) sort after every batch id and fall outside the ranges."""
+        short is followed by one twice as long. A campaign run's batch starts with its time as
+        well; the outbox cursor (`~outbox`) and runs started before runs recorded their batch
+        (`c...`) sort after every batch id and fall outside the ranges."""
         found: list[MessageRecord] = []
         step = after.slice_seconds if after else FIRST_SLICE_SECONDS
         top = batch_time(after.batch) if after else until

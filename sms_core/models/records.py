@@ -128,7 +128,13 @@ def run_time(key: str) -> datetime:
 
 
 def run_batch(campaign_id: str, key: str) -> str:
-    """The Messages batch (partition) of a run: alphanumeric, like every batch id."""
+    """The Messages batch (partition) of a run: alphanumeric, like every batch id, and starting
+    with the run's UTC time as `new_batch_id`'s do, so a search by time finds its messages."""
+    return f"{key.replace('T', '').replace('Z', '')}{campaign_id}"
+
+
+def legacy_run_batch(campaign_id: str, key: str) -> str:
+    """The batch of a run started before runs recorded theirs (`c<campaign id>r<time>`)."""
     return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"
 
 
@@ -192,11 +198,12 @@ class RunRecord:
     finished_at: datetime | None = None
     etag: str | None = None
     done_chunks: set[int] = field(default_factory=set)
+    batch_id: str | None = None  # as stored with the run; None: a new run's `run_batch`
 
     @property
     def batch(self) -> str:
         """The Messages partition of this run."""
-        return run_batch(self.campaign_id, self.key)
+        return self.batch_id or run_batch(self.campaign_id, self.key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_bad_input_e2e import fields, problem
+from tests.e2e.test_campaigns_e2e import campaign, confirm, prepare
 from tests.e2e.test_send_e2e import conforms
 from tests.numbers import unique_number
 
@@ -107,6 +108,22 @@ def test_the_search_finds_the_last_days_messages_by_tag_newest_first_paged(
                          key=lambda i: (batches.index(i.rsplit("-", 1)[0]), i))
     assert {m["tag"] for m in found} == {tag}
     assert all(m["message"] == "console search" for m in found)
+
+
+def test_the_search_finds_a_campaign_runs_messages_by_tag(stack: Stack) -> None:
+    """A run's batch starts with its time like every batch: the time search reads it."""
+    tag = f"run-{unique_number()[-7:]}"
+    people = [unique_number() for _ in range(3)]
+    prepared = prepare(stack, template="Hi {{name}}, the run", tag=tag, audience={
+        "recipients": [{"to": p, "vars": {"name": f"P{i}"}} for i, p in enumerate(people)]})
+    confirm(stack, prepared)
+    stack.wait_for(lambda: all(stack.emulator.state.inbox(p) for p in people), 60,
+                   "the run's texts at the handsets")
+    found = _pages(stack, tag=tag, limit="2")
+    assert sorted(m["to"] for m in found) == sorted(people)
+    assert {m["message"] for m in found} == {"Hi P0, the run", "Hi P1, the run",
+                                             "Hi P2, the run"}
+    assert campaign(stack, prepared["id"])["runCount"] == 1
 
 
 def test_the_search_by_recipient_reads_their_conversation(stack: Stack) -> None:

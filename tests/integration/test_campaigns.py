@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from localdev.acs_emulator import AcsEmulator
 from sms_core.adapters.campaign_store import CampaignStore
@@ -18,7 +19,7 @@ from sms_core.bootstrap import Services
 from sms_core.errors import Conflict, NotFound, RequestInvalid
 from sms_core.models.campaigns import FanoutJob
 from sms_core.models.messages import MessageStatus
-from sms_core.models.records import run_batch
+from sms_core.models.records import batch_time, run_batch, run_time
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
@@ -170,6 +171,23 @@ def test_redelivered_fanout_chunk_sends_nothing_twice(services: Services,
     handle_fanout_job(services, job)  # ...twice
     drain(services)
     assert all(texts(emulator, n) == ["Same text for all"] for n in people)
+
+
+def test_a_run_keeps_its_batch_and_one_stored_before_runs_recorded_it_keeps_the_old_one(
+        services: Services) -> None:
+    """Runs record their batch (time first, so the message search finds it); a run started
+    by an earlier version, without one, still reads its messages where they were written."""
+    out = prepare(services, template="Batch", audience={"recipients": [{"to": new_number()}]})
+    (run,) = send(services, out)["runs"]
+    stored = services.campaigns.run(out["id"], run["id"])
+    assert stored is not None
+    assert stored.batch == run_batch(out["id"], run["id"])
+    assert batch_time(stored.batch) == run_time(run["id"])
+    old = services.campaigns._t.get_entity(out["id"], f"run.{run['id']}")
+    del old["Batch"]
+    services.campaigns._t.upsert_entity(old, mode=UpdateMode.REPLACE)
+    legacy = services.campaigns.run(out["id"], run["id"])
+    assert legacy is not None and legacy.batch == f"{out['id']}r{run_batch('', run['id'])}"
 
 
 def test_optout_after_preparation_wins(services: Services, emulator: AcsEmulator) -> None:

@@ -13,6 +13,7 @@ from sms_core.errors import ProviderThrottled
 from sms_core.logs import request_scope
 from sms_core.models.campaigns import FanoutJob, SendConfirmation
 from sms_core.models.messages import DispatchJob
+from sms_core.models.records import run_batch
 from sms_core.use_cases.campaign_runs import handle_fanout_job
 from sms_core.use_cases.campaigns import confirm_send, get_campaign, prepare_campaign
 from sms_core.use_cases.delivery_reports import apply_delivery_reports
@@ -118,7 +119,7 @@ def test_a_campaign_run_tells_its_start_chunks_and_completion(
     view = get_campaign(deps, prepared.id)
     assert view.status == "completed"
     run_key = view.runs[0].id
-    batch = f"{prepared.id}r{run_key.replace('T', '').replace('Z', '')}"
+    batch = run_batch(prepared.id, run_key)
     texts = [r.getMessage() for r in lines(caplog, "campaign_runs")]
     assert texts[0] == (f"campaign {prepared.id} run {run_key} started (batch {batch}): "
                         "2 recipient row(s), 1 chunk(s)")
