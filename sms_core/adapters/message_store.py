@@ -275,7 +275,8 @@ class MessageStore:
                 new.seq = rec.seq + 1
                 event: dict[str, Any] = {
                     "PartitionKey": batch, "RowKey": f"{_row(rec.index)}.{new.seq:05d}",
-                    "Kind": "event", "Status": str(new.status), "At": now}
+                    "Kind": "event", "Status": str(change.noted_status or new.status),
+                    "At": change.noted_at or now}
                 if change.detail:
                     event["Detail"] = change.detail
                 if change.data:
@@ -491,8 +492,9 @@ class MessageStore:
         msg = next((e for e in entities if e.get("Kind") == "message"), None)
         if msg is None:
             raise NotFound(f"No message with id '{public_id}'.")
+        # In time order: a step recorded late (`Change.noted_at`) sits where it happened.
         events = sorted((e for e in entities if e.get("Kind") == "event"),
-                        key=lambda e: str(e["RowKey"]))
+                        key=lambda e: (e["At"], str(e["RowKey"])))
         return _record(msg), [
             MessageEvent(status=MessageStatus(e["Status"]), at=e["At"], detail=e.get("Detail"),
                          data=json.loads(e["Data"]) if e.get("Data") else None)

@@ -94,6 +94,8 @@ class Change:
     detail: str | None = None
     data: dict[str, Any] | None = None
     note: bool = False  # append a history entry even though the status stays the same
+    noted_status: MessageStatus | None = None  # the status that entry records (else the current)
+    noted_at: datetime | None = None  # when that entry's step happened (else now)
 
 
 # Given the current record, return the change to make, or None to leave it alone.

@@ -303,10 +303,14 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
             o = by_index.get(r.index)
             if (o is not None and o.accepted and r.provider_message_id is None
                     and r.status in _REPORTED):
-                # Its delivery report overtook this write: keep what only the send knows.
+                # Its delivery report overtook this write: keep what only the send knows, and
+                # the `sent` step in its history (the status stays the report's).
                 overtaken.add(r.index)
+                at = max(r.created_at, _first_sent_time(r, now))
                 return Change(fields={"provider_message_id": o.provider_message_id,
-                                      "sent_at": now})
+                                      "sent_at": at}, note=True,
+                              noted_status=MessageStatus.SENT, noted_at=at,
+                              detail="accepted by ACS (recorded after its delivery report)")
             return None
         if r.index in failures:
             return _to_status(MessageStatus.FAILED, "send failed", failures[r.index])

@@ -10,7 +10,8 @@ from typing import Any
 
 from localdev.acs_emulator import AcsEmulator, Outcome
 from sms_core.bootstrap import Services
-from sms_core.models.messages import MessageStatus
+from sms_core.models.messages import MessageStatus, report_route
+from sms_core.models.records import Change
 from sms_core.use_cases.messages import get_message
 from tests.deadlines import deadline as scaled_deadline
 from tests.integration.conftest import SENDER, new_number
@@ -240,3 +241,28 @@ def test_verbatim_samples_apply_in_both_casings_and_queue_encodings(
         final = get_message(services.messages, msg.id)
         assert final.status == MessageStatus.DELIVERED, (name, encoding, routed)
         assert final.history[-1].detail == "delivery report: Delivered (No error.)"
+
+
+def test_a_report_that_overtook_the_send_leaves_sent_in_the_history_where_it_happened(
+        services: Services, emulator: AcsEmulator, monkeypatch: Any) -> None:
+    """The report is applied between ACS's answer and the dispatch's write: the message stays
+    delivered, and its history (read back from Table storage) still shows sent before it."""
+    real_send = services.gateway.send
+
+    def report_first(*args: Any, **kwargs: Any) -> Any:
+        outcomes = real_send(*args, **kwargs)
+        route = report_route(kwargs["tag"])  # found by its tag's route, as a report is
+        assert route is not None
+        services.messages.apply(route.batch, list(range(route.first, route.last + 1)),
+                                lambda r: Change(status=MessageStatus.DELIVERED,
+                                                 detail="delivery report: Delivered"))
+        return outcomes
+
+    monkeypatch.setattr(services.gateway, "send", report_first)
+    (entry,) = send(services, to=new_number(), message="Raced").messages
+    run_all_jobs(services)
+    done = get_message(services.messages, entry.id)
+    assert done.status == MessageStatus.DELIVERED and done.provider_message_id
+    assert [h.status for h in done.history] == [MessageStatus.QUEUED, MessageStatus.SENT,
+                                               MessageStatus.DELIVERED]
+    assert done.sent_at is not None and done.history[1].at == done.sent_at

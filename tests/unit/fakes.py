@@ -189,7 +189,8 @@ class FakeMessages:
             new.status = change.status or record.status
             new.seq = record.seq + 1
             self._events[(record.batch, record.index)].append(MessageEvent(
-                status=new.status, at=now, detail=change.detail,
+                status=change.noted_status or new.status, at=change.noted_at or now,
+                detail=change.detail,
                 data=_copy(change.data) if change.data else None))
         return self._store(new)
 
@@ -220,7 +221,7 @@ class FakeMessages:
             rec = self._rows.get((batch, index))
             if rec is None:
                 raise NotFound(f"No message with id '{public_id}'.")
-            return _copy_record(rec), list(self._events[(batch, index)])
+            return _copy_record(rec), sorted(self._events[(batch, index)], key=lambda e: e.at)
 
     def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
         with self._lock:

@@ -331,3 +331,9 @@ def test_a_report_that_overtook_the_send_keeps_the_acs_id_and_the_sent_count(
     assert record.status == MessageStatus.DELIVERED
     assert record.provider_message_id and record.sent_at is not None
     assert deps.analytics.totals()["sent"] == 1 and deps.analytics.totals()["segments"] == 1
+    # Its history still has the `sent` step, where it happened: before the report.
+    history = get_message(deps.messages, ids[0]).public()["history"]
+    assert [e["status"] for e in history] == ["queued", "sent", "delivered"]
+    assert "after its delivery report" in history[1]["detail"]
+    dispatch(deps, job)  # redelivered: nothing more is noted
+    assert len(get_message(deps.messages, ids[0]).public()["history"]) == 3
