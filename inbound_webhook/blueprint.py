@@ -5,7 +5,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from sms_core.bootstrap import get_services
-from sms_core.use_cases.conversations import conversation_list, conversation_page
+from sms_core.use_cases.conversations import (
+    backfill_conversation_index,
+    conversation_list,
+    conversation_page,
+)
 from sms_http import handle, json_response, new_blueprint
 from sms_http.event_grid import WebhookAnswer, abuse_protection_handshake, inbound_post
 from sms_http.requests import conversation_list_query, conversation_query
@@ -40,3 +44,10 @@ def conversations(req: func.HttpRequest) -> func.HttpResponse:
     """Both directions of one conversation (`?from=<our number>`), in time order, paged."""
     return handle(req, lambda: json_response(conversation_page(
         get_services(), conversation_query(req.route_params["number"], req.params)).public()))
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
+def backfill_conversations(timer: func.TimerRequest) -> None:
+    """Every five minutes until done: index the conversations written before the sender's
+    conversation list existed (an upgrade's history), a few pages at a time."""
+    backfill_conversation_index(get_services())

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 _INDEX_CHUNK = 50  # entries per index transaction: two operations each, 100 at most
 _READ_ROUNDS = 5  # listing reads per page at most, of _READ_SIZE rows each
 _READ_SIZE = 200
+_BACKFILL_KEY = ("~index-backfill", "state")  # sorts after every number, outside '~index|'
+_BACKFILL_PAGE = 1000
 # Microseconds since the epoch are below 10**17 until the year 5138: inverted, newest first.
 _INVERT_FROM = 10**17
 
@@ -160,6 +162,55 @@ class ConversationStore:
                             {"mode": UpdateMode.REPLACE}))
             self._table.submit_transaction(ops)
         run_all(submit, chunks)
+
+    def backfill_index(self, pages: int) -> tuple[int, bool]:
+        """Index conversations written before the index existed, a few pages of the table at a
+        time: returns how many were indexed and whether the whole table has been read.
+
+        Reads up to `pages` pages (1,000 rows each, keys and index columns only) of every
+        conversation partition in key order, from where the last call stopped (its position is
+        kept in the row `~index-backfill`/`state`), and adds each conversation's newest row of
+        a page to the index. Idempotent: an entry indexed twice, or older than one already
+        there, is never shown (see the module docstring).
+        """
+        with _STORAGE:
+            try:
+                state = self._table.get_entity(*_BACKFILL_KEY)
+            except ResourceNotFoundError:
+                state = None
+            if state is not None and state.get("Done"):
+                return 0, True
+            token = json.loads(state["Token"]) if state is not None and state.get("Token") \
+                else None
+            indexed = 0
+            for _ in range(pages):
+                try:
+                    page_iter = self._table.query_entities(
+                        "PartitionKey lt @index", parameters={"index": "~"},
+                        select=["PartitionKey", "RowKey", "Direction", "MessageId", "Text",
+                                "At", "Tag"], results_per_page=_BACKFILL_PAGE
+                    ).by_page(continuation_token=token)
+                    rows = list(next(page_iter, []))
+                except ResourceNotFoundError:  # no table yet: nothing to index
+                    rows = []
+                    page_iter = None
+                newest: dict[str, Any] = {}
+                for r in rows:  # a partition's rows come in key order: its last is its newest
+                    newest[str(r["PartitionKey"])] = r
+                entries = [ConversationRecord(
+                    our_number=pk.partition("|")[0], their_number=pk.partition("|")[2],
+                    direction=r["Direction"], message_id=r["MessageId"], text=r["Text"],
+                    at=r["At"], tag=r.get("Tag")) for pk, r in newest.items() if "|" in pk]
+                self._index(entries)
+                indexed += len(entries)
+                token = getattr(page_iter, "continuation_token", None)
+                if not token:
+                    break
+            self._table.upsert_entity({
+                "PartitionKey": _BACKFILL_KEY[0], "RowKey": _BACKFILL_KEY[1],
+                "Token": json.dumps(token) if token else "", "Done": not token},
+                mode=UpdateMode.REPLACE)
+        return indexed, not token
 
     def recent(self, our_number: str, limit: int, continuation: str | None
                ) -> tuple[list[ConversationSummaryRecord], str | None]:

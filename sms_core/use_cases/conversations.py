@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from sms_core.models.conversations import (
@@ -13,7 +14,16 @@ from sms_core.models.conversations import (
 from sms_core.models.messages import parse_sender
 from sms_core.models.queries import ConversationListQuery, ConversationQuery
 from sms_core.settings import Settings
-from sms_core.use_cases.ports import ConversationIndex, Conversations, OptOuts
+from sms_core.use_cases.ports import (
+    ConversationBackfill,
+    ConversationIndex,
+    Conversations,
+    OptOuts,
+)
+
+log = logging.getLogger(__name__)
+# Pages of 1,000 conversation rows a timer run reads: a few seconds' work every five minutes.
+BACKFILL_PAGES = 5
 
 
 class ConversationDeps(Protocol):
@@ -56,3 +66,20 @@ def conversation_list(deps: ConversationListDeps,
         number=e.their_number, last_message=e.last_message, last_direction=e.last_direction,
         last_at=e.last_at, opted_out=e.their_number in opted) for e in entries],
         continuation_token=token)
+
+
+class BackfillDeps(Protocol):
+    """The port the conversation index backfill needs."""
+
+    @property
+    def conversations(self) -> ConversationBackfill: ...
+
+
+def backfill_conversation_index(deps: BackfillDeps) -> int:
+    """Timer: add the conversations written before the index existed to their senders' lists,
+    a few pages per run; once the whole table was read, each run costs one point read."""
+    indexed, done = deps.conversations.backfill_index(BACKFILL_PAGES)
+    if indexed:
+        log.info("conversation index backfill: %d conversation(s) indexed%s", indexed,
+                 "; every conversation is indexed" if done else "")
+    return indexed

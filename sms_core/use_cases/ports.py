@@ -385,6 +385,15 @@ class ConversationIndex(Protocol):
         ...
 
 
+class ConversationBackfill(Protocol):
+    """Indexing the conversations written before the sender's index existed."""
+
+    def backfill_index(self, pages: int) -> tuple[int, bool]:
+        """Index up to `pages` more pages of conversations (from where the last call stopped);
+        how many were indexed, and whether every conversation has been read."""
+        ...
+
+
 class Analytics(Protocol):
     """Usage and engagement counters, each fact counted once."""
 

@@ -6,15 +6,20 @@ back by an old event), paged, and compacted to one listing row per person as it 
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from azure.data.tables import TableServiceClient
 
+from sms_core.adapters import conversation_store
+from sms_core.adapters.conversation_store import ConversationStore
 from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import RequestInvalid
 from sms_core.models.records import ConversationRecord
-from sms_core.use_cases.conversations import conversation_list
+from sms_core.use_cases.conversations import backfill_conversation_index, conversation_list
 from sms_http.requests import conversation_list_query
 from tests.integration.conftest import new_number
 
@@ -124,3 +129,32 @@ def test_paging_the_list_returns_each_person_once(services: Services) -> None:
         if token is None:
             break
     assert seen == list(reversed(people))
+
+
+def test_conversations_written_before_the_index_are_listed_after_the_backfill(
+        azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade: conversation rows with no index rows (as an earlier version wrote them)
+    appear in their sender's list once the timer has read the table, a few pages per run."""
+    name = f"Backfill{uuid.uuid4().hex[:12]}"
+    table = TableServiceClient.from_connection_string(
+        azurite_connection_string).create_table(name)
+    store = ConversationStore(table)
+    ours, people = new_number(), [new_number() for _ in range(4)]
+    for i, person in enumerate(people):  # conversation rows only, no index rows
+        for j in range(3):
+            e = entry(ours, person, f"{i}.{j}", T + timedelta(minutes=i, seconds=j))
+            table.upsert_entity({"PartitionKey": f"{ours}|{person}", "RowKey": e.row_key(),
+                                 "Direction": e.direction, "MessageId": e.message_id,
+                                 "Text": e.text, "At": e.at})
+    deps = SimpleNamespace(conversations=store)
+    assert store.recent(ours, 10, None) == ([], None)
+    # Pages of 2 rows, 5 pages a run: a conversation's rows span pages and runs.
+    monkeypatch.setattr(conversation_store, "_BACKFILL_PAGE", 2)
+    indexed = [backfill_conversation_index(deps) for _ in range(3)]
+    assert indexed[0] > 0 and indexed[-1] == 0  # 12 rows: done after the second run
+    listed, token = store.recent(ours, 10, None)
+    assert token is None
+    assert [(c.their_number, c.last_message) for c in listed] == [
+        (people[3], "3.2"), (people[2], "2.2"), (people[1], "1.2"), (people[0], "0.2")]
+    # Done is remembered: a later run reads one row and indexes nothing.
+    assert store.backfill_index(5) == (0, True)

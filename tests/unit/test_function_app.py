@@ -21,6 +21,7 @@ CONTRACT = {
     "campaigns": ("httpTrigger", "campaigns"),
     "campaign": ("httpTrigger", "campaigns/{id}"),
     "campaign_review": ("httpTrigger", "campaigns/{id}/review"),
+    "backfill_conversations": ("timerTrigger", "0 */5 * * * *"),
     "campaign_actions": ("httpTrigger", "campaigns/{id}/{action:alpha}"),
     "campaign_fanout": ("queueTrigger", "sms-campaigns"),
     "campaign_scheduler": ("timerTrigger", "0 * * * * *"),
