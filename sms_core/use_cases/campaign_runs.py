@@ -1,7 +1,7 @@
 """Campaign runs: firing a due run, fanning it out exactly once, cancel, completion.
 
 A run is one delivery of a campaign's prepared snapshot: its messages live in their own batch
-(`<campaign id>r<due time>`), the message index being the snapshot row index. So every step is
+(`<due time><campaign id>`), the message index being the snapshot row index. So every step is
 idempotent by key, which is what makes redelivered queue messages harmless:
 
 - `fire` creates the run row (insert-if-absent), enqueues one `chunk` job per 1,000 snapshot rows
