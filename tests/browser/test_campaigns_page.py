@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Watch
 from tests.numbers import unique_number
@@ -193,9 +193,19 @@ def test_a_bad_request_shows_the_problem_per_field(console: Page) -> None:
     expect(error).to_contain_text("(400)")
 
 
-def test_the_counter_marks_the_characters_that_force_ucs2(console: Page) -> None:
+def counter_text(stack: Stack, text: str) -> str:
+    """What #segment-counter says for `text`: POST /api/segments's answer, in its words."""
+    answer = stack.api.post("/segments", json={"message": text})
+    answer.raise_for_status()
+    s = answer.json()
+    forcing = f"; forcing UCS-2: {' '.join(s['ucs2Characters'])}" if s["ucs2Characters"] else ""
+    return f"{s['segments']} segment(s), {s['encoding']}, {s['characters']} character(s){forcing}"
+
+
+def test_the_counter_marks_the_characters_that_force_ucs2(console: Page, stack: Stack) -> None:
+    text = "Café ☕ at 5? {{first_name}}"
     console.get_by_role("button", name="New campaign").click()
-    console.get_by_label("Text", exact=True).fill("Café ☕ at 5? {{first_name}}")
+    console.get_by_label("Text", exact=True).fill(text)
     preview = console.locator("#template-preview")
     # é is in the GSM-7 alphabet; the cup is not.
     expect(preview.locator("mark.ucs2")).to_have_text(["☕"])
@@ -203,8 +213,64 @@ def test_the_counter_marks_the_characters_that_force_ucs2(console: Page) -> None
     counter = console.locator("#segment-counter")
     expect(counter).to_contain_text("UCS-2")
     expect(counter).to_contain_text("forcing UCS-2: ☕")
-    # POST /api/segments answers and replaces the local estimate.
-    expect(counter).not_to_contain_text("estimate")
+    # The counter is POST /api/segments's answer, word for word.
+    expect(counter).to_have_text(counter_text(stack, text))
+
+
+def test_a_text_typed_in_steps_ends_with_the_count_of_the_final_text(
+        console: Page, stack: Stack, watch: Watch) -> None:
+    """Every draft's count is held at the network until the next draft is typed; the final
+    text's answer comes first and the earlier drafts' answers after it. The counter says it is
+    counting while the answer is out (no local guess, no stale count), then shows the final
+    text's count and marks, and the late answers change nothing."""
+    held: list[Route] = []
+    console.route("**/api/segments", lambda route: held.append(route))
+    console.get_by_role("button", name="New campaign").click()
+    field = console.get_by_label("Text", exact=True)
+    counter = console.locator("#segment-counter")
+    preview = console.locator("#template-preview")
+    drafts = ["Tea", "Tea ☕ at 5", "Tea ☕ at 5 or ✈ {{first_name}}?"]
+    for draft in drafts:
+        with console.expect_request("**/api/segments") as request:
+            field.fill(draft)
+            expect(counter).to_have_text("Counting segments…")
+        assert request.value.post_data_json == {"message": draft}
+    final = drafts[-1]
+    # While the final text is being counted nothing is marked as forcing UCS-2 yet.
+    expect(preview).to_have_text(final)
+    expect(preview.locator("mark.placeholder")).to_have_text(["{{first_name}}"])
+    expect(preview.locator("mark.ucs2")).to_have_count(0)
+    assert [r.request.post_data_json for r in held] == [{"message": d} for d in drafts]
+
+    held[2].continue_()
+    expect(counter).to_have_text(counter_text(stack, final))
+    expect(preview.locator("mark.ucs2")).to_have_text(["☕", "✈"])
+
+    for late in reversed(held[:2]):
+        with console.expect_event("requestfinished",
+                                  lambda r, late=late: r.url == late.request.url
+                                  and r.post_data == late.request.post_data):
+            late.continue_()
+    # The page has run its handlers of the late answers (a round trip through its event loop).
+    console.evaluate("() => new Promise((done) => setTimeout(done, 0))")
+    expect(counter).to_have_text(counter_text(stack, final))
+    expect(preview.locator("mark.ucs2")).to_have_text(["☕", "✈"])
+    expect(preview).to_have_text(final)
+    assert watch.page_errors == []
+
+
+def test_a_count_that_fails_says_so_in_the_counter(console: Page) -> None:
+    console.route("**/api/segments", lambda route: route.fulfill(
+        status=503, content_type="application/problem+json",
+        body='{"type": "about:blank", "title": "Service Unavailable", "status": 503, '
+             '"detail": "The count <b>is</b> down"}'))
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Text", exact=True).fill("Tea ☕")
+    counter = console.locator("#segment-counter")
+    expect(counter).to_have_text(
+        "Segments not counted: Service Unavailable (503). The count <b>is</b> down")
+    expect(console.locator("#template-preview mark.ucs2")).to_have_count(0)
+    assert counter.locator("b").count() == 0
 
 
 def test_a_recurring_campaign_is_scheduled_and_can_be_canceled(console: Page,

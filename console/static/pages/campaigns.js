@@ -12,34 +12,11 @@ const RECIPIENT_NAMES = [
   ["duplicates", "Duplicates"], ["optedOut", "Opted out"], ["deferred", "Deferred (quiet hours)"],
 ];
 
-// GSM 03.38: the basic set and the extension table (2 septets each). Used to mark the characters
-// that force UCS-2 as the user types, and as the counter when POST /api/segments is absent.
-const GSM_BASIC = new Set(Array.from(
-  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"));
-const GSM_EXTENDED = new Set(Array.from("^{}\\[~]|€\f"));
-
-export function isGsm(ch) {
-  return GSM_BASIC.has(ch) || GSM_EXTENDED.has(ch);
-}
-
-/** Segments and encoding as ACS counts them (GSM-7 160/153 septets, UCS-2 70/67 code units). */
-export function localSegments(text) {
-  const chars = Array.from(text);
-  const ucs2 = [...new Set(chars.filter((c) => !isGsm(c)))];
-  if (!text) return { segments: 0, encoding: "GSM-7", characters: 0, ucs2Characters: [] };
-  if (ucs2.length === 0) {
-    const septets = chars.reduce((n, c) => n + (GSM_EXTENDED.has(c) ? 2 : 1), 0);
-    return { segments: septets <= 160 ? 1 : Math.ceil(septets / 153), encoding: "GSM-7",
-      characters: septets, ucs2Characters: [] };
-  }
-  const units = text.length; // UTF-16 code units
-  return { segments: units <= 70 ? 1 : Math.ceil(units / 67), encoding: "UCS-2",
-    characters: units, ucs2Characters: ucs2 };
-}
-
-/** The template as nodes: {{placeholders}} in <mark class=placeholder>, UCS-2 characters in
- * <mark class=ucs2>, everything else as text. */
-export function highlightTemplate(text) {
+/** The template as nodes: {{placeholders}} in <mark class=placeholder>, each character listed in
+ * `ucs2` (the `ucs2Characters` of POST /api/segments for this text) in <mark class=ucs2>,
+ * everything else as text. Without `ucs2` (no answer yet) nothing is marked as forcing UCS-2. */
+export function highlightTemplate(text, ucs2 = []) {
+  const forcing = new Set(ucs2);
   const nodes = [];
   const parts = text.split(/(\{\{\s*[A-Za-z_][\w.-]*\s*\}\})/);
   parts.forEach((part, i) => {
@@ -49,7 +26,7 @@ export function highlightTemplate(text) {
     }
     let run = "";
     for (const ch of Array.from(part)) {
-      if (isGsm(ch)) { run += ch; continue; }
+      if (!forcing.has(ch)) { run += ch; continue; }
       if (run) { nodes.push(run); run = ""; }
       nodes.push(el("mark", { class: "ucs2", title: "forces UCS-2" }, ch));
     }
@@ -326,38 +303,47 @@ export async function render(root, api) {
       }
     });
 
-    // Template preview and the segment counter (POST /api/segments when the server has it).
-    let segmentsSupported = true;
+    // Template preview and the segment counter, both from POST /api/segments (the server's
+    // rules, the ones a send applies). Each edit takes a sequence number: only the answer for
+    // the latest text is shown, so an earlier draft's answer arriving late changes nothing.
     let segSeq = 0;
     const currentText = () => {
       if (choice("template-source") === "new") return templateText.value;
       const t = templates.find((x) => x.id === templateSelect.value);
       return t ? t.text : "";
     };
-    const describe = (s, source) => {
+    const describe = (s) => {
       const ucs2 = s.ucs2Characters || [];
-      return `${s.segments} segment(s), ${s.encoding}${s.characters !== undefined ? `, ${s.characters} character(s)` : ""}`
-        + (ucs2.length ? `; forcing UCS-2: ${ucs2.join(" ")}` : "") + (source ? ` (${source})` : "");
+      return `${s.segments} segment(s), ${s.encoding}, ${s.characters} character(s)`
+        + (ucs2.length ? `; forcing UCS-2: ${ucs2.join(" ")}` : "");
     };
-    const updateServerCount = debounce(async (text) => {
-      const seq = ++segSeq;
-      if (!segmentsSupported || !text) return;
+    const failure = (error) => {
+      const problem = (error && error.problem) || {};
+      const title = problem.title || (error && error.message) || "Error";
+      return `Segments not counted: ${title}${error && error.status ? ` (${error.status})` : ""}`
+        + (problem.detail && problem.detail !== title ? `. ${problem.detail}` : "");
+    };
+    const countSegments = debounce(async (text, seq) => {
+      if (seq !== segSeq) return;
       try {
         const s = await api.post("/segments", { message: text });
         if (seq !== segSeq) return;
-        counter.textContent = describe(s, "");
+        clear(preview);
+        preview.append(...highlightTemplate(text, s.ucs2Characters || []));
+        counter.textContent = describe(s);
       } catch (error) {
-        if (error.status === 404 || error.status === 405) segmentsSupported = false;
-        // Keep the local estimate: placeholders make the template's own count approximate anyway.
+        if (seq !== segSeq) return;
+        counter.textContent = failure(error);
       }
     }, 300);
     const updateTemplate = () => {
       const text = currentText();
+      const seq = ++segSeq;
       clear(preview);
       preview.append(...highlightTemplate(text));
-      const s = localSegments(text);
-      counter.textContent = text ? describe(s, "estimate before values are filled in") : "";
-      updateServerCount(text);
+      if (!text) { counter.textContent = ""; return; }
+      counter.textContent = "Counting segments…";
+      countSegments(text, seq);
     };
     templateText.addEventListener("input", updateTemplate);
     templateSelect.addEventListener("change", updateTemplate);
