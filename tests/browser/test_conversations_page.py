@@ -4,10 +4,13 @@ then blocked), and an inbound text holding markup shown as text, never run."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Watch
 from tests.numbers import unique_number
@@ -131,3 +134,54 @@ def test_the_senders_recent_conversations_open_their_threads(
     expect(entry).to_contain_text("Sent:")
     expect(entry.locator(".sample")).to_have_text("From 9 to 5")
     assert watch.dialogs == [] and watch.page_errors == [] and watch.console_errors == []
+
+
+def conversation_page(number: str, text: str, token: str | None) -> str:
+    page: dict[str, Any] = {"conversations": [{
+        "number": number, "lastMessage": text, "lastDirection": "inbound",
+        "lastAt": "2026-12-01T09:00:00Z", "optedOut": False}]}
+    if token:
+        page["continuationToken"] = token
+    return json.dumps(page)
+
+
+def test_a_new_list_is_not_mixed_with_a_page_of_the_one_before(console: Page,
+                                                               watch: Watch) -> None:
+    """More is clicked and, while its page is out, the list is asked for again: the late page
+    of the old list is dropped, not added below the new one. (The API's answers are stood in
+    for at the network, so the order they arrive in is the test's.)"""
+    held: list[Route] = []
+    firsts = iter([conversation_page("+14255550101", "first list", "page-2"),
+                   conversation_page("+14255550102", "second list", None)])
+
+    def answer(route: Route) -> None:
+        if "continuationToken=" in route.request.url:
+            held.append(route)
+        else:
+            route.fulfill(status=200, content_type="application/json", body=next(firsts))
+
+    console.route(re.compile(r"/api/conversations\?"), answer)
+    console.get_by_role("navigation", name="Console pages").get_by_role(
+        "link", name="Conversations").click()
+    entries = console.locator("#conv-list li")
+    expect(entries).to_have_count(1)
+    expect(entries).to_contain_text("first list")
+    more = console.get_by_role("button", name="More conversations")
+    with console.expect_request(lambda r: "continuationToken=page-2" in r.url):
+        more.click()
+    console.get_by_role("button", name="Show conversations").click()
+    expect(entries).to_have_text([re.compile("second list")])
+    expect(more).to_be_hidden()
+    assert len(held) == 1
+
+    late = held[0]
+    with console.expect_event("requestfinished", lambda r: r.url == late.request.url):
+        late.fulfill(status=200, content_type="application/json",
+                     body=conversation_page("+14255550103", "late page of the first list",
+                                            "page-3"))
+    # The page has run its handler of the late answer (a round trip through its event loop).
+    console.evaluate("() => new Promise((done) => setTimeout(done, 0))")
+    expect(entries).to_have_text([re.compile("second list")])
+    expect(more).to_be_hidden()
+    expect(console.locator("#conv-list-status")).to_have_text("1 conversation.")
+    assert watch.page_errors == []

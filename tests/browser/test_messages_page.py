@@ -116,3 +116,51 @@ def test_the_search_finds_sent_messages_and_opens_a_timeline(
     expect(outbound).to_have_count(1)
     expect(outbound.locator(".message-text")).to_have_text(text)
     assert watch.dialogs == [] and watch.page_errors == [] and watch.console_errors == []
+
+
+def test_paging_forward_with_more_then_a_new_search_starts_from_the_first_page(
+        console: Page, stack: Stack, watch: Watch) -> None:
+    tag = f"pages-{uuid.uuid4().hex[:10]}"
+    people = [unique_number() for _ in range(12)]
+    sent = stack.api.post("/messages", json={"to": people, "message": "Doors open at 9",
+                                             "tag": tag})
+    assert sent.status_code == 202, sent.text
+    ids = sorted(m["id"] for m in sent.json()["messages"])
+
+    open_messages(console)
+    console.get_by_label("Tag").fill(tag)
+    console.get_by_label("Per page").select_option("10")
+    search = console.get_by_role("button", name="Search")
+    search.click()
+    rows = console.locator("#msg-results tbody tr")
+    status = console.locator("#msg-results-status")
+    more = console.get_by_role("button", name="More")
+    expect(status).to_contain_text("; more are available.")
+    expect(more).to_be_visible()
+    first_page = sorted(r.get_attribute("data-id") or "" for r in rows.all())
+    assert 0 < len(first_page) <= 10
+
+    # Forward: each More adds the next page below the ones shown, until none remains.
+    for _ in range(len(people)):
+        if not more.is_visible():
+            break
+        shown = rows.count()
+        more.click()
+        expect(status).not_to_contain_text("Loading")
+        assert rows.count() >= shown
+        expect(status).to_contain_text(f"{rows.count()} messages shown")
+    expect(more).to_be_hidden()
+    expect(rows).to_have_count(len(people))
+    assert sorted(r.get_attribute("data-id") or "" for r in rows.all()) == ids
+    expect(status).to_have_text(f"{len(people)} messages shown.")
+
+    # Back: the same search again shows the first page only, with More to go on from there.
+    search.click()
+    expect(rows).to_have_count(len(first_page))
+    assert sorted(r.get_attribute("data-id") or "" for r in rows.all()) == first_page
+    expect(status).to_have_text(f"{len(first_page)} messages shown; more are available.")
+    expect(more).to_be_visible()
+    more.click()
+    expect(status).not_to_contain_text("Loading")
+    assert set(first_page) <= {r.get_attribute("data-id") or "" for r in rows.all()}
+    assert watch.page_errors == [] and watch.console_errors == []

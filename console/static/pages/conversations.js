@@ -5,6 +5,7 @@
 // not only by colour. Every value from a person or the API is rendered as text through dom.el.
 import { el, clear, formatTime, announce } from "../dom.js";
 import { showError } from "../api.js";
+import { continuationPager } from "../pager.js";
 
 const SENDER_KEY = "sms-console.sender";
 const LIST_SIZE = 50;
@@ -58,9 +59,6 @@ export async function render(root, api) {
     openForm,
     thread);
 
-  let listToken = null;
-  let listed = 0;
-
   function sender() {
     return senderInput.value.trim();
   }
@@ -79,30 +77,26 @@ export async function render(root, api) {
     return el("li", {}, button);
   }
 
-  async function loadList(first) {
-    clear(listError);
-    announce(listStatus, "Loading conversations…");
-    listMore.disabled = true;
-    let page;
-    try {
-      page = await api.get("/conversations", { from: sender(), limit: LIST_SIZE,
-        continuationToken: first ? "" : listToken });
-    } catch (error) {
+  const listPager = continuationPager({
+    fetchPage: (continuationToken) => api.get("/conversations", { from: sender(), limit: LIST_SIZE,
+      continuationToken }),
+    itemsOf: (page) => page.conversations,
+    reset: () => clear(list),
+    add: (conversations) => conversations.forEach((c) => list.append(listItem(c))),
+    more: listMore,
+    loading: () => {
+      clear(listError);
+      announce(listStatus, "Loading conversations…");
+    },
+    failed: (error) => {
       showError(listError, error);
       announce(listStatus, "The conversations could not be loaded.");
-      return;
-    } finally {
-      listMore.disabled = false;
-    }
-    if (first) { clear(list); listed = 0; }
-    const conversations = (page && page.conversations) || [];
-    conversations.forEach((c) => list.append(listItem(c)));
-    listed += conversations.length;
-    listToken = (page && page.continuationToken) || null;
-    listMore.hidden = !listToken;
-    announce(listStatus, listed === 0 ? "No conversations yet for this sender."
-      : `${listed} conversation${listed === 1 ? "" : "s"}${listToken ? "; more are available" : ""}.`);
-  }
+    },
+    loaded: ({ shown, more }) => {
+      announce(listStatus, shown === 0 ? "No conversations yet for this sender."
+        : `${shown} conversation${shown === 1 ? "" : "s"}${more ? "; more are available" : ""}.`);
+    },
+  });
 
   function messageItem(message, extra) {
     const inbound = message.direction === "inbound";
@@ -142,8 +136,6 @@ export async function render(root, api) {
       threadError, threadStatus, olderNote, messages, el("div", { class: "actions" }, newer), replyForm);
     heading.focus();
 
-    let token = null;
-    let count = 0;
     let optedOut = null;
 
     function showOptOut() {
@@ -189,29 +181,26 @@ export async function render(root, api) {
 
     optButton.addEventListener("click", () => optOut(optedOut ? "remove" : "add"));
 
-    async function loadMessages(first) {
-      clear(threadError);
-      announce(threadStatus, "Loading messages…");
-      newer.disabled = true;
-      let page;
-      try {
-        page = await api.get(`/conversations/${encodeURIComponent(number)}`, { from,
-          limit: THREAD_SIZE, continuationToken: first ? "" : token });
-      } catch (error) {
+    const threadPager = continuationPager({
+      fetchPage: (continuationToken) => api.get(`/conversations/${encodeURIComponent(number)}`,
+        { from, limit: THREAD_SIZE, continuationToken }),
+      itemsOf: (page) => page.messages,
+      reset: () => clear(messages),
+      add: (entries) => entries.forEach((m) => messages.append(messageItem(m))),
+      more: newer,
+      loading: () => {
+        clear(threadError);
+        announce(threadStatus, "Loading messages…");
+      },
+      failed: (error) => {
         showError(threadError, error);
         announce(threadStatus, "The messages could not be loaded.");
-        return;
-      } finally {
-        newer.disabled = false;
-      }
-      const entries = (page && page.messages) || [];
-      entries.forEach((m) => messages.append(messageItem(m)));
-      count += entries.length;
-      token = (page && page.continuationToken) || null;
-      newer.hidden = !token;
-      announce(threadStatus, count === 0 ? "No messages yet."
-        : `Loaded ${count} message${count === 1 ? "" : "s"}, oldest first${token ? "; newer ones not loaded yet" : ""}.`);
-    }
+      },
+      loaded: ({ shown, more }) => {
+        announce(threadStatus, shown === 0 ? "No messages yet."
+          : `Loaded ${shown} message${shown === 1 ? "" : "s"}, oldest first${more ? "; newer ones not loaded yet" : ""}.`);
+      },
+    });
 
     replyForm.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -245,9 +234,7 @@ export async function render(root, api) {
         replyButton.disabled = false;
       }
     });
-    newer.addEventListener("click", () => loadMessages(false));
-
-    await Promise.all([loadMessages(true), optOut("check")]);
+    await Promise.all([threadPager.load(true), optOut("check")]);
   }
 
   senderForm.addEventListener("submit", (event) => {
@@ -257,18 +244,17 @@ export async function render(root, api) {
     else window.sessionStorage.removeItem(SENDER_KEY);
     clear(thread);
     thread.hidden = true;
-    loadList(true);
+    listPager.load(true);
   });
   openForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const number = numberInput.value.trim();
     if (number) openThread(number);
   });
-  listMore.addEventListener("click", () => loadList(false));
 
   const params = hashParams();
   if (params.get("from")) senderInput.value = params.get("from");
-  await loadList(true);
+  await listPager.load(true);
   if (params.get("number")) {
     numberInput.value = params.get("number");
     await openThread(params.get("number"));

@@ -3,6 +3,7 @@
 // (GET /api/messages/{id}). Every value from the API is rendered as text through dom.el.
 import { el, clear, formatTime, announce } from "../dom.js";
 import { showError } from "../api.js";
+import { continuationPager } from "../pager.js";
 
 const STATUSES = ["queued", "scheduled", "sent", "delivered", "failed", "expired", "blocked",
   "rejected", "canceled"];
@@ -99,8 +100,6 @@ export async function render(root, api) {
     openForm, detailStatus, detail);
 
   let query = null;
-  let token = null;
-  let shown = 0;
 
   // While the open message can still change (queued, sent), its timeline is refreshed every few
   // seconds for a while; a newer open (or leaving the page) stops that.
@@ -190,33 +189,27 @@ export async function render(root, api) {
       el("td", {}, open));
   }
 
-  async function load(first) {
-    clear(errorBox);
-    searchButton.disabled = true;
-    moreButton.disabled = true;
-    announce(status, first ? "Searching…" : "Loading more…");
-    let page;
-    try {
-      page = await api.get("/messages", { ...query,
-        continuationToken: first ? "" : token });
-    } catch (error) {
+  const pager = continuationPager({
+    fetchPage: (continuationToken) => api.get("/messages", { ...query, continuationToken }),
+    itemsOf: (page) => page.messages,
+    reset: () => clear(tbody),
+    add: (messages) => messages.forEach((m) => tbody.append(row(m))),
+    more: moreButton,
+    busy: [searchButton],
+    loading: (first) => {
+      clear(errorBox);
+      announce(status, first ? "Searching…" : "Loading more…");
+    },
+    failed: (error) => {
       showError(errorBox, error);
       announce(status, "The search failed.");
-      return;
-    } finally {
-      searchButton.disabled = false;
-      moreButton.disabled = false;
-    }
-    if (first) { clear(tbody); shown = 0; }
-    const messages = (page && page.messages) || [];
-    messages.forEach((m) => tbody.append(row(m)));
-    shown += messages.length;
-    token = (page && page.continuationToken) || null;
-    table.hidden = shown === 0;
-    moreButton.hidden = !token;
-    announce(status, shown === 0 && !token ? "No messages match."
-      : `${shown} message${shown === 1 ? "" : "s"} shown${token ? "; more are available" : ""}.`);
-  }
+    },
+    loaded: ({ shown, more }) => {
+      table.hidden = shown === 0;
+      announce(status, shown === 0 && !more ? "No messages match."
+        : `${shown} message${shown === 1 ? "" : "s"} shown${more ? "; more are available" : ""}.`);
+    },
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -227,9 +220,8 @@ export async function render(root, api) {
       since: isoOf(inputs.since.value), until: isoOf(inputs.until.value),
       limit: inputs.limit.value || PAGE_SIZE,
     };
-    load(true);
+    pager.load(true);
   });
-  moreButton.addEventListener("click", () => load(false));
   openForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const id = openInput.value.trim();
