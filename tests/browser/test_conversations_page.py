@@ -185,3 +185,41 @@ def test_a_new_list_is_not_mixed_with_a_page_of_the_one_before(console: Page,
     expect(more).to_be_hidden()
     expect(console.locator("#conv-list-status")).to_have_text("1 conversation.")
     assert watch.page_errors == []
+
+
+def test_the_opt_out_state_changed_in_the_thread_shows_in_the_list_at_once(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    person = unique_number()
+    stack.emulator.reply(person, SENDER, "Hello, is the shop open?")
+    console.get_by_role("navigation", name="Console pages").get_by_role(
+        "link", name="Conversations").click()
+    console.get_by_label("Our number (sender)").fill(SENDER)
+    console.get_by_role("button", name="Show conversations").click()
+    entry = console.locator(f"#conv-list button[data-number='{person}']")
+    expect(entry).to_contain_text("Received:")
+    expect(entry).not_to_contain_text("opted out")
+    entry.click()
+    expect(console.get_by_role("heading", name=f"Conversation with {person}")).to_be_focused()
+    state = console.locator("#conv-optout-state")
+    expect(state).to_contain_text("has not opted out")
+
+    # Changed from the thread: the list's badge follows without a reload.
+    console.get_by_role("button", name="Opt out (add an opt-out)").click()
+    expect(state).to_contain_text("has opted out")
+    expect(entry.locator(".badge")).to_have_text("opted out")
+    shot("conversation-list-opted-out")
+    console.get_by_role("button", name="Opt back in (remove the opt-out)").click()
+    expect(state).to_contain_text("has not opted out")
+    expect(entry).not_to_contain_text("opted out")
+
+    # The person texts STOP: opening the thread again shows it there and in the list.
+    stack.emulator.reply(person, SENDER, "STOP")
+    stack.wait_for(lambda: stack.api.post("/optouts/check", json={
+        "from": SENDER, "recipients": [{"to": person}]}).json()["value"][0]["isOptedOut"],
+        what="the STOP recorded as an opt-out")
+    entry.click()
+    expect(console.locator("#conv-messages li[data-direction='inbound']").last).to_contain_text(
+        "STOP")
+    expect(state).to_contain_text("has opted out")
+    expect(entry.locator(".badge")).to_have_text("opted out")
+    assert watch.dialogs == [] and watch.page_errors == []

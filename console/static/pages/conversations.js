@@ -59,14 +59,33 @@ export async function render(root, api) {
     openForm,
     thread);
 
+  // The sender the list shows ("" for the app's default sender), and the one asked for last.
+  let listFrom = null;
+  let askedFrom = "";
+
   function sender() {
     return senderInput.value.trim();
+  }
+
+  function optOutBadge(optedOut) {
+    return optedOut ? el("span", { class: "badge failed" }, " opted out") : null;
+  }
+
+  /** The list's badge of `number`, from an opt-out state just read for `from` from the API. */
+  function showListOptOut(from, number, optedOut) {
+    if (!from || from !== listFrom) return;
+    list.querySelectorAll("button[data-number]").forEach((button) => {
+      if (button.dataset.number !== number) return;
+      const holder = button.querySelector(".optout-badge");
+      clear(holder);
+      if (optedOut) holder.append(optOutBadge(true));
+    });
   }
 
   function listItem(conversation) {
     const button = el("button", { type: "button", class: "secondary conversation", "data-number": conversation.number },
       el("strong", {}, conversation.number),
-      conversation.optedOut ? el("span", { class: "badge failed" }, " opted out") : null,
+      el("span", { class: "optout-badge" }, optOutBadge(conversation.optedOut)),
       el("br", {}),
       el("span", { class: "hint" },
         `${directionLabel(conversation.lastDirection)}: `),
@@ -78,10 +97,13 @@ export async function render(root, api) {
   }
 
   const listPager = continuationPager({
-    fetchPage: (continuationToken) => api.get("/conversations", { from: sender(), limit: LIST_SIZE,
-      continuationToken }),
+    fetchPage: (continuationToken) => {
+      // More goes on with the list shown; a new list is the sender's in the field now.
+      askedFrom = continuationToken ? listFrom : sender();
+      return api.get("/conversations", { from: askedFrom, limit: LIST_SIZE, continuationToken });
+    },
     itemsOf: (page) => page.conversations,
-    reset: () => clear(list),
+    reset: () => { clear(list); listFrom = askedFrom; },
     add: (conversations) => conversations.forEach((c) => list.append(listItem(c))),
     more: listMore,
     loading: () => {
@@ -153,7 +175,24 @@ export async function render(root, api) {
       optButton.hidden = false;
     }
 
+    // The state shown (here and in the list) is always the one POST /api/optouts/check read
+    // last: after a change, after a reply was blocked, after newer inbound messages (a STOP is
+    // one). Only the latest call's answer is shown.
+    let optSeq = 0;
+
+    /** POST /api/optouts/<action> for this person; the entry of the answer, or null (shown). */
+    async function optOutCall(action) {
+      const answer = await api.post(`/optouts/${action}`, { from, recipients: [{ to: number }] });
+      const entry = answer && Array.isArray(answer.value) ? answer.value[0] : null;
+      if (!entry || entry.httpStatusCode >= 300) {
+        optError.append(el("p", {}, (entry && entry.errorMessage) || "The opt-out service refused this number."));
+        return null;
+      }
+      return entry;
+    }
+
     async function optOut(action) {
+      const mine = ++optSeq;
       clear(optError);
       if (!from) {
         optState.textContent = "Enter our number (sender) above to see and change the opt-out state.";
@@ -162,31 +201,33 @@ export async function render(root, api) {
       }
       optButton.disabled = true;
       try {
-        const answer = await api.post(`/optouts/${action}`, { from, recipients: [{ to: number }] });
-        const entry = answer && Array.isArray(answer.value) ? answer.value[0] : null;
-        if (!entry || entry.httpStatusCode >= 300) {
-          optError.append(el("p", {}, (entry && entry.errorMessage) || "The opt-out service refused this number."));
-        } else if (action === "check") {
-          optedOut = Boolean(entry.isOptedOut);
-        } else {
-          optedOut = action === "add";
+        if (action === "check" || await optOutCall(action)) {
+          const entry = await optOutCall("check");
+          if (entry && mine === optSeq) {
+            optedOut = Boolean(entry.isOptedOut);
+            showListOptOut(from, number, optedOut);
+          }
         }
       } catch (error) {
         showError(optError, error);
       } finally {
-        optButton.disabled = false;
+        if (mine === optSeq) optButton.disabled = false;
       }
-      showOptOut();
+      if (mine === optSeq) showOptOut();
     }
 
     optButton.addEventListener("click", () => optOut(optedOut ? "remove" : "add"));
 
+    let newInbound = false;
     const threadPager = continuationPager({
       fetchPage: (continuationToken) => api.get(`/conversations/${encodeURIComponent(number)}`,
         { from, limit: THREAD_SIZE, continuationToken }),
       itemsOf: (page) => page.messages,
       reset: () => clear(messages),
-      add: (entries) => entries.forEach((m) => messages.append(messageItem(m))),
+      add: (entries) => {
+        entries.forEach((m) => messages.append(messageItem(m)));
+        newInbound = entries.some((m) => m.direction === "inbound");
+      },
       more: newer,
       loading: () => {
         clear(threadError);
@@ -196,9 +237,11 @@ export async function render(root, api) {
         showError(threadError, error);
         announce(threadStatus, "The messages could not be loaded.");
       },
-      loaded: ({ shown, more }) => {
+      loaded: ({ shown, more, first }) => {
         announce(threadStatus, shown === 0 ? "No messages yet."
           : `Loaded ${shown} message${shown === 1 ? "" : "s"}, oldest first${more ? "; newer ones not loaded yet" : ""}.`);
+        // Newer texts from the person may have opted them out (STOP) or back in (START).
+        if (!first && newInbound) optOut("check");
       },
     });
 
@@ -219,8 +262,7 @@ export async function render(root, api) {
           message: text, at: new Date().toISOString() }, el("span", { class: `badge ${state}` }, state)));
         if (state === "blocked") {
           announce(replyStatus, `Not sent: ${number} has opted out.`);
-          optedOut = true;
-          showOptOut();
+          optOut("check");
         } else if (state === "rejected") {
           announce(replyStatus, `Not sent: ${(sent && sent.error) || "rejected"}.`);
         } else {
