@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import FilePayload, Page, Route, expect
 
 from tests.browser.conftest import Watch
 from tests.numbers import unique_number
@@ -19,7 +19,7 @@ from tests.stack import SENDER, Stack
 
 def upload(page: Page, name: str, csv_text: str) -> None:
     page.get_by_label("CSV file").set_input_files(
-        files=[{"name": f"{name}.csv", "mimeType": "text/csv", "buffer": csv_text.encode()}])
+        files=[FilePayload(name=f"{name}.csv", mimeType="text/csv", buffer=csv_text.encode())])
     page.get_by_label("Audience name").fill(name)
     page.get_by_role("button", name="Upload audience").click()
 
