@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["PHONE_COLUMNS", "AudienceRow", "CsvAudienceError", "parse_audience_csv"]
+__all__ = ["PHONE_COLUMNS", "AudienceRow", "CsvAudienceError", "iter_audience_csv",
+           "parse_audience_csv"]
 
 PHONE_COLUMNS: tuple[str, ...] = (
     "to",
@@ -110,13 +113,10 @@ def _is_blank(row: list[str]) -> bool:
     return all(not field.strip() for field in row)
 
 
-def _choose_dialect(text: str) -> type[_Dialect]:
+def _dialect_of(header_line: str) -> type[_Dialect]:
     """Semicolons when the header (first non-blank line) has ``;`` and no ``,``."""
-    for line in io.StringIO(text, newline=""):
-        if line.strip():
-            if ";" in line and "," not in line:
-                return _SemicolonDialect
-            return _Dialect
+    if ";" in header_line and "," not in header_line:
+        return _SemicolonDialect
     return _Dialect
 
 
@@ -137,7 +137,7 @@ def _csv_error(exc: csv.Error, row_line: int, current_line: int) -> CsvAudienceE
     return CsvAudienceError(current_line, f"not valid CSV: {detail}")
 
 
-def parse_audience_csv(text: str, max_rows: int = 100_000) -> list[AudienceRow]:
+def parse_audience_csv(text: str, max_rows: int | None = 100_000) -> list[AudienceRow]:
     """Parse an audience CSV (already decoded to ``str``) into rows, in file order.
 
     The first non-blank line is the header; it must name exactly one phone column (one of
@@ -148,17 +148,30 @@ def parse_audience_csv(text: str, max_rows: int = 100_000) -> list[AudienceRow]:
             with two phone columns, a duplicate or empty column name, a row with the wrong number
             of fields, broken quoting, or more than ``max_rows`` data rows.
     """
-    if text.startswith(_BOM):
-        text = text[len(_BOM) :]
     # newline="" hands the csv module the line endings untouched, as its docs require, so quoted
     # newlines survive and line_num counts physical lines.
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=_choose_dialect(text))
+    return list(iter_audience_csv(io.StringIO(text, newline=""), max_rows))
+
+
+def iter_audience_csv(lines: Iterable[str], max_rows: int | None = None
+                      ) -> Iterator[AudienceRow]:
+    """The rows of an audience CSV read line by line (a file or stream opened with
+    ``newline=""``), so a file of any size is parsed in constant memory; rules and errors as
+    :func:`parse_audience_csv` (the error is raised when its line is reached)."""
+    source = iter(lines)
+    seen: list[str] = []  # the lines up to the header's, handed back to the reader
+    for raw in source:
+        seen.append(raw[len(_BOM):] if not seen and raw.startswith(_BOM) else raw)
+        if seen[-1].strip():
+            break
+    dialect = _dialect_of(seen[-1]) if seen else _Dialect
+    reader = csv.reader(itertools.chain(seen, source), dialect=dialect)
 
     header: list[str] | None = None
     header_line = 1
     phone_index = 0
     attribute_columns: list[tuple[int, str]] = []
-    rows: list[AudienceRow] = []
+    count = 0
     while True:
         line = reader.line_num + 1
         try:
@@ -180,16 +193,15 @@ def parse_audience_csv(text: str, max_rows: int = 100_000) -> list[AudienceRow]:
                 line,
                 f"expected {len(header)} fields ({_names(header)}), found {len(fields)}",
             )
-        if len(rows) >= max_rows:
+        if max_rows is not None and count >= max_rows:
             raise CsvAudienceError(
                 line, f"more than {max_rows} recipients: split the audience into several files"
             )
-        rows.append(
-            AudienceRow(
-                to=fields[phone_index].strip(),
-                attributes={name: fields[i].strip() for i, name in attribute_columns},
-                line=line,
-            )
+        count += 1
+        yield AudienceRow(
+            to=fields[phone_index].strip(),
+            attributes={name: fields[i].strip() for i, name in attribute_columns},
+            line=line,
         )
     if header is None:
         raise CsvAudienceError(
@@ -197,7 +209,6 @@ def parse_audience_csv(text: str, max_rows: int = 100_000) -> list[AudienceRow]:
             "the file is empty: the first line must be a header naming the columns, "
             "e.g. 'to,first_name'",
         )
-    return rows
 
 
 def _check_header(header: list[str], line: int) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import tracemalloc
+from collections.abc import Iterator
 
 import pytest
 
 from sms_core.rules.audience_csv import (
+    iter_audience_csv,
     PHONE_COLUMNS,
     AudienceRow,
     CsvAudienceError,
@@ -215,3 +218,42 @@ def test_large_file() -> None:
     assert rows[-1] == AudienceRow(
         to="+31610099999", attributes={"name": "Name 99999", "city": "City"}, line=100_001
     )
+
+
+def _lines(rows: int, bad_at: int | None = None) -> Iterator[str]:
+    """A CSV made line by line, never whole in memory: a BOM, semicolons, a quoted newline."""
+    yield "\ufeffphone;first_name;note\r\n"
+    for i in range(rows):
+        if i == bad_at:
+            yield "+14255550100;too;many;fields\r\n"
+        yield f'+1425{i % 10_000_000:07d};P{i};"two\r\n'
+        yield 'lines"\r\n'
+
+
+def test_a_stream_is_parsed_row_by_row_in_constant_memory() -> None:
+    tracemalloc.start()
+    try:
+        count, last = 0, None
+        for row in iter_audience_csv(_lines(200_000)):
+            count, last = count + 1, row
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 200_000
+    assert last is not None and last.line == 2 + 2 * 199_999  # rows start on even lines
+    assert last.attributes == {"first_name": "P199999", "note": "two\r\nlines"}
+    assert peak < 2_000_000  # 200,000 rows held whole would be over 100 MB
+
+
+def test_a_stream_yields_the_rows_before_the_bad_line_then_names_it() -> None:
+    rows = iter_audience_csv(_lines(10, bad_at=3))
+    assert [next(rows).attributes["first_name"] for _ in range(3)] == ["P0", "P1", "P2"]
+    with pytest.raises(CsvAudienceError) as exc:
+        next(rows)
+    assert exc.value.line == 8 and "expected 3 fields" in exc.value.message
+
+
+def test_a_stream_without_a_header_is_an_error_naming_line_one() -> None:
+    with pytest.raises(CsvAudienceError) as exc:
+        list(iter_audience_csv(iter(["\r\n", "  \r\n"])))
+    assert exc.value.line == 1 and "empty" in exc.value.message
