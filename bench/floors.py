@@ -216,15 +216,30 @@ def outbox_entity(batch: str, indices: Sequence[int], chunk: int, now: datetime
             "Indices": json.dumps(list(indices)), "CreatedAt": now}
 
 
+def _index_conversation(table: Any, ours: str, their: str, message_id: str, text: str,
+                        direction: str, at: datetime) -> None:
+    """The sender's conversation index for one conversation row: one entity-group
+    transaction of the listing row and the person row, no read (as `ConversationStore`)."""
+    inverted = f"{10**17 - int(at.timestamp() * 1_000_000):018d}"
+    pk = f"~index|{ours}"
+    table.submit_transaction([
+        ("upsert", {"PartitionKey": pk, "RowKey": f"t|{inverted}|{their}", "Their": their,
+                    "LastMessage": text, "LastDirection": direction, "LastAt": at,
+                    "LastMessageId": message_id}, {"mode": UpdateMode.REPLACE}),
+        ("upsert", {"PartitionKey": pk, "RowKey": f"p|{their}|{inverted}"},
+         {"mode": UpdateMode.REPLACE})])
+
+
 class _InlineSend:
     """What sending one stored-as-accepted message from the accepting request needs, in the
     order our `accept_send` -> `send_claimed` does it: the pacing write; one entity-group
     transaction inserting the message (with its repeatability claim) and its outbox row; the ACS
     call (through `SmsClient`, with the tag naming batch and index, delivery report on); the
-    AwaitingReports-shaped upsert; the Conversations-shaped upsert; one transaction of the
-    message replaced under If-Match (the ETag from the insert), its history event and the outbox
-    row's delete; then the analytics fact (a transaction) and the `sms.status` event (a queue
-    send). 9 storage requests and 1 ACS call. `sent` counts the messages the emulator took."""
+    AwaitingReports-shaped upsert; the Conversations-shaped upsert and the conversation index's
+    transaction; one transaction of the message replaced under If-Match (the ETag from the
+    insert), its history event and the outbox row's delete; then the analytics fact (a
+    transaction) and the `sms.status` event (a queue send). 10 storage requests and 1 ACS
+    call. `sent` counts the messages the emulator took."""
 
     def __init__(self, clients: _Clients, acs_endpoint: str, acs_key: str,
                  rate_per_minute: int) -> None:
@@ -271,6 +286,7 @@ class _InlineSend:
         if tag is not None:
             row["Tag"] = tag
         self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
+        _index_conversation(self._conversations, sender, to, message_id, body, "outbound", now)
         message.update({"Status": "sent", "Seq": 1, "ProviderMessageId": result.message_id,
                         "SentAt": sent_at, "UpdatedAt": sent_at})
         self._messages.submit_transaction([
@@ -368,12 +384,13 @@ class InboundFloor:
     """What processing one inbound SMS needs from storage, and nothing else.
 
     An ordinary text (`text_one`): the claim insert (InboundMessages-like), the conversation
-    upsert (Conversations-like), the `sms.received` event on a queue, the merge that marks the
-    claim done: 4 requests. A STOP (`stop_one`) adds the opt-out (a point read of the state, a
-    history insert, a state upsert), the `optout.changed` event, and the confirmation reply
-    sent from the request as ours is: an idempotency insert, the 7 requests and the ACS call of
-    `_InlineSend.send` (paced with priority, no opt-out reads: the confirmation is exempt), the
-    idempotency merge: 17 requests and 1 ACS call. Run in the order our path runs them. `sent`
+    upsert (Conversations-like) and the conversation index's transaction, the `sms.received`
+    event on a queue, the merge that marks the claim done: 5 requests. A STOP (`stop_one`) adds
+    the opt-out (a point read of the state, a history insert, a state upsert), the
+    `optout.changed` event, and the confirmation reply sent from the request as ours is: an
+    idempotency insert, the 8 requests and the ACS call of `_InlineSend.send` (paced with
+    priority, no opt-out reads: the confirmation is exempt), the idempotency merge: 19
+    requests and 1 ACS call. Run in the order our path runs them. `sent`
     counts the replies the emulator took.
     """
 
@@ -396,11 +413,11 @@ class InboundFloor:
         return self._inline.sent
 
     def text_one(self, their: str, text: str = "See you at 5") -> None:
-        """One ordinary inbound text: 4 storage requests."""
+        """One ordinary inbound text: 5 storage requests."""
         self._process(their, text, keyword=None)
 
     def stop_one(self, their: str, text: str = "STOP") -> None:
-        """One inbound STOP from a number that never opted out: 17 storage requests and the
+        """One inbound STOP from a number that never opted out: 19 storage requests and the
         reply's ACS call."""
         self._process(their, text, keyword="STOP")
 
@@ -417,6 +434,8 @@ class InboundFloor:
         if keyword:
             row["Keyword"] = keyword
         self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
+        _index_conversation(self._conversations, self._ours, their, inbound_id, text,
+                            "inbound", now)
         if keyword:
             self._opt_out_and_reply(their, text, keyword, inbound_id, now)
         self._events.send_message(_event_text("sms.received", f"received-{inbound_id}", now, {
