@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from sms_core.rules.audience_csv import (
-    iter_audience_csv,
     PHONE_COLUMNS,
     AudienceRow,
     CsvAudienceError,
+    iter_audience_csv,
     parse_audience_csv,
 )
 
