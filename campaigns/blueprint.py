@@ -11,6 +11,12 @@ from sms_core.bootstrap import get_services
 from sms_core.errors import NotFound
 from sms_core.models.campaigns import FanoutJob
 from sms_core.use_cases import audiences_templates as saved
+from sms_core.use_cases.audience_import import (
+    import_audience,
+    new_upload,
+    put_upload_part,
+    start_import,
+)
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
@@ -78,8 +84,13 @@ def campaign_actions(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-campaigns", connection="AzureWebJobsStorage")
 def campaign_fanout(msg: func.QueueMessage) -> None:
-    """Fire a due campaign run, or fan out one chunk of a run's recipients."""
-    handle_fanout_job(get_services(), FanoutJob.model_validate_json(queue_text(msg.get_body())))
+    """Fire a due campaign run, fan out one chunk of a run's recipients, or import (a slice
+    of) an uploaded audience file."""
+    job = FanoutJob.model_validate_json(queue_text(msg.get_body()))
+    if job.kind == "import":
+        import_audience(get_services(), job.audience)
+    else:
+        handle_fanout_job(get_services(), job)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
@@ -92,13 +103,35 @@ def campaign_scheduler(timer: func.TimerRequest) -> None:
 
 @bp.route(route="audiences", methods=["GET", "POST"])
 def audiences(req: func.HttpRequest) -> func.HttpResponse:
-    """POST saves an audience (JSON, or text/csv with ?name=); GET lists them."""
+    """POST saves an audience (JSON, or text/csv with ?name=): 201; from an upload, 202 while
+    it imports. GET lists them."""
     if req.method == "GET":
         return handle(req, lambda: json_response(
             saved.audiences_list(get_services().audiences).public()))
-    return handle(req, lambda: json_response(saved.create_audience(get_services().audiences, (
-        audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params))).public(),
-        status=201))
+
+    def run() -> func.HttpResponse:
+        upload = audience_upload(req.get_body(), req.headers.get("Content-Type"), req.params)
+        if upload.upload_id is not None:
+            return json_response(start_import(get_services(), upload.name, upload.upload_id,
+                                              upload.parts).public(), status=202)
+        return json_response(saved.create_audience(get_services().audiences, upload).public(),
+                             status=201)
+
+    return handle(req, run)
+
+
+@bp.route(route="audiences/uploads", methods=["POST"])
+def audience_uploads(req: func.HttpRequest) -> func.HttpResponse:
+    """A new upload for a large audience file, sent in parts of at most 4 MiB."""
+    return handle(req, lambda: json_response(new_upload(get_services()).public(), status=201))
+
+
+@bp.route(route="audiences/uploads/{id}/parts/{n}", methods=["PUT"])
+def audience_upload_part(req: func.HttpRequest) -> func.HttpResponse:
+    """Part n (from 0) of an upload's file; sending a part again replaces it."""
+    return handle(req, lambda: json_response(put_upload_part(
+        get_services(), req.route_params["id"], req.route_params["n"],
+        req.get_body()).public()))
 
 
 @bp.route(route="audiences/{id}", methods=["GET", "DELETE"])

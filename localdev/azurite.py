@@ -1,4 +1,4 @@
-"""Start and stop Azurite (Tables and Queues) from the project's own node_modules.
+"""Start and stop Azurite (Tables, Queues and Blobs) from the project's own node_modules.
 
 Used by `make run` (fixed default ports) and by the test session (free ports, in-memory).
 """
@@ -32,11 +32,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def connection_string(queue_port: int, table_port: int, host: str = "127.0.0.1") -> str:
-    """The storage connection string for an Azurite listening on these ports."""
+def connection_string(queue_port: int, table_port: int, host: str = "127.0.0.1",
+                      blob_port: int | None = None) -> str:
+    """The storage connection string for an Azurite listening on these ports (the blob
+    endpoint only when a blob port is given)."""
+    blob = f"BlobEndpoint=http://{host}:{blob_port}/{DEV_ACCOUNT};" if blob_port else ""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-        f"QueueEndpoint=http://{host}:{queue_port}/{DEV_ACCOUNT};"
+        f"{blob}QueueEndpoint=http://{host}:{queue_port}/{DEV_ACCOUNT};"
         f"TableEndpoint=http://{host}:{table_port}/{DEV_ACCOUNT};"
     )
 
@@ -55,17 +58,18 @@ def wait_for_port(port: int, deadline_s: float, host: str = "127.0.0.1") -> bool
 
 @dataclass
 class Azurite:
-    """A running Azurite process serving Queues and Tables."""
+    """A running Azurite process serving Queues, Tables and Blobs."""
 
     queue_port: int
     table_port: int
     process: subprocess.Popen[bytes]
     workdir: str
     _own_workdir: bool = field(default=False)
+    blob_port: int | None = None
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.queue_port, self.table_port)
+        return connection_string(self.queue_port, self.table_port, blob_port=self.blob_port)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and remove a temporary workspace."""
@@ -86,23 +90,25 @@ def start_azurite(
     workdir: str | None = None,
     in_memory: bool = True,
     log_path: str | None = None,
+    blob_port: int | None = None,
 ) -> Azurite:
-    """Start Azurite's queue and table services and wait until both accept connections."""
+    """Start Azurite's queue, table and blob services and wait until they accept
+    connections (blobs hold uploaded audiences)."""
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}: run `npm ci` (make does).")
     queue_port = queue_port or free_port()
     table_port = table_port or free_port()
+    blob_port = blob_port or free_port()
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="azurite-")
     os.makedirs(workdir, exist_ok=True)
-    # The blob service is not used; Azurite still insists on a port for it.
     args = [
         str(AZURITE_BIN),
         "--silent",
         "--skipApiVersionCheck",
         "--loose",
         "--disableTelemetry",
-        "--blobPort", str(free_port()),
+        "--blobPort", str(blob_port),
         "--queuePort", str(queue_port),
         "--tablePort", str(table_port),
     ]
@@ -110,8 +116,8 @@ def start_azurite(
     args += ["--inMemoryPersistence"] if in_memory else ["--location", workdir]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-    az = Azurite(queue_port, table_port, proc, workdir, own)
-    if not (wait_for_port(queue_port, 60) and wait_for_port(table_port, 60)):
+    az = Azurite(queue_port, table_port, proc, workdir, own, blob_port)
+    if not all(wait_for_port(port, 60) for port in (queue_port, table_port, blob_port)):
         az.stop()
         raise RuntimeError("Azurite did not start within 60 s")
     return az

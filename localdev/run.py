@@ -33,6 +33,7 @@ STATE_DIR = ROOT / ".localdev"
 
 DEFAULT_ACS_ACCESS_KEY = "bG9jYWwtYWNzLWVtdWxhdG9yLWtleQ=="  # the emulator's public dev key
 DEFAULT_SENDER = "+18005550100"
+AZURITE_BLOB_PORT = 10000
 AZURITE_QUEUE_PORT = 10001
 AZURITE_TABLE_PORT = 10002
 EXAMPLE_NUMBER = "+14255550123"
@@ -169,7 +170,7 @@ def start_stack(stack: Stack, stop: threading.Event) -> str:
     if storage:
         storage_note = f"{_describe_storage(storage)} (AzureWebJobsStorage, Azurite not started)"
     else:
-        for port in (AZURITE_QUEUE_PORT, AZURITE_TABLE_PORT):
+        for port in (AZURITE_BLOB_PORT, AZURITE_QUEUE_PORT, AZURITE_TABLE_PORT):
             if not port_is_free(port):
                 raise StackError(f"port {port} for Azurite is already in use (an Azurite "
                                  f"from another run?); stop it or set AzureWebJobsStorage")
@@ -177,6 +178,7 @@ def start_stack(stack: Stack, stop: threading.Event) -> str:
         print("Starting Azurite...", flush=True)
         stack.azurite = start_azurite(
             queue_port=AZURITE_QUEUE_PORT, table_port=AZURITE_TABLE_PORT,
+            blob_port=AZURITE_BLOB_PORT,
             workdir=str(STATE_DIR / "azurite"), in_memory=False,
             log_path=str(STATE_DIR / "azurite.log"),
         )

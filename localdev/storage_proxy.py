@@ -57,7 +57,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from localdev.azurite import connection_string
 
-SERVICES = ("table", "queue")
+SERVICES = ("table", "queue", "blob")
 # Never forwarded: they describe one connection, not the request (RFC 9110 section 7.6.1).
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                          "te", "trailer", "upgrade", "expect", "proxy-authenticate",
@@ -75,7 +75,7 @@ _UPSTREAM_TIMEOUT_S = 120.0
 class RequestInfo:
     """One request as the proxy read it (what a fault hook decides on)."""
 
-    service: str  # "table" | "queue"
+    service: str  # "table" | "queue" | "blob"
     method: str
     path: str  # without the query
     query: str
@@ -252,8 +252,9 @@ def classify(service: str, method: str, target: str, headers: Mapping[str, str],
         resource, kind, ops = _classify_table(method, parts, body)
     elif service == "queue":
         resource, kind = _classify_queue(method, parts, split.query)
-    else:
-        resource, kind = (parts[0] if parts else ""), "request"
+    else:  # blob: the container, and what the `comp` parameter names (block, blocklist, ...)
+        comp = parse_qs(split.query).get("comp", [""])[0]
+        resource, kind = (parts[0] if parts else ""), comp or method.lower()
     return RequestInfo(service, method, split.path, split.query, resource, kind, headers, body,
                        ops, chunked)
 
@@ -508,7 +509,8 @@ class StorageProxy:
     def connection_string(self) -> str:
         """A storage connection string (Azurite's development account) through the proxy."""
         ports = self.ports
-        return connection_string(ports["queue"], ports["table"], self.host)
+        return connection_string(ports["queue"], ports["table"], self.host,
+                                 blob_port=ports.get("blob"))
 
     def snapshot(self, reset: bool = False) -> list[CountRow]:
         """The tallies so far (see `Counts.snapshot`)."""
@@ -619,15 +621,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="where to listen")
     parser.add_argument("--table", type=_address, help="the Table service upstream host:port")
     parser.add_argument("--queue", type=_address, help="the Queue service upstream host:port")
+    parser.add_argument("--blob", type=_address, help="the Blob service upstream host:port")
     parser.add_argument("--table-port", type=int, default=0)
     parser.add_argument("--queue-port", type=int, default=0)
+    parser.add_argument("--blob-port", type=int, default=0)
     parser.add_argument("--control-port", type=int, default=0)
     args = parser.parse_args(argv)
     upstreams = {name: getattr(args, name) for name in SERVICES if getattr(args, name)}
     if not upstreams:
         parser.error("give at least one of --table and --queue")
     proxy = StorageProxy(upstreams, host=args.host,
-                         ports={"table": args.table_port, "queue": args.queue_port})
+                         ports={"table": args.table_port, "queue": args.queue_port,
+                                "blob": args.blob_port})
     stopping = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -42,9 +42,11 @@ from sms_core.adapters.storage import (
     PROVIDER_IDS_TABLE,
     TEMPLATES_TABLE,
     UNMATCHED_REPORTS_TABLE,
+    UPLOADS_CONTAINER,
     WEBHOOK_OUTBOX_QUEUE,
     StorageClients,
 )
+from sms_core.adapters.upload_store import UploadStore
 from sms_core.adapters.webhook_poster import HttpxPoster
 from sms_core.rules.keywords import KeywordEngine
 from sms_core.settings import Settings, get_settings
@@ -125,6 +127,12 @@ class Services:
     def audiences(self) -> AudienceStore:
         """Saved audiences."""
         return AudienceStore(self.storage.table(AUDIENCES_TABLE))
+
+    @cached_property
+    def uploads(self) -> UploadStore:
+        """Audience files uploaded in parts (blobs in `audience-uploads`)."""
+        return UploadStore(self.storage.table(AUDIENCES_TABLE),
+                           lambda: self.storage.container(UPLOADS_CONTAINER))
 
     @cached_property
     def templates(self) -> TemplateStore:

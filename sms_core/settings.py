@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         None, validation_alias=_alias("AzureWebJobsStorage__tableServiceUri"))
     storage_queue_service_uri: str | None = Field(
         None, validation_alias=_alias("AzureWebJobsStorage__queueServiceUri"))
+    storage_blob_service_uri: str | None = Field(
+        None, validation_alias=_alias("AzureWebJobsStorage__blobServiceUri"))
     storage_credential: str | None = Field(
         None, validation_alias=_alias("AzureWebJobsStorage__credential"))
     storage_client_id: str | None = Field(

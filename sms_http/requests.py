@@ -194,7 +194,8 @@ def message_search_query(params: Mapping[str, str]) -> MessageSearchQuery:
 
 def audience_upload(body: bytes | str | None, content_type: str | None,
                     params: Mapping[str, str]) -> AudienceUpload:
-    """`POST /api/audiences`: JSON (`recipients` or `csv`), or a `text/csv` body with `?name=`."""
+    """`POST /api/audiences`: JSON (`recipients`, `csv`, or `uploadId` and `parts`), or a
+    `text/csv` body with `?name=`."""
     if is_csv(content_type):
         name = (params.get("name") or "").strip()
         if not name or len(name) > MAX_NAME_CHARS:
@@ -203,6 +204,8 @@ def audience_upload(body: bytes | str | None, content_type: str | None,
         rows = csv_audience_rows(csv_text(body))
         return AudienceUpload(name, [MemberRecord(r.to, r.attributes) for r in rows])
     request: AudienceRequest = parse_model(AudienceRequest, body)
+    if request.upload_id is not None:
+        return AudienceUpload(request.name, [], request.upload_id, request.parts or 0)
     if request.csv is not None:
         members = [MemberRecord(r.to, r.attributes) for r in csv_audience_rows(request.csv, "csv")]
     else:

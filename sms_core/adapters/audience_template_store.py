@@ -1,19 +1,28 @@
 """Saved audiences and templates: the reusable parts a campaign picks by id.
 
 Audiences table: PK `audience`, RK audience id for the audience itself (one partition, so a
-listing is a range read); PK audience id, RK the 5-digit member index for its members, written
-with entity-group transactions. Templates table: PK `template`, RK template id.
+listing is a range read; `Status` importing/ready/failed and the import's progress on it).
+Members in blocks of 10,000 (`MEMBER_BLOCK`): PK `<audience id>.<block, 5 digits>`, RK the
+8-digit member index, written with entity-group transactions; a block is a partition of its
+own, so the rows of a 10,000,000-member audience spread over 1,000 partitions and no key holds
+a limit. Audiences saved before blocks (no `Layout` on their row) keep their members in the
+partition `<audience id>` with 5-digit keys, and are read there.
+Uploads: PK `upload`, RK upload id (the parts are blocks of the blob of that name in the
+`audience-uploads` container; `adapters.upload_store`). Templates table: PK `template`, RK
+template id.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
@@ -23,6 +32,8 @@ from sms_core.errors import NotFound
 from sms_core.models.records import AudienceRecord, MemberRecord, TemplateRecord, new_batch_id
 
 AUDIENCE_PK = "audience"
+MEMBER_BLOCK = 10_000  # members per partition
+_LAYOUT_BLOCKS = 2
 TEMPLATE_PK = "template"
 _AUDIENCE_STORAGE = storage_errors("Audience")
 _TEMPLATE_STORAGE = storage_errors("Template")
@@ -50,18 +61,47 @@ class AudienceStore:
         columns: dict[str, None] = {}
         for m in members:
             columns.update(dict.fromkeys(m.attributes))
-        info = AudienceRecord("a" + new_batch_id(), name, len(members), list(columns),
-                            datetime.now(UTC))
-        rows = [{"PartitionKey": info.id, "RowKey": f"{i:05d}", "To": m.to,
+        info = AudienceRecord(new_audience_id(), name, len(members), list(columns),
+                              datetime.now(UTC))
+        with _AUDIENCE_STORAGE:
+            self.write_members(info.id, 0, members)
+            self._t.create_entity(_audience_entity(info))
+        return info
+
+    def create_importing(self, name: str, upload_id: str, upload_bytes: int) -> AudienceRecord:
+        """The row of an audience whose members an import will write (status `importing`)."""
+        info = AudienceRecord(new_audience_id(), name, 0, [], datetime.now(UTC),
+                              status="importing", upload_id=upload_id,
+                              upload_bytes=upload_bytes)
+        with _AUDIENCE_STORAGE:
+            meta = self._t.create_entity(_audience_entity(info))
+        return replace(info, etag=meta.get("etag"))
+
+    def write_members(self, audience_id: str, first: int,
+                      members: Sequence[MemberRecord]) -> None:
+        """Write members `first`, `first + 1`, ... (idempotent: rewriting them is harmless),
+        each block's rows in its partition's transactions, blocks side by side."""
+        rows = [{"PartitionKey": _member_partition(audience_id, first + i),
+                 "RowKey": f"{first + i:08d}", "To": m.to,
                  "Attributes": json.dumps(m.attributes, ensure_ascii=False)}
                 for i, m in enumerate(members)]
+        blocks: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            blocks.setdefault(row["PartitionKey"], []).append(row)
         with _AUDIENCE_STORAGE:
-            write_new_rows(self._t, rows)
-            self._t.create_entity({"PartitionKey": AUDIENCE_PK, "RowKey": info.id,
-                                   "Name": name, "Size": info.size,
-                                   "Columns": json.dumps(info.columns),
-                                   "CreatedAt": info.created_at})
-        return info
+            run_all(lambda block: write_new_rows(self._t, block), list(blocks.values()))
+
+    def save(self, info: AudienceRecord) -> AudienceRecord | None:
+        """Replace the audience row if it did not change since read (its ETag); None if it
+        did (another writer: read it again)."""
+        with _AUDIENCE_STORAGE:
+            try:
+                meta = self._t.update_entity(
+                    _audience_entity(info), mode=UpdateMode.REPLACE, etag=info.etag,
+                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return None
+        return replace(info, etag=meta.get("etag"))
 
     def get(self, audience_id: str) -> AudienceRecord:
         """The audience, or NotFound."""
@@ -74,29 +114,69 @@ class AudienceStore:
             "PartitionKey eq @pk", parameters={"pk": AUDIENCE_PK})]
 
     def members(self, audience_id: str) -> list[MemberRecord]:
-        """All members of an audience in their saved order (one partition query)."""
-        self.get(audience_id)
+        """All members of an audience in their saved order (one query over its blocks)."""
+        info = self.get(audience_id)
         with _AUDIENCE_STORAGE:
-            rows = self._t.query_entities("PartitionKey eq @pk", parameters={"pk": audience_id},
-                                          select=["To", "Attributes"])
-            return [MemberRecord(e["To"], json.loads(e["Attributes"])) for e in rows]
+            return [MemberRecord(e["To"], json.loads(e["Attributes"]))
+                    for e in self._member_rows(info, ["To", "Attributes"])]
+
+    def _member_rows(self, info: AudienceRecord, select: list[str]) -> Any:
+        if info.layout == _LAYOUT_BLOCKS:
+            return self._t.query_entities(
+                "PartitionKey gt @lo and PartitionKey lt @hi",
+                parameters={"lo": f"{info.id}.", "hi": f"{info.id}/"}, select=select)
+        return self._t.query_entities("PartitionKey eq @pk", parameters={"pk": info.id},
+                                      select=select)
 
     def delete(self, audience_id: str) -> None:
         """Delete an audience: invisible at once, its member rows removed after."""
-        self.get(audience_id)
+        info = self.get(audience_id)
         with _AUDIENCE_STORAGE:
             self._t.delete_entity(AUDIENCE_PK, audience_id)
-            keys = [e["RowKey"] for e in self._t.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": audience_id}, select=["RowKey"])]
-            chunks = [keys[i:i + ENTITY_GROUP_LIMIT]
-                      for i in range(0, len(keys), ENTITY_GROUP_LIMIT)]
+            keys: dict[str, list[str]] = {}
+            for e in self._member_rows(info, ["PartitionKey", "RowKey"]):
+                keys.setdefault(e["PartitionKey"], []).append(e["RowKey"])
+            chunks = [(pk, rows[i:i + ENTITY_GROUP_LIMIT]) for pk, rows in keys.items()
+                      for i in range(0, len(rows), ENTITY_GROUP_LIMIT)]
             run_all(lambda c: self._t.submit_transaction(
-                [("delete", {"PartitionKey": audience_id, "RowKey": k}) for k in c]), chunks)
+                [("delete", {"PartitionKey": c[0], "RowKey": k}) for k in c[1]]), chunks)
+
+
+def new_audience_id() -> str:
+    """A fresh, time-ordered audience id."""
+    return "a" + new_batch_id()
+
+
+def _member_partition(audience_id: str, index: int) -> str:
+    return f"{audience_id}.{index // MEMBER_BLOCK:05d}"
+
+
+def _audience_entity(info: AudienceRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "PartitionKey": AUDIENCE_PK, "RowKey": info.id, "Name": info.name, "Size": info.size,
+        "Columns": json.dumps(info.columns), "CreatedAt": info.created_at,
+        "Layout": info.layout, "Status": info.status}
+    for column, value in (("UploadId", info.upload_id), ("ErrorLine", info.error_line),
+                          ("Error", info.error)):
+        if value is not None:
+            row[column] = value
+    if info.upload_id is not None:
+        row.update(BytesRead=info.bytes_read, UploadBytes=info.upload_bytes,
+                   NextLine=info.next_line, Delimiter=info.delimiter)
+        if info.header is not None:
+            row["Header"] = json.dumps(info.header, ensure_ascii=False)
+    return row
 
 
 def _audience(e: Any) -> AudienceRecord:
-    return AudienceRecord(e["RowKey"], e["Name"], int(e["Size"]), json.loads(e["Columns"]),
-                        e["CreatedAt"])
+    return AudienceRecord(
+        e["RowKey"], e["Name"], int(e["Size"]), json.loads(e["Columns"]), e["CreatedAt"],
+        status=e.get("Status") or "ready", upload_id=e.get("UploadId"),
+        error_line=e.get("ErrorLine"), error=e.get("Error"),
+        bytes_read=int(e.get("BytesRead") or 0), next_line=int(e.get("NextLine") or 0),
+        header=json.loads(e["Header"]) if e.get("Header") else None,
+        delimiter=e.get("Delimiter") or ",", upload_bytes=int(e.get("UploadBytes") or 0),
+        etag=e.metadata.get("etag"), layout=int(e.get("Layout") or 1))
 
 
 class TemplateStore:

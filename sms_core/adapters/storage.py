@@ -1,8 +1,11 @@
-"""One factory for Table and Queue clients, from `AzureWebJobsStorage` in any of its forms.
+"""One factory for Table, Queue and Blob clients, from `AzureWebJobsStorage` in any of its forms.
 
 Connection string (Azurite, or a key-based account), or identity-based as the Functions host
-accepts it: `AzureWebJobsStorage__accountName`, or `__tableServiceUri` + `__queueServiceUri`,
-with `__credential=managedidentity` and `__clientId` for a user-assigned identity.
+accepts it: `AzureWebJobsStorage__accountName`, or `__tableServiceUri` + `__queueServiceUri`
+(+ `__blobServiceUri`), with `__credential=managedidentity` and `__clientId` for a
+user-assigned identity. Blobs hold uploaded audiences only: a connection string that names its
+endpoints but no `BlobEndpoint` (a storage proxy in front of Tables and Queues) has none, and
+an upload then answers 503.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -22,7 +26,7 @@ from azure.storage.queue import (
 
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.http_pool import pooled_session, pooled_transport
-from sms_core.errors import SettingsError
+from sms_core.errors import SettingsError, StorageUnavailable
 from sms_core.settings import Settings
 
 # Table names (alphanumeric by Azure's rules). Documented in docs/architecture.md.
@@ -54,6 +58,8 @@ EVENTS_QUEUE = "sms-events"
 WEBHOOK_OUTBOX_QUEUE = "sms-webhook-out"
 # Internal: campaign fan-out work (one message per chunk of a campaign run's recipients).
 CAMPAIGNS_QUEUE = "sms-campaigns"
+# Blob container of audience uploads (parts staged as blocks, then read as a stream).
+UPLOADS_CONTAINER = "audience-uploads"
 ALL_QUEUES = (OUTBOUND_QUEUE, DELIVERY_REPORTS_QUEUE, EVENTS_QUEUE, WEBHOOK_OUTBOX_QUEUE,
               CAMPAIGNS_QUEUE)
 
@@ -69,6 +75,7 @@ class StorageClients:
         self._table_service: TableServiceClient | None = None
         self._probe_service: TableServiceClient | None = None
         self._queue_service: QueueServiceClient | None = None
+        self._blob_service: BlobServiceClient | None = None
         # One session for every client of the account: a pool per endpoint (tables, queues),
         # each as wide as the app's concurrency (`adapters/http_pool.py`).
         self._session = pooled_session()
@@ -135,6 +142,37 @@ class StorageClients:
                         credential=self._credential(), transport=transport))
             return self._queue_service
 
+    def has_blobs(self) -> bool:
+        """Whether the account's Blob service is configured (see the module docstring)."""
+        conn = self._settings.storage_connection_string
+        if conn:
+            keys = {p.split("=", 1)[0].strip().lower() for p in conn.split(";") if "=" in p}
+            return "blobendpoint" in keys or "tableendpoint" not in keys
+        return bool(self._settings.storage_blob_service_uri
+                    or self._settings.storage_account_name)
+
+    def blob_service(self) -> BlobServiceClient:
+        """The Blob service client for the configured account."""
+        if not self.has_blobs():
+            raise StorageUnavailable("Blob storage is not configured (AzureWebJobsStorage "
+                                     "names no BlobEndpoint)")
+        with self._lock:
+            if self._blob_service is None:
+                conn = self._settings.storage_connection_string
+                transport = pooled_transport(self._session, connection_timeout=20,
+                                             read_timeout=120)
+                self._blob_service = (
+                    BlobServiceClient.from_connection_string(conn, transport=transport)
+                    if conn else
+                    BlobServiceClient(self._service_uri(
+                        "blob", self._settings.storage_blob_service_uri),
+                        credential=self._credential(), transport=transport))
+            return self._blob_service
+
+    def container(self, name: str) -> ContainerClient:
+        """A client for one blob container."""
+        return self.blob_service().get_container_client(name)
+
     def table(self, name: str) -> TableClient:
         """A cached client for one table."""
         client = self._tables.get(name)
@@ -170,3 +208,6 @@ class StorageClients:
                 for q in (name, f"{name}-poison"):
                     with contextlib.suppress(ResourceExistsError):
                         self.queue_service().create_queue(q)
+        if self.has_blobs():
+            with storage_errors("Blob"), contextlib.suppress(ResourceExistsError):
+                self.blob_service().create_container(UPLOADS_CONTAINER)

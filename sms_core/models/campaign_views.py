@@ -16,11 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from sms_core.models.records import AudienceRecord, CampaignRecord, RunRecord, TemplateRecord
+from sms_core.models.records import (
+    AudienceRecord,
+    CampaignRecord,
+    RunRecord,
+    TemplateRecord,
+    UploadRecord,
+)
 
 
 def _iso(moment: datetime) -> str:
@@ -242,20 +248,66 @@ class CampaignListPublic(_Public):
 
 # -- saved audiences and templates -------------------------------------------------------------
 
+class ImportProgressPublic(_Public):
+    """How far the import of an uploaded file has read it."""
+
+    bytes_read: int = Field(serialization_alias="bytesRead")
+    total_bytes: int = Field(serialization_alias="totalBytes")
+
+
+class ImportErrorPublic(_Public):
+    """Why an import failed: the file's line and what is wrong there."""
+
+    line: int
+    detail: str
+
+
 class AudiencePublic(_Public):
-    """A saved audience, without its members."""
+    """A saved audience, without its members; `status` says whether an uploaded file is
+    still being imported (`size` counts the members so far), or failed and why."""
 
     id: str
     name: str
     size: int
     columns: list[str]
     created_at: IsoDatetime = Field(serialization_alias="createdAt")
+    status: Literal["ready", "importing", "failed"] = "ready"
+    progress: ImportProgressPublic | None = Field(None, exclude_if=_unset)
+    error: ImportErrorPublic | None = Field(None, exclude_if=_unset)
 
     @classmethod
     def of(cls, info: AudienceRecord) -> AudiencePublic:
         """The view of a stored audience."""
+        progress = (ImportProgressPublic(bytes_read=info.bytes_read,
+                                         total_bytes=info.upload_bytes)
+                    if info.upload_id is not None else None)
+        error = (ImportErrorPublic(line=info.error_line or 1, detail=info.error)
+                 if info.status == "failed" and info.error else None)
         return cls(id=info.id, name=info.name, size=info.size, columns=info.columns,
-                   created_at=info.created_at)
+                   created_at=info.created_at,
+                   status=info.status,
+                   progress=progress, error=error)
+
+
+class UploadPublic(_Public):
+    """An upload to send an audience file to, part by part."""
+
+    id: str
+    part_bytes: int = Field(serialization_alias="partBytes")
+    expires_at: IsoDatetime = Field(serialization_alias="expiresAt")
+
+    @classmethod
+    def of(cls, info: UploadRecord, part_bytes: int) -> UploadPublic:
+        """The view of a new upload."""
+        return cls(id=info.id, part_bytes=part_bytes, expires_at=info.expires_at)
+
+
+class UploadPartPublic(_Public):
+    """A part received."""
+
+    upload_id: str = Field(serialization_alias="uploadId")
+    part: int
+    bytes: int
 
 
 class AudienceListPublic(_Public):

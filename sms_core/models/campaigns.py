@@ -11,7 +11,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.messages import MAX_MESSAGE_CHARS, MAX_TAG_CHARS
@@ -21,6 +29,8 @@ from sms_core.rules.quiet_hours import QuietHours
 
 MAX_CAMPAIGN_RECIPIENTS = 100_000  # message row keys hold 5 digits
 MAX_NAME_CHARS = 200
+MAX_UPLOAD_PART_BYTES = 4 * 1024 * 1024  # a part of an uploaded audience file
+MAX_UPLOAD_PARTS = 10_000  # 40 GiB in all
 
 # Template variables arrive as JSON scalars; they are rendered as text.
 VarValue = StrictStr | int | float | bool
@@ -204,29 +214,46 @@ class TemplateRequest(BaseModel):
 class AudienceRequest(BaseModel):
     """Body of `POST /api/audiences` as JSON (a CSV upload gives the name as `?name=`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: StrictStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
     recipients: list[RecipientIn] | None = Field(None, max_length=MAX_CAMPAIGN_RECIPIENTS)
     csv: StrictStr | None = None
+    # A file sent in parts (`POST /api/audiences/uploads`), imported in the background.
+    upload_id: StrictStr | None = Field(None, alias="uploadId", min_length=1, max_length=64)
+    parts: StrictInt | None = Field(None, ge=1, le=MAX_UPLOAD_PARTS)
 
     @model_validator(mode="after")
     def _one_source(self) -> AudienceRequest:
-        if (self.recipients is None) == (self.csv is None):
-            raise ValueError("give either recipients or csv")
+        given = [n for n, v in (("recipients", self.recipients), ("csv", self.csv),
+                                ("uploadId", self.upload_id)) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of recipients, csv or uploadId"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if (self.parts is None) != (self.upload_id is None):
+            raise ValueError("parts goes with uploadId: how many parts were uploaded")
         return self
 
 
 class FanoutJob(BaseModel):
-    """A message on `sms-campaigns`: fire a due run, or fan out one chunk of a run."""
+    """A message on `sms-campaigns`: fire a due run, fan out one chunk of a run, or import
+    (a slice of) an uploaded audience file."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     v: Literal[1] = 1
-    kind: Literal["fire", "chunk"]
-    campaign: str
-    run: str
+    kind: Literal["fire", "chunk", "import"]
+    campaign: str = ""
+    run: str = ""
     chunk: int = 0
+    audience: str = ""
+
+    @model_validator(mode="after")
+    def _names_its_subject(self) -> FanoutJob:
+        if (self.kind == "import") != bool(self.audience) or (
+                self.kind != "import" and not (self.campaign and self.run)):
+            raise ValueError("an import names its audience; a fire or chunk its campaign and run")
+        return self
 
     def encode(self) -> str:
         """The queue message text."""

@@ -71,10 +71,13 @@ class ConversationListQuery:
 
 @dataclass(frozen=True, slots=True)
 class AudienceUpload:
-    """`POST /api/audiences`: a name and the members, however they were uploaded."""
+    """`POST /api/audiences`: a name and the members, however they were uploaded, or the
+    upload whose file they are in (and how many parts it was sent in)."""
 
     name: str
     members: list[MemberRecord]
+    upload_id: str | None = None
+    parts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,13 +218,39 @@ class MemberRecord:
 
 @dataclass(frozen=True, slots=True)
 class AudienceRecord:
-    """A saved audience without its members."""
+    """A saved audience without its members.
+
+    `status` is `ready`, or `importing` while an uploaded file is read in the background
+    (`size` then counts the members written so far), or `failed` with the line and reason of
+    the row that stopped it (nothing of the file is used then).
+    """
 
     id: str
     name: str
     size: int
     columns: list[str]
     created_at: datetime
+    status: str = "ready"
+    upload_id: str | None = None
+    error_line: int | None = None
+    error: str | None = None
+    bytes_read: int = 0  # an import's position in the file: the next row starts here...
+    next_line: int = 0  # ...on this physical line (0: the file was not read yet)
+    header: list[str] | None = None  # the file's header and delimiter, to resume with
+    delimiter: str = ","
+    upload_bytes: int = 0
+    etag: str | None = None
+    layout: int = 2  # 1: members in one partition (audiences saved before blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """An upload of an audience file, sent in parts and then imported once."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    audience_id: str | None = None  # the audience it became (a retried import finds it)
 
 
 @dataclass(frozen=True, slots=True)

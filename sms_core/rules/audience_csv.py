@@ -32,9 +32,10 @@ import io
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["PHONE_COLUMNS", "AudienceRow", "CsvAudienceError", "iter_audience_csv",
-           "parse_audience_csv"]
+__all__ = ["PHONE_COLUMNS", "AudienceCsvReader", "AudienceRow", "CsvAudienceError",
+           "CsvPosition", "iter_audience_csv", "parse_audience_csv"]
 
 PHONE_COLUMNS: tuple[str, ...] = (
     "to",
@@ -158,57 +159,109 @@ def iter_audience_csv(lines: Iterable[str], max_rows: int | None = None
     """The rows of an audience CSV read line by line (a file or stream opened with
     ``newline=""``), so a file of any size is parsed in constant memory; rules and errors as
     :func:`parse_audience_csv` (the error is raised when its line is reached)."""
-    source = iter(lines)
-    seen: list[str] = []  # the lines up to the header's, handed back to the reader
-    for raw in source:
-        seen.append(raw[len(_BOM):] if not seen and raw.startswith(_BOM) else raw)
-        if seen[-1].strip():
-            break
-    dialect = _dialect_of(seen[-1]) if seen else _Dialect
-    reader = csv.reader(itertools.chain(seen, source), dialect=dialect)
+    return AudienceCsvReader(lines, max_rows).rows()
 
-    header: list[str] | None = None
-    header_line = 1
-    phone_index = 0
-    attribute_columns: list[tuple[int, str]] = []
-    count = 0
-    while True:
-        line = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise _csv_error(exc, line, reader.line_num) from None
-        if _is_blank(fields):
-            continue
-        if header is None:
-            header = [name.strip() for name in fields]
-            header_line = line
-            phone_index = _check_header(header, line)
+
+@dataclass(frozen=True, slots=True)
+class CsvPosition:
+    """Where reading a file goes on after a pause: its header, its delimiter and the physical
+    line the next row starts on (the bytes before that line are not read again)."""
+
+    header: list[str]
+    delimiter: str
+    line: int
+
+
+class AudienceCsvReader:
+    """An audience CSV read as a stream of rows, which can stop after any row and go on later.
+
+    `rows()` yields the rows; after each one, `position()` says where the next one starts, to
+    resume from with the bytes after that row (`resume=`) instead of the file from its start.
+    """
+
+    def __init__(self, lines: Iterable[str], max_rows: int | None = None, *,
+                 resume: CsvPosition | None = None) -> None:
+        self._lines = lines
+        self._max_rows = max_rows
+        self._resume = resume
+        self.header: list[str] | None = resume.header if resume else None
+        self.delimiter = resume.delimiter if resume else ","
+        self._first_line = resume.line if resume else 1
+        self._reader: Any = None
+
+    def position(self) -> CsvPosition:
+        """Where the row after the last one yielded starts (once the header was read)."""
+        if self.header is None:
+            raise ValueError("the header was not read yet")
+        read = self._reader.line_num if self._reader is not None else 0
+        return CsvPosition(list(self.header), self.delimiter, self._first_line + read)
+
+    def rows(self) -> Iterator[AudienceRow]:
+        """The rows, in file order (see the module docstring for the rules)."""
+        source = iter(self._lines)
+        seen: list[str] = []  # the lines up to the header's, handed back to the reader
+        if self.header is None:
+            for raw in source:
+                seen.append(raw[len(_BOM):] if not seen and raw.startswith(_BOM) else raw)
+                if seen[-1].strip():
+                    break
+            dialect = _dialect_of(seen[-1]) if seen else _Dialect
+            self.delimiter = dialect.delimiter
+        else:
+            dialect = _SemicolonDialect if self.delimiter == ";" else _Dialect
+        reader = csv.reader(itertools.chain(seen, source), dialect=dialect)
+        self._reader = reader
+        offset = self._first_line - 1  # physical lines before the first one read here
+
+        header = self.header
+        header_line = 1
+        phone_index = 0
+        attribute_columns: list[tuple[int, str]] = []
+        if header is not None:
+            phone_index = _check_header(header, offset)
             attribute_columns = [(i, name) for i, name in enumerate(header) if i != phone_index]
-            continue
-        if len(fields) != len(header):
-            raise CsvAudienceError(
-                line,
-                f"expected {len(header)} fields ({_names(header)}), found {len(fields)}",
+        count = 0
+        while True:
+            line = offset + reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise _csv_error(exc, line, offset + reader.line_num) from None
+            if _is_blank(fields):
+                continue
+            if header is None:
+                header = [name.strip() for name in fields]
+                header_line = line
+                phone_index = _check_header(header, line)
+                attribute_columns = [(i, name) for i, name in enumerate(header)
+                                     if i != phone_index]
+                self.header = header
+                continue
+            if len(fields) != len(header):
+                raise CsvAudienceError(
+                    line,
+                    f"expected {len(header)} fields ({_names(header)}), found {len(fields)}",
+                )
+            if self._max_rows is not None and count >= self._max_rows:
+                raise CsvAudienceError(
+                    line,
+                    f"more than {self._max_rows} recipients: split the audience into several "
+                    "files",
+                )
+            count += 1
+            yield AudienceRow(
+                to=fields[phone_index].strip(),
+                attributes={name: fields[i].strip() for i, name in attribute_columns},
+                line=line,
             )
-        if max_rows is not None and count >= max_rows:
+        if header is None:
             raise CsvAudienceError(
-                line, f"more than {max_rows} recipients: split the audience into several files"
+                header_line,
+                "the file is empty: the first line must be a header naming the columns, "
+                "e.g. 'to,first_name'",
             )
-        count += 1
-        yield AudienceRow(
-            to=fields[phone_index].strip(),
-            attributes={name: fields[i].strip() for i, name in attribute_columns},
-            line=line,
-        )
-    if header is None:
-        raise CsvAudienceError(
-            header_line,
-            "the file is empty: the first line must be a header naming the columns, "
-            "e.g. 'to,first_name'",
-        )
 
 
 def _check_header(header: list[str], line: int) -> int:

@@ -12,7 +12,7 @@ from sms_core.models.campaign_views import (
 )
 from sms_core.models.campaigns import TemplateRequest
 from sms_core.models.queries import AudienceUpload
-from sms_core.use_cases.campaigns import checked_filter, compile_template
+from sms_core.use_cases.campaigns import checked_filter, compile_template, ready_audience
 from sms_core.use_cases.ports import Audiences, Templates
 
 
@@ -39,6 +39,7 @@ def count_audience(audiences: Audiences, audience_id: str,
     """How many members a saved audience has and how many of them `rule` matches (all without
     one); NotFound for an unknown audience, a 400 naming `filter` for a bad or unknown-column
     rule, checked exactly as a campaign's `audience.filter` is."""
+    ready_audience(audiences.get(audience_id))
     members = [m.attributes for m in audiences.members(audience_id)]
     if rule is None:
         return AudienceCountPublic(members=len(members), matching=len(members))

@@ -40,6 +40,7 @@ from sms_core.models.campaigns import (
 from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
 from sms_core.models.records import (
+    AudienceRecord,
     CampaignRecord,
     RecipientRecord,
     is_campaign_id,
@@ -87,6 +88,7 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
     else:
         assert audience.audience_id is not None
         try:
+            ready_audience(deps.audiences.get(audience.audience_id))
             members = deps.audiences.members(audience.audience_id)
         except NotFound as exc:
             raise invalid_field("audience.audienceId", exc.detail) from None
@@ -101,6 +103,18 @@ def load_audience(deps: CampaignDeps, audience: AudienceIn) -> list[_Source]:
     if not rows:
         raise invalid_field("audience", "the audience has no recipients")
     return rows
+
+
+def ready_audience(info: AudienceRecord) -> AudienceRecord:
+    """The audience, if its members can be used: a 409 while its file is imported, or when
+    the import failed."""
+    if info.status == "importing":
+        raise Conflict(f"The audience {info.id} is still importing its file ({info.size} "
+                       "member(s) so far); use it once its status is ready.")
+    if info.status == "failed":
+        raise Conflict(f"The audience {info.id} could not be imported (line "
+                       f"{info.error_line}: {info.error}); upload the file again.")
+    return info
 
 
 def checked_filter(text: str, members: Sequence[Mapping[str, str]],

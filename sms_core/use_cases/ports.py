@@ -30,6 +30,7 @@ from sms_core.models.records import (
     RunRecord,
     TemplateRecord,
     UnmatchedReportRecord,
+    UploadRecord,
 )
 from sms_core.rules.analytics import AnalyticsReport, Fact
 
@@ -320,6 +321,69 @@ class Audiences(Protocol):
         """Delete an audience: invisible at once, its member rows removed after."""
         ...
 
+
+
+class AudienceImports(Protocol):
+    """The audience rows an import writes: the audience while importing, then its members."""
+
+    def get(self, audience_id: str) -> AudienceRecord:
+        """The audience, or NotFound."""
+        ...
+
+    def create_importing(self, name: str, upload_id: str, upload_bytes: int) -> AudienceRecord:
+        """The row of an audience an import will fill (status `importing`)."""
+        ...
+
+    def write_members(self, audience_id: str, first: int,
+                      members: Sequence[MemberRecord]) -> None:
+        """Write members `first`, `first + 1`, ... (rewriting them is harmless)."""
+        ...
+
+    def save(self, info: AudienceRecord) -> AudienceRecord | None:
+        """Replace the audience row under its ETag; None when it changed since."""
+        ...
+
+
+class TextLines(Protocol):
+    """Lines of an uploaded file, with the byte offset after the last line handed out."""
+
+    offset: int
+
+    def __iter__(self) -> Iterator[str]: ...
+    def __next__(self) -> str: ...
+
+
+class Uploads(Protocol):
+    """Audience files sent in parts, then read back as lines."""
+
+    def create(self) -> UploadRecord:
+        """A new, empty upload."""
+        ...
+
+    def get(self, upload_id: str) -> UploadRecord:
+        """The upload, or NotFound (also once it expired)."""
+        ...
+
+    def put_part(self, upload_id: str, part: int, data: bytes) -> None:
+        """Store part `part` (0-based); the same part again replaces it."""
+        ...
+
+    def commit(self, upload_id: str, parts: int) -> int:
+        """Make parts 0..parts-1 the file (a 400 naming `parts` if one is missing); its
+        size in bytes. The same commit again is the same file."""
+        ...
+
+    def claim(self, upload_id: str, audience_id: str) -> str:
+        """Record the audience the upload becomes, unless it became one already: that id."""
+        ...
+
+    def lines(self, upload_id: str, start: int = 0) -> TextLines:
+        """The committed file's lines from byte `start` on."""
+        ...
+
+    def delete(self, upload_id: str) -> None:
+        """Remove the file (the upload's record stays)."""
+        ...
 
 
 class Templates(Protocol):

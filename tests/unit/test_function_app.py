@@ -21,6 +21,8 @@ CONTRACT = {
     "campaigns": ("httpTrigger", "campaigns"),
     "campaign": ("httpTrigger", "campaigns/{id}"),
     "campaign_review": ("httpTrigger", "campaigns/{id}/review"),
+    "audience_uploads": ("httpTrigger", "audiences/uploads"),
+    "audience_upload_part": ("httpTrigger", "audiences/uploads/{id}/parts/{n}"),
     "backfill_conversations": ("timerTrigger", "0 */5 * * * *"),
     "campaign_actions": ("httpTrigger", "campaigns/{id}/{action:alpha}"),
     "campaign_fanout": ("queueTrigger", "sms-campaigns"),

@@ -240,6 +240,15 @@ def test_every_table_of_the_app_is_created() -> None:
     assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", t) for t in created)
 
 
+def test_the_uploads_container_is_created_and_abandoned_uploads_expire() -> None:
+    names = [_value(c, "name") for c in
+             _of_type(STORAGE, "Microsoft.Storage/storageAccounts/blobServices/containers")]
+    assert f"'{sms_storage.UPLOADS_CONTAINER}'" in names
+    text = STORAGE.read_text()
+    assert f"prefixMatch: [ '{sms_storage.UPLOADS_CONTAINER}/' ]" in text
+    assert "daysAfterModificationGreaterThan" in text
+
+
 # --- monitoring --------------------------------------------------------------------------------
 
 

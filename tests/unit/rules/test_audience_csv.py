@@ -10,6 +10,7 @@ import pytest
 
 from sms_core.rules.audience_csv import (
     PHONE_COLUMNS,
+    AudienceCsvReader,
     AudienceRow,
     CsvAudienceError,
     iter_audience_csv,
@@ -257,3 +258,31 @@ def test_a_stream_without_a_header_is_an_error_naming_line_one() -> None:
     with pytest.raises(CsvAudienceError) as exc:
         list(iter_audience_csv(iter(["\r\n", "  \r\n"])))
     assert exc.value.line == 1 and "empty" in exc.value.message
+
+
+def test_reading_stops_after_any_row_and_resumes_from_its_position() -> None:
+    """An import that stopped goes on with the lines after its last row, same line numbers."""
+    lines = list(_lines(6))
+    whole = list(iter_audience_csv(iter(lines)))
+    for stop_after in range(1, 6):
+        reader = AudienceCsvReader(iter(lines))
+        rows = reader.rows()
+        head = [next(rows) for _ in range(stop_after)]
+        at = reader.position()
+        assert at.delimiter == ";" and at.header == ["phone", "first_name", "note"]
+        rest = list(AudienceCsvReader(iter(lines[at.line - 1:]), resume=at).rows())
+        assert head + rest == whole
+
+
+def test_a_resumed_reading_names_the_lines_of_the_whole_file() -> None:
+    lines = list(_lines(10, bad_at=7))
+    reader = AudienceCsvReader(iter(lines))
+    rows = reader.rows()
+    for _ in range(4):
+        next(rows)
+    at = reader.position()
+    resumed = AudienceCsvReader(iter(lines[at.line - 1:]), resume=at).rows()
+    assert [r.line for r in (next(resumed), next(resumed), next(resumed))] == [10, 12, 14]
+    with pytest.raises(CsvAudienceError) as exc:
+        next(resumed)
+    assert exc.value.line == 16
