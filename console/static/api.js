@@ -124,6 +124,8 @@ async function request(method, path, { params, body, headers, contentType } = {}
 export const api = {
   get: (path, params) => request("GET", path, { params }),
   post: (path, body, { headers, contentType } = {}) => request("POST", path, { body, headers, contentType }),
+  // As post: a Blob with `contentType: "application/octet-stream"` is sent as its bytes.
+  put: (path, body, { headers, contentType } = {}) => request("PUT", path, { body, headers, contentType }),
   del: (path) => request("DELETE", path),
 };
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import FilePayload, Page, Route, expect
@@ -331,3 +332,144 @@ def test_a_saved_template_at_a_time(console: Page, stack: Stack) -> None:
     assert stat(console, "review-counts", "invalid") == "1"
     expect(console.locator("table").filter(has_text="Why")).to_contain_text("name")
     expect(console.get_by_role("button", name="Send…")).to_be_disabled()
+
+
+PART_BYTES = 1024  # the parts' size the tests' uploads are told (the server's is 4 MiB)
+
+
+def in_small_parts(page: Page) -> list[tuple[str, str]]:
+    """Make the page's uploads go in parts of PART_BYTES: the real server makes each upload,
+    and its answer reaches the page with a smaller `partBytes` (any size up to the server's
+    is allowed). Returns the audience requests the page makes, (method, path), in order."""
+    def shrink(route: Route) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "partBytes": PART_BYTES})
+
+    page.route("**/api/audiences/uploads", shrink)
+    sent: list[tuple[str, str]] = []
+    page.on("request", lambda r: sent.append((r.method, urlsplit(r.url).path))
+            if "/api/audiences" in r.url else None)
+    return sent
+
+
+def parts_put(sent: list[tuple[str, str]]) -> list[int]:
+    return [int(path.rsplit("/", 1)[1]) for method, path in sent if method == "PUT"]
+
+
+def test_a_csv_larger_than_a_part_is_sent_in_parts_and_imported(
+        console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
+    """A file of many parts: each part PUT in order (the third is refused once with a 503 and
+    sent again), the progress shown as text and in a <progress>, the import followed until
+    ready; then it is the selected audience, the rule builder counts it and a campaign's review
+    has the exact counts."""
+    people = [unique_number() for _ in range(500)]
+    rows = [f"{p},Zoë{i},Münster,{'pro' if i % 5 == 0 else 'free'}\n"
+            for i, p in enumerate(people)]
+    # Ann's second row is a duplicate and +1425555 is no number: members both, pro both.
+    data = ("phone,first_name,city,plan\n" + "".join(rows)
+            + f"{people[0]},Zoë0,Münster,pro\n+1425555,Nobody,Münster,pro\n").encode()
+    parts = -(-len(data) // PART_BYTES)
+    assert 15 < parts < 30
+    sent = in_small_parts(console)
+    held: list[Route] = []
+    # Part 2 (the third) is held at its first try, then answered 503; its retry goes through.
+    console.route("**/api/audiences/uploads/*/parts/2",
+                  lambda route: held.append(route) if not held else route.continue_())
+    # The looks at the import wait until the page has shown the 202's progress.
+    looks: list[Route] = []
+    shown: list[bool] = []
+    console.route(re.compile(r"/api/audiences/a[^/]*$"),
+                  lambda route: route.continue_() if shown else looks.append(route))
+
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Upload a CSV").check()
+    console.get_by_label("CSV file").set_input_files(
+        files=[FilePayload(name="big.csv", mimeType="text/csv", buffer=data)])
+    console.get_by_label("Audience name").fill("big file")
+    console.get_by_role("button", name="Upload audience").click()
+
+    label = console.locator("#upload-progress-label")
+    bar = console.get_by_role("progressbar", name=re.compile("^Sending part"))
+    expect(label).to_have_text(f"Sending part 3 of {parts}")
+    expect(bar).to_have_attribute("max", str(parts))
+    expect(bar).to_have_attribute("value", "2")
+    expect(console.get_by_role("button", name="Upload audience")).to_be_disabled()
+    shot("parts-sending")
+    held[0].fulfill(status=503, content_type="application/problem+json",
+                    body='{"title": "Service Unavailable", "status": 503}')
+
+    expect(label).to_have_text(re.compile(
+        rf"^Importing: 0 members so far \(0 of {len(data)} bytes\)$"))
+    assert parts_put(sent) == [0, 1, 2, 2, *range(3, parts)]
+    assert ("POST", "/api/audiences") in sent
+    shot("parts-importing")
+    shown.append(True)
+    for look in looks:
+        look.continue_()
+
+    expect(console.locator("#upload-ok")).to_contain_text("502 member(s)")
+    expect(console.locator("#campaigns-live")).to_contain_text("502 member(s)")
+    select = console.get_by_role("combobox", name="Saved audience")
+    expect(select).to_contain_text("big file (502 members)")
+    expect(select).to_be_focused()
+    console.get_by_label("Filter (optional)").fill("plan = 'pro'")
+    expect(console.locator("#match-count")).to_have_text(
+        re.compile(r"^102 of 502 member\(s\) match$"))
+
+    console.get_by_label("Campaign name").fill("from a big file")
+    console.get_by_label("Text", exact=True).fill("Hallo {{first_name}} in {{city}}")
+    console.get_by_role("button", name="Prepare and review").click()
+    expect(console.get_by_role("heading", name="Review: from a big file")).to_be_visible()
+    for key, value in {"total": "102", "valid": "100", "invalid": "1",
+                       "duplicates": "1", "optedOut": "0"}.items():
+        assert stat(console, "review-counts", key) == value, key
+    expect(console.locator("#review-samples")).to_contain_text("Hallo Zoë0 in Münster")
+    assert watch.dialogs == [] and watch.page_errors == []
+
+
+def test_a_large_csv_with_a_bad_row_far_down_names_its_line(
+        console: Page, watch: Watch, shot: Callable[[str], Path]) -> None:
+    """The import fails in the background: its error's line and reason are shown as text."""
+    good = "".join(f"{unique_number()},P{i},Seattle,free\n" for i in range(300))
+    data = (f"phone,first_name,city,plan\n{good}{unique_number()},Bo,Seattle,free,<b>x</b>\n"
+            + "".join(f"{unique_number()},Q{i},Seattle,free\n" for i in range(40))).encode()
+    sent = in_small_parts(console)
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Upload a CSV").check()
+    console.get_by_label("CSV file").set_input_files(
+        files=[FilePayload(name="broken.csv", mimeType="text/csv", buffer=data)])
+    console.get_by_label("Audience name").fill("broken big file")
+    console.get_by_role("button", name="Upload audience").click()
+
+    error = console.locator("#upload-error")
+    expect(error).to_contain_text("line 302")
+    expect(error).to_contain_text("expected 4 fields")
+    expect(console.get_by_role("alert").filter(has_text="line 302")).to_be_visible()
+    assert parts_put(sent) == list(range(-(-len(data) // PART_BYTES)))
+    expect(console.get_by_role("button", name="Upload audience")).to_be_enabled()
+    # The audience is not offered (the Saved audience panel is hidden behind the CSV one).
+    expect(console.locator("#audience-select")).not_to_contain_text("broken big file")
+    expect(console.locator("#campaigns-live")).to_contain_text("could not be imported")
+    shot("import-failed")
+    assert watch.page_errors == []
+
+
+def test_a_part_refused_every_time_shows_the_error_after_three_retries(console: Page) -> None:
+    sent = in_small_parts(console)
+    console.route("**/api/audiences/uploads/*/parts/1", lambda route: route.fulfill(
+        status=503, content_type="application/problem+json",
+        body='{"title": "Service Unavailable", "status": 503, "detail": "Blob <b>down</b>"}'))
+    data = ("phone,first_name\n" + "".join(f"{unique_number()},P{i}\n"
+                                           for i in range(100))).encode()
+    console.get_by_role("button", name="New campaign").click()
+    console.get_by_label("Upload a CSV").check()
+    console.get_by_label("CSV file").set_input_files(
+        files=[FilePayload(name="flaky.csv", mimeType="text/csv", buffer=data)])
+    console.get_by_role("button", name="Upload audience").click()
+    error = console.locator("#upload-error")
+    expect(error).to_contain_text("Service Unavailable (503)")
+    expect(error).to_contain_text("Blob <b>down</b>")
+    assert error.locator("b").count() == 0
+    assert parts_put(sent) == [0, 1, 1, 1, 1]
+    assert ("POST", "/api/audiences") not in sent
+    expect(console.get_by_role("button", name="Upload audience")).to_be_enabled()

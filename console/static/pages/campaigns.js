@@ -7,6 +7,7 @@ import { showError } from "../api.js";
 
 const TERMINAL = new Set(["completed", "canceled"]);
 const COUNT_NAMES = ["queued", "sent", "delivered", "failed", "blocked", "canceled", "expired"];
+const PART_BYTES = 4 * 1024 * 1024; // an upload's part size as documented, if it names none
 const RECIPIENT_NAMES = [
   ["total", "Total rows"], ["valid", "Will be sent"], ["invalid", "Invalid"],
   ["duplicates", "Duplicates"], ["optedOut", "Opted out"], ["deferred", "Deferred (quiet hours)"],
@@ -165,7 +166,10 @@ export async function render(root, api) {
     // Audience
     const audienceSelect = el("select", { name: "audienceId" },
       el("option", { value: "" }, "Choose a saved audience"),
-      audiences.map((a) => el("option", { value: a.id }, `${a.name} (${a.size} members)`)));
+      // A failed import holds nothing to send to; one still importing says so (it prepares
+      // nothing until it is ready).
+      audiences.filter((a) => a.status !== "failed").map((a) => el("option", { value: a.id },
+        a.status === "importing" ? `${a.name} (importing, ${a.size} members so far)` : `${a.name} (${a.size} members)`)));
     const filter = el("input", { type: "text", name: "filter", autocomplete: "off", spellcheck: "false",
       placeholder: "plan = 'pro' and city != 'Portland'" });
     const matchCount = el("p", { id: "match-count", class: "counter", role: "status", "aria-live": "polite" });
@@ -278,26 +282,152 @@ export async function render(root, api) {
     audienceSelect.addEventListener("change", updateCount);
     filter.addEventListener("input", updateCount);
 
-    // CSV upload: POST /api/audiences?name= with the file; a 400 names the bad line.
+    // CSV upload. Each upload starts with POST /api/audiences/uploads, whose `partBytes` says how
+    // large a part may be. A file up to that size goes whole as one text/csv POST
+    // /api/audiences?name= (its 400 names the bad line at once). A larger one is sliced into parts
+    // of `partBytes`, each PUT in order (a failed part is sent again, up to 3 times), then
+    // POST /api/audiences {name, uploadId, parts} starts its import, followed every second with
+    // GET /api/audiences/{id} until it is ready (or failed, naming the line).
+    const progressLabel = el("p", { id: "upload-progress-label" }, "");
+    const progressBar = el("progress", { id: "upload-progress", max: "1", value: "0",
+      "aria-labelledby": "upload-progress-label" });
+    const progressPanel = el("div", { id: "upload-progress-panel", hidden: true }, progressLabel, progressBar);
+    uploadResult.before(progressPanel);
+    const setProgress = (text, value, max) => {
+      progressPanel.hidden = false;
+      progressLabel.textContent = text;
+      progressBar.setAttribute("max", String(Math.max(max, 1)));
+      progressBar.setAttribute("value", String(Math.min(value, Math.max(max, 1))));
+    };
+    // The pause between polls, on the page's poller: leaving the page (or this form) stops it.
+    const pause = (ms) => new Promise((resolve) => {
+      poller = window.setTimeout(() => { poller = null; resolve(); }, ms);
+    });
+    const left = () => !form.isConnected;
+
+    const uploaded = (saved) => {
+      const text = `Saved audience “${saved.name}”: ${saved.size} member(s), columns ${saved.columns.join(", ") || "(none)"}. It is selected below.`;
+      audienceSelect.append(el("option", { value: saved.id }, `${saved.name} (${saved.size} members)`));
+      audienceSelect.value = saved.id;
+      uploadResult.append(el("p", { class: "ok", id: "upload-ok" }, text));
+      form.querySelector('input[name="audience-source"][value="saved"]').click();
+      // The CSV panel (and the button that had focus) is hidden now: say so on the page's live
+      // region, and go on from the audience it selected.
+      announce(live, text);
+      audienceSelect.focus();
+      updateCount();
+    };
+    const uploadFailed = (show) => {
+      const box = el("div", { class: "error", id: "upload-error", role: "alert" });
+      uploadResult.append(box);
+      show(box);
+    };
+
+    // A part (or the import's start) that failed on the way (no answer, 408, 429, 5xx) is sent
+    // again, up to 3 times; any other answer is final. `onRetry(n)` before the n-th retry.
+    const RETRIES = 3;
+    const transient = (error) => error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
+    async function retried(call, onRetry) {
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          return await call();
+        } catch (error) {
+          if (attempt >= RETRIES || !transient(error) || left()) throw error;
+          onRetry(attempt + 1);
+          await new Promise((resolve) => { window.setTimeout(resolve, 500 * (attempt + 1)); });
+          if (left()) throw error;
+        }
+      }
+    }
+
+    const partBytesOf = (upload) => (Number.isInteger(upload.partBytes) && upload.partBytes > 0
+      ? upload.partBytes : PART_BYTES);
+    const importing = (a) => {
+      const p = a.progress || {};
+      setProgress(`Importing: ${a.size ?? 0} members so far (${p.bytesRead ?? 0} of ${p.totalBytes ?? 0} bytes)`,
+        p.bytesRead || 0, p.totalBytes || 0);
+    };
+
+    // The parts upload of `file`; the audience when it is ready, or null if the user left.
+    async function uploadInParts(file, audienceName, upload) {
+      const size = partBytesOf(upload);
+      const count = Math.ceil(file.size / size);
+      const id = encodeURIComponent(upload.id);
+      announce(live, `Sending “${audienceName}” in ${count} parts…`);
+      for (let n = 0; n < count; n += 1) {
+        if (left()) return null;
+        const sending = `Sending part ${n + 1} of ${count}`;
+        setProgress(sending, n, count);
+        await retried(
+          () => api.put(`/audiences/uploads/${id}/parts/${n}`, file.slice(n * size, (n + 1) * size),
+            { contentType: "application/octet-stream" }),
+          (retry) => setProgress(`${sending} (retry ${retry} of ${RETRIES})`, n, count));
+      }
+      if (left()) return null;
+      setProgress(`Sent ${count} of ${count} parts; starting the import…`, count, count);
+      let a = await retried(() => api.post("/audiences", { name: audienceName, uploadId: upload.id, parts: count }),
+        () => {});
+      announce(live, `Importing “${audienceName}”…`);
+      while (a.status === "importing") {
+        importing(a);
+        await pause(1000);
+        if (left()) return null;
+        try {
+          a = await api.get(`/audiences/${encodeURIComponent(a.id)}`);
+        } catch (error) {
+          if (error.status === 404 || left()) throw error;
+          // Not answered this time: say so and look again a little later.
+          progressLabel.textContent = `Importing: not checked just now (${error.message}); trying again…`;
+          await pause(4000);
+          if (left()) return null;
+        }
+      }
+      if (a.status === "ready") {
+        const p = a.progress || {};
+        setProgress(`Imported: ${a.size} members (${p.bytesRead ?? 0} of ${p.totalBytes ?? 0} bytes)`,
+          p.bytesRead || 1, p.totalBytes || 1);
+      }
+      return a;
+    }
+
     uploadButton.addEventListener("click", async () => {
       clear(uploadResult);
+      progressPanel.hidden = true;
       const file = csvFile.files && csvFile.files[0];
       if (!file) { uploadResult.append(el("p", { class: "error" }, "Choose a CSV file first.")); csvFile.focus(); return; }
       const audienceName = csvName.value.trim() || file.name.replace(/\.csv$/i, "");
       uploadButton.disabled = true;
       try {
-        const text = await file.text();
-        const saved = await api.post(`/audiences?name=${encodeURIComponent(audienceName)}`, text, { contentType: "text/csv" });
-        audienceSelect.append(el("option", { value: saved.id }, `${saved.name} (${saved.size} members)`));
-        audienceSelect.value = saved.id;
-        uploadResult.append(el("p", { class: "ok", id: "upload-ok" },
-          `Saved audience “${saved.name}”: ${saved.size} member(s), columns ${saved.columns.join(", ") || "(none)"}. It is selected below.`));
-        form.querySelector('input[name="audience-source"][value="saved"]').click();
-        updateCount();
+        let upload = null;
+        try {
+          upload = await api.post("/audiences/uploads");
+        } catch (error) {
+          // Without an upload (an API without parts, or not answering) a file of up to the
+          // documented part size still goes whole.
+          if (file.size > PART_BYTES) throw error;
+        }
+        let saved;
+        if (!upload || file.size <= partBytesOf(upload)) {
+          const text = await file.text();
+          saved = await api.post(`/audiences?name=${encodeURIComponent(audienceName)}`, text, { contentType: "text/csv" });
+        } else {
+          saved = await uploadInParts(file, audienceName, upload);
+          if (!saved) return;
+        }
+        if (saved.status === "failed") {
+          const e = saved.error || {};
+          progressPanel.hidden = true;
+          uploadFailed((box) => box.append(
+            el("p", { class: "problem-title" }, `“${saved.name}” could not be imported`),
+            el("p", { class: "problem-detail" }, `line ${e.line ?? 1}: ${e.detail || "the file was refused"}`),
+            el("p", { class: "hint" }, "Nothing of the file was saved: fix that line and upload it again.")));
+          announce(live, `The audience “${saved.name}” could not be imported: line ${e.line ?? 1}`);
+          return;
+        }
+        uploaded(saved);
       } catch (error) {
-        const box = el("div", { class: "error", id: "upload-error", role: "alert" });
-        uploadResult.append(box);
-        showError(box, error);
+        if (left()) return;
+        uploadFailed((box) => showError(box, error));
       } finally {
         uploadButton.disabled = false;
       }
