@@ -226,7 +226,8 @@ class CampaignStore:
                 runs[key] = RunRecord(
                     campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
                     e.get("FinishedAt"), e.metadata.get("etag"),
-                    batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key))
+                    batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key),
+                    settled_counts=json.loads(e["Counts"]) if e.get("Counts") else None)
         for e in rows:
             if e.get("Kind") == "chunk" and e["Run"] in runs:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
@@ -241,10 +242,23 @@ class CampaignStore:
 
     def set_run_status(self, run: RunRecord, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
-        finished = datetime.now(UTC)
+        return self._save_run(run, status, datetime.now(UTC), None)
+
+    def settle_run(self, run: RunRecord, counts: dict[str, int]) -> bool:
+        """Keep a finished run's totals on its row once none of its messages can change
+        (read from there on instead of its batch); False on a conflict."""
+        if self._save_run(run, run.status, run.finished_at or datetime.now(UTC), counts):
+            run.settled_counts = dict(counts)
+            return True
+        return False
+
+    def _save_run(self, run: RunRecord, status: str, finished: datetime,
+                  counts: dict[str, int] | None) -> bool:
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
                   "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
                   "FinishedAt": finished, "Batch": run.batch}
+        if counts is not None:
+            entity["Counts"] = json.dumps(counts)
         with _STORAGE:
             try:
                 meta = self._t.update_entity(entity, mode=UpdateMode.REPLACE, etag=run.etag,

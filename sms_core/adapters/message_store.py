@@ -11,11 +11,19 @@ one more row, `~outbox.<chunk>` (after every message key), listing the chunk's p
 It is deleted once they were sent or their jobs are on the queue. The sweeper finds the rows
 left behind with one range query over the partitions of recent batches (batch ids start with
 their UTC time), from a cursor kept in the row `~outbox` / `cursor`.
+
+Kept totals (a campaign run's batch, `is_counted_batch`): every transaction that creates
+messages or changes their status also inserts one row `~delta.<random>` holding what it moved
+(`{"queued": -49, "sent": 49}`), so the totals change atomically with the messages, and no two
+writers ever contend for a counter row. `run_counts` reads the row `~totals` and the deltas not
+folded into it yet (one range query) and folds them: one transaction that replaces `~totals`
+under its ETag and deletes the deltas it added, so each delta counts exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +54,7 @@ from sms_core.models.records import (
     MessageRecord,
     OutboxRecord,
     batch_time,
+    is_counted_batch,
     split_message_id,
 )
 
@@ -54,6 +63,9 @@ _OUTBOX_PREFIX = "~outbox."  # '~' sorts after the digits of message and history
 _CURSOR_KEY = ("~outbox", "cursor")  # no batch id starts with '~'
 _MAX_CONFLICT_RETRIES = 8
 _CREATE_TRIES = 3
+_DELTA_PREFIX = "~delta."  # after every message and history key, before `~outbox.`
+_TOTALS_KEY = "~totals"
+_FOLD_ABOVE = 20  # deltas a read leaves unfolded
 _STORAGE = storage_errors("Message")
 
 
@@ -108,6 +120,31 @@ def _record(e: Any) -> MessageRecord:
     )
 
 
+def _tally(records: Iterable[MessageRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r.status)] = counts.get(str(r.status), 0) + 1
+    return counts
+
+
+def _delta(batch: str, moved: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    """The insert of a counted batch's delta row (what one transaction moved)."""
+    return ("create", {"PartitionKey": batch, "RowKey": f"{_DELTA_PREFIX}{uuid.uuid4().hex}",
+                       "Kind": "delta", **{f"n_{k}": v for k, v in moved.items() if v}})
+
+
+def _counts_of(row: Any) -> dict[str, int]:
+    return {str(k)[2:]: int(v) for k, v in row.items() if str(k).startswith("n_")}
+
+
+class _Folded(dict[str, Any]):
+    """A `~totals` row just written, with the ETag the next fold is guarded by."""
+
+    def __init__(self, row: dict[str, Any], etag: str | None) -> None:
+        super().__init__(row)
+        self.metadata = {"etag": etag}
+
+
 class MessageStore:
     """Reads and writes messages and their history."""
 
@@ -132,8 +169,9 @@ class MessageStore:
                 grouped.setdefault(r.index // OUTBOX_CHUNK, []).append(r)
             chunks: list[tuple[int | None, list[MessageRecord]]] = sorted(grouped.items())
         else:
-            chunks = [(None, list(records[i:i + ENTITY_GROUP_LIMIT]))
-                      for i in range(0, len(records), ENTITY_GROUP_LIMIT)]
+            # A counted batch's transactions carry their totals' delta row too.
+            size = ENTITY_GROUP_LIMIT - (1 if is_counted_batch(records[0].batch) else 0)
+            chunks = [(None, list(records[i:i + size])) for i in range(0, len(records), size)]
         if not outbox:  # a campaign chunk: its job is retried whole
             results = run_all(lambda c: self._create_chunk(c[1], c[0]), chunks)
             return [r for chunk in results for r in chunk]
@@ -160,6 +198,9 @@ class MessageStore:
     def _create_chunk(self, chunk: Sequence[MessageRecord],
                       outbox_chunk: int | None) -> list[MessageRecord]:
         ops: list[Any] = [("create", _entity(r)) for r in chunk]
+        counted = is_counted_batch(chunk[0].batch)
+        if counted:
+            ops.append(_delta(chunk[0].batch, _tally(chunk)))
         pending = [r for r in chunk if r.status in PENDING_STATUSES]
         if outbox_chunk is not None and pending:
             ops.append(("create", {
@@ -184,10 +225,15 @@ class MessageStore:
             for r in missing:
                 with _STORAGE:
                     try:
-                        self._table.create_entity(_entity(r))
+                        if counted:
+                            self._table.submit_transaction([("create", _entity(r)),
+                                                            _delta(r.batch, _tally([r]))])
+                        else:
+                            self._table.create_entity(_entity(r))
                         stored[r.index] = r
-                    except HttpResponseError as exc:
-                        if exc.status_code != 409:
+                    except (HttpResponseError, TableTransactionError) as exc:
+                        if getattr(exc, "status_code", None) != 409 and \
+                                error_code(exc) != "EntityAlreadyExists":
                             raise
                         stored.update({x.index: x for x in self.load(r.batch, [r.index])})
         return [stored[r.index] for r in chunk]
@@ -227,7 +273,7 @@ class MessageStore:
                     result[i] = rec
                 else:
                     plan.append((rec, change))
-            per_tx = ENTITY_GROUP_LIMIT // 2  # message update + history event
+            per_tx = (ENTITY_GROUP_LIMIT - 1) // 2  # message update + history event (+ delta)
             for start in range(0, len(plan), per_tx):
                 part = plan[start:start + per_tx]
                 ok = self._commit(batch, part, outbox)
@@ -286,6 +332,15 @@ class MessageStore:
                         {"mode": UpdateMode.REPLACE, "etag": rec.etag,
                          "match_condition": MatchConditions.IfNotModified}))
             updated[rec.index] = new
+        if is_counted_batch(batch):
+            moved: dict[str, int] = {}
+            for rec, _change in part:
+                if updated[rec.index].status != rec.status:
+                    moved[str(rec.status)] = moved.get(str(rec.status), 0) - 1
+                    new_status = str(updated[rec.index].status)
+                    moved[new_status] = moved.get(new_status, 0) + 1
+            if any(moved.values()):
+                ops.append(_delta(batch, moved))
         return ops, updated
 
     def _submit(self, updated: dict[int, MessageRecord], ops: list[Any]) -> bool:
@@ -417,6 +472,53 @@ class MessageStore:
                                                 parameters={"pk": batch}, select=["Status"]):
                 counts[e["Status"]] = counts.get(e["Status"], 0) + 1
         return counts
+
+    def run_counts(self, batch: str) -> dict[str, int]:
+        """The kept status totals of a counted batch: `~totals` plus the deltas not folded yet
+        (one range query), folded when there are more than a few (best effort: a fold that
+        loses a race leaves them for the next read)."""
+        with _STORAGE:
+            try:
+                rows = list(self._table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+                    parameters={"pk": batch, "lo": _DELTA_PREFIX, "hi": _TOTALS_KEY}))
+            except ResourceNotFoundError:
+                rows = []
+        totals = next((r for r in rows if r["RowKey"] == _TOTALS_KEY), None)
+        deltas = [r for r in rows if str(r["RowKey"]).startswith(_DELTA_PREFIX)]
+        counts = _counts_of(totals) if totals is not None else {}
+        for d in deltas:
+            for name, value in _counts_of(d).items():
+                counts[name] = counts.get(name, 0) + value
+        if len(deltas) > _FOLD_ABOVE:
+            self._fold(batch, totals, deltas)
+        return {k: v for k, v in counts.items() if v}
+
+    def _fold(self, batch: str, totals: Any, deltas: list[Any]) -> None:
+        """Add deltas into `~totals` and delete them, in transactions of 99 (each ETag-guarded
+        on `~totals`, so a delta is folded once or not at all)."""
+        for start in range(0, len(deltas), ENTITY_GROUP_LIMIT - 1):
+            part = deltas[start:start + ENTITY_GROUP_LIMIT - 1]
+            counts = _counts_of(totals) if totals is not None else {}
+            for d in part:
+                for name, value in _counts_of(d).items():
+                    counts[name] = counts.get(name, 0) + value
+            row = {"PartitionKey": batch, "RowKey": _TOTALS_KEY, "Kind": "totals",
+                   **{f"n_{k}": v for k, v in counts.items()}}
+            head: Any = (("update", row, {"mode": UpdateMode.REPLACE,
+                                          "etag": totals.metadata["etag"],
+                                          "match_condition": MatchConditions.IfNotModified})
+                         if totals is not None else ("create", row))
+            # A delta already deleted (folded by another read) fails the whole transaction.
+            ops = [head, *(("delete", {"PartitionKey": batch, "RowKey": d["RowKey"]})
+                           for d in part)]
+            with _STORAGE:
+                try:
+                    results = self._table.submit_transaction(ops)
+                except (TableTransactionError, ResourceModifiedError):
+                    return  # another read folded first
+            totals = _Folded(row, results[0].get("etag") if isinstance(results[0], dict)
+                             else None)
 
     def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
         """The messages of these ids that exist: one range query per batch, concurrently."""

@@ -135,6 +135,16 @@ def run_batch(campaign_id: str, key: str) -> str:
     return f"{key.replace('T', '').replace('Z', '')}{campaign_id}"
 
 
+# `<run time, 14 digits><campaign id>` (`run_batch`): the batches whose status totals are kept.
+_RUN_BATCH = re.compile(r"[0-9]{14}c[0-9]{14}[0-9a-f]{12}")
+
+
+def is_counted_batch(batch: str) -> bool:
+    """True for a campaign run's batch: its messages' status totals are kept as they change
+    (`MessageStore.run_counts`) rather than counted on read."""
+    return _RUN_BATCH.fullmatch(batch) is not None
+
+
 def legacy_run_batch(campaign_id: str, key: str) -> str:
     """The batch of a run started before runs recorded theirs (`c<campaign id>r<time>`)."""
     return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"
@@ -201,6 +211,7 @@ class RunRecord:
     etag: str | None = None
     done_chunks: set[int] = field(default_factory=set)
     batch_id: str | None = None  # as stored with the run; None: a new run's `run_batch`
+    settled_counts: dict[str, int] | None = None  # its totals once no message can change
 
     @property
     def batch(self) -> str:

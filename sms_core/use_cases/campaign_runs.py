@@ -41,6 +41,7 @@ from sms_core.models.records import (
     Change,
     MessageRecord,
     RunRecord,
+    is_counted_batch,
     run_key,
     run_time,
 )
@@ -290,14 +291,30 @@ def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
 
 def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
                  ) -> tuple[CampaignRecord, list[tuple[RunRecord, dict[str, int]]]]:
-    """Live counts per run; marks runs (and the campaign) completed when nothing is left."""
+    """Live counts per run; marks runs (and the campaign) completed when nothing is left.
+
+    The counts are kept as messages change (`Messages.run_counts`: a few rows per run, however
+    many messages), and kept on the run itself once none of them can change any more (nothing
+    pending, and nothing `sent` still waiting for its delivery report): a campaign's older runs
+    then cost nothing to read. Runs started before totals were kept are counted on read.
+    """
     out = []
+    waits_for_reports = campaign.delivery_report
     for run in deps.campaigns.runs(campaign.id):
-        counts = deps.messages.status_counts(run.batch)
+        if run.settled_counts is not None:
+            out.append((run, run.settled_counts))
+            continue
+        counted = is_counted_batch(run.batch)
+        counts = (deps.messages.run_counts(run.batch) if counted
+                  else deps.messages.status_counts(run.batch))
         if run.status == "sending" and len(run.done_chunks) >= run.chunks and not any(
                 counts.get(s, 0) for s in PENDING_STATUSES) and deps.campaigns.set_run_status(
                 run, "completed"):
             _log_completed(campaign, run, counts)
+        unsettled = (*PENDING_STATUSES, *((MessageStatus.SENT,) if waits_for_reports else ()))
+        if counted and run.status != "sending" and not any(
+                counts.get(str(s), 0) for s in unsettled):
+            deps.campaigns.settle_run(run, counts)
         out.append((run, counts))
     if campaign.status == "sending" and all(r.status != "sending" for r, _ in out):
         campaign.status = "scheduled" if campaign.next_run_at else "completed"

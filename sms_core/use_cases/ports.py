@@ -106,6 +106,11 @@ class Messages(Protocol):
         """How many messages of a batch are in each status (reads only the Status column)."""
         ...
 
+    def run_counts(self, batch: str) -> dict[str, int]:
+        """The same for a campaign run's batch, from its kept totals (`is_counted_batch`):
+        a few rows, however many messages it holds."""
+        ...
+
     def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
         """One message and the events of its history, oldest first; NotFound if unknown."""
         ...
@@ -282,6 +287,10 @@ class Campaigns(Protocol):
 
     def set_run_status(self, run: RunRecord, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
+        ...
+
+    def settle_run(self, run: RunRecord, counts: dict[str, int]) -> bool:
+        """Keep a finished run's final totals on it; False on a conflict."""
         ...
 
     def schedule(self, campaign_id: str, due: datetime) -> None:

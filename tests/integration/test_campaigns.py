@@ -20,6 +20,7 @@ from sms_core.errors import Conflict, NotFound, RequestInvalid
 from sms_core.models.campaigns import FanoutJob
 from sms_core.models.messages import MessageStatus
 from sms_core.models.records import batch_time, run_batch, run_time
+from sms_core.use_cases.audience_import import import_audience
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
@@ -74,8 +75,11 @@ def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -
     end = deadline(deadline_s)
     while time.monotonic() < end:
         work = take_fanout(services)
-        for job in work:
-            handle_fanout_job(services, job)
+        for job in work:  # as the campaign_fanout function does
+            if job.kind == "import":
+                import_audience(services, job.audience)
+            else:
+                handle_fanout_job(services, job)
         jobs = take_jobs(services)
         for dj in jobs:
             dispatch(services, dj)

@@ -215,6 +215,10 @@ class FakeMessages:
             counts[str(r.status)] = counts.get(str(r.status), 0) + 1
         return counts
 
+    def run_counts(self, batch: str) -> dict[str, int]:
+        # The real store keeps them with every change; here they are the rows' own.
+        return self.status_counts(batch)
+
     def with_history(self, public_id: str) -> tuple[MessageRecord, list[MessageEvent]]:
         batch, index = split_message_id(public_id)
         with self._lock:
@@ -535,6 +539,15 @@ class FakeCampaigns:
             if stored is None or stored.etag != run.etag:
                 return False
             run.status, run.finished_at, run.etag = status, _now(), self._etag()
+            self._runs[(run.campaign_id, run.key)] = replace(_copy(run), done_chunks=set())
+            return True
+
+    def settle_run(self, run: RunRecord, counts: dict[str, int]) -> bool:
+        with self._lock:
+            stored = self._runs.get((run.campaign_id, run.key))
+            if stored is None or stored.etag != run.etag:
+                return False
+            run.settled_counts, run.etag = dict(counts), self._etag()
             self._runs[(run.campaign_id, run.key)] = replace(_copy(run), done_chunks=set())
             return True
 
