@@ -126,20 +126,24 @@ class StorageClients:
         with storage_errors("Table"):
             next(iter(self._probe_service.list_tables(results_per_page=1)), None)
 
+    def _new_service(self, client: Any, kind: str, explicit_uri: str | None,
+                     read_timeout: float) -> Any:
+        """A Queue or Blob service client (`client`, the SDK's class) for the account."""
+        conn = self._settings.storage_connection_string
+        transport = pooled_transport(self._session, connection_timeout=20,
+                                     read_timeout=read_timeout)
+        if conn:
+            return client.from_connection_string(conn, transport=transport)
+        return client(self._service_uri(kind, explicit_uri), credential=self._credential(),
+                      transport=transport)
+
     def queue_service(self) -> QueueServiceClient:
         """The Queue service client for the configured account."""
         with self._lock:
             if self._queue_service is None:
-                conn = self._settings.storage_connection_string
                 # The Queue SDK's own timeouts (20 s to connect, 60 s to read).
-                transport = pooled_transport(self._session, connection_timeout=20,
-                                             read_timeout=60)
-                self._queue_service = (
-                    QueueServiceClient.from_connection_string(conn, transport=transport)
-                    if conn else
-                    QueueServiceClient(self._service_uri(
-                        "queue", self._settings.storage_queue_service_uri),
-                        credential=self._credential(), transport=transport))
+                self._queue_service = self._new_service(
+                    QueueServiceClient, "queue", self._settings.storage_queue_service_uri, 60)
             return self._queue_service
 
     def has_blobs(self) -> bool:
@@ -158,15 +162,8 @@ class StorageClients:
                                      "names no BlobEndpoint)")
         with self._lock:
             if self._blob_service is None:
-                conn = self._settings.storage_connection_string
-                transport = pooled_transport(self._session, connection_timeout=20,
-                                             read_timeout=120)
-                self._blob_service = (
-                    BlobServiceClient.from_connection_string(conn, transport=transport)
-                    if conn else
-                    BlobServiceClient(self._service_uri(
-                        "blob", self._settings.storage_blob_service_uri),
-                        credential=self._credential(), transport=transport))
+                self._blob_service = self._new_service(
+                    BlobServiceClient, "blob", self._settings.storage_blob_service_uri, 120)
             return self._blob_service
 
     def container(self, name: str) -> ContainerClient:

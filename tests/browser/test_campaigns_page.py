@@ -18,9 +18,11 @@ from tests.numbers import unique_number
 from tests.stack import SENDER, Stack
 
 
-def upload(page: Page, name: str, csv_text: str) -> None:
+def upload(page: Page, name: str, csv: str | bytes, file_name: str | None = None) -> None:
+    """Pick the file, name the audience, press Upload audience."""
+    data = csv.encode() if isinstance(csv, str) else csv
     page.get_by_label("CSV file").set_input_files(
-        files=[FilePayload(name=f"{name}.csv", mimeType="text/csv", buffer=csv_text.encode())])
+        files=[FilePayload(name=file_name or f"{name}.csv", mimeType="text/csv", buffer=data)])
     page.get_by_label("Audience name").fill(name)
     page.get_by_role("button", name="Upload audience").click()
 
@@ -383,10 +385,7 @@ def test_a_csv_larger_than_a_part_is_sent_in_parts_and_imported(
 
     console.get_by_role("button", name="New campaign").click()
     console.get_by_label("Upload a CSV").check()
-    console.get_by_label("CSV file").set_input_files(
-        files=[FilePayload(name="big.csv", mimeType="text/csv", buffer=data)])
-    console.get_by_label("Audience name").fill("big file")
-    console.get_by_role("button", name="Upload audience").click()
+    upload(console, "big file", data, "big.csv")
 
     label = console.locator("#upload-progress-label")
     bar = console.get_by_role("progressbar", name=re.compile("^Sending part"))
@@ -436,10 +435,7 @@ def test_a_large_csv_with_a_bad_row_far_down_names_its_line(
     sent = in_small_parts(console)
     console.get_by_role("button", name="New campaign").click()
     console.get_by_label("Upload a CSV").check()
-    console.get_by_label("CSV file").set_input_files(
-        files=[FilePayload(name="broken.csv", mimeType="text/csv", buffer=data)])
-    console.get_by_label("Audience name").fill("broken big file")
-    console.get_by_role("button", name="Upload audience").click()
+    upload(console, "broken big file", data, "broken.csv")
 
     error = console.locator("#upload-error")
     expect(error).to_contain_text("line 302")
