@@ -24,6 +24,22 @@ def open_messages(page: Page) -> None:
     expect(page.get_by_role("heading", name="Messages", level=1)).to_be_visible()
 
 
+def follow_more(more: Locator, rows: Locator, status: Locator, at_most: int, *,
+                counted: bool = False) -> None:
+    """Press More until it is gone, each page adding rows below the ones shown (and, with
+    `counted`, the status saying how many are shown)."""
+    for _ in range(at_most):
+        if not more.is_visible():
+            break
+        shown = rows.count()
+        more.click()
+        expect(status).not_to_contain_text("Loading")
+        assert rows.count() >= shown
+        if counted:
+            expect(status).to_contain_text(f"{rows.count()} messages shown")
+    expect(more).to_be_hidden()
+
+
 def assert_timeline(timeline: Locator) -> None:
     """The history in order: queued, sent, delivered (also when the delivery report came back
     before the send was recorded: `sent` is then noted where it happened)."""
@@ -78,14 +94,7 @@ def test_the_search_finds_sent_messages_and_opens_a_timeline(
     expect(status).to_contain_text("more are available")
     more = console.get_by_role("button", name="More")
     # A page may hold fewer than its limit while more remain: follow More until the end.
-    for _ in range(len(PEOPLE)):
-        if not more.is_visible():
-            break
-        shown = rows.count()
-        more.click()
-        expect(status).not_to_contain_text("Loading")
-        assert rows.count() >= shown
-    expect(more).to_be_hidden()
+    follow_more(more, rows, status, len(PEOPLE))
     expect(rows).to_have_count(len(PEOPLE))
     assert sorted(r.get_attribute("data-id") or "" for r in rows.all()) == sorted(ids)
     expect(status).to_have_text(f"{len(PEOPLE)} messages shown.")
@@ -141,15 +150,7 @@ def test_paging_forward_with_more_then_a_new_search_starts_from_the_first_page(
     assert 0 < len(first_page) <= 10
 
     # Forward: each More adds the next page below the ones shown, until none remains.
-    for _ in range(len(people)):
-        if not more.is_visible():
-            break
-        shown = rows.count()
-        more.click()
-        expect(status).not_to_contain_text("Loading")
-        assert rows.count() >= shown
-        expect(status).to_contain_text(f"{rows.count()} messages shown")
-    expect(more).to_be_hidden()
+    follow_more(more, rows, status, len(people), counted=True)
     expect(rows).to_have_count(len(people))
     assert sorted(r.get_attribute("data-id") or "" for r in rows.all()) == ids
     expect(status).to_have_text(f"{len(people)} messages shown.")
