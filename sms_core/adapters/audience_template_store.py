@@ -15,7 +15,7 @@ template id.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +119,13 @@ class AudienceStore:
         with _AUDIENCE_STORAGE:
             return [MemberRecord(e["To"], json.loads(e["Attributes"]))
                     for e in self._member_rows(info, ["To", "Attributes"])]
+
+    def each_member(self, audience_id: str) -> Iterator[MemberRecord]:
+        """The members one at a time, in their saved order (read a page at a time)."""
+        info = self.get(audience_id)
+        with _AUDIENCE_STORAGE:
+            for e in self._member_rows(info, ["To", "Attributes"]):
+                yield MemberRecord(e["To"], json.loads(e["Attributes"]))
 
     def _member_rows(self, info: AudienceRecord, select: list[str]) -> Any:
         if info.layout == _LAYOUT_BLOCKS:

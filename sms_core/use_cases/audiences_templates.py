@@ -12,7 +12,7 @@ from sms_core.models.campaign_views import (
 )
 from sms_core.models.campaigns import TemplateRequest
 from sms_core.models.queries import AudienceUpload
-from sms_core.use_cases.campaigns import checked_filter, compile_template, ready_audience
+from sms_core.use_cases.campaigns import checked_rule, compile_template, ready_audience
 from sms_core.use_cases.ports import Audiences, Templates
 
 
@@ -39,13 +39,13 @@ def count_audience(audiences: Audiences, audience_id: str,
     """How many members a saved audience has and how many of them `rule` matches (all without
     one); NotFound for an unknown audience, a 400 naming `filter` for a bad or unknown-column
     rule, checked exactly as a campaign's `audience.filter` is."""
-    ready_audience(audiences.get(audience_id))
-    members = [m.attributes for m in audiences.members(audience_id)]
+    info = ready_audience(audiences.get(audience_id))
     if rule is None:
-        return AudienceCountPublic(members=len(members), matching=len(members))
-    matcher = checked_filter(rule, members, "filter")
-    return AudienceCountPublic(members=len(members),
-                               matching=sum(1 for m in members if matcher.matches(m)))
+        return AudienceCountPublic(members=info.size, matching=info.size)
+    matcher = checked_rule(rule, info.columns if info.size else None, "filter")
+    # The members go by one at a time: an audience of any size counts in constant memory.
+    return AudienceCountPublic(members=info.size, matching=sum(
+        1 for m in audiences.each_member(audience_id) if matcher.matches(m.attributes)))
 
 
 def delete_audience(audiences: Audiences, audience_id: str) -> None:

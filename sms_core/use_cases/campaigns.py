@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -121,13 +121,20 @@ def checked_filter(text: str, members: Sequence[Mapping[str, str]],
                    field_name: str) -> AudienceFilter:
     """The parsed audience rule, or a 400 naming `field_name`: a syntax error, or a column no
     member has (a typo would otherwise quietly match nobody)."""
+    if not members:  # "the audience has no recipients" says more than any column could
+        return checked_rule(text, None, field_name)
+    return checked_rule(text, {key for m in members for key in m}, field_name)
+
+
+def checked_rule(text: str, columns: Iterable[str] | None, field_name: str) -> AudienceFilter:
+    """The parsed rule, checked against the audience's `columns` (not checked with None)."""
     try:
         rule = parse_filter(text)
     except FilterSyntaxError as exc:
         raise invalid_field(field_name, str(exc)) from None
-    if not members:
-        return rule  # "the audience has no recipients" says more
-    columns = sorted({key for m in members for key in m}, key=str.casefold)
+    if columns is None:
+        return rule
+    columns = sorted(set(columns), key=str.casefold)
     unknown = rule.unknown_attributes(columns)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)

@@ -326,6 +326,10 @@ class Audiences(Protocol):
         """All members of an audience in their saved order (one partition query)."""
         ...
 
+    def each_member(self, audience_id: str) -> Iterator[MemberRecord]:
+        """The members one at a time, in their saved order (NotFound first when none)."""
+        ...
+
     def delete(self, audience_id: str) -> None:
         """Delete an audience: invisible at once, its member rows removed after."""
         ...

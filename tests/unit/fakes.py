@@ -607,6 +607,9 @@ class FakeAudiences:
         with self._lock:
             return list(_saved_id("audience", audience_id, self._items)[1])
 
+    def each_member(self, audience_id: str) -> Iterator[MemberRecord]:
+        yield from self.members(audience_id)
+
     def delete(self, audience_id: str) -> None:
         with self._lock:
             _saved_id("audience", audience_id, self._items)
