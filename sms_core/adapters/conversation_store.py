@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
@@ -290,7 +290,7 @@ class ConversationStore:
             try:
                 self._table.submit_transaction(
                     [("delete", {"PartitionKey": pk, "RowKey": k}) for k in keys[i:i + 100]])
-            except (TableTransactionError, HttpResponseError) as exc:
+            except (TableTransactionError, AzureError) as exc:  # a dropped POST included
                 log.info("conversation index rows of %s left for the next read: %s", pk, exc)
 
     def _first_page(self, pages: Any) -> list[Any]:

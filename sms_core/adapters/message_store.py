@@ -30,6 +30,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     HttpResponseError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -512,11 +513,13 @@ class MessageStore:
             # A delta already deleted (folded by another read) fails the whole transaction.
             ops = [head, *(("delete", {"PartitionKey": batch, "RowKey": d["RowKey"]})
                            for d in part)]
-            with _STORAGE:
-                try:
-                    results = self._table.submit_transaction(ops)
-                except (TableTransactionError, ResourceModifiedError):
-                    return  # another read folded first
+            try:
+                results = self._table.submit_transaction(ops)
+            except (TableTransactionError, AzureError):
+                # Another read folded first, or the call failed (a POST whose connection
+                # dropped is not retried by azure-core): the deltas stay for the next read,
+                # which counts them as they are. A read never fails because of its fold.
+                return
             totals = _Folded(row, results[0].get("etag") if isinstance(results[0], dict)
                              else None)
 

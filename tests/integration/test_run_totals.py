@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from localdev.acs_emulator import AcsEmulator
-from localdev.storage_proxy import StorageProxy, total_requests
+from localdev.storage_proxy import Fault, StorageProxy, total_requests
 from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.models.messages import MessageStatus
@@ -126,3 +126,23 @@ def test_a_run_is_settled_once_no_message_can_change(services: Services) -> None
     refresh_runs(services, services.campaigns.get(prepared.id))
     (run,) = services.campaigns.runs(prepared.id)
     assert run.settled_counts == {"delivered": 3}
+
+
+def test_a_fold_that_fails_never_fails_the_read(proxy: StorageProxy,
+                                                emulator: AcsEmulator) -> None:
+    """A fold is best effort: refused (or dropped) by storage, the read still answers, exactly."""
+    services = make_services(proxy.connection_string(), emulator)
+    batch = run_batch("c20260101000000bbbbbbbbbbbb", run_key(datetime.now(UTC)))
+    now = datetime.now(UTC)
+    services.messages.create_batch([MessageRecord(
+        batch=batch, index=i, sender="+18005550100", to=new_number(), body="x",
+        status=MessageStatus.QUEUED, initial_status=MessageStatus.QUEUED, segments=1,
+        encoding="GSM-7", created_at=now, updated_at=now) for i in range(40)])
+    run_all(lambda i: services.messages.apply(batch, [i], lambda r: Change(
+        status=MessageStatus.SENT, detail="sent")), range(30))
+    proxy.fault = lambda info: Fault(400) if b"~totals" in info.body else None
+    assert services.messages.run_counts(batch) == {"queued": 10, "sent": 30}
+    assert deltas(services, batch) > 20  # nothing was folded
+    proxy.fault = None
+    assert services.messages.run_counts(batch) == {"queued": 10, "sent": 30}
+    assert deltas(services, batch) <= 20
