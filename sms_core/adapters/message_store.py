@@ -138,14 +138,6 @@ def _counts_of(row: Any) -> dict[str, int]:
     return {str(k)[2:]: int(v) for k, v in row.items() if str(k).startswith("n_")}
 
 
-class _Folded(dict[str, Any]):
-    """A `~totals` row just written, with the ETag the next fold is guarded by."""
-
-    def __init__(self, row: dict[str, Any], etag: str | None) -> None:
-        super().__init__(row)
-        self.metadata = {"etag": etag}
-
-
 class MessageStore:
     """Reads and writes messages and their history."""
 
@@ -498,18 +490,18 @@ class MessageStore:
     def _fold(self, batch: str, totals: Any, deltas: list[Any]) -> None:
         """Add deltas into `~totals` and delete them, in transactions of 99 (each ETag-guarded
         on `~totals`, so a delta is folded once or not at all)."""
+        counts = _counts_of(totals) if totals is not None else {}
+        etag: str | None = totals.metadata["etag"] if totals is not None else None
         for start in range(0, len(deltas), ENTITY_GROUP_LIMIT - 1):
             part = deltas[start:start + ENTITY_GROUP_LIMIT - 1]
-            counts = _counts_of(totals) if totals is not None else {}
             for d in part:
                 for name, value in _counts_of(d).items():
                     counts[name] = counts.get(name, 0) + value
             row = {"PartitionKey": batch, "RowKey": _TOTALS_KEY, "Kind": "totals",
                    **{f"n_{k}": v for k, v in counts.items()}}
-            head: Any = (("update", row, {"mode": UpdateMode.REPLACE,
-                                          "etag": totals.metadata["etag"],
+            head: Any = (("update", row, {"mode": UpdateMode.REPLACE, "etag": etag,
                                           "match_condition": MatchConditions.IfNotModified})
-                         if totals is not None else ("create", row))
+                         if etag is not None else ("create", row))
             # A delta already deleted (folded by another read) fails the whole transaction.
             ops = [head, *(("delete", {"PartitionKey": batch, "RowKey": d["RowKey"]})
                            for d in part)]
@@ -520,8 +512,9 @@ class MessageStore:
                 # dropped is not retried by azure-core): the deltas stay for the next read,
                 # which counts them as they are. A read never fails because of its fold.
                 return
-            totals = _Folded(row, results[0].get("etag") if isinstance(results[0], dict)
-                             else None)
+            etag = results[0].get("etag") if isinstance(results[0], dict) else None
+            if etag is None:
+                return  # no ETag to guard the next part by: the next read folds the rest
 
     def by_ids(self, public_ids: Sequence[str]) -> dict[str, MessageRecord]:
         """The messages of these ids that exist: one range query per batch, concurrently."""

@@ -299,7 +299,8 @@ def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
     then cost nothing to read. Runs started before totals were kept are counted on read.
     """
     out = []
-    waits_for_reports = campaign.delivery_report
+    # A `sent` message can still change while its delivery report may come.
+    unsettled = (*PENDING_STATUSES, *((MessageStatus.SENT,) if campaign.delivery_report else ()))
     for run in deps.campaigns.runs(campaign.id):
         if run.settled_counts is not None:
             out.append((run, run.settled_counts))
@@ -311,7 +312,6 @@ def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
                 counts.get(s, 0) for s in PENDING_STATUSES) and deps.campaigns.set_run_status(
                 run, "completed"):
             _log_completed(campaign, run, counts)
-        unsettled = (*PENDING_STATUSES, *((MessageStatus.SENT,) if waits_for_reports else ()))
         if counted and run.status != "sending" and not any(
                 counts.get(str(s), 0) for s in unsettled):
             deps.campaigns.settle_run(run, counts)
