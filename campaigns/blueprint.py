@@ -11,13 +11,8 @@ from sms_core.bootstrap import get_services
 from sms_core.errors import NotFound
 from sms_core.models.campaigns import FanoutJob
 from sms_core.use_cases import audiences_templates as saved
-from sms_core.use_cases.audience_import import (
-    import_audience,
-    new_upload,
-    put_upload_part,
-    start_import,
-)
-from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
+from sms_core.use_cases.audience_import import new_upload, put_upload_part, start_import
+from sms_core.use_cases.campaign_jobs import campaign_tick, handle_campaign_job
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
     confirm_send,
@@ -43,12 +38,19 @@ log = logging.getLogger(__name__)
 @bp.route(route="campaigns", methods=["GET", "POST"])
 def campaigns(req: func.HttpRequest) -> func.HttpResponse:
     """POST prepares (JSON, or text/csv + query fields): 201 with the preview and the
-    confirmationToken, nothing sent. GET lists campaigns."""
+    confirmationToken, nothing sent; 202 `preparing` for a large saved audience, prepared in
+    the background. GET lists campaigns."""
     if req.method == "GET":
         return handle(req, lambda: json_response(list_campaigns(
             get_services().campaigns, page_query(req.params)).public()))
-    return handle(req, lambda: json_response(prepare_campaign(get_services(), campaign_request(
-        req.get_body(), req.headers.get("Content-Type"), req.params)).public(), status=201))
+
+    def run() -> func.HttpResponse:
+        prepared = prepare_campaign(get_services(), campaign_request(
+            req.get_body(), req.headers.get("Content-Type"), req.params))
+        return json_response(prepared.public(),
+                             status=202 if prepared.status == "preparing" else 201)
+
+    return handle(req, run)
 
 
 @bp.route(route="campaigns/{id}", methods=["GET"])
@@ -84,19 +86,17 @@ def campaign_actions(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.queue_trigger(arg_name="msg", queue_name="sms-campaigns", connection="AzureWebJobsStorage")
 def campaign_fanout(msg: func.QueueMessage) -> None:
-    """Fire a due campaign run, fan out one chunk of a run's recipients, or import (a slice
-    of) an uploaded audience file."""
-    job = FanoutJob.model_validate_json(queue_text(msg.get_body()))
-    if job.kind == "import":
-        import_audience(get_services(), job.audience)
-    else:
-        handle_fanout_job(get_services(), job)
+    """Fire a due campaign run, fan out one chunk of a run's recipients, import (a slice
+    of) an uploaded audience file, or prepare a part of a large campaign."""
+    handle_campaign_job(get_services(),
+                        FanoutJob.model_validate_json(queue_text(msg.get_body())))
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
 def campaign_scheduler(timer: func.TimerRequest) -> None:
-    """Every minute: fire campaign runs that are due (sendAt, cron), settle finished ones."""
-    fired = run_due(get_services())
+    """Every minute: fire campaign runs that are due (sendAt, cron), settle finished ones,
+    resume preparations that lost a job."""
+    fired = campaign_tick(get_services())
     # Every minute: only a tick that fired something is worth a line at INFO.
     log.log(logging.INFO if fired else logging.DEBUG, "campaign scheduler: %d run(s) fired", fired)
 

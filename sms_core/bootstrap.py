@@ -20,6 +20,7 @@ from sms_core.adapters.idempotency_store import IdempotencyStore
 from sms_core.adapters.inbound_store import InboundStore
 from sms_core.adapters.job_queue import JobQueue
 from sms_core.adapters.message_store import MessageStore
+from sms_core.adapters.preparation_store import PreparationStore
 from sms_core.adapters.provider_index import ProviderIndex
 from sms_core.adapters.sender_pacer import SenderPacer
 from sms_core.adapters.storage import (
@@ -122,6 +123,12 @@ class Services:
         """Campaigns, their runs and recipient snapshots."""
         return CampaignStore(self.storage.table(CAMPAIGNS_TABLE),
                              self.storage.table(CAMPAIGN_RECIPIENTS_TABLE))
+
+    @cached_property
+    def preparations(self) -> PreparationStore:
+        """What background campaign preparations keep between their jobs."""
+        return PreparationStore(self.storage.table(CAMPAIGNS_TABLE),
+                                self.storage.table(CAMPAIGN_RECIPIENTS_TABLE))
 
     @cached_property
     def audiences(self) -> AudienceStore:

@@ -127,6 +127,18 @@ class AudienceStore:
             for e in self._member_rows(info, ["To", "Attributes"]):
                 yield MemberRecord(e["To"], json.loads(e["Attributes"]))
 
+    def member_range(self, info: AudienceRecord, lo: int, hi: int
+                     ) -> list[tuple[int, MemberRecord]]:
+        """(index, member) of the members with index in [lo, hi), a range within one block of
+        an audience saved in blocks: one range query."""
+        assert info.layout == _LAYOUT_BLOCKS and lo // MEMBER_BLOCK == (hi - 1) // MEMBER_BLOCK
+        with _AUDIENCE_STORAGE:
+            return [(int(e["RowKey"]), MemberRecord(e["To"], json.loads(e["Attributes"])))
+                    for e in self._t.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                        parameters={"pk": _member_partition(info.id, lo), "lo": f"{lo:08d}",
+                                    "hi": f"{hi:08d}"}, select=["RowKey", "To", "Attributes"])]
+
     def _member_rows(self, info: AudienceRecord, select: list[str]) -> Any:
         if info.layout == _LAYOUT_BLOCKS:
             return self._t.query_entities(

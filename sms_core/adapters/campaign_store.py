@@ -7,8 +7,12 @@ Campaigns table:
   marks fan-out chunk N of that run as done.
 - PK `schedule`, RK `<dueKey>.<campaign id>`: the schedule index the timer reads by range.
 
-CampaignRecipients table: PK campaign id, RK the 5-digit row index (also the message index of
-every run), holding the prepared snapshot: number, rendered text, segments and verdict.
+CampaignRecipients table, the prepared snapshot (number, rendered text, segments, verdict):
+PK `<campaign id>.<block, 5 digits>`, RK the 8-digit row index; a block holds 10,000 rows
+(`SNAPSHOT_BLOCK`), so a snapshot of any size spreads over partitions of bounded size.
+Campaigns prepared before blocks (`Layout` 1 on their row, or none) keep theirs in the partition
+`<campaign id>` with 5-digit keys. The same table holds a background preparation's number
+claims (`adapters.preparation_store`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
-from sms_core.adapters.table_batches import write_new_rows
+from sms_core.adapters.table_batches import upsert_rows, write_new_rows
+from sms_core.concurrency import run_all
 from sms_core.errors import NotFound, StorageUnavailable
 from sms_core.models.records import (
+    SNAPSHOT_BLOCK,
     CampaignRecord,
     RecipientRecord,
     RunRecord,
@@ -48,7 +54,7 @@ _CHANGE_RETRIES = 8
 _STORAGE = storage_errors("Campaign")
 
 
-def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
+def put_json(entity: dict[str, Any], name: str, value: Any) -> None:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     parts = [text[i:i + _JSON_PART_CHARS] for i in range(0, len(text), _JSON_PART_CHARS)]
     entity[f"{name}Parts"] = len(parts)
@@ -56,7 +62,7 @@ def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
         entity[f"{name}{i}"] = part
 
 
-def _get_json(entity: Any, name: str, default: Any = None) -> Any:
+def get_json(entity: Any, name: str, default: Any = None) -> Any:
     count = int(entity.get(f"{name}Parts", 0) or 0)
     if not count:
         return default
@@ -74,11 +80,15 @@ def _campaign_entity(item: CampaignRecord) -> dict[str, Any]:
     optional = {"TemplateId": item.template_id, "Tag": item.tag, "LastRun": item.last_run,
                 "NextRunAt": item.next_run_at}
     e.update({k: v for k, v in optional.items() if v is not None})
-    _put_json(e, "Preview", item.preview)
+    put_json(e, "Preview", item.preview)
     if item.schedule is not None:
         e["Schedule"] = json.dumps(item.schedule)
     if item.quiet_hours is not None:
         e["QuietHours"] = json.dumps(item.quiet_hours)
+    if item.layout != 1:
+        e.update(Layout=item.layout, Span=item.span)
+    if item.preparation is not None:
+        e["Preparation"] = json.dumps(item.preparation)
     return e
 
 def _campaign(e: Any) -> CampaignRecord:
@@ -86,19 +96,29 @@ def _campaign(e: Any) -> CampaignRecord:
     return CampaignRecord(
         id=e["RowKey"], name=e["Name"], sender=e["From"], template=e["Template"],
         status=e["Status"], created_at=e["CreatedAt"], updated_at=e["UpdatedAt"],
-        total=int(e["Total"]), valid=int(e["Valid"]), preview=_get_json(e, "Preview", {}),
+        total=int(e["Total"]), valid=int(e["Valid"]), preview=get_json(e, "Preview", {}),
         token_hash=e["TokenHash"], template_id=e.get("TemplateId"), tag=e.get("Tag"),
         delivery_report=bool(e.get("DeliveryReport", True)),
         schedule=json.loads(e["Schedule"]) if e.get("Schedule") else None,
         quiet_hours=json.loads(e["QuietHours"]) if e.get("QuietHours") else None,
         last_run=e.get("LastRun"), next_run_at=e.get("NextRunAt"),
-        runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"))
+        runs=int(e.get("Runs", 0)), etag=e.metadata.get("etag"),
+        layout=int(e.get("Layout") or 1), span=int(e.get("Span") or 0),
+        preparation=json.loads(e["Preparation"]) if e.get("Preparation") else None)
 
 
-def _row_entity(item: RecipientRecord, campaign_id: str) -> dict[str, Any]:
+def snapshot_key(campaign: CampaignRecord, index: int) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of snapshot row `index` (see the module docstring)."""
+    if campaign.layout == 1:
+        return campaign.id, f"{index:05d}"
+    return f"{campaign.id}.{index // SNAPSHOT_BLOCK:05d}", f"{index:08d}"
+
+
+def _row_entity(item: RecipientRecord, campaign: CampaignRecord) -> dict[str, Any]:
     """The Table entity of a snapshot row."""
-    e: dict[str, Any] = {"PartitionKey": campaign_id, "RowKey": f"{item.index:05d}",
-                         "To": item.to, "Verdict": item.verdict}
+    pk, rk = snapshot_key(campaign, item.index)
+    e: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk, "To": item.to,
+                         "Verdict": item.verdict}
     if item.verdict == "valid":
         e.update(Body=item.body, Segments=item.segments, Encoding=item.encoding)
     if item.reason:
@@ -130,8 +150,22 @@ class CampaignStore:
     @_STORAGE
     def create(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord]) -> None:
         """Write the snapshot rows, then the campaign: a crash leaves no visible campaign."""
-        write_new_rows(self._r, [_row_entity(r, campaign.id) for r in rows])
-        self._t.create_entity(_campaign_entity(campaign))
+        self.write_rows(campaign, rows, new=True)
+        meta = self._t.create_entity(_campaign_entity(campaign))
+        campaign.etag = meta.get("etag", campaign.etag)
+
+    def write_rows(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord], *,
+                   new: bool) -> None:
+        """Write snapshot rows, each block's in its partition's transactions, blocks side by
+        side; idempotent (`new`: rows not written yet, except by a crashed attempt; otherwise
+        they replace the rows of those indices)."""
+        blocks: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            entity = _row_entity(row, campaign)
+            blocks.setdefault(entity["PartitionKey"], []).append(entity)
+        write = write_new_rows if new else upsert_rows
+        with _STORAGE:
+            run_all(lambda block: write(self._r, block), list(blocks.values()))
 
     def get(self, campaign_id: str) -> CampaignRecord:
         """The campaign, or NotFound."""
@@ -186,19 +220,31 @@ class CampaignStore:
     # -- recipients ---------------------------------------------------------------------------
 
     @_STORAGE
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
-        """The valid rows with index in [lo, hi): one range query."""
+    def recipients(self, campaign: CampaignRecord, lo: int, hi: int) -> list[RecipientRecord]:
+        """The valid rows with index in [lo, hi), a range within one block: one range query."""
+        pk, first = snapshot_key(campaign, lo)
+        assert snapshot_key(campaign, hi - 1)[0] == pk, "a range within one block"
         return [_recipient_row(e) for e in self._r.query_entities(
             "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Verdict eq 'valid'",
-            parameters={"pk": campaign_id, "lo": f"{lo:05d}", "hi": f"{hi:05d}"})]
+            parameters={"pk": pk, "lo": first, "hi": snapshot_key(campaign, hi - 1)[1] + "~"})]
+
+    def rows(self, campaign: CampaignRecord, indices: Sequence[int]) -> list[RecipientRecord]:
+        """The snapshot rows of `indices` (point reads, side by side; absent ones left out)."""
+        def read(index: int) -> RecipientRecord | None:
+            with contextlib.suppress(ResourceNotFoundError):
+                return _recipient_row(self._r.get_entity(*snapshot_key(campaign, index)))
+            return None
+
+        with _STORAGE:
+            return [r for r in run_all(read, list(indices)) if r is not None]
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
+    def start_run(self, campaign_id: str, key: str, chunks: int, blocks: int = 1) -> RunRecord:
         """Create the run (or return it when it already exists: a retried start)."""
         entity = {"PartitionKey": campaign_id, "RowKey": f"run.{key}", "Kind": "run",
                   "Chunks": chunks, "Status": "sending", "StartedAt": datetime.now(UTC),
-                  "Batch": run_batch(campaign_id, key)}
+                  "Batch": run_batch(campaign_id, key), "Blocks": blocks}
         with _STORAGE, contextlib.suppress(ResourceExistsError):  # a retried start
             self._t.create_entity(entity)
         run = self.run(campaign_id, key)
@@ -227,7 +273,8 @@ class CampaignStore:
                     campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
                     e.get("FinishedAt"), e.metadata.get("etag"),
                     batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key),
-                    settled_counts=json.loads(e["Counts"]) if e.get("Counts") else None)
+                    settled_counts=json.loads(e["Counts"]) if e.get("Counts") else None,
+                    blocks=int(e.get("Blocks") or 1))
         for e in rows:
             if e.get("Kind") == "chunk" and e["Run"] in runs:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
@@ -256,7 +303,7 @@ class CampaignStore:
                   counts: dict[str, int] | None) -> bool:
         entity = {"PartitionKey": run.campaign_id, "RowKey": f"run.{run.key}", "Kind": "run",
                   "Chunks": run.chunks, "Status": status, "StartedAt": run.started_at,
-                  "FinishedAt": finished, "Batch": run.batch}
+                  "FinishedAt": finished, "Batch": run.batch, "Blocks": run.blocks}
         if counts is not None:
             entity["Counts"] = json.dumps(counts)
         with _STORAGE:

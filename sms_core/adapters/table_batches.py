@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
@@ -24,25 +24,41 @@ def write_new_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> No
     written again as upserts, so the call stays idempotent. Azure errors propagate: the
     calling store translates them (`azure_errors.storage_errors`).
     """
+    def write(chunk: Sequence[dict[str, Any]]) -> None:
+        try:
+            table.submit_transaction([("create", e) for e in chunk])
+        except TableTransactionError as exc:
+            if error_code(exc) != "EntityAlreadyExists":
+                raise
+            _upsert(table, chunk)
+
+    _in_transactions(entities, write)
+
+
+def upsert_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> None:
+    """Replace (or insert) rows, all in one partition, with transactions of 100 in parallel."""
+    _in_transactions(entities, lambda chunk: _upsert(table, chunk))
+
+
+def _upsert(table: TableClient, chunk: Sequence[dict[str, Any]]) -> None:
+    table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
+
+
+def _in_transactions(entities: Sequence[dict[str, Any]],
+                     write: Callable[[Sequence[dict[str, Any]]], None]) -> None:
     chunks = [entities[i:i + ENTITY_GROUP_LIMIT]
               for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
 
-    def write(chunk: Sequence[dict[str, Any]]) -> None:
-        for attempt in range(1, _ATTEMPTS + 1):
+    def attempt(chunk: Sequence[dict[str, Any]]) -> None:
+        for n in range(1, _ATTEMPTS + 1):
             try:
-                try:
-                    table.submit_transaction([("create", e) for e in chunk])
-                except TableTransactionError as exc:
-                    if error_code(exc) != "EntityAlreadyExists":
-                        raise
-                    table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
-                                              for e in chunk])
+                write(chunk)
                 return
             except (ServiceRequestError, ServiceResponseError):
                 # azure-core does not retry a POST whose connection dropped (a transaction is
-                # a POST); this one is safe to repeat, so it is retried here.
-                if attempt == _ATTEMPTS:
+                # a POST); every write here is safe to repeat, so it is retried here.
+                if n == _ATTEMPTS:
                     raise
-                time.sleep(0.2 * attempt)
+                time.sleep(0.2 * n)
 
-    run_all(write, chunks)
+    run_all(attempt, chunks)

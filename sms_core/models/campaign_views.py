@@ -174,12 +174,24 @@ class RunPublic(_Public):
                    finished_at=run.finished_at, counts=CampaignCountsPublic.of(statuses))
 
 
+class PreparationPublic(_Public):
+    """How far the background preparation of a large audience is; its counts grow as its
+    chunks are read (duplicates and opt-outs once every chunk is), and are the preview's when
+    it is done."""
+
+    stage: str  # chunks | buckets | done
+    rows_read: int = Field(serialization_alias="rowsRead")
+    rows_total: int = Field(serialization_alias="rowsTotal")
+    counts: RecipientCountsPublic
+    error: str | None = Field(None, exclude_if=_unset)
+
+
 class CampaignSummaryPublic(_Public):
     """A campaign without its preview and live counts: an entry of `GET /api/campaigns`."""
 
     id: str
     name: str
-    status: str  # prepared | scheduled | sending | completed | canceled
+    status: str  # preparing | failed | prepared | scheduled | sending | completed | canceled
     from_: str = Field(serialization_alias="from")
     template: str
     created_at: IsoDatetime = Field(serialization_alias="createdAt")
@@ -203,7 +215,8 @@ class CampaignSummaryPublic(_Public):
             template=campaign.template, created_at=campaign.created_at,
             updated_at=campaign.updated_at, run_count=campaign.runs,
             recipients=(recipients if recipients is not None else
-                        RecipientCountsPublic.model_validate(campaign.preview["recipients"])),
+                        RecipientCountsPublic.model_validate(
+                            campaign.preview.get("recipients", {}))),
             template_id=campaign.template_id, tag=campaign.tag,
             schedule=(SchedulePublic.model_validate(campaign.schedule)
                       if campaign.schedule is not None else None),
@@ -213,28 +226,35 @@ class CampaignSummaryPublic(_Public):
 
 
 class CampaignPublic(CampaignSummaryPublic):
-    """Body of `GET /api/campaigns/{id}` and of the send and cancel answers."""
+    """Body of `GET /api/campaigns/{id}` and of the send and cancel answers; `preview` is null
+    until a background preparation is done (`preparation` says how far it is)."""
 
-    preview: PreviewPublic
+    preview: PreviewPublic | None
     counts: CampaignCountsPublic  # over all runs
     runs: list[RunPublic]
+    preparation: PreparationPublic | None = Field(None, exclude_if=_unset)
 
     @classmethod
     def with_runs(cls, campaign: CampaignRecord,
-                runs: Sequence[tuple[RunRecord, Mapping[str, int]]]) -> CampaignPublic:
+                  runs: Sequence[tuple[RunRecord, Mapping[str, int]]],
+                  preparation: PreparationPublic | None = None) -> CampaignPublic:
         """The view of a stored campaign and of its runs with their status tallies."""
-        preview = PreviewPublic.model_validate(campaign.preview)
+        preview = PreviewPublic.model_validate(campaign.preview) if campaign.preview else None
         totals: dict[str, int] = {}
         for _run, statuses in runs:
             for status, n in statuses.items():
                 totals[status] = totals.get(status, 0) + n
-        summary = CampaignSummaryPublic.of(campaign, preview.recipients)
+        summary = CampaignSummaryPublic.of(
+            campaign, preview.recipients if preview is not None else
+            preparation.counts if preparation is not None else None)
         return cls(**dict(summary), preview=preview, counts=CampaignCountsPublic.of(totals),
-                   runs=[RunPublic.of(run, statuses) for run, statuses in runs])
+                   runs=[RunPublic.of(run, statuses) for run, statuses in runs],
+                   preparation=preparation)
 
 
 class PreparedCampaignPublic(CampaignPublic):
-    """Body of the 201 of `POST /api/campaigns`: the campaign and the token that confirms it."""
+    """Body of `POST /api/campaigns` (201 prepared, or 202 preparing in the background) and of
+    a review: the campaign and the token that confirms it."""
 
     confirmation_token: str = Field(serialization_alias="confirmationToken")
 

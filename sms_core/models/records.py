@@ -135,8 +135,16 @@ def run_batch(campaign_id: str, key: str) -> str:
     return f"{key.replace('T', '').replace('Z', '')}{campaign_id}"
 
 
-# `<run time, 14 digits><campaign id>` (`run_batch`): the batches whose status totals are kept.
-_RUN_BATCH = re.compile(r"[0-9]{14}c[0-9]{14}[0-9a-f]{12}")
+# `<run time, 14 digits><campaign id>` (`run_batch`), and `x<block>` after it for the blocks of
+# a run past its first (`RunRecord.block_batch`): the batches whose status totals are kept.
+_RUN_BATCH = re.compile(r"[0-9]{14}c[0-9]{14}[0-9a-f]{12}(x[0-9]{5})?")
+
+SNAPSHOT_BLOCK = 10_000
+"""Snapshot rows per partition, and a run's messages per batch: a block of recipients.
+
+Row `i` of a campaign snapshot lives in block `i // SNAPSHOT_BLOCK`; its messages in the
+run's batch of that block, at index `i % SNAPSHOT_BLOCK` (5 digits, as every message index).
+So no partition of a 10,000,000-recipient campaign holds more than 10,000 rows."""
 
 
 def is_counted_batch(batch: str) -> bool:
@@ -179,6 +187,20 @@ class CampaignRecord:
     next_run_at: datetime | None = None
     runs: int = 0
     etag: str | None = None
+    layout: int = 1  # 1: snapshot in one partition (before blocks); 2: in blocks
+    span: int = 0  # snapshot row indices lie in [0, span); 0: in [0, total)
+    preparation: dict[str, Any] | None = None  # the plan of a background preparation
+
+    @property
+    def rows_span(self) -> int:
+        """How many snapshot row indices there are (rows dropped by a filter leave gaps when
+        the preparation ran in the background)."""
+        return self.span or self.total
+
+    @property
+    def blocks(self) -> int:
+        """How many snapshot blocks (and message batches per run) the campaign has."""
+        return 1 if self.layout == 1 else max(1, -(-self.rows_span // SNAPSHOT_BLOCK))
 
     def token_matches(self, token: str) -> bool:
         """Constant-time check of a confirmation token against the prepared snapshot's."""
@@ -198,6 +220,20 @@ class RecipientRecord:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """A number a snapshot row would send to, as a background preparation's chunk found it:
+    the bucket job that holds every claim of that number keeps the first and marks the rest
+    duplicates. It carries what the preview needs of a message that is sent."""
+
+    to: str
+    index: int
+    segments: int
+    encoding: str
+    ucs2: str = ""  # the characters that forced UCS-2, in order of first appearance
+    place: int = 0  # the row's place among the selected rows of its chunk
+
+
 @dataclass
 class RunRecord:
     """One delivery of a campaign: its message batch and fan-out progress."""
@@ -212,11 +248,21 @@ class RunRecord:
     done_chunks: set[int] = field(default_factory=set)
     batch_id: str | None = None  # as stored with the run; None: a new run's `run_batch`
     settled_counts: dict[str, int] | None = None  # its totals once no message can change
+    blocks: int = 1  # message batches: one per snapshot block (`SNAPSHOT_BLOCK`)
 
     @property
     def batch(self) -> str:
-        """The Messages partition of this run."""
+        """The Messages partition of this run (of its first block)."""
         return self.batch_id or run_batch(self.campaign_id, self.key)
+
+    def block_batch(self, block: int) -> str:
+        """The Messages partition of the run's messages of snapshot block `block`."""
+        return self.batch if block == 0 else f"{self.batch}x{block:05d}"
+
+    @property
+    def batches(self) -> list[str]:
+        """Every Messages partition of the run, first block first."""
+        return [self.block_batch(b) for b in range(self.blocks)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from sms_core.models.messages import (
     MessageStatus,
 )
 from sms_core.models.records import (
+    SNAPSHOT_BLOCK,
     CampaignRecord,
     Change,
     MessageRecord,
@@ -47,7 +48,14 @@ from sms_core.models.records import (
 )
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 from sms_core.settings import Settings
-from sms_core.use_cases.ports import Audiences, Campaigns, Jobs, OptOuts, Templates
+from sms_core.use_cases.ports import (
+    Audiences,
+    Campaigns,
+    Jobs,
+    OptOuts,
+    Preparations,
+    Templates,
+)
 from sms_core.use_cases.status_changes import StatusDeps, status_changes
 
 log = logging.getLogger(__name__)
@@ -75,10 +83,19 @@ class CampaignDeps(StatusDeps, Protocol):
     def jobs(self) -> Jobs: ...
     @property
     def campaign_jobs(self) -> Jobs: ...
+    @property
+    def preparations(self) -> Preparations: ...
 
 
 def _chunks(campaign: CampaignRecord) -> int:
-    return max(1, -(-campaign.total // CHUNK_ROWS))
+    return max(1, -(-campaign.rows_span // CHUNK_ROWS))
+
+
+def _slot(campaign: CampaignRecord, row_index: int) -> tuple[int, int]:
+    """(block, message index) of snapshot row `row_index`: its run messages are message
+    `index` of the run's batch of that block (`SNAPSHOT_BLOCK`). A campaign prepared before
+    blocks has one batch per run, indexed by row."""
+    return (0, row_index) if campaign.layout == 1 else divmod(row_index, SNAPSHOT_BLOCK)
 
 
 def arm(deps: CampaignDeps, campaign_id: str, due: datetime) -> None:
@@ -126,7 +143,7 @@ def fire(deps: CampaignDeps, campaign_id: str, key: str, *,
             campaign.last_run is not None and campaign.last_run >= key):
         store.unschedule(campaign_id, key)
         return False
-    run = store.start_run(campaign_id, key, _chunks(campaign))
+    run = store.start_run(campaign_id, key, _chunks(campaign), campaign.blocks)
     _enqueue_chunks(deps, run, FIRST_CHUNK_GRACE_S if first_chunk_inline else 0)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
     nxt = schedule.next_after(run_time(key)) if schedule and schedule.recurring else None
@@ -174,7 +191,8 @@ def handle_fanout_job(deps: CampaignDeps, job: FanoutJob) -> None:
 def _message(campaign: CampaignRecord, run: RunRecord, row_index: int, to: str, body: str,
              segments: int, encoding: str, now: datetime, status: MessageStatus,
              error: str | None = None, send_at: datetime | None = None) -> MessageRecord:
-    return MessageRecord(batch=run.batch, index=row_index, sender=campaign.sender, to=to,
+    block, index = _slot(campaign, row_index)
+    return MessageRecord(batch=run.block_batch(block), index=index, sender=campaign.sender, to=to,
                          body=body, status=status, initial_status=status, segments=segments,
                          encoding=encoding, created_at=now, updated_at=now, tag=campaign.tag,
                          delivery_report=campaign.delivery_report, error=error,
@@ -192,7 +210,8 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
     if run.status == "canceled" or campaign.status == "canceled":
         store.mark_chunk(run, chunk, {"Skipped": True})
         return
-    rows = store.recipients(campaign_id, chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+    rows = store.recipients(campaign, chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+    batch = run.block_batch(_slot(campaign, chunk * CHUNK_ROWS)[0])
     now = datetime.now(UTC)
     opted_out = deps.optouts.opted_out_among(campaign.sender, [r.to for r in rows])
     quiet = (QuietHours.parse(campaign.quiet_hours["start"], campaign.quiet_hours["end"])
@@ -215,20 +234,20 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
     latest = store.run(campaign_id, key)
     if latest is None or latest.status == "canceled":
         # Canceled while we wrote: the cancel's sweep may have run before our rows existed.
-        _cancel_messages(deps, run.batch, stored)
+        _cancel_messages(deps, batch, stored)
         store.mark_chunk(run, chunk, {"Skipped": True})
         return
     with status_changes(deps) as changes:
         changes.created(stored)
     pending = [r for r in stored if r.status in PENDING_STATUSES]
-    _enqueue_dispatch(deps, run.batch, pending)
+    _enqueue_dispatch(deps, batch, pending)
     store.mark_chunk(run, chunk, {"Messages": len(stored), "Pending": len(pending)})
     counts = dict(Counter(r.status.value for r in stored))
     ms = (time.perf_counter() - started) * 1000
     log.info("campaign %s run %s chunk %d of %d (batch %s): %d message(s) (%s) in %.1f ms",
-             campaign_id, key, chunk + 1, run.chunks, run.batch, len(stored),
+             campaign_id, key, chunk + 1, run.chunks, batch, len(stored),
              _counts_text(counts), ms,
-             extra=fields(run.batch, campaignId=campaign_id, run=key, batch=run.batch,
+             extra=fields(batch, campaignId=campaign_id, run=key, batch=batch,
                           chunk=chunk + 1, chunks=run.chunks, messages=len(stored),
                           counts=counts, durationMs=round(ms, 1)))
 
@@ -286,7 +305,8 @@ def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
                 break
             run = deps.campaigns.run(campaign.id, run.key) or run
         if run.status == "canceled":
-            _cancel_messages(deps, run.batch, deps.messages.pending(run.batch))
+            for batch in run.batches:
+                _cancel_messages(deps, batch, deps.messages.pending(batch))
 
 
 def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
@@ -306,7 +326,7 @@ def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
             out.append((run, run.settled_counts))
             continue
         counted = is_counted_batch(run.batch)
-        counts = (deps.messages.run_counts(run.batch) if counted
+        counts = (_run_counts(deps, run) if counted
                   else deps.messages.status_counts(run.batch))
         if run.status == "sending" and len(run.done_chunks) >= run.chunks and not any(
                 counts.get(s, 0) for s in PENDING_STATUSES) and deps.campaigns.set_run_status(
@@ -321,6 +341,14 @@ def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord
         if not deps.campaigns.save(campaign):
             campaign = deps.campaigns.get(campaign.id)
     return campaign, out
+
+
+def _run_counts(deps: CampaignDeps, run: RunRecord) -> dict[str, int]:
+    """A run's kept totals: those of each of its batches (one per block), read side by side."""
+    counts: Counter[str] = Counter()
+    for part in run_all(deps.messages.run_counts, run.batches):
+        counts.update(part)
+    return dict(counts)
 
 
 def _log_completed(campaign: CampaignRecord, run: RunRecord, counts: dict[str, int]) -> None:

@@ -8,12 +8,10 @@ the campaign to its schedule (`sms_core.use_cases.campaign_runs` fires runs and 
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sms_core.errors import Conflict, NotFound
 from sms_core.logs import concern, fields
@@ -21,13 +19,9 @@ from sms_core.models.campaign_views import (
     CampaignListPublic,
     CampaignPublic,
     CampaignSummaryPublic,
-    EstimatePublic,
     InvalidRowPublic,
     PreparedCampaignPublic,
-    PreviewPublic,
-    RecipientCountsPublic,
     SamplePublic,
-    SegmentRangePublic,
 )
 from sms_core.models.campaigns import (
     AudienceIn,
@@ -37,7 +31,6 @@ from sms_core.models.campaigns import (
     csv_audience_rows,
     invalid_field,
 )
-from sms_core.models.messages import MAX_MESSAGE_CHARS
 from sms_core.models.queries import PageQuery
 from sms_core.models.records import (
     AudienceRecord,
@@ -47,25 +40,34 @@ from sms_core.models.records import (
     new_campaign_id,
 )
 from sms_core.rules.audience_filter import AudienceFilter, FilterSyntaxError, parse_filter
-from sms_core.rules.message_text import text_problem
-from sms_core.rules.phone import InvalidPhoneNumber, to_e164
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 from sms_core.rules.segments import SegmentInfo, count_segments
 from sms_core.rules.templates import (
     MessageTemplate,
-    MissingVariables,
     TemplateSyntaxError,
     parse_template,
 )
 from sms_core.rules.times import check_send_at
+from sms_core.use_cases.campaign_preparation import (
+    preparation_view,
+    runs_in_background,
+    start_preparation,
+)
+from sms_core.use_cases.campaign_preview import (
+    SAMPLE_COUNT,
+    PreviewTally,
+    add_invalid,
+    classify_row,
+    duplicate_reason,
+    opted_out_reason,
+    preview_of,
+)
 from sms_core.use_cases.campaign_runs import CampaignDeps, arm, cancel_runs, refresh_runs
 from sms_core.use_cases.ports import Campaigns
 from sms_core.use_cases.sending import resolve_sender
 
 log = logging.getLogger(__name__)
 
-MAX_LISTED_INVALID = 1000  # the preview lists at most this many invalid rows (counts are exact)
-SAMPLE_COUNT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,50 +155,24 @@ def compile_template(text: str, field_name: str = "template") -> MessageTemplate
         raise invalid_field(field_name, str(exc)) from None
 
 
-@dataclass
-class _Plan:
-    """The classified snapshot and what the preview says about it."""
-
-    rows: list[RecipientRecord] = field(default_factory=list)
-    invalid_rows: list[InvalidRowPublic] = field(default_factory=list)
-    counts: RecipientCountsPublic = field(default_factory=RecipientCountsPublic)
-    deferred_until: list[datetime] = field(default_factory=list)  # one per deferred recipient
-
-
 def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
               sources: Sequence[_Source], quiet: QuietHours | None, starts_at: datetime,
-              fallback_zone: str) -> tuple[_Plan, list[SegmentInfo]]:
-    plan = _Plan()
+              fallback_zone: str) -> tuple[list[RecipientRecord], PreviewTally]:
+    tally = PreviewTally()
     seen: dict[str, int] = {}
     candidates: list[tuple[int, str, str, SegmentInfo]] = []
     segments_by_body: dict[str, SegmentInfo] = {}
     verdicts: list[RecipientRecord | None] = [None] * len(sources)
     for i, src in enumerate(sources):
-        reason: str | None = None
-        number = src.to.strip()
-        try:
-            number = to_e164(src.to)
-            body = template.render(src.attributes)
-            problem = text_problem(body)  # a variable's value can make it so
-            if problem is not None:
-                reason = f"the rendered message {problem}"
-            elif len(body) > MAX_MESSAGE_CHARS:
-                reason = (f"the rendered message is {len(body)} characters; the maximum is "
-                          f"{MAX_MESSAGE_CHARS}")
-        except InvalidPhoneNumber as exc:
-            reason = exc.reason
-        except MissingVariables as exc:
-            reason = str(exc)
+        number, reason, body = classify_row(src.to, src.attributes, template)
         if reason is not None:
             verdicts[i] = RecipientRecord(i, number, "invalid", reason=reason)
-            plan.counts.invalid += 1
-            if len(plan.invalid_rows) < MAX_LISTED_INVALID:
-                plan.invalid_rows.append(
-                    InvalidRowPublic(index=i, to=src.to, reason=reason, line=src.line))
+            add_invalid(tally, InvalidRowPublic(index=i, to=src.to, reason=reason,
+                                                line=src.line))
         elif number in seen:
             verdicts[i] = RecipientRecord(i, number, "duplicate",
-                                       reason=f"same number as row {seen[number]}")
-            plan.counts.duplicates += 1
+                                          reason=duplicate_reason(seen[number]))
+            tally.counts.duplicates += 1
         else:
             seen[number] = i
             info = segments_by_body.get(body)
@@ -204,66 +180,27 @@ def _classify(deps: CampaignDeps, sender: str, template: MessageTemplate,
                 info = segments_by_body[body] = count_segments(body)
             candidates.append((i, number, body, info))
     opted_out = deps.optouts.opted_out_among(sender, [c[1] for c in candidates])
-    sent_infos: list[SegmentInfo] = []
+    ucs2: dict[str, None] = {}
     for i, number, body, info in candidates:
         if number in opted_out:
             verdicts[i] = RecipientRecord(i, number, "optedOut",
-                                       reason=f"{number} opted out of messages from {sender}")
-            plan.counts.opted_out += 1
+                                          reason=opted_out_reason(number, sender))
+            tally.counts.opted_out += 1
             continue
         verdicts[i] = RecipientRecord(i, number, "valid", body=body, segments=info.segments,
-                                   encoding=info.encoding)
-        plan.counts.valid += 1
-        sent_infos.append(info)
+                                      encoding=info.encoding)
+        tally.add_sent(info.segments, info.encoding)
+        ucs2.update(dict.fromkeys(info.ucs2_characters))
+        if len(tally.samples) < SAMPLE_COUNT:
+            tally.samples.append(SamplePublic(to=number, message=body, segments=info.segments,
+                                              encoding=info.encoding))
         if quiet is not None:
             allowed = next_allowed(quiet, zones_for(number), starts_at, fallback_zone)
             if allowed > starts_at:
-                plan.counts.deferred += 1
-                plan.deferred_until.append(allowed)
-    plan.counts.total = len(sources)
-    plan.rows = [v for v in verdicts if v is not None]
-    return plan, sent_infos
-
-
-def _paced_finish(starts_at: datetime, now_count: int, deferred: Sequence[datetime],
-                  rate_per_minute: int) -> datetime:
-    """When the last message leaves: `now_count` from the start, the deferred ones from the end
-    of their quiet hours, all at the sender's pace (one every 60/rate seconds)."""
-    gap = timedelta(seconds=60 / rate_per_minute)
-    finish = starts_at + gap * now_count
-    for due in sorted(deferred):
-        finish = max(finish, due) + gap
-    return finish
-
-
-def _preview(plan: _Plan, infos: Sequence[SegmentInfo], rate_per_minute: int,
-             starts_at: datetime) -> PreviewPublic:
-    ucs2: dict[str, None] = {}
-    for info in infos:
-        ucs2.update(dict.fromkeys(info.ucs2_characters))
-    encodings = {info.encoding for info in infos}
-    finishes_at = _paced_finish(starts_at, len(infos) - len(plan.deferred_until),
-                                plan.deferred_until, rate_per_minute)
-    valid_rows = (r for r in plan.rows if r.verdict == "valid")
-    samples = [SamplePublic(to=r.to, message=r.body, segments=r.segments, encoding=r.encoding)
-               for r in itertools.islice(valid_rows, SAMPLE_COUNT)]
-    return PreviewPublic(
-        recipients=plan.counts,
-        invalid_rows=plan.invalid_rows,
-        invalid_rows_truncated=plan.counts.invalid > len(plan.invalid_rows),
-        segments=SegmentRangePublic(min=min((i.segments for i in infos), default=0),
-                                    max=max((i.segments for i in infos), default=0),
-                                    total=sum(i.segments for i in infos)),
-        encoding=(encodings.pop() if len(encodings) == 1 else
-                  "mixed" if encodings else None),
-        ucs2_characters=list(ucs2)[:100],
-        samples=samples,
-        estimate=EstimatePublic(
-            rate_per_minute=rate_per_minute,
-            duration_seconds=math.ceil((finishes_at - starts_at).total_seconds()),
-            starts_at=starts_at, finishes_at=finishes_at,
-            deferred_until=max(plan.deferred_until) if plan.deferred_until else None),
-    )
+                tally.deferred[allowed] += 1
+    tally.counts.total = len(sources)
+    tally.ucs2_characters = list(ucs2)
+    return [v for v in verdicts if v is not None], tally
 
 
 def _template_text(deps: CampaignDeps, request: CampaignRequest) -> tuple[str, str]:
@@ -293,34 +230,60 @@ def _first_run(schedule: ScheduleIn | None, now: datetime) -> datetime:
 
 
 def prepare_campaign(deps: CampaignDeps, request: CampaignRequest) -> PreparedCampaignPublic:
-    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing."""
+    """`POST /api/campaigns`: validate, snapshot, preview. Sends nothing.
+
+    A large saved audience is prepared in the background (`campaign_preparation`): the answer
+    is then the campaign `preparing`, whose preview comes once its jobs are done.
+    """
     sender = resolve_sender(request.from_, deps.settings.default_from)
     text, template_field = _template_text(deps, request)
     template = compile_template(text, template_field)
-    sources = load_audience(deps, request.audience)
     now = datetime.now(UTC)
     starts_at = _first_run(request.schedule, now)
-    quiet = request.quiet_hours.window() if request.quiet_hours else None
     fallback = (request.schedule.timezone if request.schedule else None) or "UTC"
-    plan, infos = _classify(deps, sender, template, sources, quiet, starts_at, fallback)
-    rate = deps.settings.sender_rate_per_minute
     token, token_hash = deps.campaigns.new_token()
     campaign = CampaignRecord(
         id=new_campaign_id(), name=request.name, sender=sender, template=text,
-        status="prepared", created_at=now, updated_at=now, total=len(sources),
-        valid=plan.counts.valid, preview=_preview(plan, infos, rate, starts_at).public(),
+        status="prepared", created_at=now, updated_at=now, total=0, valid=0, preview={},
         token_hash=token_hash, template_id=request.template_id, tag=request.tag,
         delivery_report=request.delivery_report,
         schedule=request.schedule.public() if request.schedule else None,
-        quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None)
+        quiet_hours=request.quiet_hours.model_dump() if request.quiet_hours else None,
+        layout=2)
     concern(campaignId=campaign.id)
-    deps.campaigns.create(campaign, plan.rows)
-    log.info("campaign %s prepared: %d recipient row(s), %d valid", campaign.id,
-             campaign.total, campaign.valid,
-             extra=fields(campaign.id, campaignId=campaign.id, rows=campaign.total,
-                          valid=campaign.valid))
+    large = _large_audience(deps, request.audience)
+    if large is not None:
+        start_preparation(deps, campaign, large, request.audience.filter, starts_at, fallback)
+    else:
+        sources = load_audience(deps, request.audience)
+        quiet = request.quiet_hours.window() if request.quiet_hours else None
+        rows, tally = _classify(deps, sender, template, sources, quiet, starts_at, fallback)
+        campaign.total, campaign.valid = len(sources), tally.counts.valid
+        campaign.preview = preview_of(tally, deps.settings.sender_rate_per_minute,
+                                      starts_at).public()
+        deps.campaigns.create(campaign, rows)
+        log.info("campaign %s prepared: %d recipient row(s), %d valid", campaign.id,
+                 campaign.total, campaign.valid,
+                 extra=fields(campaign.id, campaignId=campaign.id, rows=campaign.total,
+                              valid=campaign.valid))
     return PreparedCampaignPublic(**dict(campaign_view(deps, campaign)),
                                   confirmation_token=token)
+
+
+def _large_audience(deps: CampaignDeps, audience: AudienceIn) -> AudienceRecord | None:
+    """The saved audience, when it is one that is prepared in the background (its filter
+    checked against its columns first); None for every other audience."""
+    if audience.audience_id is None:
+        return None
+    try:
+        info = ready_audience(deps.audiences.get(audience.audience_id))
+    except NotFound as exc:
+        raise invalid_field("audience.audienceId", exc.detail) from None
+    if not runs_in_background(info):
+        return None
+    if audience.filter is not None:
+        checked_rule(audience.filter, info.columns, "audience.filter")
+    return info
 
 
 def review_campaign(deps: CampaignDeps, campaign_id: str) -> PreparedCampaignPublic:
@@ -362,6 +325,12 @@ def confirm_send(deps: CampaignDeps, campaign_id: str,
                        "since, of its latest POST /api/campaigns/{id}/review.")
     if campaign.status == "canceled":
         raise Conflict("The campaign was canceled; prepare a new one to send it.")
+    if campaign.status == "preparing":
+        raise Conflict("The campaign is still being prepared; send it once its status is "
+                       "prepared (GET /api/campaigns/{id} shows how far it is).")
+    if campaign.status == "failed":
+        raise Conflict("The campaign could not be prepared (see preparation.error); prepare "
+                       "a new one.")
     if campaign.status != "prepared":
         return campaign_view(deps, campaign)
     schedule = ScheduleIn.model_validate(campaign.schedule) if campaign.schedule else None
@@ -409,9 +378,12 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
 def campaign_view(deps: CampaignDeps, campaign: CampaignRecord) -> CampaignPublic:
     """The campaign with its preview, its runs and live counts over all runs."""
     # A campaign that was never confirmed has no runs to read.
-    campaign, runs = ((campaign, []) if campaign.status == "prepared"
+    campaign, runs = ((campaign, []) if campaign.status in _UNCONFIRMED
                       else refresh_runs(deps, campaign))
-    return CampaignPublic.with_runs(campaign, runs)
+    return CampaignPublic.with_runs(campaign, runs, preparation_view(deps, campaign))
+
+
+_UNCONFIRMED = ("preparing", "failed", "prepared")
 
 
 def get_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:

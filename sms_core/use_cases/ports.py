@@ -19,6 +19,7 @@ from sms_core.models.records import (
     AudienceRecord,
     AwaitingRecord,
     CampaignRecord,
+    ClaimRecord,
     ConversationRecord,
     ConversationSummaryRecord,
     Decide,
@@ -265,11 +266,20 @@ class Campaigns(Protocol):
         """Campaigns in one status (a read of the campaign partition; the timer's use only)."""
         ...
 
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
-        """The valid rows with index in [lo, hi): one range query."""
+    def write_rows(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord], *,
+                   new: bool) -> None:
+        """Write snapshot rows (idempotent; `new`: not written before, else they replace)."""
         ...
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
+    def recipients(self, campaign: CampaignRecord, lo: int, hi: int) -> list[RecipientRecord]:
+        """The valid rows with index in [lo, hi), a range within one block: one range query."""
+        ...
+
+    def rows(self, campaign: CampaignRecord, indices: Sequence[int]) -> list[RecipientRecord]:
+        """The snapshot rows of `indices` (absent ones left out)."""
+        ...
+
+    def start_run(self, campaign_id: str, key: str, chunks: int, blocks: int = 1) -> RunRecord:
         """Create the run (or return it when it already exists: a retried start)."""
         ...
 
@@ -307,6 +317,35 @@ class Campaigns(Protocol):
 
 
 
+class Preparations(Protocol):
+    """What a campaign's background preparation keeps between its jobs: the numbers each
+    chunk found (claims, hashed into buckets) and a marker with the tally of each finished
+    chunk and bucket."""
+
+    def save_claims(self, campaign_id: str,
+                    by_bucket: Mapping[int, Sequence[ClaimRecord]]) -> None:
+        """Write claims into their buckets (idempotent: rewriting them is harmless)."""
+        ...
+
+    def claims(self, campaign_id: str, bucket: int) -> list[ClaimRecord]:
+        """A bucket's claims ordered by number, then row index."""
+        ...
+
+    def forget_claims(self, campaign_id: str, bucket: int) -> None:
+        """Delete a bucket's claims (best effort: what stays is never read again)."""
+        ...
+
+    def mark(self, campaign_id: str, stage: str, part: int, tally: dict[str, Any]) -> None:
+        """Record that part `part` of `stage` (chunk, bucket) is done, with its tally."""
+        ...
+
+    def marks(self, campaign_id: str, stage: str, *, full: bool = True
+              ) -> dict[int, dict[str, Any]]:
+        """The tallies of the done parts of `stage`; `full=False` reads only their counts."""
+        ...
+
+
+
 class Audiences(Protocol):
     """Saved audiences and their members."""
 
@@ -328,6 +367,11 @@ class Audiences(Protocol):
 
     def each_member(self, audience_id: str) -> Iterator[MemberRecord]:
         """The members one at a time, in their saved order (NotFound first when none)."""
+        ...
+
+    def member_range(self, info: AudienceRecord, lo: int, hi: int
+                     ) -> list[tuple[int, MemberRecord]]:
+        """(index, member) with index in [lo, hi), within one block of a blocked audience."""
         ...
 
     def delete(self, audience_id: str) -> None:

@@ -15,12 +15,13 @@ from azure.data.tables import UpdateMode
 from localdev.acs_emulator import AcsEmulator
 from sms_core.adapters.campaign_store import CampaignStore
 from sms_core.adapters.job_queue import JobQueue
+from sms_core.adapters.preparation_store import PreparationStore
 from sms_core.bootstrap import Services
 from sms_core.errors import Conflict, NotFound, RequestInvalid
 from sms_core.models.campaigns import FanoutJob
 from sms_core.models.messages import MessageStatus
 from sms_core.models.records import batch_time, run_batch, run_time
-from sms_core.use_cases.audience_import import import_audience
+from sms_core.use_cases.campaign_jobs import handle_campaign_job
 from sms_core.use_cases.campaign_runs import handle_fanout_job, run_due
 from sms_core.use_cases.campaigns import (
     cancel_campaign,
@@ -48,7 +49,12 @@ from tests.integration.conftest import (
 
 @pytest.fixture
 def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
-    s = make_services(azurite_connection_string, emulator)
+    return campaign_services(azurite_connection_string, emulator)
+
+
+def campaign_services(storage: str, emulator: AcsEmulator) -> Services:
+    """Services with a private campaigns queue and private campaign tables."""
+    s = make_services(storage, emulator)
     name = f"cmp-{uuid.uuid4().hex[:12]}"
     s.storage.queue_service().create_queue(name)
     s.campaign_jobs = JobQueue(s.storage.queue(name))  # type: ignore[misc]
@@ -57,6 +63,8 @@ def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
     for table in tables:
         s.storage.table_service().create_table(table)
     s.campaigns = CampaignStore(*(s.storage.table(t) for t in tables))  # type: ignore[misc]
+    s.preparations = PreparationStore(  # type: ignore[misc]
+        *(s.storage.table(t) for t in tables))
     return s
 
 
@@ -76,10 +84,7 @@ def drain(services: Services, deadline_s: float = 20, *, delayed: bool = True) -
     while time.monotonic() < end:
         work = take_fanout(services)
         for job in work:  # as the campaign_fanout function does
-            if job.kind == "import":
-                import_audience(services, job.audience)
-            else:
-                handle_fanout_job(services, job)
+            handle_campaign_job(services, job)
         jobs = take_jobs(services)
         for dj in jobs:
             dispatch(services, dj)

@@ -502,16 +502,27 @@ class FakeCampaigns:
         with self._lock:
             return [_copy(c) for _, c in sorted(self._campaigns.items()) if c.status == status]
 
-    def recipients(self, campaign_id: str, lo: int, hi: int) -> list[RecipientRecord]:
+    def write_rows(self, campaign: CampaignRecord, rows: Sequence[RecipientRecord], *,
+                   new: bool) -> None:
         with self._lock:
-            rows = self._rows.get(campaign_id, {})
+            self._rows.setdefault(campaign.id, {}).update({r.index: r for r in rows})
+
+    def recipients(self, campaign: CampaignRecord, lo: int, hi: int) -> list[RecipientRecord]:
+        with self._lock:
+            rows = self._rows.get(campaign.id, {})
             return [rows[i] for i in sorted(rows) if lo <= i < hi and rows[i].verdict == "valid"]
 
-    def start_run(self, campaign_id: str, key: str, chunks: int) -> RunRecord:
+    def rows(self, campaign: CampaignRecord, indices: Sequence[int]) -> list[RecipientRecord]:
+        with self._lock:
+            rows = self._rows.get(campaign.id, {})
+            return [rows[i] for i in indices if i in rows]
+
+    def start_run(self, campaign_id: str, key: str, chunks: int, blocks: int = 1) -> RunRecord:
         with self._lock:
             if (campaign_id, key) not in self._runs:
                 self._runs[(campaign_id, key)] = RunRecord(campaign_id, key, chunks, "sending",
-                                                           _now(), etag=self._etag())
+                                                           _now(), etag=self._etag(),
+                                                           blocks=blocks)
             run = self.run(campaign_id, key)
         assert run is not None
         return run
@@ -609,6 +620,11 @@ class FakeAudiences:
 
     def each_member(self, audience_id: str) -> Iterator[MemberRecord]:
         yield from self.members(audience_id)
+
+    def member_range(self, info: AudienceRecord, lo: int, hi: int
+                     ) -> list[tuple[int, MemberRecord]]:
+        members = self.members(info.id)
+        return [(i, members[i]) for i in range(lo, min(hi, len(members)))]
 
     def delete(self, audience_id: str) -> None:
         with self._lock:
