@@ -142,9 +142,10 @@ _RUN_BATCH = re.compile(r"[0-9]{14}c[0-9]{14}[0-9a-f]{12}(x[0-9]{5})?")
 SNAPSHOT_BLOCK = 10_000
 """Snapshot rows per partition, and a run's messages per batch: a block of recipients.
 
-Row `i` of a campaign snapshot lives in block `i // SNAPSHOT_BLOCK`; its messages in the
-run's batch of that block, at index `i % SNAPSHOT_BLOCK` (5 digits, as every message index).
-So no partition of a 10,000,000-recipient campaign holds more than 10,000 rows."""
+Row `i` of a campaign snapshot lives in block `i // SNAPSHOT_BLOCK`; a run has as many message
+batches as the snapshot has blocks, and deals its fan-out chunks to them in turn
+(`campaign_runs._slot`), each batch holding at most SNAPSHOT_BLOCK messages (5-digit message
+indices). So no partition of a 10,000,000-recipient campaign holds more than 10,000 rows."""
 
 
 def is_counted_batch(batch: str) -> bool:

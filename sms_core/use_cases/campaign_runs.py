@@ -37,7 +37,6 @@ from sms_core.models.messages import (
     MessageStatus,
 )
 from sms_core.models.records import (
-    SNAPSHOT_BLOCK,
     CampaignRecord,
     Change,
     MessageRecord,
@@ -91,11 +90,18 @@ def _chunks(campaign: CampaignRecord) -> int:
     return max(1, -(-campaign.rows_span // CHUNK_ROWS))
 
 
-def _slot(campaign: CampaignRecord, row_index: int) -> tuple[int, int]:
-    """(block, message index) of snapshot row `row_index`: its run messages are message
-    `index` of the run's batch of that block (`SNAPSHOT_BLOCK`). A campaign prepared before
-    blocks has one batch per run, indexed by row."""
-    return (0, row_index) if campaign.layout == 1 else divmod(row_index, SNAPSHOT_BLOCK)
+def _slot(run: RunRecord, row_index: int) -> tuple[int, int]:
+    """(block batch, message index) of snapshot row `row_index` in `run`.
+
+    Fan-out chunks are dealt to the run's batches in turn (chunk c to batch c mod B, at
+    index (c div B) * CHUNK_ROWS + its place in the chunk): a chunk's messages share one
+    partition, for its transactions, while chunks written or dispatched at the same time land
+    in different partitions, so no single partition carries a large run's load. With B = one
+    batch per 10,000 rows, a batch holds at most 10 chunks (5-digit message indices); a run with
+    one batch (every run before blocks) keeps message index = row.
+    """
+    chunk, place = divmod(row_index, CHUNK_ROWS)
+    return chunk % run.blocks, (chunk // run.blocks) * CHUNK_ROWS + place
 
 
 def arm(deps: CampaignDeps, campaign_id: str, due: datetime) -> None:
@@ -191,7 +197,7 @@ def handle_fanout_job(deps: CampaignDeps, job: FanoutJob) -> None:
 def _message(campaign: CampaignRecord, run: RunRecord, row_index: int, to: str, body: str,
              segments: int, encoding: str, now: datetime, status: MessageStatus,
              error: str | None = None, send_at: datetime | None = None) -> MessageRecord:
-    block, index = _slot(campaign, row_index)
+    block, index = _slot(run, row_index)
     return MessageRecord(batch=run.block_batch(block), index=index, sender=campaign.sender, to=to,
                          body=body, status=status, initial_status=status, segments=segments,
                          encoding=encoding, created_at=now, updated_at=now, tag=campaign.tag,
@@ -211,7 +217,7 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
         store.mark_chunk(run, chunk, {"Skipped": True})
         return
     rows = store.recipients(campaign, chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
-    batch = run.block_batch(_slot(campaign, chunk * CHUNK_ROWS)[0])
+    batch = run.block_batch(_slot(run, chunk * CHUNK_ROWS)[0])
     now = datetime.now(UTC)
     opted_out = deps.optouts.opted_out_among(campaign.sender, [r.to for r in rows])
     quiet = (QuietHours.parse(campaign.quiet_hours["start"], campaign.quiet_hours["end"])
