@@ -41,6 +41,7 @@ from bench.scenarios import QUEUE_OPTIONS, Api, Figure, _services, log
 from bench.stack import SENDER, Host, PauseWatch, Stack
 from sms_core.adapters.storage import CAMPAIGNS_QUEUE, OUTBOUND_QUEUE
 from sms_core.bootstrap import Services
+from sms_core.models.records import SNAPSHOT_BLOCK
 from sms_core.use_cases.campaign_runs import CHUNK_ROWS
 
 # Rendered per recipient: 1 GSM-7 segment, about as long as the other figures' BODY.
@@ -63,10 +64,12 @@ _SNAPSHOT_RANGE = ("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi "
                    "and Verdict eq 'valid'")
 
 PREPARE_FLOOR_OPS = ("2 opt-out range queries (sender and global) + N/100 entity-group "
-                     "transactions of 100 snapshot rows (pool of 16) + 1 campaign insert")
-FANOUT_FLOOR_OPS = ("per 1,000-row chunk (up to 16 chunks at once): 1 snapshot range query + "
-                    "2 opt-out range queries + 10 entity-group transactions of 100 messages and "
-                    "10 queue sends (on a shared pool of 16) + 1 chunk-marker upsert")
+                     "transactions of 100 snapshot rows, in partitions of 10,000 (<campaign>."
+                     "<block>, 8-digit keys; pool of 16) + 1 campaign insert")
+FANOUT_FLOOR_OPS = ("per 1,000-row chunk (up to 16 chunks at once): 1 snapshot range query "
+                    "within its block's partition + 2 opt-out range queries + 10 entity-group "
+                    "transactions of 100 messages into the block's batch and 10 queue sends "
+                    "(on a shared pool of 16) + 1 chunk-marker upsert")
 PREPARE_OUR_OPS = ("request parsing and validation (pydantic), per recipient: to_e164 "
                    "(phonenumbers), template render, segment count (cached per text); "
                    "OptOutStore.opted_out_among (2 range queries); CampaignStore.create: N/100 "
@@ -80,6 +83,17 @@ FANOUT_OUR_OPS = ("the send request: campaign point read, schedule upsert, ETag 
                   "point read, run range query, snapshot range query, 2 opt-out range queries, "
                   "10 transactions of 100 (MessageStore.create_batch), run range query again, "
                   "10 dispatch jobs on sms-outbound, marker upsert, the queue delete")
+
+
+def snapshot_key(campaign_id: str, index: int) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of snapshot row `index`, as `campaign_store.snapshot_key` lays
+    out a campaign of blocks: `<campaign id>.<block, 5 digits>`, 8-digit RowKeys."""
+    return f"{campaign_id}.{index // SNAPSHOT_BLOCK:05d}", f"{index:08d}"
+
+
+def block_batch(batch: str, block: int) -> str:
+    """The Messages partition of a run's block (`RunRecord.block_batch`)."""
+    return batch if block == 0 else f"{batch}x{block:05d}"
 
 
 def render(name: str) -> str:
@@ -136,6 +150,8 @@ class CampaignFloor:
                 parameters={"pk": partition, "lo": min(numbers), "hi": max(numbers)}))
 
     def _transactions(self, entities: list[dict[str, Any]]) -> None:
+        # Entities arrive in key order: a group of 100 never spans two partitions (10,000 is a
+        # multiple of 100).
         groups = [entities[i:i + ENTITY_GROUP_LIMIT]
                   for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
         list(self._pool.map(
@@ -147,9 +163,10 @@ class CampaignFloor:
         now = datetime.now(UTC)
         self._opted_out([to for to, _ in recipients])
         self._transactions([
-            {"PartitionKey": campaign_id, "RowKey": f"{i:05d}", "To": to, "Verdict": "valid",
+            {"PartitionKey": pk, "RowKey": rk, "To": to, "Verdict": "valid",
              "Body": body, "Segments": 1, "Encoding": "GSM-7"}
-            for i, (to, body) in enumerate(recipients)])
+            for i, (to, body) in enumerate(recipients)
+            for pk, rk in [snapshot_key(campaign_id, i)]])
         total = len(recipients)
         preview = {"recipients": {"total": total, "valid": total, "invalid": 0,
                                   "duplicates": 0, "optedOut": 0, "deferred": 0},
@@ -165,21 +182,24 @@ class CampaignFloor:
             "PreviewParts": 1, "Preview0": json.dumps(preview, separators=(",", ":"))})
 
     def _fan_out_chunk(self, campaign_id: str, key: str, batch: str, chunk: int) -> int:
+        lo = chunk * CHUNK_ROWS  # a chunk lies within one block (1,000 divides 10,000)
+        pk, first = snapshot_key(campaign_id, lo)
         rows = list(self._snapshot.query_entities(_SNAPSHOT_RANGE, parameters={
-            "pk": campaign_id, "lo": f"{chunk * CHUNK_ROWS:05d}",
-            "hi": f"{(chunk + 1) * CHUNK_ROWS:05d}"}))
+            "pk": pk, "lo": first, "hi": snapshot_key(campaign_id, lo + CHUNK_ROWS)[1]}))
         if rows:
             self._opted_out([str(r["To"]) for r in rows])
         now = datetime.now(UTC)
-        entities = [message_entity(batch, int(r["RowKey"]), self._sender, str(r["To"]),
-                                   str(r["Body"]), now) for r in rows]
+        target = block_batch(batch, lo // SNAPSHOT_BLOCK)
+        entities = [message_entity(target, int(r["RowKey"]) % SNAPSHOT_BLOCK, self._sender,
+                                   str(r["To"]), str(r["Body"]), now) for r in rows]
         groups = [entities[i:i + ENTITY_GROUP_LIMIT]
                   for i in range(0, len(entities), ENTITY_GROUP_LIMIT)]
         list(self._pool.map(
             lambda group: self._messages.submit_transaction([("create", e) for e in group]),
             groups))
         list(self._pool.map(self._queue.send_message,
-                            [_job(batch, [int(e["RowKey"]) for e in group]) for group in groups]))
+                            [_job(target, [int(e["RowKey"]) for e in group])
+                             for group in groups]))
         self._campaigns.upsert_entity({
             "PartitionKey": campaign_id, "RowKey": f"run.{key}.chunk.{chunk:05d}",
             "Kind": "chunk", "Run": key, "Chunk": chunk, "Messages": len(entities),
@@ -187,7 +207,8 @@ class CampaignFloor:
         return len(entities)
 
     def fan_out(self, campaign_id: str, total: int) -> None:
-        """Fan out a campaign prepared by `prepare` with `total` rows into one message batch."""
+        """Fan out a campaign prepared by `prepare` with `total` rows: one message batch per
+        snapshot block, as a run's (`RunRecord.block_batch`)."""
         key = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         batch = _batch_id(datetime.now(UTC))
         chunks = max(1, math.ceil(total / CHUNK_ROWS))
@@ -298,7 +319,10 @@ class _Campaigns:
             time.sleep(POLL_S)
         elapsed = now - started
         measured = Run(1, elapsed, (elapsed,), total, CpuMeter.used(before, self.cpu.snapshot()))
-        statuses = self.services.messages.status_counts(run.batch)
+        statuses: dict[str, int] = {}
+        for batch in run.batches:  # one per snapshot block of 10,000
+            for status, n in self.services.messages.status_counts(batch).items():
+                statuses[status] = statuses.get(status, 0) + n
         jobs = _queue_length(self.outbound)
         if statuses != {"queued": total} or jobs != math.ceil(total / 100):
             raise RuntimeError(f"campaign fan-out: run {run.batch} holds {statuses} and left "
