@@ -1,5 +1,6 @@
 """`python -m bench`: start a private stack, measure every figure against its floor, report
-(figure 8, the whole send path against the ACS SDK direct, on a second stack of its own).
+(figure 8, the whole send path against the ACS SDK direct, on a second stack of its own;
+figure 9, a campaign of millions from upload to fan-out, on a third).
 
 Prints the table on stdout (progress on stderr) and writes bench/results/latest.json.
 """
@@ -16,6 +17,7 @@ from types import FrameType
 from bench.campaigns import campaigns
 from bench.floors import AcceptFloor
 from bench.measure import NumberPool
+from bench.millions import MIN_RECIPIENTS, MillionsOptions, millions
 from bench.report import as_json, render, write_json
 from bench.scenarios import (
     BODY,
@@ -32,6 +34,8 @@ from bench.stack import SENDER, SENDER_RATE_PER_MINUTE, Stack, peak_rss_kib
 from bench.whole_path import PathOptions, whole_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+# Figure 9's N: see bench/README.md (figure 9) for the rates it was chosen from.
+DEFAULT_MILLIONS = 1_000_000
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -134,8 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path-dlr-delay", type=float, default=1.0,
                         help="figure 8: the emulator's delivery-report delay, s (default 1.0, "
                              "as make run)")
-    parser.add_argument("--only", choices=("all", "path"), default="all",
-                        help="'path': only figure 8 (on its own stack), to iterate quickly")
+    parser.add_argument("--millions", type=int, default=DEFAULT_MILLIONS,
+                        help="figure 9: recipients uploaded, imported, prepared and fanned "
+                             f"out (default {DEFAULT_MILLIONS:,}, what this 2-core machine "
+                             "finishes within 30 minutes; see bench/README.md)")
+    parser.add_argument("--millions-floor", type=int, default=None,
+                        help="figure 9: recipients of the floors' sample (default N/10, at "
+                             f"least {MIN_RECIPIENTS:,})")
+    parser.add_argument("--millions-count", type=int, default=None,
+                        help="figure 9: recipients of the count pass through the storage "
+                             f"proxy, the second size (default N/5, at least "
+                             f"{MIN_RECIPIENTS:,})")
+    parser.add_argument("--only", choices=("all", "path", "millions"), default="all",
+                        help="'path': only figure 8, 'millions': only figure 9 (each on its "
+                             "own stack), to iterate quickly")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
     if args.reports + args.report_warmup > args.messages + args.dispatch_warmup:
@@ -147,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             or args.path_quiet <= 0:
         parser.error("--path-messages, --path-latency-sends and --path-warmup must be at "
                      "least 1, --path-quiet above 0")
+    if min(args.millions, args.millions_floor or MIN_RECIPIENTS,
+           args.millions_count or MIN_RECIPIENTS) < MIN_RECIPIENTS:
+        parser.error(f"--millions, --millions-floor and --millions-count must be at least "
+                     f"{MIN_RECIPIENTS:,} (a background preparation needs over 10,000)")
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     started = time.monotonic()
@@ -155,12 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.only == "all":
             figures, memory = _main_figures(args)
-        path_figure, path_memory = whole_path(PathOptions(
-            messages=args.path_messages, concurrency=args.concurrency,
-            warmup=args.path_warmup, latency_sends=args.path_latency_sends,
-            quiet_s=args.path_quiet, dlr_delay_s=args.path_dlr_delay))
-        figures.append(path_figure)
-        memory.update(path_memory)
+        if args.only in ("all", "path"):
+            path_figure, path_memory = whole_path(PathOptions(
+                messages=args.path_messages, concurrency=args.concurrency,
+                warmup=args.path_warmup, latency_sends=args.path_latency_sends,
+                quiet_s=args.path_quiet, dlr_delay_s=args.path_dlr_delay))
+            figures.append(path_figure)
+            memory.update(path_memory)
+        if args.only in ("all", "millions"):
+            millions_figures, millions_memory = millions(MillionsOptions(
+                recipients=args.millions, floor_recipients=args.millions_floor,
+                count_recipients=args.millions_count))
+            figures.extend(millions_figures)
+            memory.update(millions_memory)
     except (RuntimeError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
@@ -177,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 "path_messages": args.path_messages,
                 "path_latency_sends": args.path_latency_sends,
                 "path_warmup": args.path_warmup, "path_quiet_s": args.path_quiet,
-                "path_dlr_delay_s": args.path_dlr_delay}
+                "path_dlr_delay_s": args.path_dlr_delay, "millions": args.millions,
+                "millions_floor": args.millions_floor, "millions_count": args.millions_count}
     write_json(args.out, as_json(figures, memory, settings, duration))
     return 0
 

@@ -113,11 +113,13 @@ class Proxy:
     table_port: int
     queue_port: int
     control_port: int
+    blob_port: int | None = None  # with `start_proxy(blobs=True)`
 
     @property
     def connection_string(self) -> str:
-        """A storage connection string whose Table and Queue endpoints are the proxy's."""
-        return connection_string(self.queue_port, self.table_port)
+        """A storage connection string whose Table and Queue (and, when proxied, Blob)
+        endpoints are the proxy's."""
+        return connection_string(self.queue_port, self.table_port, blob_port=self.blob_port)
 
     def snapshot(self, reset: bool = False) -> list[CountRow]:
         """The proxy's counts so far; with `reset`, cleared in the same step."""
@@ -306,17 +308,25 @@ class Stack:
             "--rate-per-minute", str(EMULATOR_RATE_PER_MINUTE)], env)
         _wait_until_ok(f"{self.emulator_url}/emulator/health", self.emulator, "the ACS emulator")
 
-    def start_proxy(self, name: str = "storage-proxy") -> Proxy:
+    def start_proxy(self, name: str = "storage-proxy", *, blobs: bool = False) -> Proxy:
         """Start a counting `localdev.storage_proxy` child in front of this stack's Azurite (its
-        own process: it must not share the bench client's GIL); return once it answers."""
+        own process: it must not share the bench client's GIL); return once it answers. With
+        `blobs`, the Blob service is proxied (and counted) too."""
         if self.azurite is None:
             raise RuntimeError("the stack is not started")
         ports = [free_port() for _ in range(3)]
+        blob_args: list[str] = []
+        blob_port = None
+        if blobs and self.azurite.blob_port:
+            blob_port = free_port()
+            blob_args = ["--blob", f"127.0.0.1:{self.azurite.blob_port}",
+                         "--blob-port", str(blob_port)]
         child = self._spawn(name, [
             "localdev.storage_proxy", "--table", f"127.0.0.1:{self.azurite.table_port}",
             "--queue", f"127.0.0.1:{self.azurite.queue_port}", "--table-port", str(ports[0]),
-            "--queue-port", str(ports[1]), "--control-port", str(ports[2])], dict(os.environ))
-        proxy = Proxy(child, *ports)
+            "--queue-port", str(ports[1]), "--control-port", str(ports[2]), *blob_args],
+            dict(os.environ))
+        proxy = Proxy(child, ports[0], ports[1], ports[2], blob_port=blob_port)
         self.proxies.append(proxy)
         _wait_until_ok(f"http://127.0.0.1:{ports[2]}/health", child, "the storage proxy")
         return proxy
