@@ -132,6 +132,20 @@ def _recipient_row(e: Any) -> RecipientRecord:
                encoding=e.get("Encoding", "GSM-7"), reason=e.get("Reason"))
 
 
+def _run(campaign_id: str, e: Any) -> RunRecord:
+    """A run from its Table entity (its done chunks are other rows)."""
+    key = str(e["RowKey"])[4:]
+    return RunRecord(
+        campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"], e.get("FinishedAt"),
+        e.metadata.get("etag"), batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key),
+        settled_counts=json.loads(e["Counts"]) if e.get("Counts") else None,
+        blocks=int(e.get("Blocks") or 1))
+
+
+def _chunk_key(key: str, chunk: int) -> str:
+    return f"run.{key}.chunk.{chunk:05d}"
+
+
 class CampaignStore:
     """Campaigns, their runs, fan-out markers, schedule index and recipient snapshots."""
 
@@ -251,10 +265,22 @@ class CampaignStore:
         assert run is not None
         return run
 
-    def run(self, campaign_id: str, key: str) -> RunRecord | None:
-        """One run with its done chunks, or None."""
-        runs = self._runs(campaign_id, f"run.{key}", f"run.{key}/")
-        return runs[0] if runs else None
+    def run(self, campaign_id: str, key: str, *, chunk: int | None = None) -> RunRecord | None:
+        """One run with its done chunks, or None. With `chunk`, `done_chunks` tells only
+        whether that chunk is done: two point reads, however many chunks the run has."""
+        if chunk is None:
+            runs = self._runs(campaign_id, f"run.{key}", f"run.{key}/")
+            return runs[0] if runs else None
+        with _STORAGE:
+            try:
+                row = self._t.get_entity(campaign_id, f"run.{key}")
+            except ResourceNotFoundError:
+                return None
+            run = _run(campaign_id, row)
+            with contextlib.suppress(ResourceNotFoundError):
+                self._t.get_entity(campaign_id, _chunk_key(key, chunk), select=["RowKey"])
+                run.done_chunks.add(chunk)
+        return run
 
     def runs(self, campaign_id: str) -> list[RunRecord]:
         """Every run of the campaign, oldest first."""
@@ -265,16 +291,8 @@ class CampaignStore:
             rows = list(self._t.query_entities(
                 "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
                 parameters={"pk": campaign_id, "lo": lo, "hi": hi}))
-        runs: dict[str, RunRecord] = {}
-        for e in rows:
-            if e.get("Kind") == "run":
-                key = str(e["RowKey"])[4:]
-                runs[key] = RunRecord(
-                    campaign_id, key, int(e["Chunks"]), e["Status"], e["StartedAt"],
-                    e.get("FinishedAt"), e.metadata.get("etag"),
-                    batch_id=e.get("Batch") or legacy_run_batch(campaign_id, key),
-                    settled_counts=json.loads(e["Counts"]) if e.get("Counts") else None,
-                    blocks=int(e.get("Blocks") or 1))
+        runs = {str(e["RowKey"])[4:]: _run(campaign_id, e) for e in rows
+                if e.get("Kind") == "run"}
         for e in rows:
             if e.get("Kind") == "chunk" and e["Run"] in runs:
                 runs[e["Run"]].done_chunks.add(int(e["Chunk"]))
@@ -284,7 +302,7 @@ class CampaignStore:
     def mark_chunk(self, run: RunRecord, chunk: int, counts: dict[str, int]) -> None:
         """Record that a fan-out chunk is done (idempotent)."""
         self._t.upsert_entity({"PartitionKey": run.campaign_id,
-                               "RowKey": f"run.{run.key}.chunk.{chunk:05d}", "Kind": "chunk",
+                               "RowKey": _chunk_key(run.key, chunk), "Kind": "chunk",
                                "Run": run.key, "Chunk": chunk, **counts})
 
     def set_run_status(self, run: RunRecord, status: str) -> bool:

@@ -210,7 +210,7 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
     started = time.perf_counter()
     store = deps.campaigns
     campaign = store.get(campaign_id)
-    run = store.run(campaign_id, key)
+    run = store.run(campaign_id, key, chunk=chunk)
     if run is None or chunk in run.done_chunks:
         return
     if run.status == "canceled" or campaign.status == "canceled":
@@ -237,7 +237,7 @@ def fan_out_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) ->
             MessageStatus.SCHEDULED if deferred else MessageStatus.QUEUED,
             send_at=when if deferred else None))
     stored = deps.messages.create_batch(records)
-    latest = store.run(campaign_id, key)
+    latest = store.run(campaign_id, key, chunk=chunk)
     if latest is None or latest.status == "canceled":
         # Canceled while we wrote: the cancel's sweep may have run before our rows existed.
         _cancel_messages(deps, batch, stored)

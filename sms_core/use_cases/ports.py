@@ -283,8 +283,8 @@ class Campaigns(Protocol):
         """Create the run (or return it when it already exists: a retried start)."""
         ...
 
-    def run(self, campaign_id: str, key: str) -> RunRecord | None:
-        """One run with its done chunks, or None."""
+    def run(self, campaign_id: str, key: str, *, chunk: int | None = None) -> RunRecord | None:
+        """One run with its done chunks, or None (with `chunk`: only whether it is done)."""
         ...
 
     def runs(self, campaign_id: str) -> list[RunRecord]:

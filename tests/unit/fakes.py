@@ -527,12 +527,13 @@ class FakeCampaigns:
         assert run is not None
         return run
 
-    def run(self, campaign_id: str, key: str) -> RunRecord | None:
+    def run(self, campaign_id: str, key: str, *, chunk: int | None = None) -> RunRecord | None:
         with self._lock:
             run = self._runs.get((campaign_id, key))
             if run is None:
                 return None
-            done = {n for (c, k, n) in self.chunk_marks if (c, k) == (campaign_id, key)}
+            done = {n for (c, k, n) in self.chunk_marks if (c, k) == (campaign_id, key)
+                    and chunk in (None, n)}
             return replace(_copy(run), done_chunks=done)
 
     def runs(self, campaign_id: str) -> list[RunRecord]:
