@@ -339,13 +339,13 @@ def test_a_saved_template_at_a_time(console: Page, stack: Stack) -> None:
 PART_BYTES = 1024  # the parts' size the tests' uploads are told (the server's is 4 MiB)
 
 
-def in_small_parts(page: Page) -> list[tuple[str, str]]:
-    """Make the page's uploads go in parts of PART_BYTES: the real server makes each upload,
+def in_small_parts(page: Page, part_bytes: int = PART_BYTES) -> list[tuple[str, str]]:
+    """Make the page's uploads go in parts of `part_bytes`: the real server makes each upload,
     and its answer reaches the page with a smaller `partBytes` (any size up to the server's
     is allowed). Returns the audience requests the page makes, (method, path), in order."""
     def shrink(route: Route) -> None:
         answer = route.fetch()
-        route.fulfill(response=answer, json={**answer.json(), "partBytes": PART_BYTES})
+        route.fulfill(response=answer, json={**answer.json(), "partBytes": part_bytes})
 
     page.route("**/api/audiences/uploads", shrink)
     sent: list[tuple[str, str]] = []

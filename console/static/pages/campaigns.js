@@ -1,11 +1,15 @@
 // The Campaigns page: the list with live counts, and the new-campaign flow of the README's
 // walk-through (audience, template, schedule, quiet hours -> prepare -> review -> confirm ->
-// progress). Every value from the API (names, templates, CSV cells, numbers, reasons) reaches
+// progress; a large saved audience is prepared in the background first, its progress followed
+// until the review). Every value from the API (names, templates, CSV cells, numbers, reasons) reaches
 // the page through dom.js as text.
 import { el, clear, formatTime, announce } from "../dom.js";
 import { showError } from "../api.js";
+import { followPreparation, preparationText } from "../preparation.js";
 
 const TERMINAL = new Set(["completed", "canceled"]);
+// Campaigns with no preview yet: a background preparation under way, or one that failed.
+const UNPREPARED = new Set(["preparing", "failed"]);
 const COUNT_NAMES = ["queued", "sent", "delivered", "failed", "blocked", "canceled", "expired"];
 const PART_BYTES = 4 * 1024 * 1024; // an upload's part size as documented, if it names none
 const RECIPIENT_NAMES = [
@@ -136,13 +140,15 @@ export async function render(root, api) {
   function campaignRow(c) {
     const open = el("button", { type: "button", class: "secondary", "data-id": c.id }, c.name);
     // A prepared campaign opens on its review (a new confirmation token: the one from its
-    // preparation may have been in another session); every other one on its progress.
-    open.addEventListener("click", () => (c.status === "prepared" ? openReview(c.id) : showProgress(c.id)).catch(fail));
+    // preparation may have been in another session); one preparing in the background (or that
+    // failed to) on its preparation; every other one on its progress.
+    open.addEventListener("click", () => (c.status === "prepared" ? openReview(c.id)
+      : UNPREPARED.has(c.status) ? openPreparation(c.id) : showProgress(c.id)).catch(fail));
     const r = c.recipients || {};
     return el("tr", { "data-campaign": c.id },
       el("td", {}, open),
       el("td", {}, el("span", { class: `badge ${c.status}` }, c.status)),
-      el("td", { class: "num" }, String(r.valid ?? "")),
+      el("td", { class: "num" }, UNPREPARED.has(c.status) ? "—" : String(r.valid ?? "")),
       el("td", {}, c.tag || ""),
       el("td", {}, formatTime(c.nextRunAt) || "—"),
       el("td", {}, formatTime(c.createdAt)));
@@ -513,7 +519,10 @@ export async function render(root, api) {
       announce(live, "Preparing the campaign…");
       try {
         const prepared = await api.post("/campaigns", body);
-        showReview(prepared);
+        // 201: prepared, its review now. 202 (a saved audience of more than 10,000 members):
+        // `preparing`, its review once the background jobs are done, with this token.
+        if (prepared.status === "preparing") showPreparation(prepared, prepared.confirmationToken);
+        else showReview(prepared);
       } catch (error) {
         showError(formError, error);
         announce(live, "The campaign could not be prepared");
@@ -619,6 +628,83 @@ export async function render(root, api) {
     }
   }
 
+  // ---- preparation in the background ---------------------------------------------------------
+  async function openPreparation(id) {
+    showPreparation(await api.get(`/campaigns/${encodeURIComponent(id)}`));
+  }
+
+  // A campaign `preparing` (or `failed`): the rows read and the counts so far, followed every
+  // second until it is prepared, then its review: with `token` (the 202's confirmationToken)
+  // as it is, without (opened from the list) through POST .../review for a new token, as a
+  // prepared campaign from the list. A failed one shows why, and the way back.
+  function showPreparation(c, token = null) {
+    const heading = el("h2", { id: "preparation-heading", tabindex: "-1" }, `Preparing: ${c.name}`);
+    const badge = el("span", { id: "preparation-status", class: "badge" }, "");
+    const label = el("p", { id: "preparation-label" }, "");
+    const bar = el("progress", { id: "preparation-progress", max: "1", value: "0", "aria-labelledby": "preparation-label" });
+    const counts = el("dl", { class: "stats", id: "preparation-counts" });
+    const problem = el("div", { id: "preparation-error", class: "error", role: "alert", tabindex: "-1" });
+    const cancel = el("button", { type: "button", class: "danger", id: "cancel-campaign" }, "Cancel campaign");
+    const again = el("button", { type: "button", id: "new-campaign", hidden: true }, "New campaign");
+    const back = el("button", { type: "button", class: "secondary", id: "back-to-list" }, "Back to the list");
+    const panel = el("div", { id: "preparation-panel" }, heading,
+      el("p", {}, "Status: ", badge), label, bar,
+      el("p", { class: "hint", id: "preparation-hint" },
+        "Nothing has been sent. The audience is large: it is prepared in the background, and its review follows here when it is done. Duplicates and opt-outs are counted once every row is read."),
+      el("h3", {}, "Counts so far"), counts, problem,
+      el("div", { class: "actions" }, again, cancel, back));
+    show([panel], "preparation-heading");
+    cancel.addEventListener("click", () => cancelCampaign(c.id));
+    again.addEventListener("click", () => showNew().catch(fail));
+    back.addEventListener("click", () => showList().catch(fail));
+
+    const update = (now) => {
+      const p = now.preparation || {};
+      badge.textContent = now.status;
+      badge.setAttribute("class", `badge ${now.status}`);
+      label.textContent = preparationText(p);
+      bar.setAttribute("max", String(Math.max(p.rowsTotal || 0, 1)));
+      bar.setAttribute("value", String(Math.min(p.rowsRead || 0, Math.max(p.rowsTotal || 0, 1))));
+      clear(counts);
+      counts.append(...RECIPIENT_NAMES.map(([k, name]) => stat(name, (p.counts || {})[k], k)));
+    };
+    const failedNow = (now) => {
+      update(now);
+      heading.textContent = `Not prepared: ${now.name}`;
+      document.getElementById("preparation-hint").textContent = "Nothing has been sent.";
+      clear(problem);
+      problem.append(el("p", { class: "problem-title" }, "The campaign could not be prepared"),
+        el("p", { class: "problem-detail" }, (now.preparation || {}).error || "The preparation failed."),
+        el("p", { class: "hint" }, "Start a new campaign with another audience or filter."));
+      cancel.hidden = true;
+      again.hidden = false;
+      problem.focus();
+      announce(live, `The campaign could not be prepared: ${(now.preparation || {}).error || "failed"}`);
+    };
+    const settled = (now) => {
+      if (now.status === "prepared") {
+        if (token) showReview({ ...now, confirmationToken: token });
+        else openReview(now.id).catch(fail);
+      } else if (now.status === "failed") {
+        failedNow(now);
+      } else {
+        showProgress(now.id).catch(fail); // canceled (or sent) meanwhile
+      }
+    };
+
+    update(c);
+    if (c.status !== "preparing") { settled(c); return; }
+    announce(live, `Preparing “${c.name}” in the background…`);
+    followPreparation({
+      fetchCampaign: () => api.get(`/campaigns/${encodeURIComponent(c.id)}`),
+      alive: () => panel.isConnected,
+      wait: (fn, ms) => { poller = window.setTimeout(() => { poller = null; fn(); }, ms); },
+      update: (now) => { clear(errorBox); update(now); },
+      settled,
+      failed: fail,
+    });
+  }
+
   // ---- progress ----------------------------------------------------------------------------
   async function showProgress(id) {
     const heading = el("h2", { id: "progress-heading", tabindex: "-1" }, "Campaign");
@@ -648,6 +734,8 @@ export async function render(root, api) {
         return;
       }
       if (!root.isConnected || !document.getElementById("campaign-counts")) return;
+      // Not prepared yet (or never): its preparation, not its runs.
+      if (UNPREPARED.has(c.status)) { showPreparation(c); return; }
       heading.textContent = c.name;
       badge.textContent = c.status;
       badge.setAttribute("class", `badge ${c.status}`);
