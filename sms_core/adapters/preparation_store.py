@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from sms_core.adapters.azure_errors import storage_errors
@@ -88,6 +88,15 @@ class PreparationStore:
                                   "Kind": "prep", "Counts": json.dumps(counts)}
         put_json(entity, "Tally", {k: v for k, v in tally.items() if k not in counts})
         self._t.upsert_entity(entity)
+
+    def marked(self, campaign_id: str, stage: str, part: int) -> bool:
+        """Whether `part` of `stage` is done (a point read)."""
+        with _STORAGE:
+            try:
+                self._t.get_entity(campaign_id, _mark_key(stage, part), select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
+        return True
 
     @_STORAGE
     def marks(self, campaign_id: str, stage: str, *, full: bool = True

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,7 +133,7 @@ def prepare_chunk(deps: CampaignDeps, campaign_id: str, chunk: int) -> None:
     if campaign.status != "preparing":
         return
     plan = _Plan.of(campaign)
-    if chunk not in deps.preparations.marks(campaign_id, "chunk", full=False):
+    if not deps.preparations.marked(campaign_id, "chunk", chunk):
         try:
             info = deps.audiences.get(plan.audience)
         except NotFound:
@@ -196,7 +196,7 @@ def dedupe_bucket(deps: CampaignDeps, campaign_id: str, bucket: int) -> None:
     if campaign.status != "preparing":
         return
     plan = _Plan.of(campaign)
-    if bucket not in deps.preparations.marks(campaign_id, "bucket", full=False):
+    if not deps.preparations.marked(campaign_id, "bucket", bucket):
         offsets = _offsets(deps.preparations.marks(campaign_id, "chunk", full=False),
                            plan.chunks)
 
@@ -266,9 +266,8 @@ def advance(deps: CampaignDeps, campaign_id: str) -> None:
             c.preparation = {**(c.preparation or {}), "stage": "buckets"}
             return True
 
-        before = campaign.etag
-        campaign = deps.campaigns.change(campaign, to_buckets)
-        if campaign.etag != before and _Plan.of(campaign).stage == "buckets":
+        campaign, moved = _change(deps, campaign, to_buckets)
+        if moved:
             deps.campaign_jobs.enqueue_many(
                 [FanoutJob(kind="bucket", campaign=campaign_id, chunk=n)
                  for n in range(plan.buckets)])
@@ -326,15 +325,28 @@ def _finish(deps: CampaignDeps, campaign: CampaignRecord, plan: _Plan) -> None:
         c.preview, c.preparation = preview.public(), {**(c.preparation or {}), "stage": "done"}
         return True
 
-    before = campaign.etag
-    campaign = deps.campaigns.change(campaign, to_prepared)
-    if campaign.etag == before or campaign.status != "prepared":
+    campaign, moved = _change(deps, campaign, to_prepared)
+    if not moved:
         return
     log.info("campaign %s prepared in the background: %d recipient row(s), %d valid",
              campaign.id, campaign.total, campaign.valid,
              extra=fields(campaign.id, campaignId=campaign.id, rows=campaign.total,
                           valid=campaign.valid))
     run_all(lambda b: deps.preparations.forget_claims(campaign.id, b), range(plan.buckets))
+
+
+def _change(deps: CampaignDeps, campaign: CampaignRecord,
+            mutate: Callable[[CampaignRecord], bool]) -> tuple[CampaignRecord, bool]:
+    """`Campaigns.change`, and whether this call made the change (False when it found it
+    made by another job, or not to be made)."""
+    made = False
+
+    def tracked(c: CampaignRecord) -> bool:
+        nonlocal made
+        made = mutate(c)
+        return made
+
+    return deps.campaigns.change(campaign, tracked), made
 
 
 def _fail(deps: CampaignDeps, campaign: CampaignRecord, reason: str) -> None:
@@ -348,6 +360,15 @@ def _fail(deps: CampaignDeps, campaign: CampaignRecord, reason: str) -> None:
     deps.campaigns.change(campaign, to_failed)
     log.warning("campaign %s could not be prepared: %s", campaign.id, reason,
                 extra=fields(campaign.id, campaignId=campaign.id, reason=reason))
+
+
+def drop_preparation(deps: CampaignDeps, campaign: CampaignRecord) -> None:
+    """After a cancel: delete the claims of a preparation that had not finished (its jobs
+    stop at the status; best effort, a chunk job writing just now may leave a few)."""
+    if campaign.preparation is None or _Plan.of(campaign).stage == "done":
+        return
+    run_all(lambda b: deps.preparations.forget_claims(campaign.id, b),
+            range(_Plan.of(campaign).buckets))
 
 
 def preparation_view(deps: CampaignDeps, campaign: CampaignRecord

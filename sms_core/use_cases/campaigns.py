@@ -49,6 +49,7 @@ from sms_core.rules.templates import (
 )
 from sms_core.rules.times import check_send_at
 from sms_core.use_cases.campaign_preparation import (
+    drop_preparation,
     preparation_view,
     runs_in_background,
     start_preparation,
@@ -372,6 +373,7 @@ def cancel_campaign(deps: CampaignDeps, campaign_id: str) -> CampaignPublic:
     if campaign.status != "canceled":
         raise Conflict("The campaign has completed; nothing is left to cancel.")
     cancel_runs(deps, campaign)
+    drop_preparation(deps, campaign)
     return campaign_view(deps, campaign)
 
 

@@ -339,6 +339,10 @@ class Preparations(Protocol):
         """Record that part `part` of `stage` (chunk, bucket) is done, with its tally."""
         ...
 
+    def marked(self, campaign_id: str, stage: str, part: int) -> bool:
+        """Whether `part` of `stage` is done (a point read)."""
+        ...
+
     def marks(self, campaign_id: str, stage: str, *, full: bool = True
               ) -> dict[int, dict[str, Any]]:
         """The tallies of the done parts of `stage`; `full=False` reads only their counts."""

@@ -25,7 +25,7 @@ from sms_core.models.records import CampaignRecord, MemberRecord, RecipientRecor
 from sms_core.use_cases import campaign_preparation, campaign_runs
 from sms_core.use_cases.campaign_jobs import handle_campaign_job
 from sms_core.use_cases.campaign_preparation import resume_preparations
-from sms_core.use_cases.campaigns import confirm_send, review_campaign
+from sms_core.use_cases.campaigns import cancel_campaign, confirm_send, review_campaign
 from sms_http.requests import send_confirmation
 from tests.integration.conftest import SENDER, new_number
 from tests.integration.test_campaigns import (
@@ -141,10 +141,7 @@ def test_a_large_audience_prepares_in_the_background_to_the_preview_the_request_
     assert done["preview"]["ucs2Characters"] == ["ë"]
     assert done["preparation"]["stage"] == "done" and done["preparation"]["counts"] == counts
     assert snapshot(services, out["id"]) == snapshot(services, inline["id"])
-    # The claims are gone once the preview is made.
-    assert not list(services.campaigns._r.query_entities(
-        "PartitionKey ge @lo and PartitionKey lt @hi",
-        parameters={"lo": f"{out['id']}.n", "hi": f"{out['id']}.o"}))
+    assert not claims_of(services, out["id"])  # gone once the preview is made
 
 
 def test_progress_while_preparing_and_no_send_before_the_preview(
@@ -211,6 +208,28 @@ def test_lost_jobs_are_enqueued_again_by_the_timer(services: Services,
         handle_campaign_job(services, job)
     run_jobs(services)
     assert view_of(services, out["id"])["status"] == "prepared"
+
+
+def test_a_campaign_canceled_while_preparing_stops_and_leaves_no_claims(
+        services: Services, small_parts: None) -> None:
+    audience_id, _ = mixed_audience(services, 120)
+    out = prepare(services, **body(audience_id))
+    jobs = take_fanout(services)
+    handle_campaign_job(services, jobs[0])
+    assert claims_of(services, out["id"])
+    assert cancel_campaign(services, out["id"]).status == "canceled"
+    assert not claims_of(services, out["id"])
+    for job in jobs[1:]:
+        handle_campaign_job(services, job)
+    assert run_jobs(services) == 0
+    assert not claims_of(services, out["id"])
+    assert view_of(services, out["id"])["status"] == "canceled"
+
+
+def claims_of(services: Services, campaign_id: str) -> list[Any]:
+    return list(services.campaigns._r.query_entities(
+        "PartitionKey ge @lo and PartitionKey lt @hi",
+        parameters={"lo": f"{campaign_id}.n", "hi": f"{campaign_id}.o"}))
 
 
 def test_a_filter_that_selects_nobody_fails_the_preparation(services: Services,
