@@ -311,8 +311,8 @@ def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
                 break
             run = deps.campaigns.run(campaign.id, run.key) or run
         if run.status == "canceled":
-            for batch in run.batches:
-                _cancel_messages(deps, batch, deps.messages.pending(batch))
+            run_all(lambda batch: _cancel_messages(deps, batch, deps.messages.pending(batch)),
+                    run.batches)
 
 
 def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord

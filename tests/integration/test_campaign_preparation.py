@@ -284,3 +284,22 @@ def test_a_campaign_prepared_before_blocks_still_sends_from_its_one_partition(
     send(services, {"id": old.id, "confirmationToken": token})
     drain(services)
     assert all(texts(emulator, n) == ["Old"] for n in people)
+
+
+def test_a_cancel_reaches_the_waiting_messages_of_every_block(
+        services: Services, emulator: AcsEmulator, small_parts: None) -> None:
+    people = [new_number() for _ in range(130)]
+    info = services.audiences.create("cancel blocks", [MemberRecord(n, {}) for n in people])
+    out = prepare(services, template="Not today", audience={"audienceId": info.id})
+    run_jobs(services)
+    sent = send(services, out)
+    for job in take_fanout(services):  # fan out every chunk, dispatch nothing
+        handle_campaign_job(services, job)
+    run = services.campaigns.run(out["id"], sent["runs"][0]["id"])
+    assert run is not None and run.blocks == 3
+    cancel_campaign(services, out["id"])
+    assert [services.messages.status_counts(b) for b in run.batches] == [
+        {"canceled": 50}, {"canceled": 50}, {"canceled": 30}]
+    drain(services)
+    assert all(texts(emulator, n) == [] for n in people)
+    assert view_of(services, out["id"])["counts"]["canceled"] == 130
