@@ -152,6 +152,12 @@ class AudienceStore:
         info = self.get(audience_id)
         with _AUDIENCE_STORAGE:
             self._t.delete_entity(AUDIENCE_PK, audience_id)
+        self.drop_members(info)
+
+    def drop_members(self, info: AudienceRecord) -> None:
+        """Delete an audience's member rows (those of a deleted audience, or of a failed
+        import, which are never read)."""
+        with _AUDIENCE_STORAGE:
             keys: dict[str, list[str]] = {}
             for e in self._member_rows(info, ["PartitionKey", "RowKey"]):
                 keys.setdefault(e["PartitionKey"], []).append(e["RowKey"])

@@ -22,7 +22,7 @@ import logging
 from dataclasses import replace
 from typing import Protocol
 
-from sms_core.errors import FieldError, NotFound, RequestInvalid
+from sms_core.errors import FieldError, NotFound, RequestInvalid, StorageUnavailable
 from sms_core.models.campaign_views import AudiencePublic, UploadPartPublic, UploadPublic
 from sms_core.models.campaigns import MAX_UPLOAD_PART_BYTES, MAX_UPLOAD_PARTS, FanoutJob
 from sms_core.models.records import AudienceRecord, MemberRecord
@@ -158,5 +158,10 @@ def _finish(deps: ImportDeps, info: AudienceRecord, error: tuple[int, str] | Non
     deps.uploads.delete(info.upload_id)
     if error is None:
         log.info("audience %s imported: %d member(s)", info.id, info.size)
-    else:
-        log.info("audience %s import failed at line %d: %s", info.id, error[0], error[1])
+        return
+    log.info("audience %s import failed at line %d: %s", info.id, error[0], error[1])
+    try:
+        deps.audiences.drop_members(final)  # nothing of the file is used: free its rows
+    except StorageUnavailable:
+        log.warning("audience %s: the members of the failed import stay until it is deleted",
+                    info.id)

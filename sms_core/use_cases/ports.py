@@ -404,6 +404,10 @@ class AudienceImports(Protocol):
         """Replace the audience row under its ETag; None when it changed since."""
         ...
 
+    def drop_members(self, info: AudienceRecord) -> None:
+        """Delete an audience's member rows."""
+        ...
+
 
 class TextLines(Protocol):
     """Lines of an uploaded file, with the byte offset after the last line handed out."""

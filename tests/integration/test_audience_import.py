@@ -162,6 +162,7 @@ def test_a_bad_row_fails_the_import_naming_its_line_in_the_whole_file(
     # Rows 0-32 take 44 lines after the header (every third spans two).
     assert failed.error.line == 2 + 33 + 11
     assert "expected 3 fields" in failed.error.detail
+    assert services.audiences.members(audience_id) == []  # the 28 written before are gone
     with pytest.raises(Conflict, match="could not be imported"):
         prepare_campaign(services, campaign_body(
             {"name": "no", "template": "Hi", "audience": {"audienceId": audience_id}}))
