@@ -317,6 +317,9 @@ def _finish(deps: CampaignDeps, campaign: CampaignRecord, plan: _Plan) -> None:
               else "the audience has no recipients")
         return
     preview = preview_of(tally, deps.settings.sender_rate_per_minute, plan.starts_at)
+    # Every bucket is marked, so nothing reads the claims again: deleted before the campaign is
+    # prepared, so a prepared campaign has nothing of its preparation left to clean up.
+    run_all(lambda b: deps.preparations.forget_claims(campaign.id, b), range(plan.buckets))
 
     def to_prepared(c: CampaignRecord) -> bool:
         if c.status != "preparing":
@@ -332,7 +335,6 @@ def _finish(deps: CampaignDeps, campaign: CampaignRecord, plan: _Plan) -> None:
              campaign.id, campaign.total, campaign.valid,
              extra=fields(campaign.id, campaignId=campaign.id, rows=campaign.total,
                           valid=campaign.valid))
-    run_all(lambda b: deps.preparations.forget_claims(campaign.id, b), range(plan.buckets))
 
 
 def _change(deps: CampaignDeps, campaign: CampaignRecord,
