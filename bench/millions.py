@@ -62,7 +62,7 @@ from sms_core.adapters.storage import OUTBOUND_QUEUE
 from sms_core.bootstrap import Services
 from sms_core.models.campaigns import MAX_UPLOAD_PART_BYTES
 from sms_core.rules.phone import to_e164
-from sms_core.use_cases.campaign_preparation import BUCKET_CLAIMS, PREPARE_CHUNK
+from sms_core.use_cases.campaign_preparation import BUCKET_CLAIMS
 
 FIRST_NAMES = ("Ann", "Bo", "Carla", "Dev", "Emil", "Fatima", "Goran", "Hana", "Ivo", "Jun")
 PART_BYTES = MAX_UPLOAD_PART_BYTES  # 4 MiB, what POST /api/audiences/uploads answers
@@ -367,13 +367,14 @@ class MillionsFloor:
                 b = zlib.crc32(str(e["To"]).encode()) % buckets
                 claims.setdefault(b, []).append({
                     "PartitionKey": f"{campaign}.n{b:05d}", "RowKey": f"{e['To']}|{i:08d}",
-                    "Segments": 1, "Encoding": "GSM-7", "Ucs2": "", "Place": i % PREPARE_CHUNK})
+                    "Segments": 1, "Encoding": "GSM-7", "Ucs2": "", "Place": i % MEMBER_BLOCK})
             self._insert(self._snapshot, snapshot)
             for group in claims.values():
                 self._insert(self._snapshot, group)
             return len(rows)
 
-        read = sum(self._jobs.map(chunk, range(-(-count // PREPARE_CHUNK))))
+        # One job a member block: the default SMS_CAMPAIGN_PREPARE_CHUNK is one block.
+        read = sum(self._jobs.map(chunk, range(-(-count // MEMBER_BLOCK))))
         claimed = sum(self._jobs.map(lambda b: len(list(self._snapshot.query_entities(
             "PartitionKey eq @pk", parameters={"pk": f"{campaign}.n{b:05d}"}))), range(buckets)))
         if read != count or claimed != count:

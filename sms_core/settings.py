@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     optin_reply: str | None = Field(None, validation_alias=_alias("SMS_OPTIN_REPLY"))
     dlr_timeout_hours: float = Field(
         72, gt=0, le=24 * 30, validation_alias=_alias("SMS_DLR_TIMEOUT_HOURS"))
+    # A saved audience larger than this is prepared by background jobs, `..._CHUNK` members a
+    # job: a request must end well within Azure's ~230 s front-end limit on any plan.
+    campaign_prepare_inline_max: int = Field(
+        10_000, ge=0, le=1_000_000, validation_alias=_alias("SMS_CAMPAIGN_PREPARE_INLINE_MAX"))
+    campaign_prepare_chunk: int = Field(
+        10_000, ge=100, le=100_000, validation_alias=_alias("SMS_CAMPAIGN_PREPARE_CHUNK"))
     app_webhook_url: str | None = Field(None, validation_alias=_alias("SMS_APP_WEBHOOK_URL"))
     app_webhook_secret: str | None = Field(
         None, validation_alias=_alias("SMS_APP_WEBHOOK_SECRET"))

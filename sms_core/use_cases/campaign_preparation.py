@@ -1,11 +1,12 @@
 """Preparing a campaign for a large saved audience in the background, in parallel chunks.
 
-`POST /api/campaigns` for an audience of more than `INLINE_PREPARE_MAX` members answers 202
-with the campaign `preparing` (`start_preparation`); jobs on `sms-campaigns` then do the work
-that the request does for a small audience, and end with the same preview:
+`POST /api/campaigns` for an audience of more than `SMS_CAMPAIGN_PREPARE_INLINE_MAX` members
+answers 202 with the campaign `preparing` (`start_preparation`); jobs on `sms-campaigns` then do
+the work that the request does for a small audience, and end with the same preview:
 
-1. `chunk` jobs, one per `PREPARE_CHUNK` members side by side: read the members, apply the
-   filter, classify each row (number, rendered text, length), write the snapshot rows (a row
+1. `chunk` jobs, one per `SMS_CAMPAIGN_PREPARE_CHUNK` members side by side (the size is kept in
+   the plan: a setting changed meanwhile does not split a preparation): read the members, apply
+   the filter, classify each row (number, rendered text, length), write the snapshot rows (a row
    that could be sent is written `valid` for now) and a claim per such row into the bucket its
    number hashes to. Each job ends with a marker holding its tally.
 2. When every chunk is marked, the one job that moves the plan to the `buckets` stage (an
@@ -48,6 +49,7 @@ from sms_core.rules.audience_filter import parse_filter
 from sms_core.rules.quiet_hours import QuietHours, next_allowed, zones_for
 from sms_core.rules.segments import SegmentInfo, count_segments
 from sms_core.rules.templates import parse_template
+from sms_core.settings import Settings
 from sms_core.use_cases.campaign_preview import (
     MAX_LISTED_INVALID,
     SAMPLE_COUNT,
@@ -61,8 +63,7 @@ from sms_core.use_cases.campaign_runs import CampaignDeps
 
 log = logging.getLogger(__name__)
 
-INLINE_PREPARE_MAX = 10_000  # a saved audience up to this size is prepared in the request
-PREPARE_CHUNK = 10_000  # members per chunk job: one block of the audience (it divides 10,000)
+_PLAN_CHUNK_BEFORE = 10_000  # the chunk size of plans stored before it was a setting
 BUCKET_CLAIMS = 20_000  # claims per bucket, on average: what one bucket job holds in memory
 STALL_S = 600  # a preparation with no marker written for this long has lost a job
 
@@ -77,6 +78,7 @@ class _Plan:
     buckets: int
     starts_at: datetime
     fallback_zone: str
+    chunk_size: int  # members per chunk job
     stage: str = "chunks"  # chunks | buckets | done
     error: str | None = None
 
@@ -84,7 +86,8 @@ class _Plan:
         """The JSON kept on the campaign."""
         return {"audience": self.audience, "filter": self.filter, "chunks": self.chunks,
                 "buckets": self.buckets, "startsAt": self.starts_at.isoformat(),
-                "fallbackZone": self.fallback_zone, "stage": self.stage, "error": self.error}
+                "fallbackZone": self.fallback_zone, "chunkSize": self.chunk_size,
+                "stage": self.stage, "error": self.error}
 
     @classmethod
     def of(cls, campaign: CampaignRecord) -> _Plan:
@@ -92,14 +95,14 @@ class _Plan:
         p = campaign.preparation
         assert p is not None, "a campaign prepared in the background"
         return cls(p["audience"], p["filter"], int(p["chunks"]), int(p["buckets"]),
-                   datetime.fromisoformat(p["startsAt"]), p["fallbackZone"], p["stage"],
-                   p.get("error"))
+                   datetime.fromisoformat(p["startsAt"]), p["fallbackZone"],
+                   int(p.get("chunkSize", _PLAN_CHUNK_BEFORE)), p["stage"], p.get("error"))
 
 
-def runs_in_background(info: AudienceRecord) -> bool:
+def runs_in_background(settings: Settings, info: AudienceRecord) -> bool:
     """True when a campaign for this saved audience is prepared by background jobs: a large
     audience saved in blocks (`member_range` reads it a chunk at a time)."""
-    return info.layout == 2 and info.size > INLINE_PREPARE_MAX
+    return info.layout == 2 and info.size > settings.campaign_prepare_inline_max
 
 
 def start_preparation(deps: CampaignDeps, campaign: CampaignRecord, info: AudienceRecord,
@@ -109,9 +112,10 @@ def start_preparation(deps: CampaignDeps, campaign: CampaignRecord, info: Audien
     The caller has validated everything a request can get wrong (sender, template, the
     audience being ready, the filter against its columns).
     """
-    chunks = max(1, -(-info.size // PREPARE_CHUNK))
+    size = deps.settings.campaign_prepare_chunk
+    chunks = max(1, -(-info.size // size))
     plan = _Plan(info.id, rule, chunks, max(1, -(-info.size // BUCKET_CLAIMS)), starts_at,
-                 fallback_zone)
+                 fallback_zone, size)
     campaign.status, campaign.layout, campaign.span = "preparing", 2, info.size
     campaign.preparation = plan.stored()
     deps.campaigns.create(campaign, [])
@@ -146,8 +150,8 @@ def prepare_chunk(deps: CampaignDeps, campaign_id: str, chunk: int) -> None:
 
 def _write_chunk(deps: CampaignDeps, campaign: CampaignRecord, plan: _Plan,
                  info: AudienceRecord, chunk: int) -> None:
-    lo = chunk * PREPARE_CHUNK
-    members = deps.audiences.member_range(info, lo, min(info.size, lo + PREPARE_CHUNK))
+    lo = chunk * plan.chunk_size
+    members = deps.audiences.member_range(info, lo, min(info.size, lo + plan.chunk_size))
     rule = parse_filter(plan.filter) if plan.filter is not None else None
     template = parse_template(campaign.template)
     segments_by_body: dict[str, SegmentInfo] = {}
@@ -201,7 +205,7 @@ def dedupe_bucket(deps: CampaignDeps, campaign_id: str, bucket: int) -> None:
                            plan.chunks)
 
         def place(claim: ClaimRecord) -> int:
-            return offsets[claim.index // PREPARE_CHUNK] + claim.place
+            return offsets[claim.index // plan.chunk_size] + claim.place
 
         firsts: list[ClaimRecord] = []
         changed: list[RecipientRecord] = []

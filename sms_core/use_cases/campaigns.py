@@ -280,7 +280,7 @@ def _large_audience(deps: CampaignDeps, audience: AudienceIn) -> AudienceRecord 
         info = ready_audience(deps.audiences.get(audience.audience_id))
     except NotFound as exc:
         raise invalid_field("audience.audienceId", exc.detail) from None
-    if not runs_in_background(info):
+    if not runs_in_background(deps.settings, info):
         return None
     if audience.filter is not None:
         checked_rule(audience.filter, info.columns, "audience.filter")

@@ -1,5 +1,6 @@
-"""A campaign for a saved audience of more than 10,000 members in the console: POST /api/campaigns
-answers 202 `preparing` and background jobs prepare it. The page shows the preparation's progress
+"""A campaign for a large saved audience in the console (more members than the stack's
+PREPARE_INLINE_MAX, tests/stack.py; 10,000 by default): POST /api/campaigns answers 202
+`preparing` and background jobs prepare it. The page shows the preparation's progress
 (rows read, counts so far, stage), follows it every second, then shows the same review as a 201
 (with the 202's confirmation token) and sends; a preparation that fails shows its error; a
 campaign still preparing opened from the list is followed the same way, then reviewed again for a
@@ -20,14 +21,14 @@ from tests.browser.conftest import Watch
 from tests.browser.test_campaigns_page import in_small_parts, stat, upload
 from tests.deadlines import scaled
 from tests.numbers import unique_number
-from tests.stack import Stack
+from tests.stack import PREPARE_CHUNK, PREPARE_INLINE_MAX, Stack
 
-MEMBERS = 10_050  # more than the 10,000 a request prepares itself
-INVALID = {17: "+1425555", 5_021: "not-a-number", 10_040: "+99912345"}  # row -> bad number
-# row -> the row whose number it repeats: far apart, across the 10,000-row chunks too.
-DUPLICATES = {6_000: 1, 10_045: 2, 120: 9_500, 10_049: 4_000}
+MEMBERS = 1_050  # more than a request prepares itself: three chunk jobs of PREPARE_CHUNK
+INVALID = {17: "+1425555", 521: "not-a-number", 1_040: "+99912345"}  # row -> bad number
+# row -> the row whose number it repeats: far apart, across the chunks too.
+DUPLICATES = {600: 1, 1_045: 2, 120: 950, 1_049: 400}
 VALID = MEMBERS - len(INVALID) - len(DUPLICATES)
-# A whole import and preparation of 10,050 members, on a loaded 2-core machine.
+# A whole import and preparation of the members, on a loaded 2-core machine.
 SLOW_MS = 120_000
 
 
@@ -38,6 +39,7 @@ def slow() -> float:
 def audience_csv(plan: str = "free") -> tuple[bytes, list[str]]:
     """MEMBERS rows `phone,first_name,plan` with INVALID and DUPLICATES planted at their rows
     (0-based among the members); returns the file and each row's number."""
+    assert PREPARE_INLINE_MAX < MEMBERS and -(-MEMBERS // PREPARE_CHUNK) == 3
     numbers: list[str] = []
     for row in range(MEMBERS):
         if row in INVALID:
@@ -150,7 +152,7 @@ def test_a_campaign_preparing_opened_from_the_list_is_followed_then_reviewed_aga
     if not review.is_visible():  # still preparing when it was opened: its progress
         expect(console.get_by_role("heading", name="Preparing: preparing elsewhere")
                ).to_be_focused()
-        expect(console.locator("#preparation-label")).to_contain_text("of 10,050 rows read")
+        expect(console.locator("#preparation-label")).to_contain_text(f"of {MEMBERS:,} rows read")
     looks.release()
     expect(review).to_be_focused(timeout=slow())
     campaign = started.json()["id"]
@@ -169,23 +171,23 @@ def test_a_campaign_preparing_opened_from_the_list_is_followed_then_reviewed_aga
     assert watch.page_errors == []
 
 
-# Last in the module: the fan-out of its 10,043 messages keeps the host's campaign jobs busy for a
+# Last in the module: the fan-out of its 1,043 messages keeps the host's campaign jobs busy for a
 # while, and the tests above wait on those jobs.
 def test_a_large_audience_is_prepared_in_the_background_then_reviewed_and_sent(
         console: Page, stack: Stack, watch: Watch, shot: Callable[[str], Path]) -> None:
     data, numbers = audience_csv()
-    sent = in_small_parts(console, 32 * 1024)
+    sent = in_small_parts(console, 8 * 1024)
     console.get_by_role("button", name="New campaign").click()
     console.get_by_label("Upload a CSV").check()
-    upload(console, "ten thousand and fifty", data, "large.csv")
+    upload(console, "a thousand and fifty", data, "large.csv")
     expect(console.locator("#upload-ok")).to_contain_text(f"{MEMBERS} member(s)", timeout=slow())
-    assert len([m for m, _ in sent if m == "PUT"]) == -(-len(data) // (32 * 1024)) > 1
+    assert len([m for m, _ in sent if m == "PUT"]) == -(-len(data) // (8 * 1024)) > 1
 
     looks = HeldLooks(console)
     console.get_by_label("Campaign name").fill("large audience")
     console.get_by_label("Text", exact=True).fill("Hi {{first_name}}, doors open at 9.")
     # Quiet hours around now in every US zone the numbers are in (Pacific to Eastern): the run
-    # starts `sending` with every message deferred, so none of 10,043 texts is handed to the
+    # starts `sending` with every message deferred, so none of 1,043 texts is handed to the
     # emulator while the later tests of the package run (a sent one each is what they wait for).
     console.get_by_label("Hold messages during quiet hours").check()
     pacific = datetime.now(ZoneInfo("America/Los_Angeles"))
@@ -197,12 +199,12 @@ def test_a_large_audience_is_prepared_in_the_background_then_reviewed_and_sent(
     assert prepared.value.status == 202
     token = prepared.value.json()["confirmationToken"]
 
-    # The progress panel, from the 202 itself: preparing, the rows read of 10,050, the stage.
+    # The progress panel, from the 202 itself: preparing, the rows read of 1,050, the stage.
     panel = console.locator("#preparation-panel")
     expect(console.get_by_role("heading", name="Preparing: large audience")).to_be_focused()
     expect(console.locator("#preparation-status")).to_have_text("preparing")
     expect(console.locator("#preparation-label")).to_have_text(
-        re.compile(r"^Preparing: [\d,]+ of 10,050 rows read \(.+\)$"))
+        re.compile(rf"^Preparing: [\d,]+ of {MEMBERS:,} rows read \(.+\)$"))
     expect(console.get_by_role("progressbar", name=re.compile("^Preparing:"))).to_have_attribute(
         "max", str(MEMBERS))
     expect(panel.locator("#preparation-counts [data-stat='total'] dd")).to_have_text(

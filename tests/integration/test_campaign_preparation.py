@@ -26,8 +26,9 @@ from sms_core.use_cases import campaign_preparation, campaign_runs
 from sms_core.use_cases.campaign_jobs import handle_campaign_job
 from sms_core.use_cases.campaign_preparation import resume_preparations
 from sms_core.use_cases.campaigns import cancel_campaign, confirm_send, review_campaign
+from sms_core.use_cases.dispatch import dispatch
 from sms_http.requests import send_confirmation
-from tests.integration.conftest import SENDER, new_number
+from tests.integration.conftest import SENDER, new_number, take_jobs
 from tests.integration.test_campaigns import (
     campaign_services,
     drain,
@@ -44,10 +45,16 @@ def services(azurite_connection_string: str, emulator: AcsEmulator) -> Services:
     return campaign_services(azurite_connection_string, emulator)
 
 
+def prepared_inline_up_to(services: Services, members: int) -> None:
+    """SMS_CAMPAIGN_PREPARE_INLINE_MAX for the use cases `services` runs."""
+    services.settings = services.settings.model_copy(  # type: ignore[misc]
+        update={"campaign_prepare_inline_max": members})
+
+
 @pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(campaign_preparation, "INLINE_PREPARE_MAX", 50)
-    monkeypatch.setattr(campaign_preparation, "PREPARE_CHUNK", 40)
+def small_parts(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    services.settings = services.settings.model_copy(  # type: ignore[misc]
+        update={"campaign_prepare_inline_max": 50, "campaign_prepare_chunk": 40})
     monkeypatch.setattr(campaign_preparation, "BUCKET_CLAIMS", 30)
     for module in (records, campaign_store):
         monkeypatch.setattr(module, "SNAPSHOT_BLOCK", 50)
@@ -120,9 +127,9 @@ def test_a_large_audience_prepares_in_the_background_to_the_preview_the_request_
         services: Services, small_parts: None, monkeypatch: pytest.MonkeyPatch) -> None:
     audience_id, _ = mixed_audience(services)
     spec = body(audience_id, filter="tier = 'gold'")
-    monkeypatch.setattr(campaign_preparation, "INLINE_PREPARE_MAX", 10_000)
+    prepared_inline_up_to(services, 10_000)
     inline = prepare(services, **spec)  # in the request, as for any small audience
-    monkeypatch.setattr(campaign_preparation, "INLINE_PREPARE_MAX", 50)
+    prepared_inline_up_to(services, 50)
 
     out = prepare(services, **spec)
     assert out["status"] == "preparing" and out["preview"] is None and out["confirmationToken"]
@@ -148,7 +155,7 @@ def test_progress_while_preparing_and_no_send_before_the_preview(
         services: Services, small_parts: None) -> None:
     audience_id, _ = mixed_audience(services, 120)
     out = prepare(services, **body(audience_id))
-    jobs = take_fanout(services)
+    jobs = sorted(take_fanout(services), key=lambda j: j.chunk)
     assert sorted(j.chunk for j in jobs) == [0, 1, 2]
     handle_campaign_job(services, jobs[0])
     partway = view_of(services, out["id"])
@@ -169,10 +176,11 @@ def test_progress_while_preparing_and_no_send_before_the_preview(
 def test_a_chunk_that_crashes_after_its_rows_is_done_again_and_counted_once(
         services: Services, small_parts: None, monkeypatch: pytest.MonkeyPatch) -> None:
     audience_id, _ = mixed_audience(services, 100)
-    monkeypatch.setattr(campaign_preparation, "INLINE_PREPARE_MAX", 10_000)
-    expected = prepare(services, **body(audience_id))["preview"]
-    monkeypatch.setattr(campaign_preparation, "INLINE_PREPARE_MAX", 50)
-    out = prepare(services, **body(audience_id))
+    spec = body(audience_id)  # one sendAt for both: the estimate starts there
+    prepared_inline_up_to(services, 10_000)
+    expected = prepare(services, **spec)["preview"]
+    prepared_inline_up_to(services, 50)
+    out = prepare(services, **spec)
     real_mark = services.preparations.mark
     crashed: list[int] = []
 
@@ -183,7 +191,7 @@ def test_a_chunk_that_crashes_after_its_rows_is_done_again_and_counted_once(
         real_mark(campaign_id, stage, part, tally)
 
     monkeypatch.setattr(services.preparations, "mark", crash_once)
-    jobs = take_fanout(services)
+    jobs = sorted(take_fanout(services), key=lambda j: j.chunk)
     for job in jobs:
         try:
             handle_campaign_job(services, job)
@@ -198,7 +206,7 @@ def test_lost_jobs_are_enqueued_again_by_the_timer(services: Services,
                                                    small_parts: None) -> None:
     audience_id, _ = mixed_audience(services, 90)
     out = prepare(services, **body(audience_id))
-    jobs = take_fanout(services)
+    jobs = sorted(take_fanout(services), key=lambda j: j.chunk)
     handle_campaign_job(services, jobs[0])  # the others are lost (say, went to poison)
     assert resume_preparations(services) == 0  # not yet: it may only be slow
     later = datetime.now(UTC) + timedelta(seconds=campaign_preparation.STALL_S + 1)
@@ -214,7 +222,7 @@ def test_a_campaign_canceled_while_preparing_stops_and_leaves_no_claims(
         services: Services, small_parts: None) -> None:
     audience_id, _ = mixed_audience(services, 120)
     out = prepare(services, **body(audience_id))
-    jobs = take_fanout(services)
+    jobs = sorted(take_fanout(services), key=lambda j: j.chunk)
     handle_campaign_job(services, jobs[0])
     assert claims_of(services, out["id"])
     assert cancel_campaign(services, out["id"]).status == "canceled"
@@ -303,3 +311,41 @@ def test_a_cancel_reaches_the_waiting_messages_of_every_block(
     drain(services)
     assert all(texts(emulator, n) == [] for n in people)
     assert view_of(services, out["id"])["counts"]["canceled"] == 130
+
+
+def test_a_cancel_in_the_middle_of_the_fan_out_stops_every_message_not_yet_sent(
+        services: Services, emulator: AcsEmulator, small_parts: None) -> None:
+    """Canceled with some chunks written and some of their messages sent, the others still on
+    the queue: what had left is all that ever arrives, in every block, whatever runs after."""
+    people = [new_number() for _ in range(230)]
+    info = services.audiences.create("cancel midway", [MemberRecord(n, {}) for n in people])
+    out = prepare(services, template="Last call", audience={"audienceId": info.id})
+    run_jobs(services)
+    sent = send(services, out)
+    # The confirming request wrote chunk 0 itself; its job waits out a grace period.
+    chunks = [j for j in take_fanout(services) if j.kind == "chunk"]
+    assert sorted(j.chunk for j in chunks) == list(range(1, 10))  # 230 rows in chunks of 25
+    chunks.sort(key=lambda j: j.chunk)
+    for job in chunks[:3]:  # chunks 1-3: with chunk 0, in 4 of the 5 block batches
+        handle_campaign_job(services, job)
+    dispatch_jobs = take_jobs(services)
+    for job in dispatch_jobs[:2]:
+        dispatch(services, job)
+    before = sum(len(texts(emulator, n)) for n in people)
+    assert before == sum(len(j.indices) for j in dispatch_jobs[:2]) > 0
+
+    assert cancel_campaign(services, out["id"]).status == "canceled"
+    for job in dispatch_jobs[2:] + dispatch_jobs[:1]:  # the rest, and one redelivered
+        dispatch(services, job)
+    for job in [*chunks[3:], *chunks[:2], FanoutJob(kind="chunk", campaign=out["id"],
+                                                    run=chunks[0].run, chunk=0)]:
+        # the chunks not yet run, two again, and chunk 0's delayed job
+        handle_campaign_job(services, job)
+    drain(services)
+    assert sum(len(texts(emulator, n)) for n in people) == before
+    view = view_of(services, out["id"])
+    assert view["status"] == "canceled"
+    assert view["counts"].get("canceled", 0) == 4 * 25 - before
+    run = services.campaigns.run(out["id"], sent["runs"][0]["id"])
+    assert run is not None
+    assert sum(sum(services.messages.status_counts(b).values()) for b in run.batches) == 100
