@@ -305,6 +305,15 @@ class CampaignStore:
                                "RowKey": _chunk_key(run.key, chunk), "Kind": "chunk",
                                "Run": run.key, "Chunk": chunk, **counts})
 
+    def run_canceled(self, campaign_id: str, key: str) -> bool:
+        """True when the run exists and is canceled (one point read of its status)."""
+        with _STORAGE:
+            try:
+                row = self._t.get_entity(campaign_id, f"run.{key}", select=["Status"])
+            except ResourceNotFoundError:
+                return False
+        return bool(row.get("Status") == "canceled")
+
     def set_run_status(self, run: RunRecord, status: str) -> bool:
         """Move a run to `status` if it did not change meanwhile; False on a conflict."""
         return self._save_run(run, status, datetime.now(UTC), None)

@@ -236,14 +236,14 @@ class AudienceRequest(BaseModel):
 
 
 class FanoutJob(BaseModel):
-    """A message on `sms-campaigns`: fire a due run, fan out one chunk of a run, import (a
-    slice of) an uploaded audience file, or do a part (`chunk`: a chunk or a bucket) of a
-    campaign's background preparation."""
+    """A message on `sms-campaigns`: fire a due run, fan out one chunk of a run, cancel the
+    waiting messages of one chunk of a canceled run, import (a slice of) an uploaded audience
+    file, or do a part (`chunk`: a chunk or a bucket) of a campaign's background preparation."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     v: Literal[1] = 1
-    kind: Literal["fire", "chunk", "import", "prepare", "bucket"]
+    kind: Literal["fire", "chunk", "cancel", "import", "prepare", "bucket"]
     campaign: str = ""
     run: str = ""
     chunk: int = 0
@@ -252,10 +252,11 @@ class FanoutJob(BaseModel):
     @model_validator(mode="after")
     def _names_its_subject(self) -> FanoutJob:
         if (self.kind == "import") != bool(self.audience) or (
-                self.kind in ("fire", "chunk") and not (self.campaign and self.run)) or (
+                self.kind in ("fire", "chunk", "cancel") and not (self.campaign and self.run)
+        ) or (
                 self.kind in ("prepare", "bucket") and not self.campaign):
-            raise ValueError("an import names its audience; a fire or chunk its campaign and "
-                             "run; a prepare or bucket job its campaign")
+            raise ValueError("an import names its audience; a fire, chunk or cancel job its "
+                             "campaign and run; a prepare or bucket job its campaign")
         return self
 
     def encode(self) -> str:

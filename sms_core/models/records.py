@@ -154,6 +154,15 @@ def is_counted_batch(batch: str) -> bool:
     return _RUN_BATCH.fullmatch(batch) is not None
 
 
+def run_of_batch(batch: str) -> tuple[str, str] | None:
+    """(campaign id, run key) of a campaign run's batch (`run_batch`, or one of its blocks');
+    None for any other batch."""
+    if _RUN_BATCH.fullmatch(batch) is None:
+        return None
+    digits = batch[:14]
+    return batch[14:].split("x", 1)[0], f"{digits[:8]}T{digits[8:]}Z"
+
+
 def legacy_run_batch(campaign_id: str, key: str) -> str:
     """The batch of a run started before runs recorded theirs (`c<campaign id>r<time>`)."""
     return f"{campaign_id}r{key.replace('T', '').replace('Z', '')}"

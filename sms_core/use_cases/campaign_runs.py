@@ -190,6 +190,8 @@ def handle_fanout_job(deps: CampaignDeps, job: FanoutJob) -> None:
     """Process one message of `sms-campaigns`."""
     if job.kind == "fire":
         fire(deps, job.campaign, job.run)
+    elif job.kind == "cancel":
+        cancel_chunk(deps, job.campaign, job.run, job.chunk)
     else:
         fan_out_chunk(deps, job.campaign, job.run, job.chunk)
 
@@ -299,7 +301,13 @@ def _cancel_messages(deps: CampaignDeps, batch: str,
 
 
 def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
-    """Cancel every run still sending: mark it, then cancel its waiting messages."""
+    """Cancel every run still sending: mark it, then cancel its waiting messages.
+
+    A run of one chunk has its messages canceled here; a larger one by a `cancel` job per
+    fanned-out chunk: every canceled message is an update and an `sms.status` event, which for
+    a run of millions no request could wait for. Marked canceled, a run fans out nothing more
+    (its chunks skip), and a sweep reaches a chunk's messages within seconds.
+    """
     for run in deps.campaigns.runs(campaign.id):
         for _ in range(_RETRIES):
             if run.status != "sending":
@@ -310,9 +318,29 @@ def cancel_runs(deps: CampaignDeps, campaign: CampaignRecord) -> None:
                                                  run=run.key, batch=run.batch))
                 break
             run = deps.campaigns.run(campaign.id, run.key) or run
-        if run.status == "canceled":
+        if run.status != "canceled":
+            continue
+        if run.chunks <= 1:
             run_all(lambda batch: _cancel_messages(deps, batch, deps.messages.pending(batch)),
                     run.batches)
+        else:
+            # Every chunk, not only those marked done: one being fanned out now may have
+            # checked the run before it was marked canceled, and its rows exist by the time
+            # the sweep (enqueued after the mark) reads them.
+            deps.campaign_jobs.enqueue_many(
+                [FanoutJob(kind="cancel", campaign=campaign.id, run=run.key, chunk=n)
+                 for n in range(run.chunks)])
+
+
+def cancel_chunk(deps: CampaignDeps, campaign_id: str, key: str, chunk: int) -> None:
+    """The `cancel` job: cancel the waiting messages of one fanned-out chunk of a canceled run
+    (idempotent: a message no longer waiting is left as it is)."""
+    run = deps.campaigns.run(campaign_id, key)
+    if run is None or run.status != "canceled":
+        return
+    block, first = _slot(run, chunk * CHUNK_ROWS)
+    batch = run.block_batch(block)
+    _cancel_messages(deps, batch, deps.messages.load(batch, range(first, first + CHUNK_ROWS)))
 
 
 def refresh_runs(deps: CampaignDeps, campaign: CampaignRecord

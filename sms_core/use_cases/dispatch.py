@@ -34,13 +34,14 @@ from sms_core.models.messages import (
     SendOutcome,
     report_tag,
 )
-from sms_core.models.records import Change, ConversationRecord, MessageRecord
+from sms_core.models.records import Change, ConversationRecord, MessageRecord, run_of_batch
 from sms_core.use_cases.ports import (
     AwaitingReports,
     Conversations,
     Jobs,
     OptOuts,
     Pacer,
+    RunStatuses,
     SmsGateway,
 )
 from sms_core.use_cases.status_changes import StatusChanges, StatusDeps, status_changes
@@ -68,6 +69,8 @@ class DispatchDeps(StatusDeps, Protocol):
     def awaiting_reports(self) -> AwaitingReports: ...
     @property
     def conversations(self) -> Conversations: ...
+    @property
+    def campaigns(self) -> RunStatuses: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,11 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     records = [r for r in loaded if _pending(r)]
     if attempt > 1:  # a redelivery: the crashed attempt may not have told the app
         changes.republish(r for r in loaded if not _pending(r))
+    if records and _run_canceled(deps, job.batch):
+        # The campaign was canceled: its sweep (`campaign_runs.cancel_chunk`) may not have
+        # reached these yet, and none of them may leave after the cancel was answered.
+        changes.apply(job.batch, [r.index for r in records], _cancel_pending)
+        return DispatchResult()
     if any(r.cancel_requested for r in records):
         changes.apply(job.batch, [r.index for r in records if r.cancel_requested],
                       _cancel_if_requested)
@@ -210,6 +218,20 @@ def _same_content(records: list[MessageRecord]) -> list[list[MessageRecord]]:
     for r in records:
         groups.setdefault((r.body, r.tag, r.delivery_report), []).append(r)
     return list(groups.values())
+
+
+def _run_canceled(deps: DispatchDeps, batch: str) -> bool:
+    run = run_of_batch(batch)
+    return run is not None and deps.campaigns.run_canceled(*run)
+
+
+def _cancel_pending(r: MessageRecord) -> Change | None:
+    # This job is the only one that would send the message (a claimed one too: its earlier
+    # attempt was throttled or failed, and the retry is this job), so it never leaves.
+    if not _pending(r):
+        return None
+    return _to_status(MessageStatus.CANCELED, "campaign canceled",
+                      "the campaign was canceled before this message was sent")
 
 
 def _cancel_if_requested(r: MessageRecord) -> Change | None:

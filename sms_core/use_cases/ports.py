@@ -234,7 +234,16 @@ class Jobs(Protocol):
 
 
 
-class Campaigns(Protocol):
+class RunStatuses(Protocol):
+    """Whether a campaign run was canceled: what dispatch asks before it sends a run's
+    messages."""
+
+    def run_canceled(self, campaign_id: str, key: str) -> bool:
+        """True when the run exists and is canceled (one point read)."""
+        ...
+
+
+class Campaigns(RunStatuses, Protocol):
     """Campaigns, their runs, fan-out markers, schedule index and recipient snapshots."""
 
     def new_token(self) -> tuple[str, str]:

@@ -306,6 +306,11 @@ def test_a_cancel_reaches_the_waiting_messages_of_every_block(
     run = services.campaigns.run(out["id"], sent["runs"][0]["id"])
     assert run is not None and run.blocks == 3
     cancel_campaign(services, out["id"])
+    # A run of more than one chunk: its messages are canceled by a job per chunk.
+    sweeps = take_fanout(services)
+    assert sorted((j.kind, j.chunk) for j in sweeps) == [("cancel", n) for n in range(6)]
+    for job in [*sweeps, sweeps[0]]:  # one redelivered
+        handle_campaign_job(services, job)
     assert [services.messages.status_counts(b) for b in run.batches] == [
         {"canceled": 50}, {"canceled": 50}, {"canceled": 30}]
     drain(services)

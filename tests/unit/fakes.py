@@ -545,6 +545,11 @@ class FakeCampaigns:
         with self._lock:
             self.chunk_marks[(run.campaign_id, run.key, chunk)] = dict(counts)
 
+    def run_canceled(self, campaign_id: str, key: str) -> bool:
+        with self._lock:
+            run = self._runs.get((campaign_id, key))
+            return run is not None and run.status == "canceled"
+
     def set_run_status(self, run: RunRecord, status: str) -> bool:
         with self._lock:
             stored = self._runs.get((run.campaign_id, run.key))
