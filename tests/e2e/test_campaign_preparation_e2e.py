@@ -5,23 +5,15 @@ more than PREPARE_INLINE_MAX members in the background, PREPARE_CHUNK a job (tes
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.e2e.conftest import Stack
 from tests.e2e.test_audience_upload_e2e import audience, send_parts
+from tests.e2e.test_campaigns_e2e import campaign
 from tests.e2e.test_send_e2e import conforms
 from tests.numbers import unique_number
 from tests.stack import PREPARE_CHUNK, PREPARE_INLINE_MAX
 
 SIZE = 1_040  # three chunk jobs: rows 0-399, 400-799, 800-1039
 VIP = [100, 101, *range(200, 230), 900, 901]
-
-
-def campaign(stack: Stack, campaign_id: str) -> dict[str, Any]:
-    r = stack.api.get(f"/campaigns/{campaign_id}")
-    assert r.status_code == 200, r.text
-    conforms(r.json(), "Campaign")
-    return dict(r.json())
 
 
 def test_a_large_audience_is_prepared_in_the_background_and_sends(stack: Stack) -> None:
