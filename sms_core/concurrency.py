@@ -9,8 +9,9 @@ waiting for the pool from inside the pool could wait for ever once every worker 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -42,3 +43,21 @@ def run_all(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     if len(batch) <= 1 or getattr(_worker, "busy", False):
         return [fn(item) for item in batch]
     return list(_POOL.map(lambda item: _in_worker(fn, item), batch))
+
+
+class Slots:
+    """At most `size` holders at once in this process, and no waiting for one: `held()` says
+    whether this caller got a slot (the caller puts its work off when it did not)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def held(self) -> Iterator[bool]:
+        """A slot for the `with` block, if one is free: True when it was taken."""
+        taken = self._free.acquire(blocking=False)
+        try:
+            yield taken
+        finally:
+            if taken:
+                self._free.release()
