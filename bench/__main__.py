@@ -35,7 +35,7 @@ from bench.whole_path import PathOptions, whole_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 # Figure 9's N: see bench/README.md (figure 9) for the rates it was chosen from.
-DEFAULT_MILLIONS = 200_000
+DEFAULT_MILLIONS = 50_000
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
