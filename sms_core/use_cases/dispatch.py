@@ -237,10 +237,7 @@ def _cancel_pending(r: MessageRecord) -> Change | None:
 def _cancel_if_requested(r: MessageRecord) -> Change | None:
     # A campaign canceled while this message was claimed (in an ACS call that was then
     # throttled or failed): it has not left, so it is canceled now instead of retried.
-    if not _pending(r) or not r.cancel_requested:
-        return None
-    return _to_status(MessageStatus.CANCELED, "campaign canceled",
-                      "the campaign was canceled before this message was sent")
+    return _cancel_pending(r) if r.cancel_requested else None
 
 
 def job_attempt(job: DispatchJob, dequeue_count: int) -> int:

@@ -38,6 +38,9 @@ def test_the_app_loads_with_valid_settings() -> None:
     ({"SMS_SENDER_RATE_PER_MINUTE": "0"}, "SMS_SENDER_RATE_PER_MINUTE"),
     ({"SMS_DEFAULT_FROM": "not a number"}, "SMS_DEFAULT_FROM"),
     ({"SMS_LOG_FORMAT": "xml"}, "SMS_LOG_FORMAT"),
+    ({"SMS_CAMPAIGN_PREPARE_CHUNK": "50"}, "SMS_CAMPAIGN_PREPARE_CHUNK"),
+    ({"SMS_CAMPAIGN_PREPARE_INLINE_MAX": "-1"}, "SMS_CAMPAIGN_PREPARE_INLINE_MAX"),
+    ({"SMS_CAMPAIGN_PREPARE_INLINE_MAX": "many"}, "SMS_CAMPAIGN_PREPARE_INLINE_MAX"),
 ])
 def test_a_bad_setting_stops_the_app_at_load_naming_it(settings: dict[str, str],
                                                        named: str) -> None:
