@@ -232,12 +232,12 @@ def _index_conversation(table: Any, ours: str, their: str, message_id: str, text
 
 class _InlineSend:
     """What sending one stored-as-accepted message from the accepting request needs, in the
-    order our `accept_send` -> `send_claimed` does it: the pacing write; one entity-group
-    transaction inserting the message (with its repeatability claim) and its outbox row; the ACS
+    order our `accept_send` -> `send_claimed` does it: the pacing write; one insert of the
+    message (with its repeatability claim, and marked as its own outbox entry); the ACS
     call (through `SmsClient`, with the tag naming batch and index, delivery report on); the
     AwaitingReports-shaped upsert; the Conversations-shaped upsert and the conversation index's
-    transaction; one transaction of the message replaced under If-Match (the ETag from the
-    insert), its history event and the outbox row's delete; then the analytics fact (a
+    transaction; the message replaced under If-Match (the ETag from the insert) with its
+    history entry on the row and the outbox mark off; then the analytics fact (a
     transaction) and the `sms.status` event (a queue send). 10 storage requests and 1 ACS
     call. `sent` counts the messages the emulator took."""
 
@@ -266,10 +266,8 @@ class _InlineSend:
             message["Tag"] = tag
         message.update({"RepeatabilityId": str(uuid.uuid5(uuid.NAMESPACE_URL, message_id)),
                         "FirstSent": now.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-                        "FirstSentAt": now})
-        results = self._messages.submit_transaction(
-            [("create", message), ("create", outbox_entity(batch, [0], 0, now))])
-        etag = results[0]["etag"]
+                        "FirstSentAt": now, "Outbox": True})
+        etag = self._messages.create_entity(message)["etag"]
         [result] = self._sms.send(sender, to, body, enable_delivery_report=True,
                                   tag=report_tag(batch, [0], tag))
         if not result.successful:
@@ -288,13 +286,12 @@ class _InlineSend:
         self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
         _index_conversation(self._conversations, sender, to, message_id, body, "outbound", now)
         message.update({"Status": "sent", "Seq": 1, "ProviderMessageId": result.message_id,
-                        "SentAt": sent_at, "UpdatedAt": sent_at})
-        self._messages.submit_transaction([
-            ("create", {"PartitionKey": batch, "RowKey": "00000.00001", "Kind": "event",
-                        "Status": "sent", "At": sent_at, "Detail": "accepted by ACS"}),
-            ("update", message, {"mode": UpdateMode.REPLACE, "etag": etag,
-                                 "match_condition": MatchConditions.IfNotModified}),
-            ("delete", {"PartitionKey": batch, "RowKey": "~outbox.00000"})])
+                        "SentAt": sent_at, "UpdatedAt": sent_at, "Outbox": False,
+                        "History": json.dumps([{"n": 1, "s": "sent", "at": sent_at.isoformat(),
+                                                "d": "accepted by ACS"}],
+                                              separators=(",", ":"))})
+        self._messages.update_entity(message, mode=UpdateMode.REPLACE, etag=etag,
+                                     match_condition=MatchConditions.IfNotModified)
         fact_id = f"status-{message_id}-sent"
         self._counters.record(sent_at.date().isoformat(), sender, fact_id,
                               {"sent": 1, "segments": 1})
@@ -616,8 +613,8 @@ class DeliveryReportFloor:
     A consumer shaped like the function host's queue trigger (receive `batch_size` at a time,
     fetch again at `new_batch_threshold` running, that many workers), and per report: one
     partition range query that finds and loads the message (the batch and index range from the
-    report's `Tag`, filtered on its `to`), one entity-group transaction of the history-event
-    insert and the message replace under If-Match (its ETag from the query), the `sms.status`
+    report's `Tag`, filtered on its `to`), the message replaced under If-Match (its ETag from
+    the query) with the history entry added to its row, the `sms.status`
     event on a queue, the queue delete: 4 requests plus a sixteenth of a receive.
     """
 
@@ -688,14 +685,14 @@ class DeliveryReportFloor:
         report = {"deliveryStatus": acs_status, "deliveryStatusDetails": details,
                   "deliveryAttempts": data.get("deliveryAttempts"),
                   "receivedTimestamp": data.get("receivedTimestamp"), "eventId": event["id"]}
-        history = {"PartitionKey": batch, "RowKey": f"{row}.{seq:05d}", "Kind": "event",
-                   "Status": status, "At": now,
-                   "Detail": f"delivery report: {acs_status} ({details})",
-                   "Data": json.dumps(report, separators=(",", ":"))}
-        self._messages.submit_transaction([
-            ("create", history),
-            ("update", updated, {"mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],
-                                 "match_condition": MatchConditions.IfNotModified})])
+        entry = json.dumps({"n": seq, "s": status, "at": now.isoformat(),
+                            "d": f"delivery report: {acs_status} ({details})", "x": report},
+                           separators=(",", ":"))
+        previous = current.get("History")
+        updated["History"] = f"{previous[:-1]},{entry}]" if previous else f"[{entry}]"
+        self._messages.update_entity(updated, mode=UpdateMode.REPLACE,
+                                     etag=current.metadata["etag"],
+                                     match_condition=MatchConditions.IfNotModified)
         self._events.send_message(_event_text("sms.status", f"status-{message_id}-{status}", now, {
             "id": message_id, "status": status, "from": current["From"], "to": current["To"],
             "tag": current.get("Tag"), "providerMessageId": provider_id,

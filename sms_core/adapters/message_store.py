@@ -1,16 +1,21 @@
-"""The Messages table: one partition per send request (a "batch"), history in the same partition.
+"""The Messages table: one partition per send request (a "batch"), history on the message row.
 
 Keys (docs/architecture.md): PartitionKey = batch id; RowKey = the 5-digit recipient index for a
-message (`00007`) and `00007.00003` for its 3rd history event. So a message and its whole history
-are one single-partition range query, a whole batch is written with entity-group transactions of
-up to 100 entities, and a status change (message update + history event) is one atomic
-transaction guarded by the message's ETag.
+message (`00007`). A whole batch is written with entity-group transactions of up to 100
+entities. A message's history is a JSON array in its own row's `History` property (entries
+`{"n": seq, "s": status, "at": ISO time, "d": detail, "x": data}`), so a status change of one
+message is ONE conditional single-entity update guarded by its ETag, with no transaction. An
+entry that would take `History` past `_HISTORY_MAX_CHARS` goes to a row of its own,
+`00007.00003` for the 3rd (as every entry did before histories moved onto the row), in the same
+transaction as the update; a message and its whole history stay one single-partition range query.
 
 The outbox (docs/architecture.md, "Nothing stranded"): a send request's transactions each carry
-one more row, `~outbox.<chunk>` (after every message key), listing the chunk's pending messages.
-It is deleted once they were sent or their jobs are on the queue. The sweeper finds the rows
-left behind with one range query over the partitions of recent batches (batch ids start with
-their UTC time), from a cursor kept in the row `~outbox` / `cursor`.
+one more row, `~outbox.<chunk>` (after every message key), listing the chunk's pending messages;
+a transaction with ONE pending message (a plain API send) instead marks that message's own row
+(`Outbox: true`), so storing it is a single insert and sending it inline a single update that
+takes the mark off. The entry is cleared once the messages were sent or their jobs are on the
+queue. The sweeper finds those left behind with one range query over the partitions of recent
+batches (batch ids start with their UTC time), from a cursor kept in the row `~outbox` / `cursor`.
 
 Kept totals (a campaign run's batch, `is_counted_batch`): every transaction that creates
 messages or changes their status also inserts one row `~delta.<random>` holding what it moved
@@ -22,6 +27,7 @@ under its ETag and deletes the deltas it added, so each delta counts exactly onc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -32,6 +38,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
@@ -68,6 +75,9 @@ _DELTA_PREFIX = "~delta."  # after every message and history key, before `~outbo
 _TOTALS_KEY = "~totals"
 _FOLD_ABOVE = 20  # deltas a read leaves unfolded
 _STORAGE = storage_errors("Message")
+# A string property holds 64 KiB (32K UTF-16 code units): entries past this go to rows of
+# their own, so a status change of one message stays a single-entity update.
+_HISTORY_MAX_CHARS = 30_000
 
 
 def _row(index: int) -> str:
@@ -94,6 +104,10 @@ def _entity(record: MessageRecord) -> dict[str, Any]:
         e["CancelRequested"] = True
     if record.report_ids:
         e["ReportIds"] = json.dumps(record.report_ids)
+    if record.history:
+        e["History"] = record.history
+    if record.outbox:
+        e["Outbox"] = True
     optional = {"Tag": record.tag, "Error": record.error, "SendAt": record.send_at,
                 "SentAt": record.sent_at, "ProviderMessageId": record.provider_message_id,
                 "RepeatabilityId": record.repeatability_id, "FirstSent": record.first_sent,
@@ -117,8 +131,66 @@ def _record(e: Any) -> MessageRecord:
         first_sent_at=e.get("FirstSentAt"),
         seq=int(e.get("Seq", 0)),
         report_ids=json.loads(e["ReportIds"]) if e.get("ReportIds") else [],
+        history=e.get("History"), outbox=bool(e.get("Outbox", False)),
         etag=e.metadata.get("etag") if hasattr(e, "metadata") else None,
     )
+
+
+def _history_event(seq: int, change: Change, status: MessageStatus, at: datetime
+                   ) -> dict[str, Any]:
+    """One history entry as the message row keeps it (`_HISTORY_KEYS`)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    event: dict[str, Any] = {"n": seq, "s": str(status), "at": at.isoformat()}
+    if change.detail:
+        event["d"] = change.detail
+    if change.data:
+        event["x"] = change.data
+    return event
+
+
+def _appended(history: str | None, event: dict[str, Any]) -> str | None:
+    """The row's history with `event` added (a JSON array), or None when it would not fit."""
+    entry = json.dumps(event, separators=(",", ":"))
+    grown = f"[{entry}]" if not history else f"{history[:-1]},{entry}]"
+    return grown if len(grown) <= _HISTORY_MAX_CHARS else None
+
+
+def _event_row(batch: str, index: int, event: dict[str, Any]) -> dict[str, Any]:
+    """A history entry that no longer fits its message row, as a row of its own."""
+    row: dict[str, Any] = {"PartitionKey": batch, "RowKey": f"{_row(index)}.{event['n']:05d}",
+                           "Kind": "event", "Status": event["s"],
+                           "At": datetime.fromisoformat(event["at"])}
+    if "d" in event:
+        row["Detail"] = event["d"]
+    if "x" in event:
+        row["Data"] = json.dumps(event["x"], separators=(",", ":"))
+    return row
+
+
+def _embedded_events(history: str | None) -> list[tuple[datetime, int, MessageEvent]]:
+    return [(datetime.fromisoformat(e["at"]), int(e["n"]), MessageEvent(
+        status=MessageStatus(e["s"]), at=datetime.fromisoformat(e["at"]), detail=e.get("d"),
+        data=e.get("x"))) for e in json.loads(history)] if history else []
+
+
+def _row_event(e: Any) -> tuple[datetime, int, MessageEvent]:
+    # Rows written before histories moved onto the message row, and those that overflowed it.
+    return (e["At"], int(str(e["RowKey"]).rpartition(".")[2]), MessageEvent(
+        status=MessageStatus(e["Status"]), at=e["At"], detail=e.get("Detail"),
+        data=json.loads(e["Data"]) if e.get("Data") else None))
+
+
+def _outbox_record(e: Any) -> OutboxRecord:
+    """An outbox row, or a message row marked as its own outbox entry."""
+    if e.get("Kind") == "message":
+        index = int(e["RowKey"])
+        return OutboxRecord(batch=e["PartitionKey"], chunk=index // OUTBOX_CHUNK,
+                            indices=[index], send_at=e.get("SendAt"),
+                            created_at=e["CreatedAt"], on_message=True)
+    return OutboxRecord(batch=e["PartitionKey"], chunk=int(e["RowKey"][len(_OUTBOX_PREFIX):]),
+                        indices=[int(i) for i in json.loads(e["Indices"])],
+                        send_at=e.get("SendAt"), created_at=e["CreatedAt"])
 
 
 def _tally(records: Iterable[MessageRecord]) -> dict[str, int]:
@@ -190,12 +262,16 @@ class MessageStore:
 
     def _create_chunk(self, chunk: Sequence[MessageRecord],
                       outbox_chunk: int | None) -> list[MessageRecord]:
-        ops: list[Any] = [("create", _entity(r)) for r in chunk]
         counted = is_counted_batch(chunk[0].batch)
+        pending = [r for r in chunk if r.status in PENDING_STATUSES]
+        # One pending message is its own outbox entry: a single insert, no transaction.
+        marked = outbox_chunk is not None and len(pending) == 1 and not counted
+        if marked:
+            pending[0].outbox = True
+        ops: list[Any] = [("create", _entity(r)) for r in chunk]
         if counted:
             ops.append(_delta(chunk[0].batch, _tally(chunk)))
-        pending = [r for r in chunk if r.status in PENDING_STATUSES]
-        if outbox_chunk is not None and pending:
+        if outbox_chunk is not None and pending and not marked:
             ops.append(("create", {
                 "PartitionKey": chunk[0].batch, "RowKey": f"{_OUTBOX_PREFIX}{outbox_chunk:05d}",
                 "Kind": "outbox", "Indices": json.dumps([r.index for r in pending]),
@@ -203,7 +279,8 @@ class MessageStore:
                                         if pending[0].send_at else {})}))
         with _STORAGE:
             try:
-                results = self._table.submit_transaction(ops)
+                results = ([self._table.create_entity(ops[0][1])] if len(ops) == 1
+                           else self._table.submit_transaction(ops))
                 # The new ETags let the sender inline change them without reading them back.
                 for r, res in zip(chunk, results, strict=False):
                     r.etag = res.get("etag") if isinstance(res, dict) else None
@@ -211,6 +288,8 @@ class MessageStore:
             except TableTransactionError as exc:
                 if error_code(exc) != "EntityAlreadyExists":
                     raise
+            except ResourceExistsError:
+                pass
         stored = {r.index: r for r in self.load(chunk[0].batch,
                                                 [r.index for r in chunk])}
         missing = [r for r in chunk if r.index not in stored]
@@ -239,21 +318,27 @@ class MessageStore:
         On a concurrent change (412) the affected messages are reloaded and decided again, so a
         delivery report racing the dispatcher can never be overwritten by a stale write.
         Returns the records as they are after the change (changed or not). With
-        `clear_outbox`, the outbox rows of `indices` are deleted too: in the first transaction
-        when it has room (an inline send: one write for the status and the outbox), else after.
+        `clear_outbox`, the outbox entries of `indices` are cleared too: a mark on a message row
+        with that message's write, an outbox row in the first transaction when it has room (an
+        inline send: one write for the status and the outbox), else after.
         """
         wanted = sorted(set(indices))
-        outbox = self._outbox_keys(wanted) if clear_outbox else []
-        done = self._apply(batch, wanted, decide, preloaded, outbox)
+        current = list(preloaded) if preloaded is not None else self.load(batch, wanted)
+        outbox: list[str] = []
+        if clear_outbox:
+            marked = {r.index // OUTBOX_CHUNK for r in current if r.outbox}
+            outbox = self._outbox_keys(i for i in wanted if i // OUTBOX_CHUNK not in marked)
+        done = self._apply(batch, wanted, decide, current, outbox, clear_outbox)
         if outbox:  # not folded into a transaction (no room, or nothing changed)
-            self.clear_outbox(batch, wanted)
+            self._delete_outbox_rows(batch, outbox)
+        if clear_outbox and (still := [r.index for r in done if r.outbox]):
+            self._unmark(batch, still)  # nothing changed them, so no write carried the mark off
         return done
 
     def _apply(self, batch: str, wanted: list[int], decide: Decide,
-               preloaded: Sequence[MessageRecord] | None, outbox: list[str]
+               preloaded: Sequence[MessageRecord], outbox: list[str], unmark: bool
                ) -> list[MessageRecord]:
-        current = {r.index: r for r in (preloaded if preloaded is not None
-                                        else self.load(batch, wanted))}
+        current = {r.index: r for r in preloaded}
         result: dict[int, MessageRecord] = {}
         pending = [i for i in wanted if i in current]
         for _ in range(_MAX_CONFLICT_RETRIES):
@@ -269,7 +354,7 @@ class MessageStore:
             per_tx = (ENTITY_GROUP_LIMIT - 1) // 2  # message update + history event (+ delta)
             for start in range(0, len(plan), per_tx):
                 part = plan[start:start + per_tx]
-                ok = self._commit(batch, part, outbox)
+                ok = self._commit(batch, part, outbox, unmark)
                 for rec, _change in part:
                     if ok:
                         result[rec.index] = ok[rec.index]
@@ -285,10 +370,10 @@ class MessageStore:
         return [f"{_OUTBOX_PREFIX}{c:05d}" for c in sorted({i // OUTBOX_CHUNK for i in indices})]
 
     def _commit(self, batch: str, part: Sequence[tuple[MessageRecord, Change]],
-                outbox: list[str]) -> dict[int, MessageRecord] | None:
+                outbox: list[str], unmark: bool) -> dict[int, MessageRecord] | None:
         """One transaction for `part`; also deletes the `outbox` rows when they fit (and then
         empties the list). None when a message changed meanwhile."""
-        ops, updated = self._ops(batch, part)
+        ops, updated = self._ops(batch, part, unmark)
         if outbox and len(ops) + len(outbox) <= ENTITY_GROUP_LIMIT:
             with_outbox = ops + [("delete", {"PartitionKey": batch, "RowKey": k})
                                  for k in outbox]
@@ -299,7 +384,7 @@ class MessageStore:
             # that changed: try without the outbox rows, which are then deleted on their own.
         return updated if self._submit(updated, ops) else None
 
-    def _ops(self, batch: str, part: Sequence[tuple[MessageRecord, Change]]
+    def _ops(self, batch: str, part: Sequence[tuple[MessageRecord, Change]], unmark: bool
              ) -> tuple[list[Any], dict[int, MessageRecord]]:
         now = _now()
         ops: list[Any] = []
@@ -309,18 +394,18 @@ class MessageStore:
             for k, v in change.fields.items():
                 setattr(new, k, v)
             new.updated_at = now
+            if unmark:
+                new.outbox = False
             if change.status is not None or change.note:
                 new.status = change.status or rec.status
                 new.seq = rec.seq + 1
-                event: dict[str, Any] = {
-                    "PartitionKey": batch, "RowKey": f"{_row(rec.index)}.{new.seq:05d}",
-                    "Kind": "event", "Status": str(change.noted_status or new.status),
-                    "At": change.noted_at or now}
-                if change.detail:
-                    event["Detail"] = change.detail
-                if change.data:
-                    event["Data"] = json.dumps(change.data, separators=(",", ":"))
-                ops.append(("create", event))
+                event = _history_event(new.seq, change, change.noted_status or new.status,
+                                       change.noted_at or now)
+                history = _appended(rec.history, event)
+                if history is not None:
+                    new.history = history
+                else:  # the row's history is full: an event row of its own
+                    ops.append(("create", _event_row(batch, rec.index, event)))
             ops.append(("update", _entity(new),
                         {"mode": UpdateMode.REPLACE, "etag": rec.etag,
                          "match_condition": MatchConditions.IfNotModified}))
@@ -366,9 +451,23 @@ class MessageStore:
 
     # -- the outbox ---------------------------------------------------------------------------
 
-    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
-        """Delete the outbox rows of these messages' transactions (they are on their way)."""
-        keys = self._outbox_keys(indices)
+    def clear_outbox(self, batch: str, indices: Iterable[int], *,
+                     on_messages: bool = False) -> None:
+        """These messages are on their way: delete their transactions' outbox rows, or with
+        `on_messages` the marks on their own rows."""
+        if on_messages:
+            self._unmark(batch, list(indices))
+        else:
+            self._delete_outbox_rows(batch, self._outbox_keys(indices))
+
+    def _unmark(self, batch: str, indices: Sequence[int]) -> None:
+        for i in indices:
+            # A merge of the one property: no ETag needed, nothing else changes.
+            with _STORAGE, contextlib.suppress(ResourceNotFoundError):
+                self._table.update_entity({"PartitionKey": batch, "RowKey": _row(i),
+                                           "Outbox": False}, mode=UpdateMode.MERGE)
+
+    def _delete_outbox_rows(self, batch: str, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), ENTITY_GROUP_LIMIT):
             part = keys[start:start + ENTITY_GROUP_LIMIT]
             with _STORAGE:
@@ -391,19 +490,16 @@ class MessageStore:
         """Outbox rows written before `until` in batches created from `since` on."""
         with _STORAGE:
             try:
+                # The SDK substitutes a parameter only as a word of its own: spaced brackets.
                 rows = list(self._table.query_entities(
-                    "PartitionKey ge @lo and PartitionKey lt @hi and RowKey ge @rlo and "
-                    "RowKey lt @rhi",
+                    "PartitionKey ge @lo and PartitionKey lt @hi and ( ( RowKey ge @rlo and "
+                    "RowKey lt @rhi ) or Outbox eq true )",
                     parameters={"lo": since.strftime(BATCH_TIME_FORMAT),
                                 "hi": until.strftime(BATCH_TIME_FORMAT) + "~",
                                 "rlo": _OUTBOX_PREFIX, "rhi": _OUTBOX_PREFIX + "~"}))
             except ResourceNotFoundError:  # no table yet: nothing was ever sent
                 return []
-        return [OutboxRecord(batch=e["PartitionKey"],
-                             chunk=int(e["RowKey"][len(_OUTBOX_PREFIX):]),
-                             indices=[int(i) for i in json.loads(e["Indices"])],
-                             send_at=e.get("SendAt"), created_at=e["CreatedAt"])
-                for e in rows if e["CreatedAt"] < until]
+        return [_outbox_record(e) for e in rows if e["CreatedAt"] < until]
 
     def outbox_cursor(self) -> datetime | None:
         """Up to when the sweeper last found every outbox row (None before its first run)."""
@@ -591,9 +687,7 @@ class MessageStore:
         if msg is None:
             raise NotFound(f"No message with id '{public_id}'.")
         # In time order: a step recorded late (`Change.noted_at`) sits where it happened.
-        events = sorted((e for e in entities if e.get("Kind") == "event"),
-                        key=lambda e: (e["At"], str(e["RowKey"])))
-        return _record(msg), [
-            MessageEvent(status=MessageStatus(e["Status"]), at=e["At"], detail=e.get("Detail"),
-                         data=json.loads(e["Data"]) if e.get("Data") else None)
-            for e in events]
+        events = [*_embedded_events(msg.get("History")),
+                  *(_row_event(e) for e in entities if e.get("Kind") == "event")]
+        events.sort(key=lambda item: item[:2])
+        return _record(msg), [event for _at, _seq, event in events]

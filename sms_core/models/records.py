@@ -77,6 +77,12 @@ class MessageRecord:
     first_sent_at: datetime | None = None  # the same moment, precisely (conversation order)
     seq: int = 0
     report_ids: list[str] = field(default_factory=list)  # non-lifecycle reports already noted
+    # Kept by the store, opaque to the core: the history entries stored on the message's own row
+    # (JSON), carried so that a replace keeps them.
+    history: str | None = None
+    # The message's own row is its outbox entry (a transaction with one pending message): see
+    # `OutboxRecord.on_message`.
+    outbox: bool = False
     etag: str | None = None
 
     @property
@@ -395,6 +401,9 @@ class OutboxRecord:
     indices: list[int]  # the pending messages it holds
     send_at: datetime | None
     created_at: datetime
+    # True when the entry is the mark on the message's own row (a transaction with one pending
+    # message writes no row of its own), False for an outbox row listing the messages.
+    on_message: bool = False
 
 
 @dataclass(frozen=True, slots=True)

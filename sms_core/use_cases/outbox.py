@@ -79,5 +79,5 @@ def _hand_over(deps: SweepDeps, row: OutboxRecord) -> int:
         for send_at in sorted({r.send_at for r in waiting},
                               key=lambda t: t or datetime.min.replace(tzinfo=UTC)):
             enqueue_dispatch(deps.jobs, row.batch, [r for r in waiting if r.send_at == send_at])
-    deps.outbox.clear_outbox(row.batch, row.indices)
+    deps.outbox.clear_outbox(row.batch, row.indices, on_messages=row.on_message)
     return len(waiting)

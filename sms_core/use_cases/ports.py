@@ -136,8 +136,10 @@ class MessageSearch(Protocol):
 class Outbox(Protocol):
     """Send requests' messages that may have no job yet (rows written with the messages)."""
 
-    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
-        """These messages were sent or their jobs are on the queue: drop their outbox rows."""
+    def clear_outbox(self, batch: str, indices: Iterable[int], *,
+                     on_messages: bool = False) -> None:
+        """These messages were sent or their jobs are on the queue: drop their outbox rows
+        (with `on_messages`, the marks on their own rows: `OutboxRecord.on_message`)."""
         ...
 
     def stranded(self, since: datetime, until: datetime) -> list[OutboxRecord]:

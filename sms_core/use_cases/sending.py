@@ -203,7 +203,9 @@ def _hand_over(deps: SendDeps, changes: StatusChanges, batch: str,
             if slot is not None:  # a retry found them stored unclaimed: the queue claims them
                 deps.pacer.give_back(waiting[0].sender, len(waiting))
             enqueue_dispatch(deps.jobs, batch, waiting, priority=priority)
-        deps.outbox.clear_outbox(batch, [r.index for r in waiting])
+        for marks in (False, True):  # outbox rows, or marks on one-message transactions' rows
+            if indices := [r.index for r in waiting if r.outbox == marks]:
+                deps.outbox.clear_outbox(batch, indices, on_messages=marks)
     except StorageUnavailable:
         if behind_the_sweeper(batch, datetime.now(UTC)):
             raise  # a keyed retry of an old batch: 503, and the client's retry finishes it

@@ -24,7 +24,7 @@ from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.outbox import GRACE, sweep_outbox
 from sms_http.event_grid import inbound_post
-from tests.integration.conftest import make_services, new_number, take_jobs
+from tests.integration.conftest import make_services, new_number, queue_every_send, take_jobs
 from tests.integration.flows import apply_reports, run_all_jobs, send, status
 from tests.integration.test_inbound import sms_event
 
@@ -36,6 +36,12 @@ def outbox_rows(services: Services, batch: str) -> list[str]:
     """The outbox rows still in a batch's partition."""
     return [e["RowKey"] for e in services.messages._table.query_entities(
         "PartitionKey eq @pk and Kind eq 'outbox'", parameters={"pk": batch})]
+
+
+def marked(services: Services, message_id: str) -> bool:
+    """True while a message's own row is its outbox entry (a request with one pending message)."""
+    batch, index = split_message_id(message_id)
+    return bool(services.messages._table.get_entity(batch, f"{index:05d}").get("Outbox"))
 
 
 def after_grace() -> datetime:
@@ -76,7 +82,7 @@ def test_a_send_with_room_is_at_the_handset_when_the_answer_comes(
     assert [m["message"] for m in inbox] == ["Your code is 123456"]  # no queue in between
     assert take_jobs(services) == []
     batch, _ = split_message_id(entry.id)
-    assert outbox_rows(services, batch) == []
+    assert outbox_rows(services, batch) == [] and not marked(services, entry.id)
     msg = get_message(services.messages, entry.id)
     assert msg.status == MessageStatus.SENT and msg.provider_message_id == inbox[0]["messageId"]
     assert apply_reports(services, azurite_connection_string, dlr_queue_name, 1) == 1
@@ -117,6 +123,38 @@ def test_a_crash_between_the_rows_and_the_enqueue_is_found_and_sent_once(
     run_all_jobs(services)
     assert all(len(emulator.state.inbox(n)) == 1 for n in numbers)
     assert emulator.state.stats()["accepted"] == 150
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["enqueue-fails", "process-dies"])
+def test_a_lone_message_without_its_job_is_found_by_the_mark_on_its_row_and_sent_once(
+        services: Services, emulator: AcsEmulator, crash: bool) -> None:
+    queue_every_send(services)  # the sender's pace is taken: the message must go by the queue
+    services.jobs._queue = FaultyQueue(services.jobs._queue, fail={1}, crash=crash)  # type: ignore[assignment]
+    to = new_number()
+    if crash:
+        with pytest.raises(Crash):
+            send(services, to=to, message="Your code is 424242")
+        (row,) = [r for r in services.messages.stranded(
+            datetime.now(UTC) - timedelta(minutes=1), after_grace())
+            if services.messages.load(r.batch)[0].to == to]
+        message_id = f"{row.batch}-{row.indices[0]:05d}"
+    else:
+        (entry,) = send(services, to=to, message="Your code is 424242").messages
+        assert entry.status == MessageStatus.QUEUED  # a 202: the message is durable
+        message_id = entry.id
+    services.jobs._queue = services.jobs._queue._real  # type: ignore[attr-defined]
+    batch, _ = split_message_id(message_id)
+    assert outbox_rows(services, batch) == [] and marked(services, message_id)  # no row of its own
+    assert take_jobs(services) == []
+
+    assert sweep_outbox(services) == 0  # within the grace period
+    assert sweep_outbox(services, after_grace()) == 1
+    assert not marked(services, message_id)
+    assert sweep_outbox(services, after_grace()) == 0
+    run_all_jobs(services)
+    assert [m["message"] for m in emulator.state.inbox(to)] == ["Your code is 424242"]
+    assert emulator.state.stats()["accepted"] == 1
+    assert status(services, message_id) == MessageStatus.SENT
 
 
 def test_acs_accepting_an_inline_send_whose_answer_is_lost_sends_it_once(
@@ -174,7 +212,8 @@ def test_an_outbox_row_the_sweeper_took_meanwhile_does_not_fail_the_inline_send(
             (row,) = [r for r in services.messages.stranded(
                 datetime.now(UTC) - timedelta(minutes=1), datetime.now(UTC) + GRACE)
                 if services.messages.load(r.batch)[0].to == to]
-            services.messages.clear_outbox(row.batch, row.indices)  # as a sweeper would
+            services.messages.clear_outbox(row.batch, row.indices,  # as a sweeper would
+                                           on_messages=row.on_message)
             return real.send(*args, **kwargs)
 
     services.__dict__["gateway"] = SweptDuringTheCall()

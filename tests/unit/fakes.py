@@ -142,7 +142,8 @@ class FakeMessages:
                         self.outbox_rows[key] = row
             return [_copy_record(self._rows[(r.batch, r.index)]) for r in records]
 
-    def clear_outbox(self, batch: str, indices: Iterable[int]) -> None:
+    def clear_outbox(self, batch: str, indices: Iterable[int], *,
+                     on_messages: bool = False) -> None:
         with self._lock:
             for i in indices:
                 self.outbox_rows.pop((batch, i // OUTBOX_CHUNK), None)

@@ -406,15 +406,24 @@ def test_an_existing_row_is_read_back_not_an_error() -> None:
 
 
 def test_a_batch_that_exists_is_read_back_as_first_written() -> None:
-    rec = record()
+    recs = [record(0), record(1)]
     messages = FakeTable(
         submit_transaction=azure_error(TableTransactionError, "EntityAlreadyExists", 409),
-        query_entities=[stored(rec)])
-    [back] = MessageStore(messages).create_batch([rec])  # type: ignore[arg-type]
-    assert back.body == "as first written"
+        query_entities=[stored(r) for r in recs])
+    back = MessageStore(messages).create_batch(recs)  # type: ignore[arg-type]
+    assert [r.body for r in back] == ["as first written"] * 2
     other = FakeTable(submit_transaction=azure_error(TableTransactionError, "InvalidInput", 400))
     with pytest.raises(StorageUnavailable, match=r"^Message storage failed: TableTransactionError"):
-        MessageStore(other).create_batch([rec])  # type: ignore[arg-type]
+        MessageStore(other).create_batch(recs)  # type: ignore[arg-type]
+
+
+def test_a_lone_message_that_exists_is_read_back_as_first_written() -> None:
+    rec = record()  # one entity: a single insert, no transaction
+    messages = FakeTable(create_entity=azure_error(ResourceExistsError, "EntityAlreadyExists", 409),
+                         query_entities=[stored(rec)])
+    [back] = MessageStore(messages).create_batch([rec])  # type: ignore[arg-type]
+    assert back.body == "as first written"
+    assert messages.calls == ["create_entity", "query_entities"]
 
 
 def test_a_conflicting_change_is_decided_again_not_an_error() -> None:
