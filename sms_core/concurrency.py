@@ -1,9 +1,15 @@
 """Running independent storage calls side by side: the one pool of the app.
 
 Table transactions cannot span partitions and the Queue API has no batch send, so bulk paths
-issue many small requests; they are I/O-bound and run on one shared pool. A function that
-`run_all` runs may call `run_all` again: the nested call runs inline on its worker, because
-waiting for the pool from inside the pool could wait for ever once every worker waits.
+issue many small requests; they are I/O-bound and run on one shared pool.
+
+The pool only helps: the calling thread works through its own items too, so a call is never
+slower than doing its items one after another, however many other invocations keep the pool
+busy. (With every item queued behind the pool instead, a 6-message campaign chunk confirmed while
+900 delivery reports were being applied took 38 s, past the client's timeout: each report's
+analytics and events held the pool's 16 workers, and the request's writes waited their turn.)
+A function that `run_all` runs may call `run_all` again: the nested call runs inline on its
+worker, so pool workers never wait for one another.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,20 +35,66 @@ _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="sms-io")
 _worker = threading.local()
 
 
-def _in_worker(fn: Callable[[T], R], item: T) -> R:
-    _worker.busy = True
-    try:
-        return fn(item)
-    finally:
-        _worker.busy = False
+class _Items(Generic[T, R]):
+    """One `run_all` call's items, taken one at a time by the caller and by pool helpers."""
+
+    def __init__(self, fn: Callable[[T], R], items: list[T]) -> None:
+        self._fn = fn
+        self._items = items
+        self._next = 0
+        self._finished = 0
+        self._outcomes: list[tuple[bool, Any]] = [(False, None)] * len(items)
+        self._cond = threading.Condition()
+
+    def work(self) -> None:
+        """Run items until none is left to take."""
+        while True:
+            with self._cond:
+                i = self._next
+                if i >= len(self._items):
+                    return
+                self._next += 1
+            try:
+                outcome: tuple[bool, Any] = (True, self._fn(self._items[i]))
+            except BaseException as exc:  # re-raised in the caller, as Executor.map does
+                outcome = (False, exc)
+            with self._cond:
+                self._outcomes[i] = outcome
+                self._finished += 1
+                if self._finished == len(self._items):
+                    self._cond.notify_all()
+
+    def help(self) -> None:
+        """A pool worker's share: nested `run_all` calls inside run inline."""
+        _worker.busy = True
+        try:
+            self.work()
+        finally:
+            _worker.busy = False
+
+    def results(self) -> list[R]:
+        """Wait for the items other threads took; results in order, or the first failure."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._finished == len(self._items))
+        for ok, value in self._outcomes:
+            if not ok:
+                raise value
+        return [value for _, value in self._outcomes]
 
 
 def run_all(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`fn` over `items` concurrently, results in order; one item, or a nested call, inline."""
+    """`fn` over `items` concurrently, results in order; one item, or a nested call, inline.
+
+    Every item runs even when one fails; the first failing item's exception is raised then.
+    """
     batch = list(items)
     if len(batch) <= 1 or getattr(_worker, "busy", False):
         return [fn(item) for item in batch]
-    return list(_POOL.map(lambda item: _in_worker(fn, item), batch))
+    shared = _Items(fn, batch)
+    for _ in range(min(len(batch) - 1, POOL_SIZE)):
+        _POOL.submit(shared.help)
+    shared.work()
+    return shared.results()
 
 
 class Slots:
