@@ -63,12 +63,10 @@ FLOOR_OPTOUTS_TABLE = "BenchFloorOptOuts"
 FLOOR_OPTOUT_HISTORY_TABLE = "BenchFloorOptOutHistory"
 FLOOR_IDEMPOTENCY_TABLE = "BenchFloorIdempotency"
 FLOOR_PACING_TABLE = "BenchFloorPacing"
-FLOOR_AWAITING_TABLE = "BenchFloorAwaitingReports"
 FLOOR_ANALYTICS_TABLE = "BenchFloorAnalytics"
 FLOOR_TABLES = (OPTOUTS_TABLE, FLOOR_MESSAGES_TABLE, FLOOR_INBOUND_TABLE,
                 FLOOR_CONVERSATIONS_TABLE, FLOOR_OPTOUTS_TABLE, FLOOR_OPTOUT_HISTORY_TABLE,
-                FLOOR_IDEMPOTENCY_TABLE, FLOOR_PACING_TABLE, FLOOR_AWAITING_TABLE,
-                FLOOR_ANALYTICS_TABLE)
+                FLOOR_IDEMPOTENCY_TABLE, FLOOR_PACING_TABLE, FLOOR_ANALYTICS_TABLE)
 FLOOR_ACCEPT_QUEUE = "bench-floor-outbound"
 FLOOR_DISPATCH_QUEUE = "bench-floor-dispatch"
 FLOOR_EVENTS_QUEUE = "bench-floor-events"
@@ -234,18 +232,17 @@ class _InlineSend:
     """What sending one stored-as-accepted message from the accepting request needs, in the
     order our `accept_send` -> `send_claimed` does it: the pacing write; one insert of the
     message (with its repeatability claim, and marked as its own outbox entry); the ACS
-    call (through `SmsClient`, with the tag naming batch and index, delivery report on); the
-    AwaitingReports-shaped upsert; the Conversations-shaped upsert and the conversation index's
-    transaction; the message replaced under If-Match (the ETag from the insert) with its
-    history entry on the row and the outbox mark off; then the analytics fact (a
-    transaction) and the `sms.status` event (a queue send). 10 storage requests and 1 ACS
-    call. `sent` counts the messages the emulator took."""
+    call (through `SmsClient`, with the tag naming batch and index, delivery report on; sent
+    promptly, it needs no AwaitingReports row); the Conversations-shaped upsert and the
+    conversation index's transaction; the message replaced under If-Match (the ETag from
+    the insert) with its history entry on the row and the outbox mark off; then the
+    analytics fact (a transaction) and the `sms.status` event (a queue send). 9 storage
+    requests and 1 ACS call. `sent` counts the messages the emulator took."""
 
     def __init__(self, clients: _Clients, acs_endpoint: str, acs_key: str,
                  rate_per_minute: int) -> None:
         self._messages = clients.table(FLOOR_MESSAGES_TABLE)
         self._pacing = _Pacing(clients.table(FLOOR_PACING_TABLE), 60.0 / rate_per_minute)
-        self._awaiting = clients.table(FLOOR_AWAITING_TABLE)
         self._conversations = clients.table(FLOOR_CONVERSATIONS_TABLE)
         self._counters = _Counters(clients.table(FLOOR_ANALYTICS_TABLE))
         self._events = clients.queue(FLOOR_EVENTS_QUEUE)
@@ -275,8 +272,6 @@ class _InlineSend:
         with self._lock:
             self.sent += 1
         sent_at = datetime.now(UTC)
-        self._awaiting.upsert_entity({"PartitionKey": sent_at.strftime("%Y%m%d%H"),
-                                      "RowKey": message_id}, mode=UpdateMode.REPLACE)
         row: dict[str, Any] = {"PartitionKey": f"{sender}|{to}",
                                "RowKey": f"{_stamp(now)}|out|{message_id}",
                                "Direction": "outbound", "MessageId": message_id, "Text": body,
@@ -414,7 +409,7 @@ class InboundFloor:
         self._process(their, text, keyword=None)
 
     def stop_one(self, their: str, text: str = "STOP") -> None:
-        """One inbound STOP from a number that never opted out: 19 storage requests and the
+        """One inbound STOP from a number that never opted out: 18 storage requests and the
         reply's ACS call."""
         self._process(their, text, keyword="STOP")
 

@@ -1,11 +1,13 @@
 """Messages waiting for their delivery report, and the timers that finish what reports did not.
 
 Table `AwaitingReports`: PartitionKey = the UTC hour the message was sent (`YYYYMMDDHH`),
-RowKey = message id. A row is written when a message that asked for a delivery report is `sent`,
-and removed when its report arrives. The expiry timer reads whole hour partitions that are older
-than SMS_DLR_TIMEOUT_HOURS (one partition query per hour, never a table scan) and expires what is
-still `sent`. A cursor row (`_cursor`) remembers the last hour swept, so a missed run is caught
-up by the next.
+RowKey = message id. A row is written when a message that asked for a delivery report is `sent`
+late (more than `PROMPT_SEND` after its batch was created: scheduled, paced or retried), and
+removed when its report arrives; a message sent promptly has no row, the expiry timer finds it by
+its batch's time instead (`Messages.awaiting_report`). The timer reads whole hour partitions that
+are older than SMS_DLR_TIMEOUT_HOURS (one partition query per hour, never a table scan) and
+expires what is still `sent`. A cursor row (`_cursor`) remembers the last hour swept, so a missed
+run is caught up by the next.
 
 Reports that arrived for a message we could not find (`UnmatchedReports`, usually a report that
 overtook the send result) are retried by the reconcile timer and reported when they stay unknown.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -24,22 +26,13 @@ from azure.data.tables import TableClient, UpdateMode
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.concurrency import run_all
 from sms_core.errors import StorageUnavailable
-from sms_core.models.records import AwaitingRecord
+from sms_core.models.records import AwaitingRecord, bucket_hour, hour_bucket
 
 log = logging.getLogger(__name__)
 _STORAGE = storage_errors("AwaitingReports")
 
 CURSOR_PARTITION = "_cursor"
 MAX_CATCH_UP = timedelta(days=30)
-
-
-def hour_bucket(at: datetime) -> str:
-    """The partition of messages sent in that UTC hour."""
-    return at.astimezone(UTC).strftime("%Y%m%d%H")
-
-
-def _bucket_time(bucket: str) -> datetime:
-    return datetime.strptime(bucket, "%Y%m%d%H").replace(tzinfo=UTC)
 
 
 class AwaitingReportStore:
@@ -70,7 +63,7 @@ class AwaitingReportStore:
         with _STORAGE:
             try:
                 cursor = self._table.get_entity(CURSOR_PARTITION, "")["Last"]
-                start = _bucket_time(str(cursor)) + timedelta(hours=1)
+                start = bucket_hour(str(cursor)) + timedelta(hours=1)
             except ResourceNotFoundError:  # never swept yet
                 start = now - timeout - MAX_CATCH_UP
         start = max(start, now - timeout - MAX_CATCH_UP)

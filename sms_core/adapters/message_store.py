@@ -655,6 +655,15 @@ class MessageStore:
             top, step = low, min(step * 2, MAX_SLICE_SECONDS)
             upper = ("PartitionKey lt @pk", {"pk": low.strftime(BATCH_TIME_FORMAT)})
 
+    def awaiting_report(self, since: datetime, until: datetime) -> list[MessageRecord]:
+        """Messages still `sent` that asked for a delivery report, in the batches created in
+        [since, until): one PartitionKey range query with the status filtered by the service
+        (the expiry timer's read of the messages that have no `AwaitingReports` row)."""
+        found = self._slice(since.strftime(BATCH_TIME_FORMAT),
+                            ("PartitionKey lt @pk", {"pk": until.strftime(BATCH_TIME_FORMAT)}),
+                            MessageFilter(status=MessageStatus.SENT))
+        return [r for r in found if r.delivery_report]
+
     def _slice(self, low_key: str, upper: tuple[str, dict[str, Any]],
                match: MessageFilter) -> list[MessageRecord]:
         """The messages matching `match` in the batches from `low_key` up to `upper`."""

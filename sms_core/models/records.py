@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sms_core.errors import NotFound
@@ -33,6 +33,31 @@ def batch_time(batch: str) -> datetime | None:
         return datetime.strptime(batch[:14], BATCH_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+# A message sent this long after its batch was created is "late" (scheduled, paced, retried):
+# only late ones get an `AwaitingReports` row. The expiry timer finds every other message still
+# `sent` by reading the batches created in the hour before each hour it sweeps, and the margin
+# to that hour (10 minutes) absorbs clock skew between the accepting and the sending process.
+PROMPT_SEND = timedelta(minutes=50)
+HOUR_BUCKET_FORMAT = "%Y%m%d%H"
+
+
+def sent_late(batch: str, sent_at: datetime) -> bool:
+    """Whether a message left more than PROMPT_SEND after its batch was created (always true
+    for a batch id without a time): such a message waits for its report in `AwaitingReports`."""
+    created = batch_time(batch)
+    return created is None or sent_at - created > PROMPT_SEND
+
+
+def hour_bucket(at: datetime) -> str:
+    """The `AwaitingReports` partition of messages sent in that UTC hour (`YYYYMMDDHH`)."""
+    return at.astimezone(UTC).strftime(HOUR_BUCKET_FORMAT)
+
+
+def bucket_hour(bucket: str) -> datetime:
+    """The UTC hour an `hour_bucket` stands for."""
+    return datetime.strptime(bucket, HOUR_BUCKET_FORMAT).replace(tzinfo=UTC)
 
 
 def message_id(batch: str, index: int) -> str:

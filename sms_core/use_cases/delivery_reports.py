@@ -12,7 +12,13 @@ from typing import Protocol
 from sms_core.logs import fields
 from sms_core.models.events import DeliveryReport, DeliveryReportRetry
 from sms_core.models.messages import MessageStatus, can_transition, report_route
-from sms_core.models.records import Change, MessageRecord, split_message_id
+from sms_core.models.records import (
+    Change,
+    MessageRecord,
+    bucket_hour,
+    sent_late,
+    split_message_id,
+)
 from sms_core.models.records import message_id as public_id
 from sms_core.rules.analytics import Fact, utc_day
 from sms_core.settings import Settings
@@ -120,7 +126,7 @@ def apply_delivery_report(deps: ReportDeps, changes: StatusChanges,
                          extra={"unverifiedTollFree": 1} if toll_free else None,
                          when=lambda r: new_status is not None and r.status == new_status)
     changed = bool(done) and new_status is not None and done[0].status == new_status
-    if changed and done[0].sent_at is not None:
+    if changed and done[0].sent_at is not None and sent_late(done[0].batch, done[0].sent_at):
         deps.awaiting_reports.remove(done[0].id, done[0].sent_at)
     _log_report(report, batch, index, done[0] if done else None, moved[0])
     return changed
@@ -191,15 +197,23 @@ def expire_overdue(deps: ReportDeps, now: datetime | None = None) -> SweepResult
     """Expire messages still `sent` SMS_DLR_TIMEOUT_HOURS after sending (the expiry timer)."""
     now = now or datetime.now(UTC)
     hours = deps.settings.dlr_timeout_hours
+    cutoff = now - timedelta(hours=hours)
     watch = deps.awaiting_reports
     expired = 0
     buckets = watch.due_buckets(now, timedelta(hours=hours))
     for bucket in buckets:
         entries = watch.entries(bucket)
-        by_batch: dict[str, list[int]] = {}
+        by_batch: dict[str, set[int]] = {}
         for entry in entries:
             batch, index = split_message_id(entry.message_id)
-            by_batch.setdefault(batch, []).append(index)
+            by_batch.setdefault(batch, set()).add(index)
+        # Messages sent promptly have no row: the batches created in the hour before this one
+        # were all sent by its end (PROMPT_SEND), and that end is past the cutoff now. A late
+        # one among them is left to its own row.
+        hour = bucket_hour(bucket)
+        for r in deps.messages.awaiting_report(hour - timedelta(hours=1), hour):
+            if r.sent_at is not None and r.sent_at < cutoff:
+                by_batch.setdefault(r.batch, set()).add(r.index)
         with status_changes(deps) as changes:
             for batch, indices in by_batch.items():
                 done = changes.apply(batch, indices, lambda r: Change(

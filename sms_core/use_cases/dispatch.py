@@ -34,7 +34,13 @@ from sms_core.models.messages import (
     SendOutcome,
     report_tag,
 )
-from sms_core.models.records import Change, ConversationRecord, MessageRecord, run_of_batch
+from sms_core.models.records import (
+    Change,
+    ConversationRecord,
+    MessageRecord,
+    run_of_batch,
+    sent_late,
+)
 from sms_core.use_cases.ports import (
     AwaitingReports,
     Conversations,
@@ -307,7 +313,8 @@ def send_claimed(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     now = datetime.now(UTC)
     accepted = [(r, by_index[r.index]) for r in records
                 if r.index in by_index and by_index[r.index].accepted]
-    deps.awaiting_reports.add((r.id, now) for r, _ in accepted if r.delivery_report)
+    deps.awaiting_reports.add((r.id, now) for r, _ in accepted
+                              if r.delivery_report and sent_late(r.batch, now))
     deps.conversations.record(ConversationRecord(
         our_number=r.sender, their_number=r.to, direction="outbound", message_id=r.id,
         text=r.body, at=_first_sent_time(r, now), tag=r.tag) for r, _ in accepted)

@@ -116,6 +116,11 @@ class Messages(Protocol):
         """One message and the events of its history, oldest first; NotFound if unknown."""
         ...
 
+    def awaiting_report(self, since: datetime, until: datetime) -> list[MessageRecord]:
+        """Messages still `sent` that asked for a delivery report, in the batches created in
+        [since, until) (to the second)."""
+        ...
+
 
 
 class MessageSearch(Protocol):

@@ -114,6 +114,9 @@ def test_sent_without_report_expires_after_the_timeout(services: Services,
     quiet = new_number()
     emulator.state.set_outcome(quiet, Outcome.from_json({"deliveryStatus": "Failed"}))
     msg = sent_message(services, to=quiet, message="Anyone?")  # its report is never applied
+    # Sent promptly: found by its batch's time, no `AwaitingReports` row written or deleted.
+    assert not list(services.awaiting_reports._table.query_entities(
+        "RowKey eq @id", parameters={"id": msg.id}))
     reported = sent_message(services, to=new_number(), message="Fine")
     handle_delivery_reports(services, acs_report(emulator, reported, "Delivered",
                                                  "No error."))

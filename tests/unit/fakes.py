@@ -43,6 +43,7 @@ from sms_core.models.messages import (
     PENDING_STATUSES,
     DispatchJob,
     MessageEvent,
+    MessageStatus,
     OutboundSms,
     SendOutcome,
 )
@@ -65,6 +66,8 @@ from sms_core.models.records import (
     RunRecord,
     TemplateRecord,
     UnmatchedReportRecord,
+    bucket_hour,
+    hour_bucket,
     message_id,
     new_batch_id,
     run_key,
@@ -252,6 +255,12 @@ class FakeMessages:
         more = len(rows) > limit
         return page, (BatchCursor(page[-1].batch, page[-1].index, FIRST_SLICE_SECONDS)
                       if more else None)
+
+    def awaiting_report(self, since: datetime, until: datetime) -> list[MessageRecord]:
+        lo, hi = since.strftime(BATCH_TIME_FORMAT), until.strftime(BATCH_TIME_FORMAT)
+        with self._lock:
+            return [_copy_record(r) for (b, _), r in sorted(self._rows.items())
+                    if lo <= b < hi and r.status == MessageStatus.SENT and r.delivery_report]
 
     # -- for tests ----------------------------------------------------------------------------
 
@@ -782,10 +791,6 @@ class FakeAnalytics:
             return [fact_id for _, fact_id in self._ledger]
 
 
-def _hour_bucket(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y%m%d%H")
-
-
 class FakeAwaitingReports:
     """`AwaitingReports`: message ids per UTC send hour, and the last hour swept."""
 
@@ -799,11 +804,11 @@ class FakeAwaitingReports:
     def add(self, sent: Iterable[tuple[str, datetime]]) -> None:
         with self._lock:
             for message_id, at in sent:
-                self._buckets.setdefault(_hour_bucket(at), set()).add(message_id)
+                self._buckets.setdefault(hour_bucket(at), set()).add(message_id)
 
     def remove(self, message_id: str, sent_at: datetime) -> None:
         with self._lock:
-            self._buckets.get(_hour_bucket(sent_at), set()).discard(message_id)
+            self._buckets.get(hour_bucket(sent_at), set()).discard(message_id)
 
     def due_buckets(self, now: datetime, timeout: timedelta) -> list[str]:
         """Every hour after the last one swept (at most 30 days back) that is past `timeout`."""
@@ -811,12 +816,12 @@ class FakeAwaitingReports:
         with self._lock:
             cursor = self._cursor
         start = oldest if cursor is None else max(
-            oldest, datetime.strptime(cursor, "%Y%m%d%H").replace(tzinfo=UTC)
+            oldest, bucket_hour(cursor)
             + timedelta(hours=1))
-        last_due = _hour_bucket(now - timeout - timedelta(hours=1))
+        last_due = hour_bucket(now - timeout - timedelta(hours=1))
         hours = (start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=n)
                  for n in itertools.count())
-        return list(itertools.takewhile(lambda b: b <= last_due, map(_hour_bucket, hours)))
+        return list(itertools.takewhile(lambda b: b <= last_due, map(hour_bucket, hours)))
 
     def entries(self, bucket: str) -> list[AwaitingRecord]:
         with self._lock:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from sms_core.models.campaigns import CampaignRequest
 from sms_core.models.events import DeliveryReport, InboundSms
 from sms_core.models.messages import DispatchJob, MessageStatus, SendRequest, SendResponse
-from sms_core.models.records import MessageRecord
+from sms_core.models.records import BATCH_TIME_FORMAT, MessageRecord
+from sms_core.use_cases import sending
 from sms_core.use_cases.dispatch import dispatch
 from sms_core.use_cases.sending import accept_send
 from tests.unit.fakes import ACS_SENT, FakeDeps
@@ -24,6 +28,13 @@ _ids = itertools.count(1)
 def send(deps: FakeDeps, key: str | None = None, **body: Any) -> SendResponse:
     """`POST /api/messages` with this body (and Idempotency-Key)."""
     return accept_send(deps, SendRequest.model_validate(body), key)
+
+
+def accepted_ago(monkeypatch: pytest.MonkeyPatch, age: timedelta) -> None:
+    """Send requests from here on are stored as if accepted `age` ago: their messages leave
+    that long after their request, as a scheduled or long-paced message does."""
+    monkeypatch.setattr(sending, "new_batch_id", lambda: (datetime.now(UTC) - age).strftime(
+        BATCH_TIME_FORMAT) + secrets.token_hex(6))
 
 
 def run_jobs(deps: FakeDeps, limit: int = 50) -> int:

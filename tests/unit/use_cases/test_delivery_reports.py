@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from sms_core.adapters.event_grid import delivery_reports
 from sms_core.models.messages import MessageStatus
 from sms_core.use_cases.delivery_reports import (
@@ -15,7 +17,7 @@ from sms_core.use_cases.delivery_reports import (
 from sms_core.use_cases.inbound import receive_inbound
 from sms_core.use_cases.messages import get_message
 from tests.unit.fakes import SENDER, FakeDeps
-from tests.unit.use_cases.steps import ALICE, BOB, inbound, report, send, sent
+from tests.unit.use_cases.steps import ALICE, BOB, accepted_ago, inbound, report, send, sent
 
 OPTED_OUT_4007 = "4007: The Destination/To number has opted out of receiving messages from you."
 TOLL_FREE_4010 = "4010: Message was blocked due to the toll-free number not being verified."
@@ -201,10 +203,48 @@ def test_expiry_expires_only_what_is_still_sent(deps: FakeDeps) -> None:
 
 def test_expiry_leaves_messages_younger_than_the_timeout(deps: FakeDeps) -> None:
     msg = sent(deps)
-    soon = datetime.now(UTC) + timedelta(hours=deps.settings.dlr_timeout_hours - 1)
+    hours = deps.settings.dlr_timeout_hours
+    soon = datetime.now(UTC) + timedelta(hours=hours - 1)
     assert expire_overdue(deps, now=soon).expired == 0
     assert deps.messages.record(msg.id).status == MessageStatus.SENT
-    assert deps.awaiting_reports.waiting() == {msg.id}
+    # The sweep that passed its send hour did not lose it: the next due one expires it.
+    assert expire_overdue(deps, now=soon + timedelta(hours=3)).expired == 1
+    assert deps.messages.record(msg.id).status == MessageStatus.EXPIRED
+
+
+def test_a_message_sent_long_after_its_request_expires_by_its_send_time(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    accepted_ago(monkeypatch, timedelta(hours=3))
+    late = sent(deps)  # accepted 3 hours ago, sent now: an `AwaitingReports` row
+    assert deps.awaiting_reports.waiting() == {late.id}
+    hours = deps.settings.dlr_timeout_hours
+    # Its request's hour is swept, but it has been sent for less than the timeout.
+    assert expire_overdue(deps, now=datetime.now(UTC) + timedelta(hours=hours - 0.5)).expired == 0
+    assert deps.messages.record(late.id).status == MessageStatus.SENT
+    assert expire_overdue(deps, now=datetime.now(UTC) + timedelta(hours=hours + 2)).expired == 1
+    assert deps.messages.record(late.id).status == MessageStatus.EXPIRED
+    assert deps.awaiting_reports.waiting() == set()
+
+
+@pytest.mark.parametrize("age_min", [0, 25, 49])
+def test_a_message_sent_promptly_expires_within_two_hours_after_the_timeout_never_before(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch, age_min: int) -> None:
+    accepted_ago(monkeypatch, timedelta(minutes=age_min))  # then paced that long
+    msg = sent(deps)
+    assert deps.awaiting_reports.waiting() == set()
+    timeout = timedelta(hours=deps.settings.dlr_timeout_hours)
+    sent_at = deps.messages.record(msg.id).sent_at
+    assert sent_at is not None
+    due = sent_at + timeout
+    for minutes in range(-24 * 60, 3 * 60, 10):  # the hourly timer, early and late in the hour
+        at = due + timedelta(minutes=minutes)
+        expire_overdue(deps, now=at)
+        status = deps.messages.record(msg.id).status
+        if at < due:
+            assert status == MessageStatus.SENT, f"expired {at - sent_at} after sending"
+        elif at >= due + timedelta(hours=2):
+            assert status == MessageStatus.EXPIRED, f"still sent {at - sent_at} after sending"
+    assert deps.messages.record(msg.id).status == MessageStatus.EXPIRED
 
 
 def test_reconcile_applies_a_kept_report_once_its_message_is_known(deps: FakeDeps) -> None:

@@ -11,7 +11,7 @@ import pytest
 from sms_core.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable
 from sms_core.models.messages import DispatchJob, MessageStatus, SendOutcome
 from sms_core.models.records import Change
-from sms_core.use_cases.delivery_reports import locate
+from sms_core.use_cases.delivery_reports import apply_delivery_reports, locate
 from sms_core.use_cases.dispatch import MAX_ATTEMPTS, backoff_s, dispatch, repeatability_id
 from sms_core.use_cases.messages import get_message
 from sms_core.use_cases.sending import accept_reply
@@ -50,14 +50,28 @@ def test_a_job_is_one_acs_call_and_every_message_is_sent_and_routable(deps: Fake
         assert outbound.repeatability_id == record.repeatability_id == repeatability_id(record)
         assert outbound.first_sent == record.first_sent
     assert deps.provider_ids.index == {}
-    assert deps.awaiting_reports.waiting() == set(ids)
+    # Sent promptly: the expiry timer finds them by their batch's time, with no index row.
+    assert deps.awaiting_reports.waiting() == set()
     (entry,) = deps.conversations.page(SENDER, ALICE)[0]
     assert (entry.direction, entry.message_id, entry.text, entry.tag) == (
         "outbound", ids[0], "Hi", "welcome")
     assert get_message(deps.messages, ids[0]).history[-1].detail == "accepted by ACS"
 
 
-def test_without_delivery_report_nothing_waits_for_one(deps: FakeDeps) -> None:
+def test_a_message_sent_long_after_its_request_waits_for_its_report_in_the_index(
+        deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps.accepted_ago(monkeypatch, timedelta(hours=2))
+    ids, job = queued(deps, ALICE, BOB)
+    dispatch(deps, job)
+    assert deps.awaiting_reports.waiting() == set(ids)
+    alice = deps.messages.record(ids[0])
+    apply_delivery_reports(deps, [steps.report(alice.provider_message_id, "Delivered")])
+    assert deps.awaiting_reports.waiting() == {ids[1]}
+
+
+def test_without_delivery_report_nothing_waits_for_one(deps: FakeDeps,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    steps.accepted_ago(monkeypatch, timedelta(hours=2))
     _, job = queued(deps, ALICE, deliveryReport=False)
     dispatch(deps, job)
     assert deps.gateway.calls[0].delivery_report is False
