@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from sms_core.adapters.acs_gateway import AcsSmsGateway
@@ -44,3 +45,34 @@ def test_storage_and_acs_clients_use_the_wide_pools() -> None:
     acs = gateway._client._sms_service_client._client._pipeline._transport
     assert _adapter_pool(acs.session) == CONNECTIONS_PER_HOST
     assert (acs.connection_config.timeout, acs.connection_config.read_timeout) == (10, 30)
+
+
+def _without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+def test_without_a_proxy_the_session_skips_the_per_request_environment_lookups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_proxies(monkeypatch)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    session = pooled_session()
+    assert session.trust_env is False
+    # The environment's CA bundle still verifies every HTTPS request.
+    assert pooled_transport(session).connection_config.verify == "/etc/corp/ca.pem"
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "NO_PROXY", "all_proxy"])
+def test_a_configured_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    _without_proxies(monkeypatch)
+    monkeypatch.setenv(variable, "http://proxy.corp:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    session = pooled_session()
+    assert session.trust_env is True
+    # requests reads the bundle from the environment itself then.
+    assert pooled_transport(session).connection_config.verify is True
+    settings = session.merge_environment_settings("https://acct.table.core.windows.net/t",
+                                                  {}, False, True, None)
+    assert settings["verify"] == "/etc/corp/ca.pem"
