@@ -197,20 +197,22 @@ def single_sends(api: Api, floor: AcceptFloor, numbers: NumberPool, count: int,
 # Per single send: the floor's requests, and ours as read in sms_core (sending.py, dispatch.py,
 # status_changes.py and the adapters) and counted on the wire with localdev.storage_proxy.
 SINGLE_FLOOR_OPS = ("2 opt-out point reads + 1 pacing conditional write (If-Match, ETag kept) "
-                    "+ 1 entity-group transaction (message + outbox row) + 1 ACS send (SDK) + "
-                    "1 AwaitingReports-shaped upsert + 1 Conversations-shaped upsert + 1 "
-                    "entity-group transaction (message replace If-Match + history insert + "
-                    "outbox delete) + 1 analytics transaction (ledger insert + counter replace "
-                    "If-Match, counter row per thread) + 1 queue send (sms.status) = 9 + ACS")
+                    "+ 1 insert (the message with its repeatability claim, marked Outbox: its "
+                    "own outbox entry) + 1 ACS send (SDK) + 1 Conversations-shaped upsert + 1 "
+                    "entity-group transaction (conversation index: listing + person row) + 1 "
+                    "replace If-Match (status sent, history entry on the row, outbox mark off) "
+                    "+ 1 analytics transaction (ledger insert + counter replace If-Match, "
+                    "counter row per thread) + 1 queue send (sms.status) = 9 + ACS (sent "
+                    "promptly: no AwaitingReports row)")
 SINGLE_OUR_OPS = ("OptOutStore.opted_out_among 2 get_entity + SenderPacer.reserve_within "
-                  "update_entity (If-Match) + MessageStore.create_batch submit_transaction "
-                  "(message + ~outbox.00000) + AcsSmsGateway.send + AwaitingReportStore.add "
-                  "upsert_entity + ConversationStore.record upsert_entity + MessageStore.apply "
-                  "submit_transaction (history + replace If-Match + outbox delete) + "
-                  "AnalyticsStore.record submit_transaction (ledger + counter, kept row) + "
-                  "publish_many send_message = 9 + ACS (+ 1 get_entity per counter row not kept "
-                  "in the process: its first use, another thread holding it, or a lost race, "
-                  "which also costs another transaction)")
+                  "update_entity (If-Match) + MessageStore.create_batch create_entity (the "
+                  "message, marked Outbox) + AcsSmsGateway.send + ConversationStore.record "
+                  "upsert_entity + submit_transaction (index) + MessageStore.apply update_entity "
+                  "(replace If-Match: history on the row, mark off) + AnalyticsStore.record "
+                  "submit_transaction (ledger + counter, kept row) + publish_many send_message "
+                  "= 9 + ACS (AwaitingReportStore.add writes nothing: sent promptly) (+ 1 "
+                  "get_entity per counter row not kept in the process: its first use, another "
+                  "thread holding it, or a lost race, which also costs another transaction)")
 
 
 # -- 3. one request, many recipients ------------------------------------------------------------
@@ -360,31 +362,31 @@ VERIFY_SAMPLE = 50
 # sending.py with idempotency.py, dispatch.py, message_store.py, status_changes.py) and counted
 # on the wire with localdev.storage_proxy, with SMS_APP_WEBHOOK_URL unset.
 INBOUND_FLOOR_OPS = {
-    "text": "1 insert (claim) + 1 upsert (conversation row) + 1 queue send (sms.received) "
-            "+ 1 merge (claim done) = 4",
-    "stop": "the 4 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
+    "text": "1 insert (claim) + 1 upsert (conversation row) + 1 transaction (conversation index) "
+            "+ 1 queue send (sms.received) + 1 merge (claim done) = 5",
+    "stop": "the 5 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
             "(state) + 1 queue send (optout.changed) + 1 insert (idempotency row) + the reply "
-            "sent inline: 1 pacing conditional write + 1 transaction (message + outbox row) + "
-            "1 ACS send (SDK) + 1 AwaitingReports-shaped upsert + 1 conversation upsert + 1 "
-            "transaction (message replace + history insert + outbox delete) + 1 analytics "
-            "transaction + 1 queue send (sms.status); + 1 merge (idempotency complete) "
-            "= 17 + ACS",
+            "sent inline: 1 pacing conditional write + 1 insert (the message, marked as its "
+            "own outbox entry) + 1 ACS send (SDK) + 1 conversation upsert + 1 index "
+            "transaction + 1 replace If-Match (sent, history entry on the row, mark off) + 1 "
+            "analytics transaction + 1 queue send (sms.status); + 1 merge (idempotency "
+            "complete) = 18 + ACS",
 }
 INBOUND_OUR_OPS = {
     "text": "InboundStore.claim create_entity + ConversationStore.record upsert_entity + "
-            "count_inbound: ConversationStore.last_outbound query_entities + "
-            "AnalyticsStore.record submit_transaction (ledger + counter) + "
+            "submit_transaction (index) + count_inbound: ConversationStore.last_outbound "
+            "query_entities + AnalyticsStore.record submit_transaction (ledger + counter) + "
             "AppEventQueue.publish send_message + InboundStore.complete update_entity (merge) "
-            "= 6 (+ 1 get_entity per counter row not kept)",
-    "stop": "the 6 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
+            "= 7 (+ 1 get_entity per counter row not kept)",
+    "stop": "the 7 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
             "(replace: keyed by the inbound id) + state upsert_entity + optout.changed "
             "send_message + IdempotencyStore.claim create_entity + the reply sent inline "
             "(SenderPacer.reserve_within update_entity + MessageStore.create_batch "
-            "submit_transaction (message + outbox) + AcsSmsGateway.send + "
-            "AwaitingReportStore.add upsert_entity + ConversationStore.record upsert_entity + "
-            "MessageStore.apply submit_transaction (3 ops) + AnalyticsStore.record "
+            "create_entity (the message, marked Outbox) + AcsSmsGateway.send + "
+            "ConversationStore.record upsert_entity + submit_transaction (index) + "
+            "MessageStore.apply update_entity (replace If-Match) + AnalyticsStore.record "
             "submit_transaction + publish_many send_message) + IdempotencyStore.complete "
-            "update_entity (merge) = 19 + ACS (+ 1 get_entity per counter row not kept)",
+            "update_entity (merge) = 20 + ACS (+ 1 get_entity per counter row not kept)",
 }
 
 
@@ -586,16 +588,17 @@ REPORTS_DEADLINE_S = 180.0
 # Delivered or a 4006 report of a `sent` message whose tag is ours, with SMS_APP_WEBHOOK_URL
 # unset. Both add a sixteenth of a queue receive.
 REPORT_FLOOR_OPS = ("1 partition range query finding and loading the message (batch and index "
-                    "range from the Tag, To eq the report's to) + 1 entity-group transaction of 2 "
-                    "(history insert + message replace, If-Match) + 1 queue send (sms.status) + "
-                    "1 queue delete = 4")
-REPORT_OUR_OPS = ("MessageStore.find_recipient query_entities + MessageStore.apply _commit "
-                  "submit_transaction (2 ops) + AwaitingReportStore.remove delete_entity + "
-                  "announce: AnalyticsStore.record submit_transaction (ledger create + counter "
-                  "replace If-Match; the counter row kept in memory) + publish_many "
-                  "send_message + the host's delete_message = 6 (+ 1 get_entity per counter "
-                  "row not kept: its first use in the process, or another worker holding it; "
-                  "+ 1 get_entity and 1 submit_transaction per lost race)")
+                    "range from the Tag, To eq the report's to) + 1 replace of the message "
+                    "(If-Match, the history entry added to its row) + 1 queue send (sms.status) "
+                    "+ 1 queue delete = 4")
+REPORT_OUR_OPS = ("MessageStore.find_recipient query_entities + MessageStore.apply update_entity "
+                  "(replace If-Match, history on the row) + announce: AnalyticsStore.record "
+                  "submit_transaction (ledger create + counter replace If-Match; the counter "
+                  "row kept in memory) + publish_many send_message + the host's delete_message "
+                  "= 5 (no AwaitingReportStore.remove: sent promptly, the message has no row) "
+                  "(+ 1 get_entity per counter row not kept: its first use in the process, or "
+                  "another worker holding it; + 1 get_entity and 1 submit_transaction per lost "
+                  "race)")
 
 
 @dataclass(frozen=True)
