@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Protocol
 
+from sms_core.concurrency import run_all
 from sms_core.errors import FieldError, PartlyStored, RequestInvalid, StorageUnavailable
 from sms_core.logs import concern
 from sms_core.models.messages import (
@@ -33,7 +34,7 @@ from sms_core.use_cases.dispatch import (
     send_claimed,
 )
 from sms_core.use_cases.outbox import behind_the_sweeper, enqueue_dispatch
-from sms_core.use_cases.ports import IdempotencyKeys, OptOuts, Outbox
+from sms_core.use_cases.ports import IdempotencyKeys, Outbox
 from sms_core.use_cases.status_changes import StatusChanges, status_changes
 
 log = logging.getLogger(__name__)
@@ -73,20 +74,23 @@ def _result(record: MessageRecord) -> RecipientResult:
                            else None)
 
 
-def _plan(optouts: OptOuts, request: SendRequest, sender: str, batch: str,
-          now: datetime, optout_exempt: bool) -> list[MessageRecord]:
-    """One record per recipient, in request order, with its initial status decided."""
-    seg = count_segments(request.message)
-    pending = (MessageStatus.SCHEDULED if request.send_at is not None and request.send_at > now
-               else MessageStatus.QUEUED)
+def _normalised(request: SendRequest) -> list[str | InvalidPhoneNumber]:
+    """Each recipient in E.164, or why it is not a number we can send to."""
     normalised: list[str | InvalidPhoneNumber] = []
     for raw in request.recipients:
         try:
             normalised.append(to_e164(raw))
         except InvalidPhoneNumber as exc:
             normalised.append(exc)
-    opted_out = set() if optout_exempt else optouts.opted_out_among(
-        sender, {n for n in normalised if isinstance(n, str)})
+    return normalised
+
+
+def _plan(request: SendRequest, normalised: list[str | InvalidPhoneNumber],
+          opted_out: set[str], sender: str, batch: str, now: datetime,
+          optout_exempt: bool) -> list[MessageRecord]:
+    """One record per recipient, in request order, with its initial status decided."""
+    seg = count_segments(request.message)
+    pending = _pending_status(request, now)
     first_index: dict[str, int] = {}
     records = []
     for i, (raw, number) in enumerate(zip(request.recipients, normalised, strict=True)):
@@ -110,6 +114,48 @@ def _plan(optouts: OptOuts, request: SendRequest, sender: str, batch: str,
             delivery_report=request.delivery_report, error=error, send_at=request.send_at,
             optout_exempt=optout_exempt and status in PENDING_STATUSES))
     return records
+
+
+def _pending_status(request: SendRequest, now: datetime) -> MessageStatus:
+    return (MessageStatus.SCHEDULED if request.send_at is not None and request.send_at > now
+            else MessageStatus.QUEUED)
+
+
+def _screen_and_reserve(deps: SendDeps, request: SendRequest, sender: str, now: datetime,
+                        normalised: list[str | InvalidPhoneNumber], optout_exempt: bool,
+                        priority: bool) -> tuple[set[str], float | None]:
+    """The recipients among `normalised` who opted out, and the pacing slot of the others when
+    they can leave from this request (None: they go on the queue).
+
+    The slot is reserved while the opt-out state is read, two round trips side by side instead
+    of one after the other on the way to ACS; the share of recipients who turn out to have opted
+    out is given back (for a single recipient who opted out: a reservation and its return).
+    """
+    numbers = {n for n in normalised if isinstance(n, str)}
+    expected = len(numbers) if _pending_status(request, now) == MessageStatus.QUEUED else 0
+    slot: list[float | None] = [None]
+    opted_out: set[str] = set()
+
+    def reserve() -> None:
+        if 0 < expected <= MAX_RECIPIENTS_PER_CALL:
+            slot[0] = deps.pacer.reserve_within(sender, expected, INLINE_WITHIN_S,
+                                                priority=priority)
+
+    def screen() -> None:
+        if not optout_exempt:
+            opted_out.update(deps.optouts.opted_out_among(sender, numbers))
+
+    try:
+        run_all(lambda step: step(), [reserve, screen])
+    except Exception:
+        if slot[0] is not None:  # nothing is accepted: the slot goes back
+            deps.pacer.give_back(sender, expected)
+        raise
+    if slot[0] is not None and opted_out:
+        deps.pacer.give_back(sender, len(opted_out & numbers))
+        if opted_out >= numbers:
+            return opted_out, None
+    return opted_out, slot[0]
 
 
 def accept_send(deps: SendDeps, request: SendRequest,
@@ -141,10 +187,11 @@ def accept_send(deps: SendDeps, request: SendRequest,
                 return SendResponse(messages=[_result(r) for r in stored])
     concern(batch=batch)
     now = datetime.now(UTC)
-    records = _plan(deps.optouts, request, sender, batch, now, optout_exempt)
+    normalised = _normalised(request)
+    opted_out, slot = _screen_and_reserve(deps, request, sender, now, normalised,
+                                          optout_exempt, priority)
+    records = _plan(request, normalised, opted_out, sender, batch, now, optout_exempt)
     pending = [r for r in records if r.status == MessageStatus.QUEUED]
-    slot = (deps.pacer.reserve_within(sender, len(pending), INLINE_WITHIN_S, priority=priority)
-            if 0 < len(pending) <= MAX_RECIPIENTS_PER_CALL else None)
     if slot is not None:  # the claim rides on the accepting transaction
         first_sent = format_datetime(now, usegmt=True)
         for r in pending:

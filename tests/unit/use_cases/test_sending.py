@@ -199,7 +199,32 @@ def test_the_messages_failing_to_store_is_a_503_with_nothing_accepted(
     assert idle.gateway.calls == [] and idle.jobs.enqueued == []
 
 
+def test_the_opt_out_state_failing_to_read_is_a_503_and_the_reserved_slot_goes_back(
+        idle: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    def table_down(sender: str, recipients: Iterable[str]) -> set[str]:
+        raise StorageUnavailable("OptOuts storage failed")
+
+    monkeypatch.setattr(idle.optouts, "opted_out_among", table_down)
+    with pytest.raises(StorageUnavailable):
+        send(idle, to=[ALICE, BOB], message="Hi")
+    assert idle.pacer.reserved == idle.pacer.given_back == [(SENDER, 2)]
+    assert idle.gateway.calls == [] and idle.messages.all() == []
+
+
 # -- sent by the accepting request ------------------------------------------------------------
+
+
+def test_recipients_who_opted_out_give_back_the_slots_reserved_while_reading_their_state(
+        idle: FakeDeps) -> None:
+    idle.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
+    alice, bob = send(idle, to=[ALICE, BOB], message="Hi").messages
+    assert (alice.status, bob.status) == (MessageStatus.QUEUED, MessageStatus.BLOCKED)
+    assert idle.gateway.texts_to(ALICE) == ["Hi"] and idle.gateway.texts_to(BOB) == []
+    assert idle.pacer.reserved == [(SENDER, 2)] and idle.pacer.given_back == [(SENDER, 1)]
+    (only,) = send(idle, to=BOB, message="Hi again").messages
+    assert only.status == MessageStatus.BLOCKED and idle.gateway.texts_to(BOB) == []
+    assert idle.pacer.given_back == [(SENDER, 1), (SENDER, 1)]
+    assert idle.jobs.enqueued == []
 
 
 def test_a_small_request_with_room_in_the_pace_reaches_acs_before_its_answer(
