@@ -19,7 +19,8 @@ inside its multipart answer, e.g. a 412 of a lost `If-Match`), the operations of
 how many requests a fault hook answered. `snapshot()` and `reset()` are thread-safe.
 
 An optional fault hook (a callable given each request's `RequestInfo`) can answer a request itself
-with a `Fault` (e.g. a 503) instead of forwarding it; tests use it to fail storage on purpose.
+with a `Fault` (e.g. a 503, or a dropped connection) instead of forwarding it; tests use it to
+fail storage on purpose.
 
 Bodies: a request body is read whole and forwarded with its own framing (`Content-Length`, or
 re-chunked when it came chunked, so a Shared Key signature stays valid); `Expect: 100-continue`
@@ -94,6 +95,9 @@ class Fault:
     status: int = 503
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Close the connection without any answer instead, as a server does whose keep-alive timeout
+    # ran out while the request was on its way (the client sees "Connection aborted").
+    drop: bool = False
 
 
 FaultHook = Callable[[RequestInfo], "Fault | None"]
@@ -348,8 +352,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         hook = proxy.fault
         fault = hook(info) if hook is not None else None
         if fault is not None:
-            proxy.counts.record(info, fault.status, faulted=True)  # before the answer
-            self._answer_fault(fault)
+            proxy.counts.record(info, 0 if fault.drop else fault.status, faulted=True)
+            if fault.drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._answer_fault(fault)  # counted before the answer is on its way
             return
         try:
             response = self._forward(headers, body, chunked)

@@ -25,8 +25,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
-from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
-from sms_core.adapters.table_batches import write_new_rows
+from sms_core.adapters.table_batches import delete_rows, write_new_rows
 from sms_core.concurrency import run_all
 from sms_core.errors import NotFound
 from sms_core.models.records import AudienceRecord, MemberRecord, TemplateRecord, new_batch_id
@@ -161,10 +160,7 @@ class AudienceStore:
             keys: dict[str, list[str]] = {}
             for e in self._member_rows(info, ["PartitionKey", "RowKey"]):
                 keys.setdefault(e["PartitionKey"], []).append(e["RowKey"])
-            chunks = [(pk, rows[i:i + ENTITY_GROUP_LIMIT]) for pk, rows in keys.items()
-                      for i in range(0, len(rows), ENTITY_GROUP_LIMIT)]
-            run_all(lambda c: self._t.submit_transaction(
-                [("delete", {"PartitionKey": c[0], "RowKey": k}) for k in c[1]]), chunks)
+            run_all(lambda item: delete_rows(self._t, *item), list(keys.items()))
 
 
 def new_audience_id() -> str:

@@ -20,8 +20,7 @@ from azure.data.tables import TableClient
 
 from sms_core.adapters.azure_errors import storage_errors
 from sms_core.adapters.campaign_store import get_json, put_json
-from sms_core.adapters.message_store import ENTITY_GROUP_LIMIT
-from sms_core.adapters.table_batches import write_new_rows
+from sms_core.adapters.table_batches import delete_rows, write_new_rows
 from sms_core.concurrency import run_all
 from sms_core.models.records import ClaimRecord
 
@@ -75,10 +74,7 @@ class PreparationStore:
         with contextlib.suppress(AzureError):
             keys = [str(e["RowKey"]) for e in self._r.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"])]
-            run_all(lambda part: self._r.submit_transaction(
-                [("delete", {"PartitionKey": pk, "RowKey": k}) for k in part]),
-                [keys[i:i + ENTITY_GROUP_LIMIT] for i in range(0, len(keys),
-                                                               ENTITY_GROUP_LIMIT)])
+            delete_rows(self._r, pk, keys)
 
     @_STORAGE
     def mark(self, campaign_id: str, stage: str, part: int, tally: dict[str, Any]) -> None:

@@ -1,12 +1,21 @@
-"""Writing many new rows of one partition: entity-group transactions of 100, side by side."""
+"""Writing or deleting many rows of one partition: entity-group transactions of 100, side by side.
+
+azure-core does not retry a POST whose connection dropped, and a transaction is a POST; every
+write here is safe to repeat, so it is retried here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.adapters.azure_errors import error_code
@@ -40,6 +49,22 @@ def upsert_rows(table: TableClient, entities: Sequence[dict[str, Any]]) -> None:
     _in_transactions(entities, lambda chunk: _upsert(table, chunk))
 
 
+def delete_rows(table: TableClient, partition_key: str, row_keys: Sequence[str]) -> None:
+    """Delete rows of one partition, with transactions of 100 in parallel; rows that are gone
+    already (an earlier attempt, another deleter) are no error."""
+    def delete(chunk: Sequence[dict[str, Any]]) -> None:
+        try:
+            table.submit_transaction([("delete", e) for e in chunk])
+        except TableTransactionError as exc:
+            if error_code(exc) != "ResourceNotFound":
+                raise
+            for e in chunk:  # one of them was gone: the transaction changed nothing
+                with contextlib.suppress(ResourceNotFoundError):
+                    table.delete_entity(e["PartitionKey"], e["RowKey"])
+
+    _in_transactions([{"PartitionKey": partition_key, "RowKey": k} for k in row_keys], delete)
+
+
 def _upsert(table: TableClient, chunk: Sequence[dict[str, Any]]) -> None:
     table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
 
@@ -55,8 +80,6 @@ def _in_transactions(entities: Sequence[dict[str, Any]],
                 write(chunk)
                 return
             except (ServiceRequestError, ServiceResponseError):
-                # azure-core does not retry a POST whose connection dropped (a transaction is
-                # a POST); every write here is safe to repeat, so it is retried here.
                 if n == _ATTEMPTS:
                     raise
                 time.sleep(0.2 * n)
