@@ -25,6 +25,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from optout_store.records import GLOBAL_SENDER, OptOutHistoryRecord, OptOutStateRecord, Source
 from sms_core.adapters.azure_errors import storage_errors
+from sms_core.concurrency import run_all
 
 _STORAGE = storage_errors("Opt-out")
 
@@ -57,16 +58,15 @@ class OptOutStore:
     def opted_out_among(self, sender: str, recipients: Iterable[str]) -> set[str]:
         """The subset of `recipients` that opted out of `sender` (or globally).
 
-        One range query per partition (the sender's and the global one), whatever the number
-        of recipients; a single recipient costs point reads.
+        One range query per partition (the sender's and the global one, side by side: this
+        read is on the way of every send to ACS), whatever the number of recipients; a single
+        recipient costs point reads.
         """
         wanted = set(recipients)
         if not wanted:
             return set()
-        found: set[str] = set()
-        for partition in dict.fromkeys((sender, GLOBAL_SENDER)):
-            found |= self._opted_out_in(partition, wanted)
-        return found
+        partitions = list(dict.fromkeys((sender, GLOBAL_SENDER)))
+        return set().union(*run_all(lambda p: self._opted_out_in(p, wanted), partitions))
 
     @_STORAGE
     def _opted_out_in(self, partition: str, wanted: set[str]) -> set[str]:

@@ -145,8 +145,8 @@ def _screen_and_reserve(deps: SendDeps, request: SendRequest, sender: str, now: 
         if not optout_exempt:
             opted_out.update(deps.optouts.opted_out_among(sender, numbers))
 
-    try:
-        run_all(lambda step: step(), [reserve, screen])
+    try:  # the screen first: this thread takes it, and its own reads can then run side by side
+        run_all(lambda step: step(), [screen, reserve])
     except Exception:
         if slot[0] is not None:  # nothing is accepted: the slot goes back
             deps.pacer.give_back(sender, expected)
