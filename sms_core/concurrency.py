@@ -10,6 +10,9 @@ busy. (With every item queued behind the pool instead, a 6-message campaign chun
 analytics and events held the pool's 16 workers, and the request's writes waited their turn.)
 A function that `run_all` runs may call `run_all` again: the nested call runs inline on its
 worker, so pool workers never wait for one another.
+
+`GroupCommit` is the other way round: concurrent callers' writes for one key (a counter row, a
+sender's conversation index) wait for the write under way and go out together in the next.
 """
 
 from __future__ import annotations
@@ -113,3 +116,85 @@ class Slots:
         finally:
             if taken:
                 self._free.release()
+
+
+K = TypeVar("K")
+
+
+class _Ticket(Generic[T, R]):
+    """One caller's items waiting in a `GroupCommit`, and what became of them."""
+
+    def __init__(self, items: list[T]) -> None:
+        self.items = items
+        self.woken = threading.Event()
+        self.written = False
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[K, T, R]):
+    """Callers' items for one key written together, by one of the callers, in one go.
+
+    `submit(key, items)` returns once `write(key, [items, ...])` has written its items, along
+    with the items of every other caller that queued for the same key meanwhile (at most `limit`
+    items in all, except a single caller's own), and gives back this caller's share of the
+    result (`write` returns one result per list, in order), or raises what `write` raised. A
+    caller alone writes at once: nothing waits for company. While a write for a key is under
+    way the next callers queue; the first of them writes for all the others when it ends.
+
+    This is group commit: an entity-group transaction costs the client far more than one
+    entity (azure-core builds and parses its multipart body with the `email` package), so ten
+    facts for one counter row are cheaper in one transaction than in ten.
+    """
+
+    def __init__(self, write: Callable[[K, list[list[T]]], list[R]], limit: int) -> None:
+        self._write = write
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._queues: dict[K, list[_Ticket[T, R]]] = {}  # a key is here while it is written
+
+    def submit(self, key: K, items: list[T]) -> R:
+        """Write `items` under `key`, with whatever else is queued for it; this call's result."""
+        ticket: _Ticket[T, R] = _Ticket(items)
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is None:
+                self._queues[key] = []
+            else:
+                queue.append(ticket)
+        if queue is not None:
+            ticket.woken.wait()
+        if not ticket.written:  # alone, or woken to write: the queue is ours now
+            self._lead(key, ticket)
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result  # type: ignore[return-value]  # set with `written`
+
+    def waiting(self, key: K) -> int:
+        """How many callers are queued behind the write under way for `key`."""
+        with self._lock:
+            return len(self._queues.get(key, ()))
+
+    def _lead(self, key: K, own: _Ticket[T, R]) -> None:
+        with self._lock:
+            queue = self._queues[key]
+            batch, size = [own], len(own.items)
+            while queue and size + len(queue[0].items) <= self._limit:
+                size += len(queue[0].items)
+                batch.append(queue.pop(0))
+        try:
+            results = self._write(key, [t.items for t in batch])
+            for t, result in zip(batch, results, strict=True):
+                t.result = result
+        except BaseException as exc:  # every caller of the batch hears it
+            for t in batch:
+                t.error = exc
+        with self._lock:
+            if queue:
+                queue.pop(0).woken.set()  # it writes next (`written` is still False)
+            else:
+                del self._queues[key]
+        for t in batch:
+            t.written = True
+            if t is not own:
+                t.woken.set()

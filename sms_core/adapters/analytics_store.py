@@ -41,6 +41,19 @@ All writers for one sender, tag and day would otherwise queue on one counter row
 conflict costs a re-read and another round trip. Spreading the facts over `shards` rows by a hash
 of their id lets parallel instances mostly write different rows; a query sums the shards.
 
+Facts of concurrent callers share a transaction
+-----------------------------------------------
+Within one instance, the facts of callers that arrive while a transaction for the same day,
+sender and tag is under way wait for it and then go out together, in the next transaction, on
+the shard of the first of them (`sms_core.concurrency.GroupCommit`). A transaction costs the
+client about four times what a single-entity request does (azure-core builds and parses its
+multipart body with the `email` package: about 8.5 ms of CPU against 2.1 ms), so eight facts
+in one transaction are far cheaper than eight transactions of one, and the instance no longer
+races itself for counter rows. A caller alone is not held back. Each caller still hears how
+many of its own facts were newly counted (a fact two callers brought at once counts for the
+first), and a failed transaction fails every caller whose facts it held: their redeliveries
+count them exactly once, as for a caller alone.
+
 What a query reads
 ------------------
 One single-partition range query per day over the `c|` rows (narrowed to `c|<sender>|` when a
@@ -88,7 +101,7 @@ from azure.data.tables import (
 )
 
 from sms_core.adapters.azure_errors import error_code, storage_errors
-from sms_core.concurrency import run_all
+from sms_core.concurrency import GroupCommit, run_all
 from sms_core.errors import StorageUnavailable
 from sms_core.rules.analytics import COUNTERS, AnalyticsReport, Fact, check_range, rates
 
@@ -183,6 +196,9 @@ class _Counter:
     etag: str | None
 
 
+_Key = tuple[date, str, str | None]  # day, sender, tag: the facts that may share a row
+
+
 @dataclass(frozen=True)
 class _Group:
     day: date
@@ -209,6 +225,9 @@ class AnalyticsStore:
         self._shards = shards
         self._kept: dict[_Group, _Counter] = {}
         self._kept_lock = threading.Lock()
+        # Facts of concurrent callers for one day, sender and tag share a transaction.
+        self._together: GroupCommit[_Key, Fact, int] = GroupCommit(self._write_together,
+                                                                   limit=_FACTS_PER_TX)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -219,30 +238,41 @@ class AnalyticsStore:
         Raises StorageUnavailable when storage fails or a counter row stays contended; a retry
         of the same call then counts exactly what is still missing.
         """
-        groups: dict[_Group, list[Fact]] = {}
+        groups: dict[_Key, list[Fact]] = {}
         seen: set[tuple[date, str]] = set()
         for fact in facts:
             key = (fact.day, ledger_row_key(fact.id))
             if key in seen:  # the same fact twice in one call counts once, like the ledger
                 continue
             seen.add(key)
-            group = _Group(fact.day, fact.sender, fact.tag, shard_of(fact.id, self._shards))
-            groups.setdefault(group, []).append(fact)
-        if not groups:
-            return 0
-        items = list(groups.items())
-        if len(items) == 1:
-            return self._record_group(*items[0])
-        return sum(run_all(lambda item: self._record_group(*item), items))
+            groups.setdefault((fact.day, fact.sender, fact.tag), []).append(fact)
+        return sum(run_all(lambda item: self._together.submit(*item), list(groups.items())))
 
-    def _record_group(self, group: _Group, facts: list[Fact]) -> int:
+    def _write_together(self, key: _Key, batches: list[list[Fact]]) -> list[int]:
+        """The facts of callers that met in `_together`, counted into one counter row (the
+        shard of the first fact: any shard will do, the ledger decides what is counted); how
+        many of each caller's facts were newly counted."""
+        owner: dict[str, int] = {}  # ledger key -> the first caller that brought the fact
+        facts: list[Fact] = []
+        for n, batch in enumerate(batches):
+            for fact in batch:
+                if owner.setdefault(ledger_row_key(fact.id), n) == n:  # no repeats in a batch
+                    facts.append(fact)
+        counted = [0] * len(batches)
+        if facts:
+            group = _Group(*key, shard=shard_of(facts[0].id, self._shards))
+            for fact in self._record_group(group, facts):
+                counted[owner[ledger_row_key(fact.id)]] += 1
+        return counted
+
+    def _record_group(self, group: _Group, facts: list[Fact]) -> list[Fact]:
         with self._kept_lock:
             counter = self._kept.pop(group, None)  # ours alone until it is put back
-        counted = 0
+        counted: list[Fact] = []
         for start in range(0, len(facts), _FACTS_PER_TX):
             chunk = facts[start:start + _FACTS_PER_TX]
-            n, counter = self._record_chunk(group, chunk, counter)
-            counted += n
+            new, counter = self._record_chunk(group, chunk, counter)
+            counted += new
         if counter is not None and counter.etag is not None:
             with self._kept_lock:
                 if len(self._kept) >= _KEPT_ROWS:
@@ -251,7 +281,7 @@ class AnalyticsStore:
         return counted
 
     def _record_chunk(self, group: _Group, chunk: list[Fact], counter: _Counter | None
-                      ) -> tuple[int, _Counter]:
+                      ) -> tuple[list[Fact], _Counter]:
         """One transaction: the chunk's ledger rows + the counter row, retried on conflicts."""
         pending = list(chunk)
         if counter is None:
@@ -259,7 +289,7 @@ class AnalyticsStore:
         dropped = 0
         for attempt in range(_MAX_TRIES):
             if not pending:
-                return 0, counter
+                return [], counter
             new_values = dict(counter.values)
             for fact in pending:
                 for name, value in fact.counts.items():
@@ -305,7 +335,7 @@ class AnalyticsStore:
                     continue
             etag = results[-1].get("etag") if results else None
             # Without the new ETag the next chunk must read the row again.
-            return len(pending), (_Counter(new_values, etag) if etag
+            return pending, (_Counter(new_values, etag) if etag
                                   else self._read_counter(group))
         raise StorageUnavailable(f"Analytics row {group.partition} {group.row_key} kept "
                                  "changing; giving up for now")

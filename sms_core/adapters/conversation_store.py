@@ -8,15 +8,16 @@ Writes are idempotent upserts (a redelivered event rewrites the same row).
 The index of a sender's recent conversations lives in the same table, in the partition
 `~index|<our number>` ('~' sorts after every number, so no conversation partition is it). Every
 conversation row adds two index rows, in one entity-group transaction per sender (up to 50
-entries each) and without reading anything first: a listing row `t|<inverted time>|<their
-number>` with the message, so a plain ascending read meets the newest first, and a person row
-`p|<their number>|<inverted time>`, so the person's newest entry is the first row of a short
-range. Writers never contend (an earlier design moved one row per person under its ETag and gave
-up when twelve messages of one person raced), a redelivered event rewrites the same two rows,
-and an old event never moves a conversation back: a listing row is shown only when it is its
-person's newest. Reading a page checks each person met against their person rows (one top-1
-query each, side by side) and deletes the older rows it met, so the index stays about one pair
-of rows per person once read.
+entries each; concurrent writers for one sender in this instance share it, through
+`sms_core.concurrency.GroupCommit`) and without reading anything first: a listing row
+`t|<inverted time>|<their number>` with the message, so a plain ascending read meets the newest
+first, and a person row `p|<their number>|<inverted time>`, so the person's newest entry is the
+first row of a short range. Writers never contend (an earlier design moved one row per person
+under its ETag and gave up when twelve messages of one person raced), a redelivered event
+rewrites the same two rows, and an old event never moves a conversation back: a listing row is
+shown only when it is its person's newest. Reading a page checks each person met against their
+person rows (one top-1 query each, side by side) and deletes the older rows it met, so the
+index stays about one pair of rows per person once read.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from sms_core.adapters.azure_errors import storage_errors
-from sms_core.concurrency import run_all
+from sms_core.concurrency import GroupCommit, run_all
 from sms_core.errors import FieldError, RequestInvalid
 from sms_core.models.queries import MAX_PAGE_SIZE
 from sms_core.models.records import ConversationRecord, ConversationSummaryRecord
@@ -119,6 +120,9 @@ class ConversationStore:
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
+        # Index rows of concurrent writers for one sender share a transaction.
+        self._index_together: GroupCommit[str, ConversationRecord, None] = GroupCommit(
+            self._write_index, limit=_INDEX_CHUNK)
 
     def record(self, entries: Iterable[ConversationRecord]) -> None:
         """Upsert entries (concurrently: each conversation is its own partition), then add them
@@ -140,18 +144,28 @@ class ConversationStore:
             self._index(batch)
 
     def _index(self, entries: list[ConversationRecord]) -> None:
-        """Add the listing and person rows of the entries: one transaction per sender and 50
-        entries (100 operations, the service's limit), none reading first."""
-        groups: dict[str, dict[str, ConversationRecord]] = {}
-        for e in entries:  # one row per key: a transaction may not touch a row twice
-            groups.setdefault(e.our_number, {})[_inverted(e.at) + e.their_number] = e
-        chunks = [list(group.values())[i:i + _INDEX_CHUNK]
-                  for group in groups.values() for i in range(0, len(group), _INDEX_CHUNK)]
+        """Add the listing and person rows of the entries, with those of concurrent callers
+        for the same sender (`_index_together`)."""
+        groups: dict[str, list[ConversationRecord]] = {}
+        for e in entries:
+            groups.setdefault(e.our_number, []).append(e)
+        run_all(lambda group: self._index_together.submit(*group), list(groups.items()))
+
+    def _write_index(self, our_number: str, batches: list[list[ConversationRecord]]
+                     ) -> list[None]:
+        """One sender's index rows: one transaction per 50 entries (100 operations, the
+        service's limit), none reading first."""
+        rows: dict[str, ConversationRecord] = {}
+        for e in (e for batch in batches for e in batch):  # a transaction touches a row once
+            rows[_inverted(e.at) + e.their_number] = e
+        entries = list(rows.values())
+        chunks = [entries[i:i + _INDEX_CHUNK] for i in range(0, len(entries), _INDEX_CHUNK)]
+        pk = _index_partition(our_number)
 
         def submit(chunk: list[ConversationRecord]) -> None:
             ops: list[Any] = []
             for e in chunk:
-                pk, at = _index_partition(e.our_number), _inverted(e.at)
+                at = _inverted(e.at)
                 ops.append(("upsert", {
                     "PartitionKey": pk, "RowKey": f"t|{at}|{e.their_number}",
                     "Their": e.their_number, "LastMessage": e.text,
@@ -162,6 +176,7 @@ class ConversationStore:
                             {"mode": UpdateMode.REPLACE}))
             self._table.submit_transaction(ops)
         run_all(submit, chunks)
+        return [None] * len(batches)
 
     def backfill_index(self, pages: int) -> tuple[int, bool]:
         """Index conversations written before the index existed, a few pages of the table at a

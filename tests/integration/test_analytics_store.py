@@ -368,3 +368,58 @@ def test_conflicts_are_resolved_without_an_operation_index(azurite_connection_st
     assert run_ingesters(azurite_connection_string, table, work, seed=1, shards=1,
                          wrap=WithoutIndex) == [1] * 6
     assert store.query(D1, D2).totals["sent"] == 36
+
+
+class HeldTransactions:
+    """A TableClient that counts transactions and holds the first one open until released, so
+    that other callers of the same store queue behind it."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self.transactions = 0
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._table, name)
+
+    def submit_transaction(self, ops: list[object]) -> object:
+        self.transactions += 1
+        if self.transactions == 1:
+            self.first_started.set()
+            assert self.release.wait(60)
+        return self._table.submit_transaction(ops)  # type: ignore[arg-type]
+
+
+def test_concurrent_callers_of_one_instance_share_transactions_and_count_exactly(
+        table: TableClient) -> None:
+    held = HeldTransactions(table)
+    store = AnalyticsStore(held, shards=8)  # type: ignore[arg-type]
+    facts = [sent(f"g{i}", D1, A, "otp") for i in range(40)]
+    counted: dict[int, int] = {}
+
+    def record(n: int, batch: list[Fact]) -> None:
+        counted[n] = store.record(batch)
+
+    first = threading.Thread(target=record, args=(-1, [sent("g-first", D1, A, "otp")]))
+    first.start()
+    assert held.first_started.wait(60)
+    # 40 callers of one fact each, and 10 more bringing a fact another caller also brings
+    # (an event delivered twice at once).
+    callers = [threading.Thread(target=record, args=(i, [f])) for i, f in enumerate(facts)]
+    callers += [threading.Thread(target=record, args=(100 + i, [facts[i]])) for i in range(10)]
+    for t in callers:
+        t.start()
+    deadline = time.monotonic() + 60
+    while store._together.waiting((D1, A, "otp")) < len(callers):  # the queue, from inside
+        assert time.monotonic() < deadline, "the callers never queued"
+        time.sleep(0.01)
+    held.release.set()
+    for t in [first, *callers]:
+        t.join(60)
+
+    assert counted[-1] == 1
+    assert sum(counted.values()) == 41  # each fact counted by exactly one caller
+    assert held.transactions == 2  # the first, and one for all 50 callers queued behind it
+    assert AnalyticsStore(table).query(D1, D1).totals["sent"] == 41
+    assert store.record(facts) == 0  # redelivered: nothing new

@@ -6,6 +6,8 @@ back by an old event), paged, and compacted to one listing row per person as it 
 from __future__ import annotations
 
 import base64
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -67,6 +69,47 @@ def test_concurrent_messages_of_one_person_leave_one_row_with_the_newest(
     assert convo.last_message == "m11"
     (row,) = listing_rows(services, ours)
     assert row.endswith(person)
+
+
+def test_writers_queued_behind_an_index_write_share_one_transaction_and_all_are_listed(
+        services: Services) -> None:
+    ours = new_number()
+    people = [new_number() for _ in range(20)]
+    store = ConversationStore(services.conversations._table)
+    table = store._table
+    started, release = threading.Event(), threading.Event()
+    transactions: list[int] = []
+    real_submit = table.submit_transaction
+
+    def held_submit(ops: list[object]) -> object:
+        transactions.append(len(ops))
+        if len(transactions) == 1:
+            started.set()
+            assert release.wait(60)
+        return real_submit(ops)  # type: ignore[arg-type]
+
+    store._table = SimpleNamespace(submit_transaction=held_submit,  # type: ignore[assignment]
+                                   upsert_entity=table.upsert_entity)
+    first = threading.Thread(target=store.record, args=([entry(ours, people[0], "first", T)],))
+    first.start()
+    assert started.wait(60)
+    writers = [threading.Thread(target=store.record, args=(
+        [entry(ours, p, f"to {i}", T + timedelta(seconds=i), "outbound")],))
+        for i, p in enumerate(people[1:], start=1)]
+    for w in writers:
+        w.start()
+    deadline = time.monotonic() + 60
+    while store._index_together.waiting(ours) < len(writers):  # the queue, from inside
+        assert time.monotonic() < deadline, "the writers never queued"
+        time.sleep(0.01)
+    release.set()
+    for w in [first, *writers]:
+        w.join(60)
+
+    assert transactions == [2, 2 * len(writers)]  # the first alone, then all the others
+    listed = conversation_list(services, conversation_list_query({"from": ours, "limit": "50"})
+                               ).conversations
+    assert sorted(c.number for c in listed) == sorted(people)
 
 
 def test_a_person_with_many_older_messages_does_not_hide_the_others(services: Services) -> None:
