@@ -4,10 +4,12 @@ Order of work for a job (one batch, one sender, at most 100 recipients):
 
 1. load the messages; skip those no longer pending (a redelivered job is a no-op for them);
 2. take a pacing slot for the sender; a slot more than a moment away puts the job back on the
-   queue with that delay (and the slot) instead of holding a worker;
+   queue with that delay (and the slot) instead of holding a worker, without the recipients
+   who opted out meanwhile (they are blocked now and give their share of the slot back);
 3. claim: persist each message's repeatability id and first-sent time *before* calling ACS, so a
    resend after a crash carries the same ids and ACS de-duplicates it;
-4. re-check opt-outs right before the call (invariant 1) and block those who opted out;
+4. check opt-outs right before the call (invariant 1) and block those who opted out; their
+   share of the slot goes back;
 5. call ACS, with a tag naming the batch and index range so each delivery report finds its
    message by one range query (`models.messages.report_tag`); record `sent` with the provider
    id, `failed` with ACS's reason, or put retryable recipients back with backoff.
@@ -164,14 +166,16 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
         return DispatchResult()
     sender = records[0].sender
     early: list[MessageRecord] = []
-    if job.slot_at is None:  # nobody who opted out takes a pacing slot
-        records, early = _block_opted_out(deps, changes, job.batch, records)
-        if not records:
-            return DispatchResult(blocked=len(early))
     slot = (deps.pacer.reserve(sender, len(records), priority=bool(job.priority))
             if job.slot_at is None else job.slot_at)
     wait = slot - time.time()
     if wait > INLINE_WAIT_S:
+        if job.slot_at is None:  # nobody who opted out keeps a slot while the job waits
+            records, early = _block_opted_out(deps, changes, job.batch, records)
+            if early:
+                deps.pacer.give_back(sender, len(early))
+            if not records:
+                return DispatchResult(blocked=len(early))
         deps.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
                                                  "slot_at": slot}), wait)
         return DispatchResult(blocked=len(early), deferred=len(records))

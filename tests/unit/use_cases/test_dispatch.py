@@ -301,12 +301,28 @@ def test_personalised_bodies_in_one_job_go_as_one_call_each(deps: FakeDeps) -> N
         (ALICE, "Hi Alice"), (BOB, "Hi Bob")]
 
 
-def test_an_opted_out_recipient_takes_no_pacing_slot(deps: FakeDeps) -> None:
-    _ids, job = queued(deps, ALICE, BOB)
+def test_an_opted_out_recipient_gives_its_pacing_slot_back(deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE, BOB)
     deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
-    dispatch(deps, job)
-    assert deps.pacer.reserved == [(SENDER, 1)]  # Alice only
-    assert deps.pacer.given_back == []
+    result = dispatch(deps, job)
+    assert (result.sent, result.blocked) == (1, 1)
+    assert deps.gateway.texts_to(ALICE) == ["Hello"] and deps.gateway.texts_to(BOB) == []
+    assert statuses(deps, ids) == [MessageStatus.SENT, MessageStatus.BLOCKED]
+    # One slot in the end: both reserved with one write, Bob's share given back.
+    assert deps.pacer.reserved == [(SENDER, 2)] and deps.pacer.given_back == [(SENDER, 1)]
+
+
+def test_an_opted_out_recipient_keeps_no_slot_while_the_job_waits_for_its_own(
+        deps: FakeDeps) -> None:
+    ids, job = queued(deps, ALICE, BOB)
+    deps.optouts.opt_out(SENDER, BOB, source="keyword", keyword="STOP")
+    deps.pacer.wait_s = 30
+    result = dispatch(deps, job)
+    assert (result.blocked, result.deferred) == (1, 1) and deps.gateway.calls == []
+    ((back, _delay),) = deps.jobs.decoded(DispatchJob)
+    assert back.indices == [0] and back.slot_at is not None  # Alice waits for the slot
+    assert deps.pacer.given_back == [(SENDER, 1)]  # Bob's share is back at once
+    assert statuses(deps, ids) == [MessageStatus.QUEUED, MessageStatus.BLOCKED]
 
 
 def test_a_stop_while_a_job_waited_for_its_slot_gives_the_slot_back(deps: FakeDeps) -> None:
