@@ -323,7 +323,9 @@ class AcceptFloor:
 
     def accept_one(self, to: str) -> None:
         """One recipient, sent inline: 2 opt-out point reads, then `_InlineSend.send` (a pacing
-        write, 2 transactions, 2 upserts, an analytics transaction, a queue send, 1 ACS call)."""
+        write, the message's insert, the conversation upsert and its index transaction, the
+        `sent` replace, an analytics transaction, a queue send: 7 requests, 2 of them
+        transactions, and 1 ACS call)."""
         _point_reads(self._optouts, self._sender, to)
         self._inline.send(self._sender, to, self._body)
 
@@ -380,8 +382,8 @@ class InboundFloor:
     event on a queue, the merge that marks the claim done: 5 requests. A STOP (`stop_one`) adds
     the opt-out (a point read of the state, a history insert, a state upsert), the
     `optout.changed` event, and the confirmation reply sent from the request as ours is: an
-    idempotency insert, the 8 requests and the ACS call of `_InlineSend.send` (paced with
-    priority, no opt-out reads: the confirmation is exempt), the idempotency merge: 19
+    idempotency insert, the 7 requests and the ACS call of `_InlineSend.send` (paced with
+    priority, no opt-out reads: the confirmation is exempt), the idempotency merge: 18
     requests and 1 ACS call. Run in the order our path runs them. `sent`
     counts the replies the emulator took.
     """

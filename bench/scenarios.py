@@ -340,12 +340,14 @@ def dispatch(stack: Stack, numbers: NumberPool, count: int, warmup: int
         floor_run,
         detail={"warmup": warmup, "in_flight": workers, "statuses": dict(statuses), "tag": tag,
                 "floor_ops": f"queue receive ({QUEUE_OPTIONS.batch_size} a call) + delete, "
-                             "2 opt-out point reads, 1 ACS send (SDK), 1 provider-id upsert, "
-                             "1 entity update",
-                "extra_in_ours": "2 message load queries (the job's messages, then again for "
-                                 "the final update), a pacing conditional write, a claim "
-                                 "transaction before the ACS call, the history event in the "
-                                 "final transaction, job and entity parsing"})
+                             "2 opt-out point reads, 1 ACS send (SDK), 1 entity merge",
+                "extra_in_ours": "the job's message load query, a pacing conditional write, "
+                                 "the claim write before the ACS call (a resend carries the "
+                                 "same repeatability ids), a conditional replace instead of "
+                                 "the merge (the history entry rides on it), the conversation "
+                                 "upsert and its index transaction and the analytics fact's "
+                                 "transaction (both shared by concurrent jobs that meet: group "
+                                 "commit), the sms.status event, job and entity parsing"})
     return figure, peak
 
 

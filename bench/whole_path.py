@@ -70,16 +70,16 @@ class Need:
 # What the invariants need per delivered single-recipient message, the delivery report included
 # (the reasoning is in bench/README.md, figure 8c).
 MINIMUM_PER_MESSAGE: tuple[Need, ...] = (
-    Need("accept", "entity-group transaction: the durable message row (which can also carry "
-                   "the repeatability claim)", 1),
+    Need("accept", "insert of the durable message row (which also carries the repeatability "
+                   "claim and its outbox mark)", 1),
     Need("accept", "opt-out point read, the sender's scope", 1),
     Need("accept", "opt-out point read, the `global` scope", 1),
     Need("dispatch", "pacing conditional write (the sender's slot, shared by every instance)", 1),
-    Need("dispatch", "entity-group transaction recording `sent` with the ACS id", 1),
+    Need("dispatch", "conditional replace recording `sent` with the ACS id", 1),
     Need("report", "queue receive (16 reports a call)", 1 / 16),
     Need("report", "queue delete", 1),
     Need("report", "range query finding the message by the route in the report's tag", 1),
-    Need("report", "entity-group transaction applying the status", 1),
+    Need("report", "conditional replace applying the status", 1),
 )
 MINIMUM_REQUESTS = sum(n.requests for n in MINIMUM_PER_MESSAGE)
 
