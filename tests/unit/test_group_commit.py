@@ -51,6 +51,25 @@ def _wait_queued(commit: GroupCommit[str, int, int], key: str, count: int) -> No
     raise AssertionError(f"{count} callers never queued")
 
 
+def _held_first_write(limit: int) -> tuple[_Writes, GroupCommit[str, int, int],
+                                           dict[int, object], threading.Thread]:
+    """A commit whose first write (item 1 under "a") is under way and held open; the results
+    of the callers go into the dict, by their first item."""
+    writes = _Writes()
+    writes.release.clear()
+    commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=limit)
+    out: dict[int, object] = {}
+    first = _submit_in_thread(commit, "a", [1], out)
+    assert writes.entered.wait(scaled(30))
+    return writes, commit, out, first
+
+
+def _release(writes: _Writes, threads: list[threading.Thread]) -> None:
+    writes.release.set()
+    for t in threads:
+        t.join(scaled(30))
+
+
 def test_a_caller_alone_writes_at_once_and_gets_its_result() -> None:
     writes = _Writes()
     commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=10)
@@ -60,36 +79,22 @@ def test_a_caller_alone_writes_at_once_and_gets_its_result() -> None:
 
 
 def test_callers_queued_behind_a_write_go_out_together_in_one_write() -> None:
-    writes = _Writes()
-    writes.release.clear()
-    commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=10)
-    out: dict[int, object] = {}
-    first = _submit_in_thread(commit, "a", [1], out)
-    assert writes.entered.wait(scaled(30))
+    writes, commit, out, first = _held_first_write(limit=10)
     queued = [_submit_in_thread(commit, "a", [n, n], out) for n in (10, 20, 30)]
     _wait_queued(commit, "a", 3)
-    writes.release.set()
-    for t in [first, *queued]:
-        t.join(scaled(30))
+    _release(writes, [first, *queued])
     assert out == {1: 1, 10: 20, 20: 40, 30: 60}  # each caller its own share
     assert len(writes.calls) == 2
     assert sorted(map(sorted, writes.calls[1][1])) == [[10, 10], [20, 20], [30, 30]]
 
 
 def test_a_write_takes_no_more_than_the_limit_and_the_rest_follow() -> None:
-    writes = _Writes()
-    writes.release.clear()
-    commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=4)
-    out: dict[int, object] = {}
-    first = _submit_in_thread(commit, "a", [1], out)
-    assert writes.entered.wait(scaled(30))
+    writes, commit, out, first = _held_first_write(limit=4)
     queued = []
     for n in (10, 20, 30):  # two items each: two fit in one write of at most 4
         queued.append(_submit_in_thread(commit, "a", [n, n], out))
         _wait_queued(commit, "a", len(queued))
-    writes.release.set()
-    for t in [first, *queued]:
-        t.join(scaled(30))
+    _release(writes, [first, *queued])
     assert [batches for _, batches in writes.calls] == [[[1]], [[10, 10], [20, 20]], [[30, 30]]]
     assert out == {1: 1, 10: 20, 20: 40, 30: 60}
 
@@ -117,18 +122,11 @@ def test_another_key_does_not_wait_for_a_write_under_way() -> None:
 
 
 def test_every_caller_of_a_failed_write_hears_the_failure_and_the_next_write_runs() -> None:
-    writes = _Writes()
-    writes.release.clear()
-    commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=10)
-    out: dict[int, object] = {}
-    first = _submit_in_thread(commit, "a", [1], out)
-    assert writes.entered.wait(scaled(30))
+    writes, commit, out, first = _held_first_write(limit=10)
     queued = [_submit_in_thread(commit, "a", [n], out) for n in (10, 20)]
     _wait_queued(commit, "a", 2)
     writes.fail = RuntimeError("storage down")
-    writes.release.set()
-    for t in [first, *queued]:
-        t.join(scaled(30))
+    _release(writes, [first, *queued])
     assert all(isinstance(out[n], RuntimeError) for n in (1, 10, 20))
     writes.fail = None
     assert commit.submit("a", [7]) == 7  # nothing is left holding the key
