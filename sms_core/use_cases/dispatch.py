@@ -165,20 +165,18 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
     if not records:
         return DispatchResult()
     sender = records[0].sender
-    early: list[MessageRecord] = []
     slot = (deps.pacer.reserve(sender, len(records), priority=bool(job.priority))
             if job.slot_at is None else job.slot_at)
     wait = slot - time.time()
     if wait > INLINE_WAIT_S:
+        blocked: list[MessageRecord] = []
         if job.slot_at is None:  # nobody who opted out keeps a slot while the job waits
-            records, early = _block_opted_out(deps, changes, job.batch, records)
-            if early:
-                deps.pacer.give_back(sender, len(early))
+            records, blocked = _block_opted_out(deps, changes, job.batch, records)
             if not records:
-                return DispatchResult(blocked=len(early))
+                return DispatchResult(blocked=len(blocked))
         deps.jobs.enqueue(job.model_copy(update={"indices": [r.index for r in records],
                                                  "slot_at": slot}), wait)
-        return DispatchResult(blocked=len(early), deferred=len(records))
+        return DispatchResult(blocked=len(blocked), deferred=len(records))
     if wait > 0:
         time.sleep(wait)
 
@@ -193,21 +191,19 @@ def _dispatch(deps: DispatchDeps, changes: StatusChanges, job: DispatchJob,
             "first_sent_at": first_sent_at}),
         preloaded=unclaimed) if _pending(r)] if unclaimed else [])
 
-    # Again right before the call (invariant 1): a STOP may have come while the job waited.
+    # Right before the call (invariant 1): a STOP may have come while the job was queued.
     to_send, late = _block_opted_out(deps, changes, job.batch, claimed)
-    if late:
-        deps.pacer.give_back(sender, len(late))
-    blocked = len(early) + len(late)
     if not to_send:
-        return DispatchResult(blocked=blocked)
+        return DispatchResult(blocked=len(late))
     result = send_claimed(deps, changes, job, to_send, attempt=job_attempt(job, attempt))
-    return replace(result, blocked=blocked, outbox_cleared=False)
+    return replace(result, blocked=len(late), outbox_cleared=False)
 
 
 def _block_opted_out(deps: DispatchDeps, changes: StatusChanges, batch: str,
                      records: list[MessageRecord]
                      ) -> tuple[list[MessageRecord], list[MessageRecord]]:
-    """Block the messages whose recipient opted out; returns (the others, those blocked)."""
+    """Block the messages whose recipient opted out, and give their share of the sender's
+    pacing slot back; returns (the others, those blocked)."""
     opted_out = deps.optouts.opted_out_among(
         records[0].sender, [r.to for r in records if not r.optout_exempt]) if records else set()
     blocked = [r for r in records if r.to in opted_out]
@@ -215,6 +211,7 @@ def _block_opted_out(deps: DispatchDeps, changes: StatusChanges, batch: str,
         changes.apply(batch, [r.index for r in blocked], lambda r: _to_status(
             MessageStatus.BLOCKED, "recipient opted out before the send",
             f"{r.to} opted out of messages from {r.sender}") if _pending(r) else None)
+        deps.pacer.give_back(records[0].sender, len(blocked))
     return [r for r in records if r.to not in opted_out], blocked
 
 
