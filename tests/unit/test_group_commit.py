@@ -149,3 +149,16 @@ def test_a_caller_with_more_than_the_limit_still_writes_its_items(limit: int) ->
     writes = _Writes()
     commit: GroupCommit[str, int, int] = GroupCommit(writes, limit=limit)
     assert commit.submit("a", [1, 2, 3, 4]) == 10
+
+
+def test_a_write_that_answers_for_the_wrong_number_of_callers_fails_them_and_frees_the_key(
+        ) -> None:
+    answers = [[1, 2]]  # two results for one caller: a bug in the write, not a silent mix-up
+
+    def write(key: str, batches: list[list[int]]) -> list[int]:
+        return answers.pop() if answers else [sum(b) for b in batches]
+
+    commit: GroupCommit[str, int, int] = GroupCommit(write, limit=10)
+    with pytest.raises(ValueError):
+        commit.submit("a", [5])
+    assert commit.waiting("a") == 0 and commit.submit("a", [5]) == 5
