@@ -5,11 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from sms_core.bootstrap import get_services
-from sms_core.use_cases.conversations import (
-    backfill_conversation_index,
-    conversation_list,
-    conversation_page,
-)
+from sms_core.use_cases import conversations as conversation_cases
+from sms_core.use_cases.conversations import conversation_list, conversation_page
 from sms_http import handle, json_response, new_blueprint
 from sms_http.event_grid import WebhookAnswer, abuse_protection_handshake, inbound_post
 from sms_http.requests import conversation_list_query, conversation_query
@@ -46,8 +43,10 @@ def conversations(req: func.HttpRequest) -> func.HttpResponse:
         get_services(), conversation_query(req.route_params["number"], req.params)).public()))
 
 
-@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
+# On start-up too: a new deployment has nothing to copy, and until the backfill says so,
+# conversation reads also query the earlier layout (one more request each).
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True)
 def backfill_conversations(timer: func.TimerRequest) -> None:
-    """Every five minutes until done: index the conversations written before the sender's
-    conversation list existed (an upgrade's history), a few pages at a time."""
-    backfill_conversation_index(get_services())
+    """Every five minutes until done: copy conversation rows of the earlier layout (a partition
+    per conversation) into their senders' partitions and lists, a few pages at a time."""
+    conversation_cases.backfill_conversations(get_services())

@@ -69,17 +69,18 @@ def conversation_list(deps: ConversationListDeps,
 
 
 class BackfillDeps(Protocol):
-    """The port the conversation index backfill needs."""
+    """The port the conversation backfill needs."""
 
     @property
     def conversations(self) -> ConversationBackfill: ...
 
 
-def backfill_conversation_index(deps: BackfillDeps) -> int:
-    """Timer: add the conversations written before the index existed to their senders' lists,
-    a few pages per run; once the whole table was read, each run costs one point read."""
-    indexed, done = deps.conversations.backfill_index(BACKFILL_PAGES)
-    if indexed:
-        log.info("conversation index backfill: %d conversation(s) indexed%s", indexed,
-                 "; every conversation is indexed" if done else "")
-    return indexed
+def backfill_conversations(deps: BackfillDeps) -> int:
+    """Timer: copy conversation rows of the earlier layout (a partition per conversation) into
+    their senders' partitions and lists, a few pages per run; once all are copied, each run
+    costs one point read."""
+    copied, done = deps.conversations.backfill(BACKFILL_PAGES)
+    if copied:
+        log.info("conversation backfill: %d row(s) copied%s", copied,
+                 "; every conversation is in its sender's partition" if done else "")
+    return copied

@@ -492,7 +492,7 @@ class Conversations(Protocol):
     """Both directions of every conversation."""
 
     def record(self, entries: Iterable[ConversationRecord]) -> None:
-        """Upsert entries (concurrently: each conversation is its own partition)."""
+        """Upsert entries and their senders' conversation lists."""
         ...
 
     def last_outbound(
@@ -531,11 +531,12 @@ class ConversationIndex(Protocol):
 
 
 class ConversationBackfill(Protocol):
-    """Indexing the conversations written before the sender's index existed."""
+    """Bringing conversations written in an earlier layout into the current one."""
 
-    def backfill_index(self, pages: int) -> tuple[int, bool]:
-        """Index up to `pages` more pages of conversations (from where the last call stopped);
-        how many were indexed, and whether every conversation has been read."""
+    def backfill(self, pages: int) -> tuple[int, bool]:
+        """Copy up to `pages` more pages of earlier conversation rows, with their senders'
+        index (from where the last call stopped); how many rows were copied, and whether all
+        of them have been."""
         ...
 
 

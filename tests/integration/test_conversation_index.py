@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 
 from sms_core.adapters import conversation_store
 from sms_core.adapters.conversation_store import ConversationStore
@@ -21,7 +21,7 @@ from sms_core.bootstrap import Services
 from sms_core.concurrency import run_all
 from sms_core.errors import RequestInvalid
 from sms_core.models.records import ConversationRecord
-from sms_core.use_cases.conversations import backfill_conversation_index, conversation_list
+from sms_core.use_cases.conversations import backfill_conversations, conversation_list
 from sms_http.requests import conversation_list_query
 from tests.integration.conftest import new_number
 
@@ -99,14 +99,15 @@ def test_writers_queued_behind_an_index_write_share_one_transaction_and_all_are_
     for w in writers:
         w.start()
     deadline = time.monotonic() + 60
-    while store._index_together.waiting(ours) < len(writers):  # the queue, from inside
+    while store._together.waiting(ours) < len(writers):  # the queue, from inside
         assert time.monotonic() < deadline, "the writers never queued"
         time.sleep(0.01)
     release.set()
     for w in [first, *writers]:
         w.join(60)
 
-    assert transactions == [2, 2 * len(writers)]  # the first alone, then all the others
+    # The first alone, then all the others: each a conversation row, a listing and a person row.
+    assert transactions == [3, 3 * len(writers)]
     listed = conversation_list(services, conversation_list_query({"from": ours, "limit": "50"})
                                ).conversations
     assert sorted(c.number for c in listed) == sorted(people)
@@ -174,30 +175,83 @@ def test_paging_the_list_returns_each_person_once(services: Services) -> None:
     assert seen == list(reversed(people))
 
 
-def test_conversations_written_before_the_index_are_listed_after_the_backfill(
+def _earlier_layout_row(table: TableClient, e: ConversationRecord) -> None:
+    """A conversation row as versions before the sender partition wrote it: its own
+    partition per conversation, no index rows."""
+    table.upsert_entity({"PartitionKey": f"{e.our_number}|{e.their_number}",
+                         "RowKey": e.row_key(), "Direction": e.direction,
+                         "MessageId": e.message_id, "Text": e.text, "At": e.at,
+                         **({"Tag": e.tag} if e.tag else {})})
+
+
+def _texts(store: ConversationStore, ours: str, their: str, limit: int) -> list[str]:
+    """The whole conversation, read in pages of `limit`."""
+    texts: list[str] = []
+    token: str | None = None
+    for _ in range(20):
+        entries, token = store.page(ours, their, limit, token)
+        texts += [e.text for e in entries]
+        if token is None:
+            return texts
+    raise AssertionError("the pages never ended")
+
+
+def test_conversations_of_the_earlier_layout_are_read_and_then_copied_by_the_backfill(
         azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An upgrade: conversation rows with no index rows (as an earlier version wrote them)
-    appear in their sender's list once the timer has read the table, a few pages per run."""
+    """An upgrade: conversation rows of the earlier layout (a partition per conversation, no
+    index rows) are read beside the new rows until the timer has copied them, a few pages a
+    run; then they are listed, and read from the sender's partition alone."""
     name = f"Backfill{uuid.uuid4().hex[:12]}"
     table = TableServiceClient.from_connection_string(
         azurite_connection_string).create_table(name)
     store = ConversationStore(table)
     ours, people = new_number(), [new_number() for _ in range(4)]
-    for i, person in enumerate(people):  # conversation rows only, no index rows
+    for i, person in enumerate(people):
         for j in range(3):
-            e = entry(ours, person, f"{i}.{j}", T + timedelta(minutes=i, seconds=j))
-            table.upsert_entity({"PartitionKey": f"{ours}|{person}", "RowKey": e.row_key(),
-                                 "Direction": e.direction, "MessageId": e.message_id,
-                                 "Text": e.text, "At": e.at})
+            _earlier_layout_row(table, entry(ours, person, f"{i}.{j}",
+                                             T + timedelta(minutes=i, seconds=j), "outbound"))
+    # After the upgrade, the first person replies: a row of the new layout.
+    store.record([entry(ours, people[0], "0.reply", T + timedelta(hours=1))])
+
+    assert _texts(store, ours, people[0], 2) == ["0.0", "0.1", "0.2", "0.reply"]
+    assert _texts(store, ours, people[1], 50) == ["1.0", "1.1", "1.2"]
+    last = store.last_outbound(ours, people[2], T, T + timedelta(hours=2))
+    assert last is not None and last.text == "2.2"
+    assert [m for _, m in store.outbound_before(ours, people[3], None, None, None, 2, None)
+            ] == [f"m{int((T + timedelta(minutes=3, seconds=s)).timestamp() * 1e6)}"
+                  for s in (2, 1)]
+    assert [c.their_number for c in store.recent(ours, 10, None)[0]] == [people[0]]
+
     deps = SimpleNamespace(conversations=store)
-    assert store.recent(ours, 10, None) == ([], None)
     # Pages of 2 rows, 5 pages a run: a conversation's rows span pages and runs.
     monkeypatch.setattr(conversation_store, "_BACKFILL_PAGE", 2)
-    indexed = [backfill_conversation_index(deps) for _ in range(3)]
-    assert indexed[0] > 0 and indexed[-1] == 0  # 12 rows: done after the second run
+    copied = [backfill_conversations(deps) for _ in range(3)]
+    assert copied == [10, 2, 0]  # 12 rows: done in the second run
     listed, token = store.recent(ours, 10, None)
     assert token is None
     assert [(c.their_number, c.last_message) for c in listed] == [
-        (people[3], "3.2"), (people[2], "2.2"), (people[1], "1.2"), (people[0], "0.2")]
-    # Done is remembered: a later run reads one row and indexes nothing.
-    assert store.backfill_index(5) == (0, True)
+        (people[0], "0.reply"), (people[3], "3.2"), (people[2], "2.2"), (people[1], "1.2")]
+
+    # Copied: a new instance reads the sender's partition only, each message once.
+    for e in table.query_entities("PartitionKey lt '~'"):
+        table.delete_entity(e["PartitionKey"], e["RowKey"])
+    fresh = ConversationStore(table)
+    assert _texts(fresh, ours, people[0], 3) == ["0.0", "0.1", "0.2", "0.reply"]
+    assert _texts(fresh, ours, people[2], 1) == ["2.0", "2.1", "2.2"]
+    last = fresh.last_outbound(ours, people[2], T, T + timedelta(hours=2))
+    assert last is not None and last.text == "2.2"
+    # Done is remembered: a later run reads one row and copies nothing.
+    assert fresh.backfill(5) == (0, True)
+
+
+def test_a_conversation_page_token_not_handed_out_is_a_400(services: Services) -> None:
+    ours, their = new_number(), new_number()
+    services.conversations.record([entry(ours, their, f"m{i}", T + timedelta(seconds=i))
+                                   for i in range(3)])
+    _, token = services.conversations.page(ours, their, 2)
+    assert token is not None
+    for bad in ("garbage!", "e30=", base64.urlsafe_b64encode(b"t|1|+1206").decode(),
+                base64.urlsafe_b64encode(b"20260301T120000.000000Z|inb|m1\x00").decode()):
+        with pytest.raises(RequestInvalid) as caught:
+            services.conversations.page(ours, their, 2, bad)
+        assert caught.value.errors[0].field == "continuationToken"

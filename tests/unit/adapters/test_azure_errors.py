@@ -53,7 +53,6 @@ from sms_core.errors import (
     ProviderRejected,
     ProviderThrottled,
     ProviderUnavailable,
-    RequestInvalid,
     StorageUnavailable,
 )
 from sms_core.models.app_events import WebhookDelivery
@@ -481,13 +480,10 @@ def test_analytics_tries_a_transaction_again_after_a_dropped_connection() -> Non
     assert down.calls.count("submit_transaction") == 4  # the first try and three more
 
 
-def test_a_refused_continuation_token_is_a_bad_request() -> None:
-    def refused() -> BaseException:
-        return azure_error(HttpResponseError, "InvalidInput", 400)
-    pages = FakeTable(query_entities=_Pages(refused))
-    with pytest.raises(RequestInvalid):
-        ConversationStore(pages).page(A, B)  # type: ignore[arg-type]
-    down = FakeTable(query_entities=_Pages(lambda: azure_error(HttpResponseError, None, 503)))
+def test_a_conversation_page_whose_storage_fails_is_unavailable_not_a_bad_request() -> None:
+    # The page token is ours (a row key), never the service's: a failing read is a 503.
+    down = FakeTable(get_entity=azure_error(ResourceNotFoundError, "ResourceNotFound", 404),
+                     query_entities=_Pages(lambda: azure_error(HttpResponseError, None, 503)))
     with pytest.raises(StorageUnavailable, match=r"^Conversation storage failed: "):
         ConversationStore(down).page(A, B)  # type: ignore[arg-type]
 
