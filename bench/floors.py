@@ -214,18 +214,22 @@ def outbox_entity(batch: str, indices: Sequence[int], chunk: int, now: datetime
             "Indices": json.dumps(list(indices)), "CreatedAt": now}
 
 
-def _index_conversation(table: Any, ours: str, their: str, message_id: str, text: str,
-                        direction: str, at: datetime) -> None:
-    """The sender's conversation index for one conversation row: one entity-group
-    transaction of the listing row and the person row, no read (as `ConversationStore`)."""
+def _record_conversation(table: Any, ours: str, their: str, message_id: str, text: str,
+                         direction: str, at: datetime, **extra: str) -> None:
+    """One message's conversation row, listing row and person row in the sender's partition:
+    one entity-group transaction, no read (as `ConversationStore`)."""
     inverted = f"{10**17 - int(at.timestamp() * 1_000_000):018d}"
     pk = f"~index|{ours}"
+    replace = {"mode": UpdateMode.REPLACE}
     table.submit_transaction([
+        ("upsert", {"PartitionKey": pk,
+                    "RowKey": f"c|{their}|{_stamp(at)}|{direction[:3]}|{message_id}",
+                    "Direction": direction, "MessageId": message_id, "Text": text, "At": at,
+                    **extra}, replace),
         ("upsert", {"PartitionKey": pk, "RowKey": f"t|{inverted}|{their}", "Their": their,
                     "LastMessage": text, "LastDirection": direction, "LastAt": at,
-                    "LastMessageId": message_id}, {"mode": UpdateMode.REPLACE}),
-        ("upsert", {"PartitionKey": pk, "RowKey": f"p|{their}|{inverted}"},
-         {"mode": UpdateMode.REPLACE})])
+                    "LastMessageId": message_id}, replace),
+        ("upsert", {"PartitionKey": pk, "RowKey": f"p|{their}|{inverted}"}, replace)])
 
 
 class _InlineSend:
@@ -233,11 +237,12 @@ class _InlineSend:
     order our `accept_send` -> `send_claimed` does it: the pacing write; one insert of the
     message (with its repeatability claim, and marked as its own outbox entry); the ACS
     call (through `SmsClient`, with the tag naming batch and index, delivery report on; sent
-    promptly, it needs no AwaitingReports row); the Conversations-shaped upsert and the
-    conversation index's transaction; the message replaced under If-Match (the ETag from
-    the insert) with its history entry on the row and the outbox mark off; then the
-    analytics fact (a transaction) and the `sms.status` event (a queue send). 9 storage
-    requests and 1 ACS call. `sent` counts the messages the emulator took."""
+    promptly, it needs no AwaitingReports row); the conversation rows' transaction (the
+    message's row, its listing and person rows, as `ConversationStore`); the message
+    replaced under If-Match (the ETag from the insert) with its history entry on the row
+    and the outbox mark off; then the analytics fact (a transaction) and the `sms.status`
+    event (a queue send). 6 storage requests and 1 ACS call. `sent` counts the messages
+    the emulator took."""
 
     def __init__(self, clients: _Clients, acs_endpoint: str, acs_key: str,
                  rate_per_minute: int) -> None:
@@ -272,14 +277,8 @@ class _InlineSend:
         with self._lock:
             self.sent += 1
         sent_at = datetime.now(UTC)
-        row: dict[str, Any] = {"PartitionKey": f"{sender}|{to}",
-                               "RowKey": f"{_stamp(now)}|out|{message_id}",
-                               "Direction": "outbound", "MessageId": message_id, "Text": body,
-                               "At": now}
-        if tag is not None:
-            row["Tag"] = tag
-        self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
-        _index_conversation(self._conversations, sender, to, message_id, body, "outbound", now)
+        _record_conversation(self._conversations, sender, to, message_id, body, "outbound", now,
+                             **({"Tag": tag} if tag is not None else {}))
         message.update({"Status": "sent", "Seq": 1, "ProviderMessageId": result.message_id,
                         "SentAt": sent_at, "UpdatedAt": sent_at, "Outbox": False,
                         "History": json.dumps([{"n": 1, "s": "sent", "at": sent_at.isoformat(),
@@ -323,9 +322,9 @@ class AcceptFloor:
 
     def accept_one(self, to: str) -> None:
         """One recipient, sent inline: 2 opt-out point reads, then `_InlineSend.send` (a pacing
-        write, the message's insert, the conversation upsert and its index transaction, the
-        `sent` replace, an analytics transaction, a queue send: 7 requests, 2 of them
-        transactions, and 1 ACS call)."""
+        write, the message's insert, the conversation rows' transaction, the `sent` replace,
+        an analytics transaction, a queue send: 6 requests, 2 of them transactions, and 1 ACS
+        call)."""
         _point_reads(self._optouts, self._sender, to)
         self._inline.send(self._sender, to, self._body)
 
@@ -378,12 +377,12 @@ class InboundFloor:
     """What processing one inbound SMS needs from storage, and nothing else.
 
     An ordinary text (`text_one`): the claim insert (InboundMessages-like), the conversation
-    upsert (Conversations-like) and the conversation index's transaction, the `sms.received`
-    event on a queue, the merge that marks the claim done: 5 requests. A STOP (`stop_one`) adds
-    the opt-out (a point read of the state, a history insert, a state upsert), the
-    `optout.changed` event, and the confirmation reply sent from the request as ours is: an
-    idempotency insert, the 7 requests and the ACS call of `_InlineSend.send` (paced with
-    priority, no opt-out reads: the confirmation is exempt), the idempotency merge: 18
+    rows' transaction (Conversations-like: the message's row, its listing and person rows),
+    the `sms.received` event on a queue, the merge that marks the claim done: 4 requests. A
+    STOP (`stop_one`) adds the opt-out (a point read of the state, a history insert, a state
+    upsert), the `optout.changed` event, and the confirmation reply sent from the request as
+    ours is: an idempotency insert, the 6 requests and the ACS call of `_InlineSend.send`
+    (paced with priority, no opt-out reads: the confirmation is exempt), the idempotency merge: 16
     requests and 1 ACS call. Run in the order our path runs them. `sent`
     counts the replies the emulator took.
     """
@@ -407,11 +406,11 @@ class InboundFloor:
         return self._inline.sent
 
     def text_one(self, their: str, text: str = "See you at 5") -> None:
-        """One ordinary inbound text: 5 storage requests."""
+        """One ordinary inbound text: 4 storage requests."""
         self._process(their, text, keyword=None)
 
     def stop_one(self, their: str, text: str = "STOP") -> None:
-        """One inbound STOP from a number that never opted out: 18 storage requests and the
+        """One inbound STOP from a number that never opted out: 16 storage requests and the
         reply's ACS call."""
         self._process(their, text, keyword="STOP")
 
@@ -421,15 +420,8 @@ class InboundFloor:
         self._inbound.create_entity({"PartitionKey": inbound_id, "RowKey": "", "Done": False,
                                      "SeenAt": now, "From": their, "To": self._ours,
                                      "Text": text, "ReceivedAt": now})
-        row: dict[str, Any] = {"PartitionKey": f"{self._ours}|{their}",
-                               "RowKey": f"{_stamp(now)}|inb|{inbound_id}",
-                               "Direction": "inbound", "MessageId": inbound_id, "Text": text,
-                               "At": now}
-        if keyword:
-            row["Keyword"] = keyword
-        self._conversations.upsert_entity(row, mode=UpdateMode.REPLACE)
-        _index_conversation(self._conversations, self._ours, their, inbound_id, text,
-                            "inbound", now)
+        _record_conversation(self._conversations, self._ours, their, inbound_id, text,
+                             "inbound", now, **({"Keyword": keyword} if keyword else {}))
         if keyword:
             self._opt_out_and_reply(their, text, keyword, inbound_id, now)
         self._events.send_message(_event_text("sms.received", f"received-{inbound_id}", now, {

@@ -198,19 +198,21 @@ def single_sends(api: Api, floor: AcceptFloor, numbers: NumberPool, count: int,
 # status_changes.py and the adapters) and counted on the wire with localdev.storage_proxy.
 SINGLE_FLOOR_OPS = ("2 opt-out point reads + 1 pacing conditional write (If-Match, ETag kept) "
                     "+ 1 insert (the message with its repeatability claim, marked Outbox: its "
-                    "own outbox entry) + 1 ACS send (SDK) + 1 Conversations-shaped upsert + 1 "
-                    "entity-group transaction (conversation index: listing + person row) + 1 "
-                    "replace If-Match (status sent, history entry on the row, outbox mark off) "
-                    "+ 1 analytics transaction (ledger insert + counter replace If-Match, "
-                    "counter row per thread) + 1 queue send (sms.status) = 9 + ACS (sent "
+                    "own outbox entry) + 1 ACS send (SDK) + 1 entity-group transaction (the "
+                    "conversation row, its listing and person rows, in the sender's "
+                    "partition) + 1 replace If-Match (status sent, history entry on the row, "
+                    "outbox mark off) + 1 analytics transaction (ledger insert + counter "
+                    "replace If-Match, counter row per thread) + 1 queue send (sms.status) "
+                    "= 8 + ACS (sent "
                     "promptly: no AwaitingReports row)")
 SINGLE_OUR_OPS = ("OptOutStore.opted_out_among 2 get_entity + SenderPacer.reserve_within "
                   "update_entity (If-Match) + MessageStore.create_batch create_entity (the "
                   "message, marked Outbox) + AcsSmsGateway.send + ConversationStore.record "
-                  "upsert_entity + submit_transaction (index) + MessageStore.apply update_entity "
-                  "(replace If-Match: history on the row, mark off) + AnalyticsStore.record "
+                  "submit_transaction (conversation, listing and person rows; shared by "
+                  "concurrent senders' writers) + MessageStore.apply update_entity (replace "
+                  "If-Match: history on the row, mark off) + AnalyticsStore.record "
                   "submit_transaction (ledger + counter, kept row) + publish_many send_message "
-                  "= 9 + ACS (AwaitingReportStore.add writes nothing: sent promptly) (+ 1 "
+                  "= 8 + ACS (AwaitingReportStore.add writes nothing: sent promptly) (+ 1 "
                   "get_entity per counter row not kept in the process: its first use, another "
                   "thread holding it, or a lost race, which also costs another transaction)")
 
@@ -345,7 +347,7 @@ def dispatch(stack: Stack, numbers: NumberPool, count: int, warmup: int
                                  "the claim write before the ACS call (a resend carries the "
                                  "same repeatability ids), a conditional replace instead of "
                                  "the merge (the history entry rides on it), the conversation "
-                                 "upsert and its index transaction and the analytics fact's "
+                                 "rows' transaction and the analytics fact's "
                                  "transaction (both shared by concurrent jobs that meet: group "
                                  "commit), the sms.status event, job and entity parsing"})
     return figure, peak
@@ -364,31 +366,32 @@ VERIFY_SAMPLE = 50
 # sending.py with idempotency.py, dispatch.py, message_store.py, status_changes.py) and counted
 # on the wire with localdev.storage_proxy, with SMS_APP_WEBHOOK_URL unset.
 INBOUND_FLOOR_OPS = {
-    "text": "1 insert (claim) + 1 upsert (conversation row) + 1 transaction (conversation index) "
-            "+ 1 queue send (sms.received) + 1 merge (claim done) = 5",
-    "stop": "the 5 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
+    "text": "1 insert (claim) + 1 transaction (conversation row, listing and person rows) "
+            "+ 1 queue send (sms.received) + 1 merge (claim done) = 4",
+    "stop": "the 4 of a text + 1 opt-out point read (404) + 1 insert (history row) + 1 upsert "
             "(state) + 1 queue send (optout.changed) + 1 insert (idempotency row) + the reply "
             "sent inline: 1 pacing conditional write + 1 insert (the message, marked as its "
-            "own outbox entry) + 1 ACS send (SDK) + 1 conversation upsert + 1 index "
-            "transaction + 1 replace If-Match (sent, history entry on the row, mark off) + 1 "
-            "analytics transaction + 1 queue send (sms.status); + 1 merge (idempotency "
-            "complete) = 18 + ACS",
+            "own outbox entry) + 1 ACS send (SDK) + 1 conversation rows' transaction + 1 "
+            "replace If-Match (sent, history entry on the row, mark off) + 1 analytics "
+            "transaction + 1 queue send (sms.status); + 1 merge (idempotency complete) "
+            "= 16 + ACS",
 }
 INBOUND_OUR_OPS = {
-    "text": "InboundStore.claim create_entity + ConversationStore.record upsert_entity + "
-            "submit_transaction (index) + count_inbound: ConversationStore.last_outbound "
-            "query_entities + AnalyticsStore.record submit_transaction (ledger + counter) + "
-            "AppEventQueue.publish send_message + InboundStore.complete update_entity (merge) "
-            "= 7 (+ 1 get_entity per counter row not kept)",
-    "stop": "the 7 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
+    "text": "InboundStore.claim create_entity + ConversationStore.record "
+            "submit_transaction (conversation, listing and person rows) + count_inbound: "
+            "ConversationStore.last_outbound query_entities + AnalyticsStore.record "
+            "submit_transaction (ledger + counter) + AppEventQueue.publish send_message + "
+            "InboundStore.complete update_entity (merge) = 6 (+ 1 get_entity per counter row "
+            "not kept)",
+    "stop": "the 6 of a text + OptOutStore.get get_entity (404) + history upsert_entity "
             "(replace: keyed by the inbound id) + state upsert_entity + optout.changed "
             "send_message + IdempotencyStore.claim create_entity + the reply sent inline "
             "(SenderPacer.reserve_within update_entity + MessageStore.create_batch "
             "create_entity (the message, marked Outbox) + AcsSmsGateway.send + "
-            "ConversationStore.record upsert_entity + submit_transaction (index) + "
+            "ConversationStore.record submit_transaction + "
             "MessageStore.apply update_entity (replace If-Match) + AnalyticsStore.record "
             "submit_transaction + publish_many send_message) + IdempotencyStore.complete "
-            "update_entity (merge) = 20 + ACS (+ 1 get_entity per counter row not kept)",
+            "update_entity (merge) = 18 + ACS (+ 1 get_entity per counter row not kept)",
 }
 
 
