@@ -518,7 +518,10 @@ class MessageStore:
     # -- reads --------------------------------------------------------------------------------
 
     def load(self, batch: str, indices: Sequence[int] | None = None) -> list[MessageRecord]:
-        """The messages of a batch (only those in `indices` if given), one partition query."""
+        """The messages of a batch (only those in `indices` if given), one partition query; one
+        point read for a single message (a single-recipient job)."""
+        if indices and len(set(indices)) == 1:
+            return self._one(batch, indices[0])
         filt = "PartitionKey eq @pk and Kind eq 'message'"
         params: dict[str, Any] = {"pk": batch}
         if indices:
@@ -532,10 +535,24 @@ class MessageStore:
             rows = [r for r in rows if r.index in keep]
         return rows
 
+    def _one(self, batch: str, index: int) -> list[MessageRecord]:
+        """The message at `index` of a batch, as a list of it or of nothing: one point read
+        (cheaper than any query: Azurite scans its whole table for one, and the service
+        serves a point read from its index)."""
+        with _STORAGE:
+            try:
+                e = self._table.get_entity(batch, _row(index))
+            except ResourceNotFoundError:  # no such message, or no table yet
+                return []
+        return [_record(e)] if e.get("Kind") == "message" else []
+
     def find_recipient(self, batch: str, first: int, last: int, to: str
                        ) -> MessageRecord | None:
         """The message to `to` among indices `first`..`last` of a batch: one range query over
-        at most one send call's rows (a number appears once in a batch)."""
+        at most one send call's rows (a number appears once in a batch); a point read when the
+        call had one recipient."""
+        if first == last:
+            return next((r for r in self._one(batch, first) if r.to == to), None)
         with _STORAGE:
             try:
                 rows = [_record(e) for e in self._table.query_entities(

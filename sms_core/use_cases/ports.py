@@ -91,7 +91,7 @@ class Messages(Protocol):
         ...
 
     def load(self, batch: str, indices: Sequence[int] | None = None) -> list[MessageRecord]:
-        """The messages of a batch (only those in `indices` if given), one partition query."""
+        """The messages of a batch (only those in `indices` if given), one read."""
         ...
 
     def pending(self, batch: str) -> list[MessageRecord]:
@@ -100,7 +100,7 @@ class Messages(Protocol):
 
     def find_recipient(self, batch: str, first: int, last: int, to: str
                        ) -> MessageRecord | None:
-        """The message to `to` among indices `first`..`last` of a batch (one range query)."""
+        """The message to `to` among indices `first`..`last` of a batch (one read)."""
         ...
 
     def status_counts(self, batch: str) -> dict[str, int]:

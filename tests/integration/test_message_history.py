@@ -63,3 +63,26 @@ def test_history_rows_written_before_the_row_kept_its_history_are_still_read(
         (MessageStatus.QUEUED, None), (MessageStatus.SENT, "accepted by ACS"),
         (MessageStatus.DELIVERED, "Delivered")]
     assert event_rows(services, batch) == [f"{index:05d}.00001"]  # the new entry is on the row
+
+
+def test_one_message_is_read_by_its_key_whole_and_never_a_history_or_outbox_row(
+        services: Services) -> None:
+    """A single-recipient job or report reads its message with one point read: the message as
+    the batch query would give it, nothing for an index with no message."""
+    queue_every_send(services)
+    to = new_number()
+    entries = send(services, to=[to, new_number()], message="Hello").messages
+    batch, index = split_message_id(entries[0].id)
+    for n in range(12):  # past the row's limit: the last entries are rows of their own
+        services.messages.apply(batch, [index], lambda r, n=n: Change(
+            note=True, detail=f"{n}: " + "x" * 3000))
+    assert event_rows(services, batch)
+
+    (one,) = services.messages.load(batch, [index])
+    assert one == next(r for r in services.messages.load(batch) if r.index == index)
+    assert one.to == to and one.status == MessageStatus.QUEUED
+    assert services.messages.load(batch, [7]) == []
+    assert services.messages.load("20260101T000000Z-none", [0]) == []
+    found = services.messages.find_recipient(batch, index, index, to)
+    assert found is not None and found.id == entries[0].id
+    assert services.messages.find_recipient(batch, index, index, new_number()) is None

@@ -419,10 +419,10 @@ def test_a_batch_that_exists_is_read_back_as_first_written() -> None:
 def test_a_lone_message_that_exists_is_read_back_as_first_written() -> None:
     rec = record()  # one entity: a single insert, no transaction
     messages = FakeTable(create_entity=azure_error(ResourceExistsError, "EntityAlreadyExists", 409),
-                         query_entities=[stored(rec)])
+                         get_entity=stored(rec))
     [back] = MessageStore(messages).create_batch([rec])  # type: ignore[arg-type]
     assert back.body == "as first written"
-    assert messages.calls == ["create_entity", "query_entities"]
+    assert messages.calls == ["create_entity", "get_entity"]  # one message: its point read
 
 
 def test_a_conflicting_change_is_decided_again_not_an_error() -> None:
@@ -431,12 +431,12 @@ def test_a_conflicting_change_is_decided_again_not_an_error() -> None:
     messages = FakeTable(
         update_entity=[Step(azure_error(ResourceModifiedError, "UpdateConditionNotSatisfied",
                                         412)), Step({"etag": "W/3"})],
-        query_entities=[stored(rec)])
+        get_entity=stored(rec))
     [after] = MessageStore(messages).apply(  # type: ignore[arg-type]
         "b1", [0], lambda r: None if r.error else Change(fields={"error": "x"}),
         preloaded=[rec])
     assert (after.error, after.etag) == ("x", "W/3")
-    assert messages.calls == ["update_entity", "query_entities", "update_entity"]
+    assert messages.calls == ["update_entity", "get_entity", "update_entity"]
 
 
 def test_the_pacer_reads_again_after_a_conflict_and_fails_on_an_outage() -> None:
