@@ -84,6 +84,9 @@ class Azurite:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+KEEP_ALIVE_S = 600  # seconds an idle keep-alive connection stays open (Azurite's default: 5)
+
+
 def start_azurite(
     queue_port: int | None = None,
     table_port: int | None = None,
@@ -112,6 +115,13 @@ def start_azurite(
         "--queuePort", str(queue_port),
         "--tablePort", str(table_port),
     ]
+    # Azurite closes a keep-alive connection after 5 idle seconds by default; a client reusing
+    # it at that moment gets "Connection reset by peer", and azure-core does not retry a POST
+    # (an entity-group transaction). The app copes (a failed write is retried or answered
+    # 503), but a local stack, a test or a bench pass paused a few seconds should not be
+    # reset at random: connections stay open for 10 idle minutes instead.
+    for service in ("blob", "queue", "table"):
+        args += [f"--{service}KeepAliveTimeout", str(KEEP_ALIVE_S)]
     # Azurite refuses --location together with --inMemoryPersistence.
     args += ["--inMemoryPersistence"] if in_memory else ["--location", workdir]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
