@@ -251,7 +251,9 @@ def test_a_conversation_page_token_not_handed_out_is_a_400(services: Services) -
     _, token = services.conversations.page(ours, their, 2)
     assert token is not None
     for bad in ("garbage!", "e30=", base64.urlsafe_b64encode(b"t|1|+1206").decode(),
-                base64.urlsafe_b64encode(b"20260301T120000.000000Z|inb|m1\x00").decode()):
+                base64.urlsafe_b64encode(b"20260301T120000.000000Z|inb|m1\x00").decode(),
+                base64.urlsafe_b64encode(b"20260301T120000.000000Z|inb|" + b"m" * 300).decode(),
+                base64.urlsafe_b64encode(b"20260301T120000.000000Z|inb|m1' or '1'").decode()):
         with pytest.raises(RequestInvalid) as caught:
             services.conversations.page(ours, their, 2, bad)
         assert caught.value.errors[0].field == "continuationToken"
